@@ -1,0 +1,129 @@
+package protocol
+
+import (
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// DefaultPrefix is the subject prefix of a store unless configured.
+const DefaultPrefix = "kvmesh"
+
+// Client API operations; each is a subject token after "<prefix>.kv.".
+const (
+	OpGet = "get"
+	OpPut = "put"
+	OpDel = "del"
+)
+
+// QueueGroup is the queue group every node serves the client API in, so
+// NATS hands each request to one node of the cluster.
+const QueueGroup = "kvmesh"
+
+// Subjects builds every subject of one store. The zero value is not
+// usable; use NewSubjects.
+type Subjects struct {
+	Prefix string
+}
+
+// NewSubjects returns the subjects for prefix, or the default prefix when
+// prefix is empty. The prefix must be a valid literal subject.
+func NewSubjects(prefix string) (Subjects, error) {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	if !literalSubject(prefix) {
+		return Subjects{}, Errorf(ErrInvalidOption, "subject prefix %q is not a literal subject", clip(prefix, 64))
+	}
+	return Subjects{Prefix: prefix}, nil
+}
+
+// KV is the subject of client operation op on key: "<prefix>.kv.<op>.<key>".
+// The key must be subject-safe (see SubjectSafeKey); other keys use
+// KVBase with the key in the Kvmesh-Key header.
+func (s Subjects) KV(op, key string) string { return s.Prefix + ".kv." + op + "." + key }
+
+// KVBase is the subject of op with the key in the Kvmesh-Key header.
+func (s Subjects) KVBase(op string) string { return s.Prefix + ".kv." + op }
+
+// KVWildcard is the subject a node subscribes to for op.
+func (s Subjects) KVWildcard(op string) string { return s.Prefix + ".kv." + op + ".>" }
+
+// NodeRPC is the subject node id serves replica requests on.
+func (s Subjects) NodeRPC(id string) string { return s.Prefix + ".node." + id + ".rpc" }
+
+// Events is the subject a change of key is published on.
+func (s Subjects) Events(key string) string { return s.Prefix + ".events." + key }
+
+// KeyFromSubject extracts the key of a client request on subject for op.
+// It returns ErrInvalidKey when the subject carries no valid key.
+func (s Subjects) KeyFromSubject(op, subject string) (string, error) {
+	p := s.Prefix + ".kv." + op + "."
+	if !strings.HasPrefix(subject, p) {
+		return "", Errorf(ErrInvalidKey, "subject %q is not a %s request", clip(subject, 64), op)
+	}
+	key := subject[len(p):]
+	if err := ValidateKey(key); err != nil {
+		return "", err
+	}
+	if !SubjectSafeKey(key) {
+		return "", Errorf(ErrInvalidKey, "key %q is not subject-safe: send it in the %s header", clip(key, 64), HdrKey)
+	}
+	return key, nil
+}
+
+// ValidateKey checks the data-model limits of a key: 1..MaxKeyLen bytes of
+// valid UTF-8 with no control characters.
+func ValidateKey(key string) error {
+	switch {
+	case key == "":
+		return Errorf(ErrInvalidKey, "empty key")
+	case len(key) > MaxKeyLen:
+		return Errorf(ErrInvalidKey, "key is %d bytes, limit %d", len(key), MaxKeyLen)
+	case !utf8.ValidString(key):
+		return Errorf(ErrInvalidKey, "key is not valid UTF-8")
+	}
+	for _, r := range key {
+		if unicode.IsControl(r) {
+			return Errorf(ErrInvalidKey, "key contains a control character")
+		}
+	}
+	return nil
+}
+
+// SubjectSafeKey reports whether key can travel as subject tokens: no
+// whitespace, no empty token (leading, trailing or doubled '.'), and no
+// '*' or '>' wildcard token.
+func SubjectSafeKey(key string) bool {
+	if key == "" {
+		return false
+	}
+	for _, tok := range strings.Split(key, ".") {
+		if tok == "" || tok == "*" || tok == ">" {
+			return false
+		}
+		if strings.ContainsAny(tok, " \t\r\n*>") {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidateNodeID checks a node id: 1..MaxNodeIDLen bytes of letters,
+// digits, '-' and '_' so it can be a single subject token.
+func ValidateNodeID(id string) error {
+	if id == "" || len(id) > MaxNodeIDLen {
+		return Errorf(ErrInvalidOption, "node id must be 1..%d bytes", MaxNodeIDLen)
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return Errorf(ErrInvalidOption, "node id %q: only letters, digits, '-' and '_'", clip(id, 64))
+		}
+	}
+	return nil
+}
+
+func literalSubject(s string) bool {
+	return SubjectSafeKey(s)
+}
