@@ -9,6 +9,13 @@ import "encoding/binary"
 // trails the value. msgpack v5 trusts declared lengths when it allocates,
 // so every decoder of untrusted bytes calls this first; after it passes,
 // no allocation can exceed a small multiple of len(b).
+//
+// Ext data is opaque to this walk, with one exception: msgpack v5 decodes
+// a map through an ext header (Decoder.DecodeMapLen skips the header and
+// reads the ext data as a map), so an ext whose data begins with a map
+// header is refused; otherwise the 8 bytes c7 05 01 df 7f ff ff ff, decoded
+// into a map[string]any, would ask for a map of 2^31-1 entries. For the
+// same reason, never register an ext decoder that parses its data as msgpack.
 func CheckMsgpack(b []byte, maxDepth int) error {
 	// pending[i] is how many values the i-th open container still needs.
 	var stack [32]int
@@ -33,6 +40,7 @@ func CheckMsgpack(b []byte, maxDepth int) error {
 		var skip uint64     // bytes of payload to skip
 		var children uint64 // items of a container that starts here
 		container := false
+		ext := false // skip covers an ext's type byte and data
 		switch {
 		case c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3:
 		case c >= 0x80 && c <= 0x8f:
@@ -65,18 +73,21 @@ func CheckMsgpack(b []byte, maxDepth int) error {
 			}
 			skip = uint64(b[pos]) + 1
 			pos++
+			ext = true
 		case c == 0xc8:
 			if !need(3) {
 				return truncated(pos)
 			}
 			skip = uint64(binary.BigEndian.Uint16(b[pos:])) + 1
 			pos += 2
+			ext = true
 		case c == 0xc9:
 			if !need(5) {
 				return truncated(pos)
 			}
 			skip = uint64(binary.BigEndian.Uint32(b[pos:])) + 1
 			pos += 4
+			ext = true
 		case c == 0xca:
 			skip = 4
 		case c == 0xcb:
@@ -91,6 +102,7 @@ func CheckMsgpack(b []byte, maxDepth int) error {
 			skip = 8
 		case c >= 0xd4 && c <= 0xd8: // fixext 1,2,4,8,16 plus type byte
 			skip = 1 + (1 << (c - 0xd4))
+			ext = true
 		case c == 0xdc || c == 0xde: // array16, map16
 			if !need(2) {
 				return truncated(pos)
@@ -115,6 +127,9 @@ func CheckMsgpack(b []byte, maxDepth int) error {
 		if !need(skip) {
 			return Errorf(ErrMalformed, "msgpack: length %d at byte %d exceeds the message", skip, pos)
 		}
+		if ext && skip > 1 && isMapHeader(b[pos+1]) {
+			return Errorf(ErrMalformed, "msgpack: ext data at byte %d begins with a map header", pos+1)
+		}
 		pos += int(skip)
 		if container {
 			if !need(children) {
@@ -137,3 +152,6 @@ func CheckMsgpack(b []byte, maxDepth int) error {
 }
 
 func truncated(pos int) error { return Errorf(ErrMalformed, "msgpack: truncated at byte %d", pos) }
+
+// isMapHeader reports whether c starts a msgpack map (fixmap, map16, map32).
+func isMapHeader(c byte) bool { return c >= 0x80 && c <= 0x8f || c == 0xde || c == 0xdf }

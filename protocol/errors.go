@@ -38,7 +38,7 @@ var (
 	ErrKeyNotFound = &Error{404, "not_found", "key not found"}
 
 	// Write errors.
-	ErrConflict      = &Error{409, "conflict", "conflict"}
+	ErrConflict        = &Error{409, "conflict", "conflict"}
 	ErrTooManySiblings = &Error{409, "too_many_siblings", "too many siblings"}
 
 	// Availability errors (503): the operation may or may not have taken

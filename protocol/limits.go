@@ -10,11 +10,17 @@ const (
 	// MaxClockEntries bounds the entries of a causal clock. A clock has
 	// one entry per node that ever coordinated a write of the key.
 	MaxClockEntries = 256
-	// MaxSiblings bounds the concurrent values one key may hold. A write
-	// that would exceed it is refused (Riak refuses past 100 too).
+	// MaxSiblings bounds the concurrent values one key may hold: a write
+	// whose coordinator would leave more is refused (Riak refuses past 100
+	// too).
 	MaxSiblings = 100
+	// MaxStoredSiblings bounds the siblings of a stored or transferred
+	// object. It is larger than MaxSiblings because each coordinator
+	// enforces MaxSiblings on its own view, so merging replicas can
+	// legitimately hold more; a merge never drops a sibling.
+	MaxStoredSiblings = 16 * MaxSiblings
 	// MaxContextLen bounds the Kvmesh-Context header (base64 text).
-	MaxContextLen = 16 << 10
+	MaxContextLen = 32 << 10
 	// MaxDepth bounds the nesting of any msgpack message we decode.
 	MaxDepth = 8
 	// MaxCounter bounds a clock counter so arithmetic never overflows.

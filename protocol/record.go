@@ -58,8 +58,8 @@ func (o *Object) Validate() error {
 	if err := o.Clock.Validate(); err != nil {
 		return err
 	}
-	if len(o.Siblings) > MaxSiblings {
-		return Errorf(ErrMalformed, "object has %d siblings, limit %d", len(o.Siblings), MaxSiblings)
+	if len(o.Siblings) > MaxStoredSiblings {
+		return Errorf(ErrMalformed, "object has %d siblings, limit %d", len(o.Siblings), MaxStoredSiblings)
 	}
 	for i := range o.Siblings {
 		d := o.Siblings[i].Dot

@@ -86,6 +86,27 @@ func DecodeRequest(b []byte) (*Request, error) {
 	if err := CheckMsgpack(b, MaxDepth); err != nil {
 		return nil, err
 	}
+	// A narrow pass first. msgpack v5 stores an integer into a uint8
+	// field modulo 256, so op 257 would arrive as RPCRead: read the ops at
+	// full width. The same pass checks the batch size before the full
+	// decode allocates the items (104 bytes each, even for a 1-byte nil).
+	var head requestHead
+	if err := msgpack.Unmarshal(b, &head); err != nil {
+		return nil, Errorf(ErrMalformed, "request: %v", err)
+	}
+	if head.V != Version {
+		return nil, Errorf(ErrMalformed, "request: protocol version %d, want %d", head.V, Version)
+	}
+	if len(head.Items) == 0 || len(head.Items) > MaxBatch {
+		return nil, Errorf(ErrMalformed, "request: %d items, want 1..%d", len(head.Items), MaxBatch)
+	}
+	for _, it := range head.Items {
+		switch it.Op {
+		case uint64(RPCRead), uint64(RPCWrite), uint64(RPCCoordinate):
+		default:
+			return nil, Errorf(ErrMalformed, "request: unknown op %d", it.Op)
+		}
+	}
 	var r Request
 	if err := msgpack.Unmarshal(b, &r); err != nil {
 		return nil, Errorf(ErrMalformed, "request: %v", err)
@@ -96,23 +117,23 @@ func DecodeRequest(b []byte) (*Request, error) {
 	if err := ValidateNodeID(r.From); err != nil {
 		return nil, Errorf(ErrMalformed, "request: bad sender id")
 	}
-	if len(r.Items) == 0 || len(r.Items) > MaxBatch {
-		return nil, Errorf(ErrMalformed, "request: %d items, want 1..%d", len(r.Items), MaxBatch)
+	if len(r.Items) != len(head.Items) {
+		return nil, Errorf(ErrMalformed, "request: inconsistent items")
 	}
 	for i := range r.Items {
 		it := &r.Items[i]
-		switch it.Op {
-		case RPCRead, RPCWrite, RPCCoordinate:
-		default:
-			return nil, Errorf(ErrMalformed, "request: unknown op %d", it.Op)
+		if uint64(it.Op) != head.Items[i].Op {
+			return nil, Errorf(ErrMalformed, "request: inconsistent op")
 		}
 		if err := ValidateKey(it.Key); err != nil {
 			return nil, err
 		}
-		if it.Op == RPCWrite {
-			if it.Obj == nil {
-				return nil, Errorf(ErrMalformed, "request: write without object")
-			}
+		if it.Op == RPCWrite && it.Obj == nil {
+			return nil, Errorf(ErrMalformed, "request: write without object")
+		}
+		// Validate an object whatever the op: a handler must be able to
+		// trust every field of a decoded Request.
+		if it.Obj != nil {
 			if err := it.Obj.Validate(); err != nil {
 				return nil, err
 			}
@@ -120,8 +141,20 @@ func DecodeRequest(b []byte) (*Request, error) {
 		if err := it.Ctx.Validate(); err != nil {
 			return nil, err
 		}
+		if it.W < 0 {
+			return nil, Errorf(ErrMalformed, "request: write quorum %d", it.W)
+		}
 	}
 	return &r, nil
+}
+
+// requestHead is the part of a Request that DecodeRequest checks before
+// decoding the rest; its fields have the tags of Request and Item.
+type requestHead struct {
+	V     int `msgpack:"v"`
+	Items []struct {
+		Op uint64 `msgpack:"o"`
+	} `msgpack:"i"`
 }
 
 // DecodeReply decodes and validates a Reply from the wire.
@@ -138,6 +171,9 @@ func DecodeReply(b []byte) (*Reply, error) {
 	}
 	if err := ValidateNodeID(r.From); err != nil {
 		return nil, Errorf(ErrMalformed, "reply: bad sender id")
+	}
+	if len(r.Results) > MaxBatch {
+		return nil, Errorf(ErrMalformed, "reply: %d results, limit %d", len(r.Results), MaxBatch)
 	}
 	for i := range r.Results {
 		res := &r.Results[i]

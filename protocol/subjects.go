@@ -127,3 +127,7 @@ func ValidateNodeID(id string) error {
 func literalSubject(s string) bool {
 	return SubjectSafeKey(s)
 }
+
+// Gossip is the subject of membership messages of the given kind, e.g.
+// "members" for the periodic announcement of each node's member set.
+func (s Subjects) Gossip(kind string) string { return s.Prefix + ".gossip." + kind }

@@ -1,0 +1,178 @@
+package protocol
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+func TestContextRoundTrip(t *testing.T) {
+	for _, c := range []Clock{
+		{{Node: "a", Counter: 1}},
+		{{Node: "A", Counter: 1}, {Node: "a", Counter: 2}, {Node: "b-1", Counter: MaxCounter}},
+		manyDots(MaxClockEntries),
+	} {
+		s := EncodeContext(c)
+		if s == "" || strings.ContainsAny(s, "+/=") {
+			t.Fatalf("context %q is not unpadded URL base64", s)
+		}
+		got, err := DecodeContext(s)
+		if err != nil {
+			t.Fatalf("DecodeContext(EncodeContext(%v)): %v", c, err)
+		}
+		if !reflect.DeepEqual(got, c) {
+			t.Fatalf("got %v, want %v", got, c)
+		}
+	}
+	for _, c := range []Clock{nil, {}} {
+		if s := EncodeContext(c); s != "" {
+			t.Fatalf("EncodeContext(%#v) = %q", c, s)
+		}
+	}
+	if c, err := DecodeContext(""); c != nil || err != nil {
+		t.Fatalf("DecodeContext(\"\") = %v, %v", c, err)
+	}
+}
+
+func TestDecodeContextRejects(t *testing.T) {
+	valid := EncodeContext(Clock{{Node: "a", Counter: 1}})
+	cases := map[string]string{
+		"not base64":                "not base64!",
+		"standard alphabet":         valid[:2] + "+/" + valid[2:],
+		"padded":                    valid + "=",
+		"padded, standard encoding": base64.StdEncoding.EncodeToString([]byte{0x91, 0x92, 0xa1, 0x61, 0x01}),
+		"one char":                  "k",
+		"oversized":                 strings.Repeat("A", MaxContextLen+1),
+		"oversized valid-looking":   valid + strings.Repeat("A", MaxContextLen),
+		"space inside":              valid[:2] + " " + valid[2:],
+		"msgpack: c1":               b64([]byte{0xc1}),
+		"msgpack: truncated":        b64([]byte{0x91, 0x92, 0xa1}),
+		"msgpack: trailing":         b64([]byte{0x90, 0x00}),
+		"msgpack: a map":            b64([]byte{0x80}),
+		"msgpack: a string":         b64([]byte{0xa1, 'x'}),
+		"msgpack: dot of 3":         b64([]byte{0x91, 0x93, 0xa1, 'a', 0x01, 0x01}),
+		"msgpack: counter string":   b64([]byte{0x91, 0x92, 0xa1, 'a', 0xa1, '1'}),
+		"msgpack: too deep":         b64(nest(MaxDepth + 1)),
+	}
+	for name, h := range hostile {
+		cases["hostile "+name] = b64(mustHex(t, h))
+		cases["hostile in clock "+name] = b64(append([]byte{0x91, 0x92, 0xa1, 'a'}, mustHex(t, h)...))
+	}
+	for name, c := range badClocks() {
+		cases["clock "+name] = EncodeContext(c)
+	}
+	for name, s := range cases {
+		c, err := DecodeContext(s)
+		if err == nil || c != nil {
+			t.Errorf("%s: accepted %v", name, c)
+			continue
+		}
+		if !errors.Is(err, ErrInvalidContext) {
+			t.Errorf("%s: error %v is not ErrInvalidContext", name, err)
+		}
+		assertWireError(t, name, err)
+	}
+}
+
+// The empty clock has three spellings: no header, msgpack nil, msgpack [].
+func TestDecodeContextEmptyForms(t *testing.T) {
+	for _, s := range []string{"", b64([]byte{0xc0}), b64([]byte{0x90})} {
+		c, err := DecodeContext(s)
+		if err != nil || len(c) != 0 {
+			t.Errorf("%q: %v, %v", s, c, err)
+		}
+	}
+}
+
+// A context is hostile: the largest one that fits MaxContextLen must
+// decode to a bounded clock and quickly.
+func TestDecodeContextAtTheLimit(t *testing.T) {
+	raw := []byte{0xdc, 0, 0} // array16, length set below
+	n := 0
+	for len(raw)+4 <= MaxContextLen*3/4 {
+		raw = append(raw, 0x92, 0xa1, 'a', 0x01) // ["a", 1]
+		n++
+	}
+	raw[1], raw[2] = byte(n>>8), byte(n)
+	s := b64(raw)
+	if len(s) > MaxContextLen {
+		t.Fatalf("test context is %d bytes", len(s))
+	}
+	_, err := DecodeContext(s)
+	if !errors.Is(err, ErrInvalidContext) {
+		t.Fatalf("%d duplicate entries: %v", n, err)
+	}
+	assertBounded(t, "DecodeContext", len(s), func() { _, _ = DecodeContext(s) })
+}
+
+// How big a clock fits in the Kvmesh-Context header. Clock.Validate takes
+// up to MaxClockEntries entries of node ids up to MaxNodeIDLen bytes, but
+// EncodeContext writes each counter as a 9-byte uint64, so a clock that
+// large does not fit MaxContextLen and would not survive a round trip
+// through a client. A store's clock has one entry per node that
+// coordinated a write, so this only matters for clusters of more than
+// about 160 nodes with 64-byte ids (or about 660 with 8-byte ids, more
+// than MaxClockEntries). This test pins the realistic bound and reports
+// the worst case.
+func TestContextOfLargestClock(t *testing.T) {
+	clock := func(entries, idLen int) Clock {
+		c := make(Clock, entries)
+		for i := range c {
+			c[i] = Dot{Node: fmt.Sprintf("%0*d", idLen, i), Counter: MaxCounter}
+		}
+		return c
+	}
+	const fits = 128 // entries with 64-byte ids that must fit
+	c := clock(fits, MaxNodeIDLen)
+	s := EncodeContext(c)
+	if len(s) > MaxContextLen {
+		t.Fatalf("a clock of %d entries with %d-byte ids encodes to %d bytes, over MaxContextLen %d", fits, MaxNodeIDLen, len(s), MaxContextLen)
+	}
+	if got, err := DecodeContext(s); err != nil || !reflect.DeepEqual(got, c) {
+		t.Fatalf("round trip: %v", err)
+	}
+	worst := EncodeContext(clock(MaxClockEntries, MaxNodeIDLen))
+	if len(worst) > MaxContextLen {
+		t.Logf("note: the largest valid clock (%d entries of %d-byte ids) encodes to %d bytes, over MaxContextLen %d",
+			MaxClockEntries, MaxNodeIDLen, len(worst), MaxContextLen)
+	}
+}
+
+func TestSiblingsRoundTrip(t *testing.T) {
+	for _, vs := range [][][]byte{nil, {}, {nil}, {[]byte{}}, {[]byte("a"), nil, []byte("bc")}} {
+		b, err := EncodeSiblings(vs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := DecodeSiblings(b)
+		if err != nil || !reflect.DeepEqual(got, vs) {
+			t.Fatalf("%q: got %q, %v", vs, got, err)
+		}
+	}
+	for name, b := range map[string][]byte{
+		"empty":        nil,
+		"c1":           {0xc1},
+		"a map":        {0x80},
+		"of numbers":   {0x91, 0x01},
+		"of arrays":    {0x91, 0x90},
+		"truncated":    {0x92, 0xa1},
+		"trailing":     {0x90, 0x90},
+		"hostile":      {0xdd, 0x7f, 0xff, 0xff, 0xff},
+		"hostile bin":  {0x91, 0xc6, 0x7f, 0xff, 0xff, 0xff},
+		"hostile ext":  {0x91, 0xc7, 0x05, 0x01, 0xdf, 0x7f, 0xff, 0xff, 0xff},
+		"too deep":     nest(MaxDepth + 1),
+		"ext not bins": {0x91, 0xd4, 0x01, 0x00},
+	} {
+		got, err := DecodeSiblings(b)
+		if err == nil {
+			t.Errorf("%s: accepted %q", name, got)
+			continue
+		}
+		assertWireError(t, name, err)
+	}
+}
