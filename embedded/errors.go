@@ -1,0 +1,18 @@
+package embedded
+
+import "errors"
+
+// Sentinels returned by this package, always wrapped with context
+// ("embedded: start n1: server not ready: ..."). Test them with errors.Is.
+var (
+	// ErrInvalidConfig: Start refused the Config; nothing was started.
+	ErrInvalidConfig = errors.New("invalid config")
+
+	// ErrNotReady: the server did not open its listeners within
+	// Config.ReadyTimeout, or reported a fatal start error (for example a
+	// port already in use). The half-started server has been shut down.
+	ErrNotReady = errors.New("server not ready")
+
+	// ErrClosed: Shutdown was called; the Server cannot be used again.
+	ErrClosed = errors.New("server shut down")
+)
