@@ -1,0 +1,269 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/kvmesh/kvmesh/protocol"
+)
+
+// ErrClosed is returned by every method called after Close. It wraps
+// protocol.ErrNodeUnavailable, so a coordinator treats it like a node that
+// is down.
+var ErrClosed = fmt.Errorf("%w: store closed", protocol.ErrNodeUnavailable)
+
+// MergeFunc computes the object to store for a key from the stored one.
+//
+// old is nil when the key is absent. old is the function's own copy: it may
+// modify it and return it. A nil result leaves the record unchanged and
+// reports the stored object; a function that returns nil must not have
+// modified old. An error fails only this write, which then stores nothing.
+//
+// A MergeFunc runs on the committer goroutine inside the write transaction
+// of its batch, so it must be quick and must not call the Store: every
+// other write waits for it. A panic is recovered and fails the write with
+// protocol.ErrInternal. The function must not keep old or its result after
+// it returns: the result goes to the write's done callback.
+type MergeFunc func(old *protocol.Object) (*protocol.Object, error)
+
+// Options configures a Store. A zero field takes its default; a negative
+// one is an error.
+type Options struct {
+	// MaxQueue bounds the writes accepted and not yet committed (queued or
+	// in the batch being written). Apply refuses more with
+	// protocol.ErrOverloaded. Default 8192 writes.
+	MaxQueue int
+	// MaxBatch bounds the writes applied in one bbolt transaction, and so
+	// the work one fsync covers. Default 1024 writes.
+	MaxBatch int
+	// OpenTimeout is how long Open waits for the file lock, which another
+	// process using the same file holds. Default 1s.
+	OpenTimeout time.Duration
+}
+
+// DefaultOptions returns the options Open uses for zero fields.
+func DefaultOptions() Options {
+	return Options{MaxQueue: 8192, MaxBatch: 1024, OpenTimeout: time.Second}
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.MaxQueue < 0 || o.MaxBatch < 0 || o.OpenTimeout < 0 {
+		return o, protocol.Errorf(protocol.ErrInvalidOption, "store: negative option in %+v", o)
+	}
+	d := DefaultOptions()
+	if o.MaxQueue == 0 {
+		o.MaxQueue = d.MaxQueue
+	}
+	if o.MaxBatch == 0 {
+		o.MaxBatch = d.MaxBatch
+	}
+	if o.OpenTimeout == 0 {
+		o.OpenTimeout = d.OpenTimeout
+	}
+	return o, nil
+}
+
+// initialMmapSize is mapped at open so that the file can grow to it
+// without a remap. A remap waits for every read transaction to end while
+// holding the writer, so this keeps long reads from stalling commits on a
+// young node. It is address space, not memory.
+const initialMmapSize = 64 << 20
+
+// Stats is a snapshot of a Store's counters, for metrics and tests.
+type Stats struct {
+	Keys         int     // records in the data bucket
+	Pending      int     // writes accepted and not yet committed
+	Batches      uint64  // batches committed
+	Ops          uint64  // writes in committed batches, whatever their merge did
+	Failed       uint64  // writes in committed batches whose merge failed, panicked or made an invalid object
+	CommitErrors uint64  // batches whose transaction failed; all their writes failed
+	MeanBatch    float64 // Ops / Batches: writes per fsync
+}
+
+// Store is one node's bbolt file. Open starts its committer goroutine and
+// Close stops it. All methods are safe for concurrent use.
+type Store struct {
+	db   *bolt.DB
+	opts Options
+
+	// mu orders Apply's send on queue against Close closing it: Apply
+	// holds it shared while it checks closed and sends; Close holds it
+	// exclusively while it sets closed and closes queue.
+	mu      sync.RWMutex
+	closed  atomic.Bool
+	queue   chan *op
+	pending atomic.Int64 // writes accepted and not yet committed; ≤ MaxQueue
+
+	exited    chan struct{} // closed when the committer returns
+	closeOnce sync.Once
+	closeErr  error
+
+	statsMu sync.Mutex
+	stats   Stats // all but Pending and MeanBatch; written by the committer
+
+	// hooks are for tests in this package, set before the first write.
+	hooks struct {
+		inTxn       func() error // last thing in a batch's transaction; an error aborts it
+		afterCommit func()       // after the batch's transaction committed, before any done
+	}
+}
+
+// Open opens (creating if needed) the bbolt file at path and starts the
+// committer. If another process holds the file, Open fails after
+// opts.OpenTimeout with an error wrapping bbolt's ErrTimeout.
+//
+// Open counts the records once, which reads every leaf page: startup time
+// grows with the file.
+func Open(path string, opts Options) (*Store, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: opts.OpenTimeout,
+		// Writes must be on disk before they are acknowledged: NoSync and
+		// NoGrowSync stay false. Not syncing the freelist is safe: Open
+		// rebuilds it from the pages. The hashmap freelist allocates in
+		// O(1) where the array one degrades with fragmentation.
+		NoSync:          false,
+		NoFreelistSync:  true,
+		FreelistType:    bolt.FreelistMapType,
+		InitialMmapSize: initialMmapSize,
+	})
+	if err != nil {
+		if errors.Is(err, berrors.ErrTimeout) {
+			return nil, fmt.Errorf("store: open %s: another process holds it (waited %v): %w", path, opts.OpenTimeout, err)
+		}
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	s := &Store{
+		db:     db,
+		opts:   opts,
+		queue:  make(chan *op, opts.MaxQueue),
+		exited: make(chan struct{}),
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		if _, err := tx.CreateBucketIfNotExists(bucketMeta); err != nil {
+			return err
+		}
+		b, err := tx.CreateBucketIfNotExists(bucketData)
+		if err != nil {
+			return err
+		}
+		s.stats.Keys = b.Stats().KeyN
+		return nil
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	go s.run()
+	return s, nil
+}
+
+// Close stops taking writes, commits every write it had accepted (calling
+// their done callbacks), stops the committer and closes the file. It is
+// idempotent: every call waits until the store is closed and returns the
+// same error. Methods called after Close return ErrClosed.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed.Store(true)
+		close(s.queue)
+		s.mu.Unlock()
+		<-s.exited
+		if err := s.db.Close(); err != nil {
+			s.closeErr = fmt.Errorf("store: close: %w", err)
+		}
+	})
+	return s.closeErr
+}
+
+// Apply queues a write of (p, key) and returns at once: it never blocks.
+//
+// If Apply returns nil, done is called exactly once, with the object now
+// stored (nil if the key is still absent) or with the write's error, and
+// only after the bbolt transaction holding the write committed and was
+// synced to disk. If Apply returns an error, nothing was queued and done
+// is never called: protocol.ErrOverloaded when MaxQueue writes are
+// pending, ErrClosed after Close, protocol.ErrInvalidKey for a bad key or
+// partition. done may be nil.
+//
+// done runs on the committer goroutine: it must not block or call Update,
+// or every write of the node stalls. Handing the result to a buffered
+// channel or starting a send is fine; calling Apply is fine. The object
+// passed to done belongs to the callee.
+func (s *Store) Apply(p int, key string, f MergeFunc, done func(*protocol.Object, error)) error {
+	bk, err := dataKey(p, key)
+	if err != nil {
+		return err
+	}
+	if f == nil {
+		return protocol.Errorf(protocol.ErrInternal, "store: nil merge func for %d/%q", p, key)
+	}
+	o := &op{p: p, key: key, bkey: bk, f: f, done: done}
+
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	if s.pending.Add(1) > int64(s.opts.MaxQueue) {
+		s.pending.Add(-1)
+		return protocol.Errorf(protocol.ErrOverloaded, "store: %d writes pending", s.opts.MaxQueue)
+	}
+	select {
+	case s.queue <- o:
+		return nil
+	default:
+		// Unreachable: pending bounds the writes in the channel by its
+		// capacity. Refuse rather than block if that ever changes.
+		s.pending.Add(-1)
+		return protocol.Errorf(protocol.ErrOverloaded, "store: write queue full")
+	}
+}
+
+// Update is Apply that waits: it returns the stored object once the write
+// is durable, or ctx's error if ctx ends first. In that case the write may
+// still commit later. It must not be called from a MergeFunc or a done
+// callback.
+func (s *Store) Update(ctx context.Context, p int, key string, f MergeFunc) (*protocol.Object, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	type result struct {
+		o   *protocol.Object
+		err error
+	}
+	ch := make(chan result, 1)
+	err := s.Apply(p, key, f, func(o *protocol.Object, err error) { ch <- result{o, err} })
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case r := <-ch:
+		return r.o, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("store: update %d/%q (may still commit): %w", p, key, ctx.Err())
+	}
+}
+
+// Stats returns a snapshot of the store's counters. It does not block on
+// the committer beyond a short lock.
+func (s *Store) Stats() Stats {
+	s.statsMu.Lock()
+	st := s.stats
+	s.statsMu.Unlock()
+	st.Pending = int(s.pending.Load())
+	if st.Batches > 0 {
+		st.MeanBatch = float64(st.Ops) / float64(st.Batches)
+	}
+	return st
+}
