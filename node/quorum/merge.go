@@ -1,0 +1,34 @@
+package quorum
+
+import (
+	"maps"
+	"slices"
+
+	"github.com/kvmesh/kvmesh/node/version"
+	"github.com/kvmesh/kvmesh/protocol"
+)
+
+// MergeReads merges the objects that replicas returned for one key, keyed
+// by node id (a nil object: the replica has none), with version.Sync. It
+// returns the merged object, nil if every reply was nil or empty, and the
+// sorted ids of the replicas whose object is not version.Equal to it: they
+// missed a write or still hold a superseded sibling, and need read repair
+// (sending them the merged object). A replica that has no object while
+// the merge is nil is not stale. MergeReads modifies none of the replies.
+func MergeReads(replies map[string]*protocol.Object) (merged *protocol.Object, stale []string) {
+	nodes := slices.Sorted(maps.Keys(replies))
+	for _, n := range nodes {
+		if o := replies[n]; o != nil {
+			merged = version.Sync(merged, o)
+		}
+	}
+	if merged != nil && len(merged.Clock) == 0 && len(merged.Siblings) == 0 {
+		merged = nil
+	}
+	for _, n := range nodes {
+		if !version.Equal(replies[n], merged) {
+			stale = append(stale, n)
+		}
+	}
+	return merged, stale
+}
