@@ -13,7 +13,7 @@ func EncodeContext(c Clock) string {
 	if len(c) == 0 {
 		return ""
 	}
-	b, err := msgpack.Marshal(c)
+	b, err := marshal(c)
 	if err != nil { // a Clock always encodes
 		return ""
 	}
@@ -49,7 +49,7 @@ func DecodeContext(s string) (Clock, error) {
 
 // EncodeSiblings is the payload of a get reply with several values: the
 // msgpack array of the values.
-func EncodeSiblings(values [][]byte) ([]byte, error) { return msgpack.Marshal(values) }
+func EncodeSiblings(values [][]byte) ([]byte, error) { return marshal(values) }
 
 // DecodeSiblings parses the payload EncodeSiblings made.
 func DecodeSiblings(b []byte) ([][]byte, error) {

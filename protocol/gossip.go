@@ -17,7 +17,7 @@ type Announce struct {
 }
 
 // EncodeAnnounce encodes a for the wire.
-func EncodeAnnounce(a *Announce) ([]byte, error) { return msgpack.Marshal(a) }
+func EncodeAnnounce(a *Announce) ([]byte, error) { return marshal(a) }
 
 // DecodeAnnounce decodes and validates an announcement.
 func DecodeAnnounce(b []byte) (*Announce, error) {

@@ -74,10 +74,10 @@ func ResultError(tag uint64, err error) Result {
 }
 
 // EncodeRequest encodes r for the wire.
-func EncodeRequest(r *Request) ([]byte, error) { return msgpack.Marshal(r) }
+func EncodeRequest(r *Request) ([]byte, error) { return marshal(r) }
 
 // EncodeReply encodes r for the wire.
-func EncodeReply(r *Reply) ([]byte, error) { return msgpack.Marshal(r) }
+func EncodeReply(r *Reply) ([]byte, error) { return marshal(r) }
 
 // DecodeRequest decodes and validates a Request from the wire. Malformed
 // input gives ErrMalformed (or a more specific 400 error), never a panic
@@ -195,13 +195,7 @@ const recordFormat = 1
 
 // EncodeObject encodes an object for storage: a format byte, then msgpack.
 func EncodeObject(o *Object) ([]byte, error) {
-	b, err := msgpack.Marshal(o)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]byte, 0, len(b)+1)
-	out = append(out, recordFormat)
-	return append(out, b...), nil
+	return marshal(o, recordFormat)
 }
 
 // DecodeObject decodes and validates a stored object. A corrupt record

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -66,6 +67,15 @@ func (s *Store) commit(batch []*op) {
 		}
 		if s.hooks.inTxn != nil {
 			return s.hooks.inTxn()
+		}
+		if s.opts.UnsafeEarlyAck > 0 {
+			for _, o := range batch {
+				if o.done != nil {
+					o.done(o.res, o.err)
+					o.done = nil
+				}
+			}
+			time.Sleep(s.opts.UnsafeEarlyAck)
 		}
 		return nil
 	})

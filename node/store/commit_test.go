@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -537,5 +538,32 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	if err := out.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestUnsafeEarlyAckAcknowledgesBeforeCommit checks the fault suite's
+// planted bug does what it says: done fires while the write is not yet
+// committed (a fresh read does not see it).
+func TestUnsafeEarlyAckAcknowledgesBeforeCommit(t *testing.T) {
+	opts := DefaultOptions()
+	opts.UnsafeEarlyAck = 200 * time.Millisecond
+	s, err := Open(filepath.Join(t.TempDir(), "db"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	visible := make(chan bool, 1)
+	err = s.Apply(1, "k", func(*protocol.Object) (*protocol.Object, error) {
+		return &protocol.Object{Clock: protocol.Clock{{Node: "n1", Counter: 1}},
+			Siblings: []protocol.Sibling{{Dot: protocol.Dot{Node: "n1", Counter: 1}, Value: []byte("v")}}}, nil
+	}, func(*protocol.Object, error) {
+		o, _ := s.Get(1, "k")
+		visible <- o != nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if <-visible {
+		t.Fatal("write visible when acknowledged: the planted bug is not planted")
 	}
 }

@@ -46,6 +46,11 @@ type Options struct {
 	// OpenTimeout is how long Open waits for the file lock, which another
 	// process using the same file holds. Default 1s.
 	OpenTimeout time.Duration
+	// UnsafeEarlyAck, when > 0, calls each write's done callback before its
+	// transaction commits and then holds the commit back this long: the
+	// durability bug the fault suite must catch (an acknowledgement sent
+	// before the bbolt commit). Never set it outside that test. Default 0.
+	UnsafeEarlyAck time.Duration
 }
 
 // DefaultOptions returns the options Open uses for zero fields.
