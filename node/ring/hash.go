@@ -1,0 +1,75 @@
+package ring
+
+// The hash is part of the cluster's contract: every node and every smart
+// client must map a key to the same partition, whatever process or Go
+// version computes it. That rules out hash/maphash (seeded per process) and
+// anything the runtime may change; FNV-1a 64 and the SplitMix64 finalizer
+// are fixed, published functions written out here in full.
+
+const (
+	fnvOffset64 = 14695981039346656037
+	fnvPrime64  = 1099511628211
+)
+
+// fnv1a64 is FNV-1a over the bytes of s. It is hash/fnv's New64a, inlined
+// so that hashing a key does not allocate.
+func fnv1a64(s string) uint64 {
+	h := uint64(fnvOffset64)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= fnvPrime64
+	}
+	return h
+}
+
+// mix64 is the SplitMix64 finalizer (Stafford's Mix13). FNV-1a alone
+// leaves the low bits poorly mixed for short, similar keys ("user:1",
+// "user:2"); after mix64 every output bit depends on every input bit, so
+// "mod q" is uniform even for small q.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
+
+// keyHash is the stable 64-bit hash of a key that PartitionOf reduces
+// modulo the partition count.
+func keyHash(key string) uint64 {
+	return mix64(fnv1a64(key))
+}
+
+// PartitionOf returns the partition of key among q partitions, a number in
+// [0, q). It is a pure function of key and q, identical in every process,
+// and does not allocate.
+//
+// q must be at least 1; it comes from configuration, never from the
+// network, and PartitionOf panics otherwise as an integer division by zero
+// would.
+func PartitionOf(key string, q int) int {
+	if q < 1 {
+		panic("ring: PartitionOf with q < 1")
+	}
+	return int(keyHash(key) % uint64(q))
+}
+
+// memberHash is the hash of a node id that seeds its rendezvous scores.
+func memberHash(id string) uint64 {
+	return mix64(fnv1a64(id))
+}
+
+// partitionHash is the per-partition salt of the rendezvous scores. The
+// golden-ratio offset keeps partition 0 away from mix64's fixed point 0.
+func partitionHash(p int) uint64 {
+	return mix64(uint64(p) + 0x9e3779b97f4a7c15)
+}
+
+// score is the rendezvous (highest random weight) score of a member for a
+// partition: the member with the highest score is the partition's first
+// choice. It depends on the pair only, never on the rest of the member set,
+// which is what keeps a join or leave from disturbing other pairs.
+func score(member, partition uint64) uint64 {
+	return mix64(member ^ partition)
+}
