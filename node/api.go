@@ -1,0 +1,205 @@
+package node
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/kvmesh/kvmesh/protocol"
+)
+
+// serveClients registers the client API as a NATS micro service in the
+// store's queue group, so NATS hands each request to one node and
+// `nats micro ls` discovers the store. Every operation has two endpoints:
+// "<prefix>.kv.<op>.<key>" for subject-safe keys and "<prefix>.kv.<op>"
+// with the key in the Kvmesh-Key header for any other key.
+func (n *Node) serveClients() error {
+	svc, err := micro.AddService(n.nc, micro.Config{
+		Name:        "kvmesh",
+		Version:     Version,
+		Description: "kvmesh distributed key-value store, node " + n.cfg.ID,
+		QueueGroup:  protocol.QueueGroup,
+		Metadata:    map[string]string{"node": n.cfg.ID},
+	})
+	if err != nil {
+		return fmt.Errorf("client api: %w", err)
+	}
+	n.svc = svc
+	for _, op := range []string{protocol.OpGet, protocol.OpPut, protocol.OpDel} {
+		h := micro.HandlerFunc(n.handler(op))
+		if err := svc.AddEndpoint(op, h, micro.WithEndpointSubject(n.subjects.KVWildcard(op))); err != nil {
+			return fmt.Errorf("client api %s: %w", op, err)
+		}
+		if err := svc.AddEndpoint(op+"-by-header", h, micro.WithEndpointSubject(n.subjects.KVBase(op))); err != nil {
+			return fmt.Errorf("client api %s: %w", op, err)
+		}
+	}
+	return n.nc.Flush()
+}
+
+// allowedHeaders lists the Kvmesh-* request headers each operation
+// understands; any other Kvmesh-* header is an unknown option (400).
+var allowedHeaders = map[string][]string{
+	protocol.OpGet: {protocol.HdrKey, protocol.HdrR},
+	protocol.OpPut: {protocol.HdrKey, protocol.HdrW, protocol.HdrContext},
+	protocol.OpDel: {protocol.HdrKey, protocol.HdrW, protocol.HdrContext},
+}
+
+// handler serves one client operation. It validates the request, starts
+// the operation and returns at once; the reply is published when the
+// replicas have answered, from whichever goroutine completes it.
+func (n *Node) handler(op string) func(micro.Request) {
+	return func(req micro.Request) {
+		reply := req.Reply()
+		if reply == "" {
+			return // a publish, not a request: nobody to answer
+		}
+		defer func() {
+			if r := recover(); r != nil {
+				n.log.Error("panic serving client request", "op", op, "panic", r)
+				n.respondError(reply, protocol.Errorf(protocol.ErrInternal, "panic: %v", r))
+			}
+		}()
+		if int(n.inflight.Add(1)) > n.cfg.MaxInflight {
+			n.inflight.Add(-1)
+			n.respondError(reply, protocol.Errorf(protocol.ErrOverloaded, "node %s coordinates %d requests already", n.cfg.ID, n.cfg.MaxInflight))
+			return
+		}
+		if err := n.serve(op, req, reply); err != nil {
+			n.inflight.Add(-1)
+			n.respondError(reply, err)
+		}
+	}
+}
+
+// serve starts op; an error means it did not start and nothing changed.
+func (n *Node) serve(op string, req micro.Request, reply string) error {
+	hdr := nats.Header(req.Headers())
+	for name := range hdr {
+		if strings.HasPrefix(strings.ToLower(name), "kvmesh-") && !contains(allowedHeaders[op], name) {
+			return protocol.Errorf(protocol.ErrInvalidOption, "unknown header %q for %s", clip(name), op)
+		}
+	}
+	key, err := n.requestKey(op, req.Subject(), hdr)
+	if err != nil {
+		return err
+	}
+	if op == protocol.OpGet {
+		need, err := protocol.ParseQuorum(hdr.Get(protocol.HdrR), n.cfg.Replicas)
+		if err != nil {
+			return fmt.Errorf("r: %w", err)
+		}
+		return n.startGet(key, need, func(obj *protocol.Object, err error) {
+			defer n.inflight.Add(-1)
+			if err != nil {
+				n.respondError(reply, err)
+				return
+			}
+			n.respondGet(reply, obj)
+		})
+	}
+	need, err := protocol.ParseQuorum(hdr.Get(protocol.HdrW), n.cfg.Replicas)
+	if err != nil {
+		return fmt.Errorf("w: %w", err)
+	}
+	ctx, err := protocol.DecodeContext(hdr.Get(protocol.HdrContext))
+	if err != nil {
+		return err
+	}
+	return n.startWrite(key, req.Data(), op == protocol.OpDel, ctx, need, func(ctx protocol.Clock, err error) {
+		defer n.inflight.Add(-1)
+		if err != nil {
+			n.respondError(reply, err)
+			return
+		}
+		h := nats.Header{protocol.HdrNode: {n.cfg.ID}}
+		if c := protocol.EncodeContext(ctx); c != "" {
+			h.Set(protocol.HdrContext, c)
+		}
+		_ = n.nc.PublishMsg(&nats.Msg{Subject: reply, Header: h})
+	})
+}
+
+// requestKey takes the key from the subject, or from the Kvmesh-Key header
+// on the base subject.
+func (n *Node) requestKey(op, subject string, hdr nats.Header) (string, error) {
+	if subject == n.subjects.KVBase(op) {
+		key := hdr.Get(protocol.HdrKey)
+		if err := protocol.ValidateKey(key); err != nil {
+			return "", err
+		}
+		return key, nil
+	}
+	if hdr.Get(protocol.HdrKey) != "" {
+		return "", protocol.Errorf(protocol.ErrInvalidKey, "key given both in the subject and the %s header", protocol.HdrKey)
+	}
+	return n.subjects.KeyFromSubject(op, subject)
+}
+
+// respondGet answers a get: one live value raw in the payload, several as
+// a msgpack array, none as 404. The causal context is always included, so
+// a write after a delete can supersede the tombstone.
+func (n *Node) respondGet(reply string, obj *protocol.Object) {
+	h := nats.Header{protocol.HdrNode: {n.cfg.ID}}
+	var live []protocol.Sibling
+	if obj != nil {
+		live = obj.Live()
+		if c := protocol.EncodeContext(obj.Clock); c != "" {
+			h.Set(protocol.HdrContext, c)
+		}
+	}
+	if len(live) == 0 {
+		n.respondErrorHeader(reply, h, protocol.ErrKeyNotFound)
+		return
+	}
+	h.Set(protocol.HdrSiblings, strconv.Itoa(len(live)))
+	data := live[0].Value
+	if len(live) > 1 {
+		vals := make([][]byte, len(live))
+		for i, s := range live {
+			vals[i] = s.Value
+		}
+		var err error
+		if data, err = protocol.EncodeSiblings(vals); err != nil {
+			n.respondError(reply, protocol.Errorf(protocol.ErrInternal, "encode siblings: %v", err))
+			return
+		}
+	}
+	if err := n.nc.PublishMsg(&nats.Msg{Subject: reply, Header: h, Data: data}); err != nil {
+		n.respondError(reply, protocol.Errorf(protocol.ErrValueTooLarge, "reply does not fit: %v", err))
+	}
+}
+
+func (n *Node) respondError(reply string, err error) {
+	n.respondErrorHeader(reply, nats.Header{protocol.HdrNode: {n.cfg.ID}}, err)
+}
+
+// respondErrorHeader sends err in the NATS micro error headers plus its
+// stable name in Kvmesh-Error.
+func (n *Node) respondErrorHeader(reply string, h nats.Header, err error) {
+	code, name := protocol.Classify(err)
+	msg := strings.NewReplacer("\r", " ", "\n", "; ").Replace(err.Error())
+	h.Set(protocol.HdrServiceError, msg)
+	h.Set(protocol.HdrServiceErrorCode, strconv.Itoa(code))
+	h.Set(protocol.HdrError, name)
+	_ = n.nc.PublishMsg(&nats.Msg{Subject: reply, Header: h})
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}

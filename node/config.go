@@ -1,0 +1,136 @@
+package node
+
+import (
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/kvmesh/kvmesh/node/transport"
+	"github.com/kvmesh/kvmesh/protocol"
+)
+
+// Config is the configuration of one node. Build it with DefaultConfig
+// and change what you need; New calls Validate.
+type Config struct {
+	// ID names the node: the NATS server name, the subject token of its
+	// RPC subject and its actor id in causal clocks. Letters, digits, '-'
+	// and '_'; required. It must never be reused for a node whose data was
+	// lost (its clock counters would restart).
+	ID string
+	// DataDir holds the node's bbolt file (DataDir/kvmesh.db). Required.
+	DataDir string
+
+	// Listen is the NATS client listener "host:port"; port 0 picks a free
+	// port. Default "127.0.0.1:4222".
+	Listen string
+	// Cluster is the NATS route listener "host:port"; port 0 picks a free
+	// port. Default "127.0.0.1:6222".
+	Cluster string
+	// ClusterName is the NATS cluster name; every node of a store uses the
+	// same. Default "kvmesh".
+	ClusterName string
+	// Peers are the route URLs (nats-route://host:port) of the other nodes;
+	// listing this node's own URL too is harmless. Empty: a single node.
+	Peers []string
+	// MaxPayload is the NATS max_payload in bytes, identical on all nodes.
+	// It bounds values (see protocol.MaxValueLen). Default 1 MiB.
+	MaxPayload int32
+
+	// Prefix is the subject prefix of the store. Default "kvmesh".
+	Prefix string
+	// Replicas is N, the replication factor: every key lives on N nodes.
+	// Default 3.
+	Replicas int
+	// Partitions is Q, the number of fixed partitions of the key space.
+	// It can never change for a store. Default 256.
+	Partitions int
+
+	// RequestTimeout bounds a client request at its coordinator: replicas
+	// that have not answered by then count as failed. Default 2s.
+	RequestTimeout time.Duration
+	// PeerWait bounds how long Run waits for the peers' routes at start
+	// before it serves what it can alone. Default 5s.
+	PeerWait time.Duration
+	// Heartbeat is the interval of membership announcements. Default 1s.
+	Heartbeat time.Duration
+	// MaxInflight bounds the client operations a node coordinates at once;
+	// beyond it requests get ErrOverloaded. Default 8192.
+	MaxInflight int
+
+	// Members are node ids known to be members of the store, in addition
+	// to those learned from routes and announcements. Optional with NATS;
+	// the whole member set when Transport is set.
+	Members []string
+	// Transport, when set, replaces NATS entirely: no embedded server, no
+	// client API subjects and no gossip; the node serves replica RPC over
+	// this transport and clients call Get, Put and Delete directly. The
+	// simulation tests run many nodes in one process this way. Default nil.
+	Transport transport.Transport
+
+	// UnsafeEarlyAck acknowledges replica writes before they are committed
+	// (and commits them a moment later). It breaks durability on purpose,
+	// so the fault suite can prove it detects lost acknowledged writes.
+	// Never set it anywhere else. Default false.
+	UnsafeEarlyAck bool
+
+	// Logger receives the node's logs. Default: discard.
+	Logger *slog.Logger
+	// NATSLog sends the embedded server's warnings and errors to Logger.
+	NATSLog bool
+}
+
+// DefaultConfig returns a Config with every default set; ID and DataDir
+// are still to be filled in.
+func DefaultConfig() Config {
+	return Config{
+		Listen:         "127.0.0.1:4222",
+		Cluster:        "127.0.0.1:6222",
+		ClusterName:    "kvmesh",
+		MaxPayload:     protocol.DefaultMaxPayload,
+		Prefix:         protocol.DefaultPrefix,
+		Replicas:       3,
+		Partitions:     256,
+		RequestTimeout: 2 * time.Second,
+		PeerWait:       5 * time.Second,
+		Heartbeat:      time.Second,
+		MaxInflight:    8192,
+	}
+}
+
+// Validate reports the first invalid field.
+func (c *Config) Validate() error {
+	if err := protocol.ValidateNodeID(c.ID); err != nil {
+		return fmt.Errorf("config: id: %w", err)
+	}
+	if c.DataDir == "" {
+		return fmt.Errorf("config: data dir is required")
+	}
+	for _, m := range c.Members {
+		if err := protocol.ValidateNodeID(m); err != nil {
+			return fmt.Errorf("config: member %q: %w", m, err)
+		}
+	}
+	if _, err := protocol.NewSubjects(c.Prefix); err != nil {
+		return fmt.Errorf("config: prefix: %w", err)
+	}
+	switch {
+	case c.Replicas < 1 || c.Replicas > 15:
+		return fmt.Errorf("config: replicas %d: want 1..15", c.Replicas)
+	case c.Partitions < 1 || c.Partitions > 1<<16:
+		return fmt.Errorf("config: partitions %d: want 1..65536", c.Partitions)
+	case c.RequestTimeout <= 0:
+		return fmt.Errorf("config: request timeout must be > 0")
+	case c.PeerWait < 0:
+		return fmt.Errorf("config: peer wait must be >= 0")
+	case c.Heartbeat <= 0:
+		return fmt.Errorf("config: heartbeat must be > 0")
+	case c.MaxInflight < 1:
+		return fmt.Errorf("config: max inflight must be >= 1")
+	case c.MaxPayload < 64<<10:
+		return fmt.Errorf("config: max payload %d: want >= 64 KiB", c.MaxPayload)
+	}
+	return nil
+}
+
+func (c *Config) dbPath() string { return filepath.Join(c.DataDir, "kvmesh.db") }

@@ -1,0 +1,154 @@
+package node
+
+import (
+	"context"
+	"slices"
+
+	"github.com/kvmesh/kvmesh/protocol"
+)
+
+// startGet starts a read of key that answers after r replicas replied.
+// done is called exactly once, from a delivery goroutine, unless startGet
+// returns an error, in which case nothing started.
+func (n *Node) startGet(key string, r int, done func(*protocol.Object, error)) error {
+	if err := protocol.ValidateKey(key); err != nil {
+		return err
+	}
+	rg := n.mem.ring()
+	p := rg.Partition(key)
+	owners := rg.Owners(p)
+	if r < 1 || r > len(owners) {
+		return protocol.Errorf(protocol.ErrQuorumNotReached, "get: r=%d with %d owners", r, len(owners))
+	}
+	n.coordinateRead(key, p, owners, r, done)
+	return nil
+}
+
+// startWrite starts a put of val (or a delete when del) with the client's
+// causal context ctx, answered after w durable acknowledgements. done is
+// called exactly once unless startWrite returns an error, in which case
+// nothing started and nothing was written.
+func (n *Node) startWrite(key string, val []byte, del bool, ctx protocol.Clock, w int, done func(protocol.Clock, error)) error {
+	op := opName(protocol.Sibling{Deleted: del})
+	if err := protocol.ValidateKey(key); err != nil {
+		return err
+	}
+	if err := ctx.Validate(); err != nil {
+		return err
+	}
+	if del {
+		val = nil
+	} else if len(val) > n.maxValue {
+		return protocol.Errorf(protocol.ErrValueTooLarge, "value is %d bytes, limit %d", len(val), n.maxValue)
+	}
+	rg := n.mem.ring()
+	p := rg.Partition(key)
+	owners := rg.Owners(p)
+	if w < 1 || w > len(owners) {
+		return protocol.Errorf(protocol.ErrQuorumNotReached, "%s: w=%d with %d owners", op, w, len(owners))
+	}
+	write := func(ctx protocol.Clock) {
+		if isOwner(owners, n.cfg.ID) {
+			// Copy the value: the request's buffer is not ours to keep.
+			sib := protocol.Sibling{Value: append([]byte(nil), val...), Deleted: del}
+			n.coordinateWrite(key, p, owners, ctx, sib, w, done)
+			return
+		}
+		n.forwardWrite(owners, protocol.Item{Op: protocol.RPCCoordinate, Key: key, Val: val, Ctx: ctx, Del: del, W: w}, done)
+	}
+	if del && len(ctx) == 0 {
+		// A delete without context deletes every value stored so far:
+		// read a majority first, as Riak does, and supersede what it saw.
+		// (A blind tombstone would only be a sibling of the values.)
+		n.coordinateRead(key, p, owners, min(len(owners), n.cfg.Replicas/2+1), func(obj *protocol.Object, err error) {
+			switch {
+			case err != nil:
+				done(nil, err)
+			case obj == nil || len(obj.Live()) == 0:
+				done(nil, nil) // nothing to delete
+			default:
+				write(obj.Clock)
+			}
+		})
+		return nil
+	}
+	write(ctx)
+	return nil
+}
+
+// quorumOrMajority maps 0 to a majority of the replication factor.
+func (n *Node) quorumOrMajority(q int) int {
+	if q == 0 {
+		return n.cfg.Replicas/2 + 1
+	}
+	return q
+}
+
+// Get reads key with read quorum r (0: a majority) and returns the merged
+// object of the replicas that answered: nil when no replica has the key.
+// Deleted keys come back as objects whose siblings are all tombstones
+// (see protocol.Object.Live). It blocks until the quorum answered, the
+// request timeout passed or ctx is done. Safe for concurrent use.
+func (n *Node) Get(ctx context.Context, key string, r int) (*protocol.Object, error) {
+	type res struct {
+		obj *protocol.Object
+		err error
+	}
+	ch := make(chan res, 1)
+	if err := n.startGet(key, n.quorumOrMajority(r), func(o *protocol.Object, err error) { ch <- res{o, err} }); err != nil {
+		return nil, err
+	}
+	select {
+	case x := <-ch:
+		return x.obj, x.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Put writes value under key with the causal context cctx (nil: a blind
+// write, concurrent with everything stored) and write quorum w (0: a
+// majority). It returns the causal context to pass to the next write of
+// the key. It blocks like Get.
+func (n *Node) Put(ctx context.Context, key string, value []byte, cctx protocol.Clock, w int) (protocol.Clock, error) {
+	return n.write(ctx, key, value, false, cctx, w)
+}
+
+// Delete deletes key: with cctx it supersedes what that context saw;
+// without, everything a majority of the replicas holds.
+func (n *Node) Delete(ctx context.Context, key string, cctx protocol.Clock, w int) (protocol.Clock, error) {
+	return n.write(ctx, key, nil, true, cctx, w)
+}
+
+func (n *Node) write(ctx context.Context, key string, value []byte, del bool, cctx protocol.Clock, w int) (protocol.Clock, error) {
+	type res struct {
+		c   protocol.Clock
+		err error
+	}
+	ch := make(chan res, 1)
+	if err := n.startWrite(key, value, del, cctx, n.quorumOrMajority(w), func(c protocol.Clock, err error) { ch <- res{c, err} }); err != nil {
+		return nil, err
+	}
+	select {
+	case x := <-ch:
+		return x.c, x.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Replica returns this node's own stored object of key (nil when it has
+// none), without asking any other replica: what a dump of this replica
+// shows. Tests and repair tooling use it to check that replicas converged.
+func (n *Node) Replica(key string) (*protocol.Object, error) {
+	if err := protocol.ValidateKey(key); err != nil {
+		return nil, err
+	}
+	return n.st.Get(n.mem.ring().Partition(key), key)
+}
+
+// Owners returns the ids of the nodes that hold key, primary first.
+func (n *Node) Owners(key string) []string {
+	r := n.mem.ring()
+	return slices.Clone(r.Owners(r.Partition(key)))
+}

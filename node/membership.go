@@ -1,0 +1,148 @@
+package node
+
+import (
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/kvmesh/kvmesh/node/ring"
+	"github.com/kvmesh/kvmesh/node/store"
+	"github.com/kvmesh/kvmesh/protocol"
+)
+
+// metaMembers is the store metadata entry holding the member set.
+const metaMembers = "members"
+
+// membership is the seam for who is in the ring. For now it is a
+// grow-only set: the node itself, the members persisted by an earlier
+// run, the peers met over routes at start, and the members other nodes
+// announce. Explicit join, leave and remove come with dynamic membership;
+// they will replace learn, not its callers. The ring is rebuilt whenever
+// the set grows and read lock-free by the request path.
+type membership struct {
+	st         *store.Store
+	partitions int
+	replicas   int
+
+	mu      sync.Mutex // serialises learn
+	members []string   // sorted
+	r       atomic.Pointer[ring.Ring]
+}
+
+func loadMembership(st *store.Store, self string, partitions, replicas int) (*membership, error) {
+	m := &membership{st: st, partitions: partitions, replicas: replicas}
+	raw, err := st.GetMeta(metaMembers)
+	if err != nil {
+		return nil, err
+	}
+	ids := []string{self}
+	for _, id := range strings.Split(string(raw), "\n") {
+		if protocol.ValidateNodeID(id) == nil {
+			ids = append(ids, id)
+		}
+	}
+	m.learn(ids...)
+	return m, nil
+}
+
+func (m *membership) ring() *ring.Ring { return m.r.Load() }
+
+// learn adds ids to the member set; it reports whether the set grew.
+func (m *membership) learn(ids ...string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	grew := false
+	for _, id := range ids {
+		if protocol.ValidateNodeID(id) != nil {
+			continue
+		}
+		if i, found := slices.BinarySearch(m.members, id); !found {
+			if len(m.members) >= protocol.MaxMembers {
+				break
+			}
+			m.members = slices.Insert(m.members, i, id)
+			grew = true
+		}
+	}
+	if !grew && m.r.Load() != nil {
+		return false
+	}
+	r, err := ring.New(m.members, m.partitions, m.replicas)
+	if err != nil { // cannot happen: ids are valid and unique
+		return false
+	}
+	m.r.Store(r)
+	_ = m.st.PutMeta(metaMembers, []byte(strings.Join(m.members, "\n")))
+	return grew
+}
+
+// startGossip subscribes to membership announcements and starts the
+// heartbeat loop that announces this node's member set. The subscription
+// comes first: an announcement then also tells peers that this node's RPC
+// interest has reached them (notes/nats.md section 3).
+func (n *Node) startGossip() error {
+	sub, err := n.nc.Subscribe(n.subjects.Gossip("members"), func(msg *nats.Msg) {
+		a, err := protocol.DecodeAnnounce(msg.Data)
+		if err != nil || a.From == n.cfg.ID {
+			return
+		}
+		_, seen := n.heard.Swap(a.From, time.Now())
+		grew := n.mem.learn(append(a.Members, a.From)...)
+		if grew {
+			n.log.Info("members changed", "members", n.Members())
+		}
+		if grew || !seen {
+			n.announce() // let a newcomer hear this node at once
+		}
+	})
+	if err != nil {
+		return err
+	}
+	n.announce()
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer func() { _ = sub.Unsubscribe() }()
+		t := time.NewTicker(n.cfg.Heartbeat)
+		defer t.Stop()
+		for {
+			select {
+			case <-n.stop:
+				return
+			case <-t.C:
+				n.announce()
+			}
+		}
+	}()
+	return nil
+}
+
+// announce publishes this node's member set once.
+func (n *Node) announce() {
+	b, err := protocol.EncodeAnnounce(&protocol.Announce{
+		V: protocol.Version, From: n.cfg.ID, Members: n.Members(), Time: timeNow(),
+	})
+	if err == nil {
+		_ = n.nc.Publish(n.subjects.Gossip("members"), b)
+	}
+}
+
+// Heard returns the members this node has received an announcement from
+// within the last three heartbeats, this node included: the peers it
+// knows to be alive and whose RPC subscriptions have reached it. It is
+// the seam of the failure detector that comes with dynamic membership.
+func (n *Node) Heard() []string {
+	out := []string{n.cfg.ID}
+	cutoff := time.Now().Add(-3 * n.cfg.Heartbeat)
+	for _, m := range n.Members() {
+		if v, ok := n.heard.Load(m); ok && v.(time.Time).After(cutoff) {
+			out = append(out, m)
+		}
+	}
+	slices.Sort(out)
+	return out
+}

@@ -1,0 +1,292 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/kvmesh/kvmesh/embedded"
+	"github.com/kvmesh/kvmesh/node/store"
+	"github.com/kvmesh/kvmesh/node/transport"
+	"github.com/kvmesh/kvmesh/protocol"
+)
+
+// Version is the kvmesh release, reported by the micro service.
+const Version = "0.1.0"
+
+// Node is one kvmesh storage node: an embedded NATS server, a bbolt
+// replica store, the replica RPC handler and the client API coordinator.
+// New starts nothing; Start starts; Close stops. A Node is safe for
+// concurrent use.
+type Node struct {
+	cfg      Config
+	log      *slog.Logger
+	subjects protocol.Subjects
+	maxValue int
+
+	srv *embedded.Server
+	nc  *nats.Conn
+	st  *store.Store
+	tr  transport.Transport
+	mem *membership
+	svc micro.Service
+
+	pending  pendingOps
+	heard    sync.Map // member id -> time.Time of its last announcement
+	inflight atomic.Int64
+
+	stop      chan struct{} // closed by Close: stops the loops
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+	started   atomic.Bool
+}
+
+// New validates cfg and returns a node that has not started.
+func New(cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	subjects, _ := protocol.NewSubjects(cfg.Prefix)
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	n := &Node{
+		cfg:      cfg,
+		log:      log.With("node", cfg.ID),
+		subjects: subjects,
+		maxValue: protocol.MaxValueLen(int64(cfg.MaxPayload)),
+		stop:     make(chan struct{}),
+	}
+	n.pending.ops = make(map[uint64]rpcOp)
+	return n, nil
+}
+
+// ID returns the node's id.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// ClientURL is the URL clients connect to (the embedded server's client
+// listener). Valid after Start; empty without NATS.
+func (n *Node) ClientURL() string {
+	if n.srv == nil {
+		return ""
+	}
+	return n.srv.ClientURL()
+}
+
+// ClusterURL is the route URL peers use (nats-route://host:port). Valid
+// after Start; empty without NATS.
+func (n *Node) ClusterURL() string {
+	if n.srv == nil {
+		return ""
+	}
+	return n.srv.ClusterURL()
+}
+
+// Members returns the ids of the store's members as this node knows them.
+func (n *Node) Members() []string { return n.mem.ring().Members() }
+
+// Start opens the store, starts the embedded NATS server, joins the mesh
+// (waiting at most Config.PeerWait for the peers), and serves the replica
+// RPC and then the client API. It returns once the node serves; ctx bounds
+// the start. On error everything started is stopped again.
+func (n *Node) Start(ctx context.Context) error {
+	if !n.started.CompareAndSwap(false, true) {
+		return errors.New("node already started")
+	}
+	if err := n.start(ctx); err != nil {
+		_ = n.Close()
+		return err
+	}
+	return nil
+}
+
+func (n *Node) start(ctx context.Context) error {
+	if err := os.MkdirAll(n.cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	sopts := store.DefaultOptions()
+	if n.cfg.UnsafeEarlyAck {
+		sopts.UnsafeEarlyAck = 300 * time.Millisecond
+		n.log.Warn("UNSAFE: acknowledging writes before they are committed (fault-suite planted bug)")
+	}
+	st, err := store.Open(n.cfg.dbPath(), sopts)
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	n.st = st
+	if n.mem, err = loadMembership(st, n.cfg.ID, n.cfg.Partitions, n.cfg.Replicas); err != nil {
+		return err
+	}
+	n.mem.learn(n.cfg.Members...)
+	if n.cfg.Transport != nil {
+		n.tr = n.cfg.Transport
+		return n.tr.Start(n)
+	}
+
+	ecfg, err := n.embeddedConfig()
+	if err != nil {
+		return err
+	}
+	if n.srv, err = embedded.Start(ecfg); err != nil {
+		return fmt.Errorf("start nats: %w", err)
+	}
+	if n.nc, err = n.srv.Conn(nats.Name("kvmesh-node-" + n.cfg.ID)); err != nil {
+		return fmt.Errorf("connect nats: %w", err)
+	}
+
+	n.tr = transport.NewNATS(n.nc, n.subjects, n.cfg.ID)
+	if err := n.tr.Start(n); err != nil {
+		return err
+	}
+	if err := n.startGossip(); err != nil {
+		return err
+	}
+	n.waitForPeers(ctx)
+	if err := n.serveClients(); err != nil {
+		return err
+	}
+	n.log.Info("node serving", "client", n.srv.ClientURL(), "cluster", n.srv.ClusterURL(), "members", n.Members())
+	return nil
+}
+
+func (n *Node) embeddedConfig() (embedded.Config, error) {
+	chost, cport, err := splitHostPort(n.cfg.Cluster)
+	if err != nil {
+		return embedded.Config{}, fmt.Errorf("cluster address: %w", err)
+	}
+	host, port, err := splitHostPort(n.cfg.Listen)
+	if err != nil {
+		return embedded.Config{}, fmt.Errorf("listen address: %w", err)
+	}
+	ec := embedded.Config{
+		Name:        n.cfg.ID,
+		Host:        host,
+		Port:        port,
+		ClusterName: n.cfg.ClusterName,
+		ClusterHost: chost,
+		ClusterPort: cport,
+		Routes:      n.cfg.Peers,
+		MaxPayload:  n.cfg.MaxPayload,
+	}
+	if n.cfg.NATSLog {
+		ec.Logger = natsLogger{n.log.With("component", "nats")}
+	}
+	return ec, nil
+}
+
+// splitHostPort parses "host:port"; port 0 becomes -1 (a random port).
+func splitHostPort(addr string) (string, int, error) {
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("bad port in %q", addr)
+	}
+	if port == 0 {
+		port = -1
+	}
+	return h, port, nil
+}
+
+// waitForPeers waits, at most PeerWait, until the routes to the
+// configured peers are up and their members are known. A node whose peers
+// are down still starts: it serves what the quorum it can reach allows.
+func (n *Node) waitForPeers(ctx context.Context) {
+	want := 0
+	for _, p := range n.cfg.Peers {
+		if p != n.srv.ClusterURL() {
+			want++
+		}
+	}
+	if want == 0 || n.cfg.PeerWait == 0 {
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, n.cfg.PeerWait)
+	defer cancel()
+	if err := n.srv.WaitForPeers(wctx, want); err != nil {
+		n.log.Warn("not all peers reachable; serving with the members known", "want", want, "have", n.srv.NumPeers(), "members", n.Members())
+	}
+	n.mem.learn(n.srv.PeerNames()...)
+	n.announce()
+}
+
+// Run starts the node and serves until ctx is done, then closes it.
+func (n *Node) Run(ctx context.Context) error {
+	if err := n.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return n.Close()
+}
+
+// Close stops the node: it stops taking client requests, drains the
+// subscriptions, fails the operations still in flight, stops the loops,
+// closes the store and shuts the embedded server down. It is idempotent
+// and returns when everything has stopped.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		var errs []error
+		if n.svc != nil {
+			if err := n.svc.Stop(); err != nil {
+				errs = append(errs, fmt.Errorf("stop service: %w", err))
+			}
+		}
+		close(n.stop)
+		if n.tr != nil {
+			errs = append(errs, n.tr.Close())
+		}
+		n.wg.Wait()
+		n.pending.failAll(protocol.Errorf(protocol.ErrNodeUnavailable, "node %s is shutting down", n.cfg.ID))
+		if n.st != nil {
+			errs = append(errs, n.st.Close())
+		}
+		if n.nc != nil {
+			n.nc.Close()
+		}
+		if n.srv != nil {
+			n.srv.Shutdown()
+		}
+		n.closeErr = errors.Join(errs...)
+	})
+	return n.closeErr
+}
+
+// natsLogger sends the embedded server's notices, warnings and errors to
+// slog; debug and trace stay off. The server's errors are mostly
+// transient (a peer's route refused while it starts or stops), so they
+// are warnings here.
+type natsLogger struct{ l *slog.Logger }
+
+func (g natsLogger) Noticef(f string, v ...any) { g.l.Info(fmt.Sprintf(f, v...)) }
+func (g natsLogger) Warnf(f string, v ...any)   { g.l.Warn(fmt.Sprintf(f, v...)) }
+func (g natsLogger) Fatalf(f string, v ...any)  { g.l.Error(fmt.Sprintf(f, v...)) }
+func (g natsLogger) Errorf(f string, v ...any)  { g.l.Warn(fmt.Sprintf(f, v...)) }
+func (g natsLogger) Debugf(string, ...any)      {}
+func (g natsLogger) Tracef(string, ...any)      {}
+
+// timeNow is the node's wall clock for sibling timestamps.
+func timeNow() int64 { return time.Now().UnixNano() }
+
+// ConnectedPeers returns the ids of the nodes this node's embedded server
+// has routes to right now.
+func (n *Node) ConnectedPeers() []string {
+	if n.srv == nil {
+		return nil
+	}
+	return n.srv.PeerNames()
+}

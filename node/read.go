@@ -1,0 +1,149 @@
+package node
+
+import (
+	"sync"
+	"time"
+
+	"github.com/kvmesh/kvmesh/node/quorum"
+	"github.com/kvmesh/kvmesh/node/version"
+	"github.com/kvmesh/kvmesh/protocol"
+)
+
+// readOp reads a key from its owners: it answers after r replies with
+// their merged object, keeps collecting until every owner answered or the
+// request timeout, and then sends the merged object to the owners that
+// answered with something older (read repair).
+type readOp struct {
+	n      *Node
+	tag    uint64
+	key    string
+	p      int
+	owners []string
+	finish func(obj *protocol.Object, err error)
+
+	mu        sync.Mutex
+	tally     *quorum.Tally
+	objs      map[string]*protocol.Object
+	answered  map[string]bool
+	responded bool
+	done      bool
+	timer     *time.Timer
+}
+
+func (n *Node) coordinateRead(key string, p int, owners []string, r int, finish func(*protocol.Object, error)) {
+	op := &readOp{n: n, key: key, p: p, owners: owners, finish: finish,
+		tally: quorum.NewTally(owners, r), objs: make(map[string]*protocol.Object, len(owners)),
+		answered: make(map[string]bool, len(owners))}
+	op.tag = n.pending.add(op)
+	op.mu.Lock()
+	op.timer = time.AfterFunc(n.cfg.RequestTimeout, op.timeout)
+	op.mu.Unlock()
+	n.sendAll(op, owners, protocol.Item{Tag: op.tag, Op: protocol.RPCRead, Key: key})
+	if isOwner(owners, n.cfg.ID) {
+		obj, err := n.st.Get(p, key)
+		op.result(n.cfg.ID, &protocol.Result{Tag: op.tag, Obj: obj}, err)
+	}
+}
+
+func (op *readOp) result(from string, res *protocol.Result, err error) {
+	if err == nil && res != nil {
+		err = res.Error()
+	}
+	op.mu.Lock()
+	if op.done || op.answered[from] || !isOwner(op.owners, from) {
+		op.mu.Unlock()
+		return
+	}
+	op.answered[from] = true
+	if err != nil {
+		op.tally.Fail(from, err)
+	} else {
+		op.objs[from] = res.Obj
+		op.tally.OK(from)
+	}
+	var answer func()
+	if !op.responded && (op.tally.Succeeded() || len(op.answered) == len(op.owners)) {
+		op.responded = true
+		if op.tally.Succeeded() {
+			merged, _ := quorum.MergeReads(op.objs)
+			answer = func() { op.finish(merged, nil) }
+		} else {
+			qerr := op.tally.Err("get")
+			answer = func() { op.finish(nil, qerr) }
+		}
+	}
+	complete := len(op.answered) == len(op.owners)
+	op.mu.Unlock()
+	if answer != nil {
+		answer()
+	}
+	if complete {
+		op.complete()
+	}
+}
+
+func (op *readOp) timeout() {
+	op.mu.Lock()
+	var answer func()
+	if !op.responded {
+		op.responded = true
+		qerr := op.tally.Err("get")
+		answer = func() { op.finish(nil, qerr) }
+	}
+	op.mu.Unlock()
+	if answer != nil {
+		answer()
+	}
+	op.complete()
+}
+
+func (op *readOp) abort(err error) {
+	op.mu.Lock()
+	respond := !op.responded
+	op.responded, op.done = true, true
+	op.mu.Unlock()
+	if respond {
+		op.finish(nil, err)
+	}
+}
+
+// complete ends the operation and repairs the owners that answered with
+// an older object.
+func (op *readOp) complete() {
+	op.mu.Lock()
+	if op.done {
+		op.mu.Unlock()
+		return
+	}
+	op.done = true
+	op.timer.Stop()
+	merged, stale := quorum.MergeReads(op.objs)
+	op.mu.Unlock()
+	op.n.pending.remove(op.tag)
+	if merged == nil || len(stale) == 0 {
+		return
+	}
+	op.n.repair(op.p, op.key, merged, stale)
+}
+
+// repair sends obj to the given replicas (fire and forget: anti-entropy
+// catches what a lost repair misses) and merges it locally if this node is
+// among them.
+func (n *Node) repair(p int, key string, obj *protocol.Object, nodes []string) {
+	n.sendAll(nil, nodes, protocol.Item{Op: protocol.RPCWrite, Key: key, Obj: obj})
+	if isOwner(nodes, n.cfg.ID) {
+		_ = n.st.Apply(p, key, syncInto(obj), func(*protocol.Object, error) {})
+	}
+}
+
+// syncInto returns the store merge that folds obj into the stored object,
+// writing nothing when the stored object already contains it.
+func syncInto(obj *protocol.Object) func(*protocol.Object) (*protocol.Object, error) {
+	return func(old *protocol.Object) (*protocol.Object, error) {
+		m := version.Sync(old, obj)
+		if old != nil && version.Equal(m, old) {
+			return nil, nil
+		}
+		return m, nil
+	}
+}

@@ -1,0 +1,110 @@
+package node
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/kvmesh/kvmesh/protocol"
+)
+
+// HandleRequest implements transport.Handler: it serves the replica RPC
+// of other nodes. Reads are answered from the store at once; writes are
+// queued to the store's group commit and answered after fsync; forwarded
+// client writes are coordinated here. It never blocks on the disk and
+// never panics on input.
+func (n *Node) HandleRequest(data []byte, respond func([]byte)) {
+	defer func() {
+		if r := recover(); r != nil {
+			n.log.Error("panic serving replica request", "panic", r)
+			respond(n.encodeReply([]protocol.Result{protocol.ResultError(0, protocol.Errorf(protocol.ErrInternal, "panic: %v", r))}))
+		}
+	}()
+	req, err := protocol.DecodeRequest(data)
+	if err != nil {
+		respond(n.encodeReply([]protocol.Result{protocol.ResultError(0, err)}))
+		return
+	}
+	b := &replyBatch{n: n, respond: respond, left: len(req.Items), results: make([]protocol.Result, 0, len(req.Items))}
+	for i := range req.Items {
+		n.serveItem(&req.Items[i], b.add)
+	}
+}
+
+func (n *Node) serveItem(it *protocol.Item, add func(protocol.Result)) {
+	r := n.mem.ring()
+	p := r.Partition(it.Key)
+	fail := func(err error) { add(protocol.ResultError(it.Tag, err)) }
+	switch it.Op {
+	case protocol.RPCRead:
+		obj, err := n.st.Get(p, it.Key)
+		if err != nil {
+			fail(err)
+			return
+		}
+		add(protocol.Result{Tag: it.Tag, Obj: obj})
+	case protocol.RPCWrite:
+		err := n.st.Apply(p, it.Key, syncInto(it.Obj), func(_ *protocol.Object, err error) {
+			if err != nil {
+				fail(err)
+				return
+			}
+			add(protocol.Result{Tag: it.Tag})
+		})
+		if err != nil {
+			fail(err)
+		}
+	case protocol.RPCCoordinate:
+		owners := r.Owners(p)
+		if !isOwner(owners, n.cfg.ID) {
+			fail(protocol.Errorf(protocol.ErrNodeUnavailable, "%s is not an owner of the key", n.cfg.ID))
+			return
+		}
+		if it.W < 1 || it.W > len(owners) {
+			fail(protocol.Errorf(protocol.ErrInvalidOption, "w=%d with %d owners", it.W, len(owners)))
+			return
+		}
+		if !it.Del && len(it.Val) > n.maxValue {
+			fail(protocol.Errorf(protocol.ErrValueTooLarge, "value is %d bytes, limit %d", len(it.Val), n.maxValue))
+			return
+		}
+		sib := protocol.Sibling{Value: it.Val, Deleted: it.Del}
+		n.coordinateWrite(it.Key, p, owners, it.Ctx, sib, it.W, func(ctx protocol.Clock, err error) {
+			if err != nil {
+				fail(err)
+				return
+			}
+			add(protocol.Result{Tag: it.Tag, Ctx: ctx})
+		})
+	default:
+		fail(protocol.Errorf(protocol.ErrMalformed, "unknown op %d", it.Op))
+	}
+}
+
+// replyBatch collects the results of one request's items and sends the
+// reply when the last one is in.
+type replyBatch struct {
+	n       *Node
+	respond func([]byte)
+	mu      sync.Mutex
+	left    int
+	results []protocol.Result
+}
+
+func (b *replyBatch) add(r protocol.Result) {
+	b.mu.Lock()
+	b.results = append(b.results, r)
+	b.left--
+	last := b.left == 0
+	b.mu.Unlock()
+	if last {
+		b.respond(b.n.encodeReply(b.results))
+	}
+}
+
+func (n *Node) encodeReply(results []protocol.Result) []byte {
+	out, err := protocol.EncodeReply(&protocol.Reply{V: protocol.Version, From: n.cfg.ID, Results: results})
+	if err != nil { // cannot happen for these types; never leave a caller waiting silently
+		n.log.Error("encode reply", "err", fmt.Sprint(err))
+	}
+	return out
+}

@@ -1,0 +1,192 @@
+package node
+
+import (
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/kvmesh/kvmesh/node/quorum"
+	"github.com/kvmesh/kvmesh/node/version"
+	"github.com/kvmesh/kvmesh/protocol"
+)
+
+// writeOp coordinates one put or delete at an owner of the key: it issues
+// the write's dot from the local object inside the store's transaction,
+// sends the new object to the other owners at once (while the local
+// commit is being fsynced), and finishes after w durable
+// acknowledgements, the local one included.
+type writeOp struct {
+	n      *Node
+	tag    uint64
+	key    string
+	p      int
+	owners []string
+	ctx    protocol.Clock
+	sib    protocol.Sibling
+	finish func(ctx protocol.Clock, err error)
+
+	mu       sync.Mutex
+	tally    *quorum.Tally
+	answered int              // distinct owners that answered
+	obj      *protocol.Object // the new object, once the dot is issued
+	done     bool
+	timer    *time.Timer
+}
+
+// coordinateWrite starts a write of sib with the client's context ctx.
+// The node must be an owner of key. finish is called exactly once, from
+// some delivery goroutine; it must not block.
+func (n *Node) coordinateWrite(key string, p int, owners []string, ctx protocol.Clock, sib protocol.Sibling, w int, finish func(protocol.Clock, error)) {
+	op := &writeOp{n: n, key: key, p: p, owners: owners, ctx: ctx, sib: sib, finish: finish,
+		tally: quorum.NewTally(owners, w)}
+	op.tag = n.pending.add(op)
+	op.mu.Lock()
+	op.timer = time.AfterFunc(n.cfg.RequestTimeout, op.timeout)
+	op.mu.Unlock()
+	if err := n.st.Apply(p, key, op.merge, op.stored); err != nil {
+		op.end(nil, err)
+	}
+}
+
+// merge runs inside the store's write transaction: it issues the dot and
+// fans the new object out to the other owners before the local fsync.
+func (op *writeOp) merge(old *protocol.Object) (*protocol.Object, error) {
+	n := op.n
+	op.sib.Time = timeNow()
+	obj, err := version.Update(old, op.ctx, n.cfg.ID, op.sib)
+	if err != nil {
+		return nil, err
+	}
+	op.mu.Lock()
+	op.obj = obj
+	op.mu.Unlock()
+	n.sendAll(op, op.owners, protocol.Item{Tag: op.tag, Op: protocol.RPCWrite, Key: op.key, Obj: obj})
+	return obj, nil
+}
+
+// stored is the local store's acknowledgement (after fsync) or failure.
+func (op *writeOp) stored(_ *protocol.Object, err error) {
+	op.mu.Lock()
+	fannedOut := op.obj != nil
+	op.mu.Unlock()
+	if err != nil && !fannedOut {
+		op.end(nil, err) // nothing was issued: the client gets the real reason
+		return
+	}
+	if err != nil {
+		op.n.log.Error("local write failed after fan-out", "key", op.key, "err", err)
+	}
+	op.result(op.n.cfg.ID, nil, err)
+}
+
+func (op *writeOp) result(from string, res *protocol.Result, err error) {
+	if err == nil && res != nil {
+		err = res.Error()
+	}
+	op.mu.Lock()
+	if op.done {
+		op.mu.Unlock()
+		return
+	}
+	var changed bool
+	if err != nil {
+		changed = op.tally.Fail(from, err)
+	} else {
+		changed = op.tally.OK(from)
+	}
+	if changed {
+		op.answered++
+	}
+	// Answer on success at once; on failure only when every owner has
+	// answered (or at the timeout), so the error tells the client how
+	// many replicas really hold the write.
+	if !op.tally.Succeeded() && op.answered < len(op.owners) {
+		op.mu.Unlock()
+		return
+	}
+	var ctx protocol.Clock
+	if op.tally.Succeeded() {
+		ctx = writeContext(op.obj, op.ctx, op.n.cfg.ID)
+	} else {
+		err = op.tally.Err(opName(op.sib))
+	}
+	op.mu.Unlock()
+	op.end(ctx, err)
+}
+
+func (op *writeOp) timeout() {
+	op.mu.Lock()
+	err := op.tally.Err(opName(op.sib))
+	op.mu.Unlock()
+	op.end(nil, err)
+}
+
+func (op *writeOp) abort(err error) { op.end(nil, err) }
+
+// end finishes the operation once.
+func (op *writeOp) end(ctx protocol.Clock, err error) {
+	op.mu.Lock()
+	if op.done {
+		op.mu.Unlock()
+		return
+	}
+	op.done = true
+	if op.timer != nil {
+		op.timer.Stop()
+	}
+	op.mu.Unlock()
+	op.n.pending.remove(op.tag)
+	op.finish(ctx, err)
+}
+
+func opName(s protocol.Sibling) string {
+	if s.Deleted {
+		return "delete"
+	}
+	return "put"
+}
+
+// writeContext is the causal context a put reply gives back, so that the
+// client's next write of the key supersedes this one. It must cover only
+// what the client has seen: its own context and the new dot. The whole
+// new clock is safe when the write left a single sibling (everything else
+// it covers is superseded already); a bare version-vector entry for this
+// node is safe only when no other sibling of this node survives, because
+// the entry would cover it too.
+func writeContext(obj *protocol.Object, ctx protocol.Clock, self string) protocol.Clock {
+	if obj == nil {
+		return ctx
+	}
+	if len(obj.Siblings) == 1 {
+		return obj.Clock
+	}
+	own := 0
+	for _, s := range obj.Siblings {
+		if s.Dot.Node == self {
+			own++
+		}
+	}
+	if own != 1 {
+		return ctx
+	}
+	return version.Join(ctx, protocol.Clock{{Node: self, Counter: version.Get(obj.Clock, self)}})
+}
+
+// sendAll sends item to every owner but this node, reporting send errors
+// to op as failed replicas.
+func (n *Node) sendAll(op rpcOp, owners []string, item protocol.Item) {
+	b, err := protocol.EncodeRequest(&protocol.Request{V: protocol.Version, From: n.cfg.ID, Items: []protocol.Item{item}})
+	for _, o := range owners {
+		if o == n.cfg.ID {
+			continue
+		}
+		if err == nil {
+			err = n.tr.Send(o, item.Tag, b)
+		}
+		if err != nil && op != nil {
+			op.result(o, nil, protocol.Errorf(protocol.ErrNodeUnavailable, "send to %s: %v", o, err))
+		}
+	}
+}
+
+func isOwner(owners []string, id string) bool { return slices.Contains(owners, id) }
