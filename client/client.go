@@ -1,0 +1,258 @@
+// Package client is the Go client of kvmesh. It talks to any node of a
+// store over NATS: requests go to the store's client subjects, where NATS
+// hands each one to a node of the queue group, which coordinates it with
+// the key's replicas. A Client is safe for concurrent use.
+//
+//	c, err := client.Connect("nats://127.0.0.1:4222")
+//	ctx1, err := c.Put(ctx, "user.42", []byte(`{"name":"ada"}`))
+//	e, err := c.Get(ctx, "user.42")
+//	_, err = c.Put(ctx, "user.42", newValue, client.Context(e.Context))
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/kvmesh/kvmesh/protocol"
+)
+
+// Errors the client returns; errors.Is matches them whether they were
+// detected locally or sent by a node.
+var (
+	ErrKeyNotFound      = protocol.ErrKeyNotFound
+	ErrInvalidKey       = protocol.ErrInvalidKey
+	ErrInvalidOption    = protocol.ErrInvalidOption
+	ErrInvalidContext   = protocol.ErrInvalidContext
+	ErrValueTooLarge    = protocol.ErrValueTooLarge
+	ErrConflict         = protocol.ErrConflict
+	ErrTooManySiblings  = protocol.ErrTooManySiblings
+	ErrQuorumNotReached = protocol.ErrQuorumNotReached
+	ErrNodeUnavailable  = protocol.ErrNodeUnavailable
+	ErrOverloaded       = protocol.ErrOverloaded
+	ErrInternal         = protocol.ErrInternal
+	ErrMalformed        = protocol.ErrMalformed
+)
+
+// DefaultTimeout bounds a call whose context has no deadline.
+const DefaultTimeout = 5 * time.Second
+
+// Client is a kvmesh client over one NATS connection.
+type Client struct {
+	nc       *nats.Conn
+	owned    bool
+	subjects protocol.Subjects
+	timeout  time.Duration
+	resolver Resolver
+}
+
+// Resolver merges the sibling values of a key into one. Get applies it
+// when a key has several siblings; the Entry keeps the causal context, so
+// writing the resolved value back with it supersedes the siblings.
+type Resolver func(key string, values [][]byte) []byte
+
+// Option configures a Client.
+type Option func(*Client) error
+
+// WithPrefix sets the store's subject prefix (default "kvmesh").
+func WithPrefix(prefix string) Option {
+	return func(c *Client) error {
+		s, err := protocol.NewSubjects(prefix)
+		c.subjects = s
+		return err
+	}
+}
+
+// WithTimeout sets the timeout of calls whose context has no deadline.
+func WithTimeout(d time.Duration) Option {
+	return func(c *Client) error {
+		if d <= 0 {
+			return protocol.Errorf(protocol.ErrInvalidOption, "timeout must be > 0")
+		}
+		c.timeout = d
+		return nil
+	}
+}
+
+// WithResolver sets the sibling resolver Get applies.
+func WithResolver(r Resolver) Option {
+	return func(c *Client) error { c.resolver = r; return nil }
+}
+
+// New returns a client over an existing connection, which the caller
+// keeps owning.
+func New(nc *nats.Conn, opts ...Option) (*Client, error) {
+	c := &Client{nc: nc, timeout: DefaultTimeout}
+	c.subjects, _ = protocol.NewSubjects("")
+	for _, o := range opts {
+		if err := o(c); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// Connect dials url (comma-separated URLs allowed) and returns a client
+// that owns the connection; Close closes it.
+func Connect(url string, opts ...Option) (*Client, error) {
+	nc, err := nats.Connect(url, nats.Name("kvmesh-client"), nats.MaxReconnects(-1))
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", url, err)
+	}
+	c, err := New(nc, opts...)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	c.owned = true
+	return c, nil
+}
+
+// Close closes the connection if the client owns it.
+func (c *Client) Close() {
+	if c.owned {
+		c.nc.Close()
+	}
+}
+
+// Conn returns the client's NATS connection.
+func (c *Client) Conn() *nats.Conn { return c.nc }
+
+// Entry is what Get returns.
+type Entry struct {
+	Key string
+	// Values are the key's sibling values: one, unless concurrent writes
+	// left several (or a Resolver merged them into one).
+	Values [][]byte
+	// Siblings is how many sibling values the store holds for the key.
+	Siblings int
+	// Context is the opaque causal context; pass it to Put (Context) to
+	// supersede exactly what this read saw.
+	Context string
+	// Node is the node that coordinated the read.
+	Node string
+}
+
+// Value returns the first value (the only one unless there are siblings).
+func (e Entry) Value() []byte {
+	if len(e.Values) == 0 {
+		return nil
+	}
+	return e.Values[0]
+}
+
+// CallOption is a per-call option.
+type CallOption func(*call) error
+
+type call struct{ hdr nats.Header }
+
+// R sets the read quorum: "one", "quorum", "all" or a number of replicas.
+func R(v string) CallOption { return header(protocol.HdrR, v) }
+
+// W sets the write quorum: "one", "quorum", "all" or a number of replicas.
+func W(v string) CallOption { return header(protocol.HdrW, v) }
+
+// Context makes a put or delete supersede what the read (or earlier put)
+// that returned ctx saw. Without it a write is concurrent with every
+// value already stored and becomes a sibling.
+func Context(ctx string) CallOption { return header(protocol.HdrContext, ctx) }
+
+func header(name, v string) CallOption {
+	return func(c *call) error {
+		if v != "" {
+			c.hdr.Set(name, v)
+		}
+		return nil
+	}
+}
+
+// Get reads key. A missing or deleted key gives ErrKeyNotFound.
+func (c *Client) Get(ctx context.Context, key string, opts ...CallOption) (Entry, error) {
+	m, err := c.request(ctx, protocol.OpGet, key, nil, opts)
+	if err != nil {
+		return Entry{}, err
+	}
+	e := Entry{Key: key, Context: m.Header.Get(protocol.HdrContext), Node: m.Header.Get(protocol.HdrNode), Siblings: 1}
+	if s := m.Header.Get(protocol.HdrSiblings); s != "" {
+		if e.Siblings, err = strconv.Atoi(s); err != nil || e.Siblings < 1 {
+			return Entry{}, protocol.Errorf(protocol.ErrMalformed, "get %q: bad %s header %q", key, protocol.HdrSiblings, s)
+		}
+	}
+	if e.Siblings == 1 {
+		e.Values = [][]byte{m.Data}
+		return e, nil
+	}
+	if e.Values, err = protocol.DecodeSiblings(m.Data); err != nil {
+		return Entry{}, fmt.Errorf("get %q: %w", key, err)
+	}
+	if c.resolver != nil {
+		e.Values = [][]byte{c.resolver(key, e.Values)}
+	}
+	return e, nil
+}
+
+// Put writes value under key and returns the new causal context, which
+// a following write of the same key can pass (Context) to supersede this
+// one.
+func (c *Client) Put(ctx context.Context, key string, value []byte, opts ...CallOption) (string, error) {
+	if max := protocol.MaxValueLen(c.nc.MaxPayload()); len(value) > max {
+		return "", protocol.Errorf(protocol.ErrValueTooLarge, "put %q: value is %d bytes, limit %d", key, len(value), max)
+	}
+	if value == nil {
+		value = []byte{}
+	}
+	m, err := c.request(ctx, protocol.OpPut, key, value, opts)
+	if err != nil {
+		return "", err
+	}
+	return m.Header.Get(protocol.HdrContext), nil
+}
+
+// Delete deletes key (it writes a tombstone). With Context it supersedes
+// exactly what that read saw; without, every value stored so far.
+func (c *Client) Delete(ctx context.Context, key string, opts ...CallOption) error {
+	_, err := c.request(ctx, protocol.OpDel, key, nil, opts)
+	return err
+}
+
+func (c *Client) request(ctx context.Context, op, key string, data []byte, opts []CallOption) (*nats.Msg, error) {
+	if err := protocol.ValidateKey(key); err != nil {
+		return nil, fmt.Errorf("%s %q: %w", op, key, err)
+	}
+	cl := call{hdr: nats.Header{}}
+	for _, o := range opts {
+		if err := o(&cl); err != nil {
+			return nil, err
+		}
+	}
+	msg := &nats.Msg{Header: cl.hdr, Data: data}
+	if protocol.SubjectSafeKey(key) {
+		msg.Subject = c.subjects.KV(op, key)
+	} else {
+		msg.Subject = c.subjects.KVBase(op)
+		msg.Header.Set(protocol.HdrKey, key)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
+	m, err := c.nc.RequestMsgWithContext(ctx, msg)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return nil, protocol.Errorf(protocol.ErrNodeUnavailable, "%s %q: no kvmesh node serves %s", op, key, msg.Subject)
+	case errors.Is(err, nats.ErrMaxPayload):
+		return nil, protocol.Errorf(protocol.ErrValueTooLarge, "%s %q: %v", op, key, err)
+	case err != nil:
+		return nil, fmt.Errorf("%s %q: %w", op, key, err)
+	}
+	if code := m.Header.Get(protocol.HdrServiceErrorCode); code != "" {
+		n, _ := strconv.Atoi(code)
+		return nil, protocol.FromWire(n, m.Header.Get(protocol.HdrError), m.Header.Get(protocol.HdrServiceError))
+	}
+	return m, nil
+}
