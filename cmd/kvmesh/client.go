@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/kvmesh/kvmesh/client"
+)
+
+type clientFlags struct {
+	server  string
+	timeout time.Duration
+	r, w    string
+	cctx    string
+	blind   bool
+	verbose bool
+}
+
+func (f *clientFlags) register(fs *flag.FlagSet, read bool) {
+	def := os.Getenv("KVMESH_URL")
+	if def == "" {
+		def = "nats://127.0.0.1:4222"
+	}
+	fs.StringVar(&f.server, "server", def, "NATS URL of any node ($KVMESH_URL)")
+	fs.DurationVar(&f.timeout, "timeout", 5*time.Second, "request timeout")
+	fs.BoolVar(&f.verbose, "v", false, "print the causal context and coordinating node to stderr")
+	if read {
+		fs.StringVar(&f.r, "r", "", "read quorum: one, quorum, all or a number (default quorum)")
+	} else {
+		fs.StringVar(&f.w, "w", "", "write quorum: one, quorum, all or a number (default quorum)")
+		fs.StringVar(&f.cctx, "context", "", "causal context from a get, to supersede exactly what it saw")
+		fs.BoolVar(&f.blind, "blind", false, "put: write without reading first, as a sibling of the values stored")
+	}
+}
+
+func (f *clientFlags) connect() (*client.Client, context.Context, context.CancelFunc, error) {
+	c, err := client.Connect(f.server, client.WithTimeout(f.timeout))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
+	return c, ctx, cancel, nil
+}
+
+func parseClient(name string, args []string, stderr io.Writer, read bool, want int) (*clientFlags, []string, error) {
+	var f clientFlags
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	f.register(fs, read)
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(pos) != want {
+		return nil, nil, usagef("want %d argument(s), got %d", want, len(pos))
+	}
+	return &f, pos, nil
+}
+
+func cmdPut(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	f, pos, err := parseClient("put", args, stderr, false, 2)
+	if err != nil {
+		return err
+	}
+	value := []byte(pos[1])
+	if pos[1] == "-" {
+		if value, err = io.ReadAll(stdin); err != nil {
+			return err
+		}
+	}
+	c, ctx, cancel, err := f.connect()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	defer cancel()
+	if f.cctx == "" && !f.blind {
+		// A person typing put means "replace": read the current context
+		// first so this write supersedes the values stored now.
+		e, err := c.Get(ctx, pos[0])
+		switch {
+		case err == nil:
+			f.cctx = e.Context
+		case !errors.Is(err, client.ErrKeyNotFound):
+			return err
+		}
+	}
+	cctx, err := c.Put(ctx, pos[0], value, client.W(f.w), client.Context(f.cctx))
+	if err != nil {
+		return err
+	}
+	if f.verbose {
+		fmt.Fprintf(stderr, "context: %s\n", cctx)
+	}
+	return nil
+}
+
+func cmdGet(args []string, stdout, stderr io.Writer) error {
+	f, pos, err := parseClient("get", args, stderr, true, 1)
+	if err != nil {
+		return err
+	}
+	c, ctx, cancel, err := f.connect()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	defer cancel()
+	e, err := c.Get(ctx, pos[0], client.R(f.r))
+	if err != nil {
+		return err
+	}
+	if f.verbose || e.Siblings > 1 {
+		fmt.Fprintf(stderr, "siblings: %d\ncontext: %s\nnode: %s\n", e.Siblings, e.Context, e.Node)
+	}
+	for _, v := range e.Values {
+		stdout.Write(v)
+		fmt.Fprintln(stdout)
+	}
+	return nil
+}
+
+func cmdDel(args []string, stdout, stderr io.Writer) error {
+	f, pos, err := parseClient("del", args, stderr, false, 1)
+	if err != nil {
+		return err
+	}
+	c, ctx, cancel, err := f.connect()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	defer cancel()
+	return c.Delete(ctx, pos[0], client.W(f.w), client.Context(f.cctx))
+}

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+
+	"github.com/kvmesh/kvmesh/node"
+)
+
+// cmdDev runs a 3-node cluster in this process on loopback: node n<i>
+// serves clients on port+i-1 and routes on cluster-port+i-1, with data
+// under DIR/n<i>. Ctrl-C stops it cleanly.
+func cmdDev(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", "./data", "data directory (one subdirectory per node)")
+	port := fs.Int("port", 4222, "client port of the first node (the others use the next ports)")
+	cport := fs.Int("cluster-port", 6222, "route port of the first node (the others use the next ports)")
+	nodes := fs.Int("nodes", 3, "number of nodes")
+	level := fs.String("log-level", "error", "debug, info, warn or error")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("unexpected argument %q", pos[0])
+	}
+	if *nodes < 1 || *nodes > 9 {
+		return usagef("nodes must be 1..9")
+	}
+	log, err := newLogger(stderr, *level)
+	if err != nil {
+		return err
+	}
+	var peers []string
+	for i := 0; i < *nodes; i++ {
+		peers = append(peers, fmt.Sprintf("nats-route://127.0.0.1:%d", *cport+i))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	// Start all nodes at once: each waits for the others' routes.
+	ns := make([]*node.Node, *nodes)
+	errs := make([]error, *nodes)
+	var wg sync.WaitGroup
+	for i := range ns {
+		cfg := node.DefaultConfig()
+		cfg.ID = fmt.Sprintf("n%d", i+1)
+		cfg.DataDir = filepath.Join(*data, cfg.ID)
+		cfg.Listen = fmt.Sprintf("127.0.0.1:%d", *port+i)
+		cfg.Cluster = fmt.Sprintf("127.0.0.1:%d", *cport+i)
+		cfg.Peers = peers
+		cfg.Logger = log
+		cfg.NATSLog = true
+		if ns[i], err = node.New(cfg); err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			errs[i] = ns[i].Start(ctx)
+		}(i)
+	}
+	wg.Wait()
+	defer func() {
+		for _, n := range ns {
+			_ = n.Close()
+		}
+	}()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "kvmesh dev cluster: %d nodes, data under %s\n", *nodes, *data)
+	for _, n := range ns {
+		fmt.Fprintf(stdout, "  %s  clients %s  routes %s\n", n.ID(), n.ClientURL(), n.ClusterURL())
+	}
+	fmt.Fprintf(stdout, `
+Try:
+  kvmesh put greeting hello --server %[1]s
+  kvmesh get greeting --server %[1]s
+  nats req kvmesh.kv.get.greeting '' --server %[1]s
+Ctrl-C stops the cluster.
+`, ns[0].ClientURL())
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "stopping")
+	return nil
+}

@@ -1,0 +1,101 @@
+// Command kvmesh is the one kvmesh binary: it runs a node (`node`), a
+// local 3-node cluster (`dev`), and is a command-line client (`put`,
+// `get`, `del`).
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+const usage = `kvmesh: a Dynamo-style key-value store on an embedded NATS mesh
+
+Usage:
+  kvmesh dev   [--data ./data] [--port 4222]          run a local 3-node cluster
+  kvmesh node  --id ID --data DIR [--listen H:P] [--cluster H:P] [--peers URL,...]
+  kvmesh put   KEY VALUE [-w W] [--context CTX|--blind] replace (VALUE "-" reads stdin)
+  kvmesh get   KEY [-r R]                              read
+  kvmesh del   KEY [-w W] [--context CTX]              delete
+
+Client commands take --server URL (default $KVMESH_URL, then nats://127.0.0.1:4222)
+and --timeout. R and W are one, quorum, all or a number of replicas.
+Run 'kvmesh COMMAND -h' for the flags of a command.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run executes one command and returns the process exit code: 0 on
+// success, 1 on a failed operation, 2 on a usage error.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "node":
+		err = cmdNode(args[1:], stderr)
+	case "dev":
+		err = cmdDev(args[1:], stdout, stderr)
+	case "put":
+		err = cmdPut(args[1:], stdin, stdout, stderr)
+	case "get":
+		err = cmdGet(args[1:], stdout, stderr)
+	case "del":
+		err = cmdDel(args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "kvmesh: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	var ue usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "kvmesh %s: %v\n", args[0], err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "kvmesh %s: %s\n", args[0], strings.ReplaceAll(err.Error(), "\n", "; "))
+		return 1
+	}
+}
+
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// parseInterspersed parses flags that may come before, between or after
+// the positional arguments, and returns the positional ones.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usageError{err.Error()}
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if rest[0] == "--" {
+			return append(pos, rest[1:]...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}

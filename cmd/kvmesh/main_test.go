@@ -1,0 +1,104 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kvmesh/kvmesh/node"
+)
+
+// startNode runs a single-node store (N=1) on free ports.
+func startNode(t *testing.T) string {
+	t.Helper()
+	cfg := node.DefaultConfig()
+	cfg.ID, cfg.DataDir = "solo", t.TempDir()
+	cfg.Listen, cfg.Cluster = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Replicas = 1
+	n, err := node.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := n.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n.ClientURL()
+}
+
+func kvmesh(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(args, strings.NewReader(stdin), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestClientCommands(t *testing.T) {
+	url := startNode(t)
+	t.Setenv("KVMESH_URL", url)
+	if code, _, errs := kvmesh(t, "", "put", "user.42", `{"name":"ada"}`); code != 0 {
+		t.Fatalf("put: %d %s", code, errs)
+	}
+	// put replaces by default: no siblings pile up.
+	if code, _, errs := kvmesh(t, "", "put", "user.42", `{"name":"ada l."}`, "-w", "one"); code != 0 {
+		t.Fatalf("second put: %d %s", code, errs)
+	}
+	code, out, _ := kvmesh(t, "", "get", "user.42")
+	if code != 0 || out != "{\"name\":\"ada l.\"}\n" {
+		t.Fatalf("get: %d %q", code, out)
+	}
+	// --blind makes a sibling; get prints both and the count on stderr.
+	if code, _, errs := kvmesh(t, "", "put", "--blind", "user.42", "other"); code != 0 {
+		t.Fatalf("blind put: %d %s", code, errs)
+	}
+	code, out, errs := kvmesh(t, "", "get", "user.42", "--server", url)
+	if code != 0 || strings.Count(out, "\n") != 2 || !strings.Contains(errs, "siblings: 2") {
+		t.Fatalf("get siblings: %d %q %q", code, out, errs)
+	}
+	if code, _, errs := kvmesh(t, "from stdin", "put", "in", "-"); code != 0 {
+		t.Fatalf("put from stdin: %d %s", code, errs)
+	}
+	if _, out, _ := kvmesh(t, "", "get", "in"); out != "from stdin\n" {
+		t.Fatalf("get in: %q", out)
+	}
+	if code, _, errs := kvmesh(t, "", "del", "user.42"); code != 0 {
+		t.Fatalf("del: %d %s", code, errs)
+	}
+	code, _, errs = kvmesh(t, "", "get", "user.42")
+	if code != 1 || errs != "kvmesh get: key not found\n" {
+		t.Fatalf("get after del: %d %q", code, errs)
+	}
+	code, _, errs = kvmesh(t, "", "get", "k", "-r", "most")
+	if code != 1 || !strings.Contains(errs, "quorum") || strings.Count(errs, "\n") != 1 {
+		t.Fatalf("bad r: %d %q", code, errs)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{},
+		{"frobnicate"},
+		{"get"},
+		{"put", "only-key"},
+		{"get", "k", "--no-such-flag"},
+		{"node", "--id", "n1"},
+	} {
+		if code, _, errs := kvmesh(t, "", args...); code != 2 || errs == "" {
+			t.Errorf("%q: exit %d, stderr %q; want 2 with a message", args, code, errs)
+		}
+	}
+	if code, out, _ := kvmesh(t, "", "help"); code != 0 || !strings.Contains(out, "kvmesh dev") {
+		t.Errorf("help: %d %q", code, out)
+	}
+}
+
+func TestServerUnreachable(t *testing.T) {
+	code, _, errs := kvmesh(t, "", "get", "k", "--server", "nats://127.0.0.1:1", "--timeout", "1s")
+	if code != 1 || !strings.Contains(errs, "connect") {
+		t.Fatalf("unreachable: %d %q", code, errs)
+	}
+}

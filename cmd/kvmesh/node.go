@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kvmesh/kvmesh/node"
+)
+
+// nodeFlags registers the flags of one node on fs.
+func nodeFlags(fs *flag.FlagSet, cfg *node.Config, peers *string, logLevel *string) {
+	fs.StringVar(&cfg.ID, "id", "", "node id: letters, digits, '-' and '_' (required)")
+	fs.StringVar(&cfg.DataDir, "data", "", "data directory (required)")
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "NATS client listener host:port (port 0: any free port)")
+	fs.StringVar(&cfg.Cluster, "cluster", cfg.Cluster, "NATS route listener host:port (port 0: any free port)")
+	fs.StringVar(peers, "peers", "", "comma-separated route URLs of the other nodes (nats-route://host:port)")
+	fs.StringVar(&cfg.ClusterName, "cluster-name", cfg.ClusterName, "NATS cluster name, the same on every node")
+	fs.StringVar(&cfg.Prefix, "prefix", cfg.Prefix, "subject prefix of the store")
+	fs.IntVar(&cfg.Replicas, "replicas", cfg.Replicas, "replication factor N")
+	fs.IntVar(&cfg.Partitions, "partitions", cfg.Partitions, "number of partitions Q (never change it for a store)")
+	var maxPayload int
+	fs.Func("max-payload", "NATS max payload in bytes, the same on every node (default 1048576)", func(s string) error {
+		_, err := fmt.Sscan(s, &maxPayload)
+		cfg.MaxPayload = int32(maxPayload)
+		return err
+	})
+	fs.DurationVar(&cfg.RequestTimeout, "timeout", cfg.RequestTimeout, "request timeout at the coordinator")
+	fs.DurationVar(&cfg.PeerWait, "peer-wait", cfg.PeerWait, "how long to wait for peers at start")
+	fs.StringVar(logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&cfg.UnsafeEarlyAck, "unsafe-early-ack", false, "TESTING ONLY: acknowledge writes before they are durable (the fault suite's planted bug)")
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, usagef("log level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func cmdNode(args []string, stderr io.Writer) error {
+	cfg := node.DefaultConfig()
+	var peers, level string
+	fs := flag.NewFlagSet("node", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	nodeFlags(fs, &cfg, &peers, &level)
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("unexpected argument %q", pos[0])
+	}
+	cfg.Peers = splitList(peers)
+	if cfg.Logger, err = newLogger(stderr, level); err != nil {
+		return err
+	}
+	cfg.NATSLog = true
+	n, err := node.New(cfg)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	startCtx, cancel := context.WithTimeout(ctx, cfg.PeerWait+30*time.Second)
+	defer cancel()
+	if err := n.Start(startCtx); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "kvmesh node %s ready: clients %s, routes %s\n", cfg.ID, n.ClientURL(), n.ClusterURL())
+	<-ctx.Done()
+	fmt.Fprintf(stderr, "kvmesh node %s stopping\n", cfg.ID)
+	return n.Close()
+}
