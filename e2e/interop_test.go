@@ -1,0 +1,177 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/kvmesh/kvmesh/protocol"
+)
+
+// natsCLI finds the stock nats CLI. Under CI it must be there (.ci/run
+// installs it); on a laptop without it the test skips loudly.
+func natsCLI(t *testing.T) string {
+	if p, err := exec.LookPath("nats"); err == nil {
+		return p
+	}
+	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
+		p := filepath.Join(strings.TrimSpace(string(out)), "bin", "nats")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("the nats CLI is missing under CI: .ci/run must install it (go install github.com/nats-io/natscli/nats@v0.5.0)")
+	}
+	t.Skip("SKIPPED: nats CLI not installed (go install github.com/nats-io/natscli/nats@v0.5.0)")
+	return ""
+}
+
+func TestStockNatsCLI(t *testing.T) {
+	bin := natsCLI(t)
+	c := startProcCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	waitServing(ctx, t, c.client(c.procs[0]), "all")
+	cfgHome := t.TempDir()
+	natsReq := func(server string, args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, bin, append([]string{"req", "--server", server, "--timeout", "5s"}, args...)...)
+		cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+cfgHome, "HOME="+cfgHome)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+
+	// Put through node 1, get through node 3, a key with dots.
+	out, err := natsReq(c.procs[0].url(), "kvmesh.kv.put.user.42", `{"name":"ada"}`)
+	if err != nil || strings.Contains(out, "Nats-Service-Error") {
+		t.Fatalf("nats req put: %v\n%s", err, out)
+	}
+	out, err = natsReq(c.procs[2].url(), "kvmesh.kv.get.user.42", "", "--raw")
+	if err != nil || strings.TrimSpace(out) != `{"name":"ada"}` {
+		t.Fatalf("nats req get --raw: %v\n%q", err, out)
+	}
+	out, err = natsReq(c.procs[1].url(), "kvmesh.kv.get.user.42", "")
+	if err != nil || !strings.Contains(out, "Kvmesh-Context:") || !strings.Contains(out, "Kvmesh-Siblings: 1") {
+		t.Fatalf("nats req get should show the context and sibling headers: %v\n%s", err, out)
+	}
+	// A write quorum given as a header.
+	out, err = natsReq(c.procs[1].url(), "kvmesh.kv.del.user.42", "", "-H", "Kvmesh-W:all")
+	if err != nil || strings.Contains(out, "Nats-Service-Error") {
+		t.Fatalf("nats req del: %v\n%s", err, out)
+	}
+	out, _ = natsReq(c.procs[0].url(), "kvmesh.kv.get.user.42", "")
+	if !strings.Contains(out, "Nats-Service-Error-Code: 404") {
+		t.Fatalf("get after delete should say 404:\n%s", out)
+	}
+	// nats micro discovers the service.
+	cmd := exec.CommandContext(ctx, bin, "micro", "ls", "--server", c.procs[0].url())
+	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+cfgHome, "HOME="+cfgHome)
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "kvmesh") {
+		t.Fatalf("nats micro ls: %v\n%s", err, out)
+	}
+}
+
+// rawRequest sends a request with plain nats.go, as any language would.
+func rawRequest(t *testing.T, nc *nats.Conn, subject string, hdr nats.Header, data []byte) *nats.Msg {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	m, err := nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: subject, Header: hdr, Data: data})
+	if err != nil {
+		t.Fatalf("request %s: %v", subject, err)
+	}
+	return m
+}
+
+func TestRawNATSClientAndBadInput(t *testing.T) {
+	c := startProcCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	waitServing(ctx, t, c.client(c.procs[0]), "all")
+	nc, err := nats.Connect(c.procs[0].url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+
+	// Raw put and get of a key with dots.
+	m := rawRequest(t, nc, "kvmesh.kv.put.orders.2024.07", nil, []byte("shipped"))
+	if m.Header.Get(protocol.HdrServiceErrorCode) != "" {
+		t.Fatalf("raw put failed: %v", m.Header)
+	}
+	m = rawRequest(t, nc, "kvmesh.kv.get.orders.2024.07", nats.Header{"Kvmesh-R": {"all"}}, nil)
+	if string(m.Data) != "shipped" || m.Header.Get(protocol.HdrSiblings) != "1" {
+		t.Fatalf("raw get: %q %v", m.Data, m.Header)
+	}
+
+	maxValue := protocol.MaxValueLen(nc.MaxPayload())
+	hostileCtx := base64.RawURLEncoding.EncodeToString([]byte{0xdd, 0x7f, 0xff, 0xff, 0xff})
+	cases := []struct {
+		name    string
+		subject string
+		hdr     nats.Header
+		data    []byte
+		code    string
+		key     string // a key that must stay absent
+	}{
+		{"key too long", "kvmesh.kv.put." + strings.Repeat("k", 1025), nil, []byte("v"), "400", ""},
+		{"empty header key", "kvmesh.kv.put", nats.Header{"Kvmesh-Key": {""}}, []byte("v"), "400", ""},
+		{"no key at all", "kvmesh.kv.get", nil, nil, "400", ""},
+		{"wildcard token", "kvmesh.kv.put.a.*", nil, []byte("v"), "400", ""},
+		{"wildcard tail", "kvmesh.kv.put.a.>", nil, []byte("v"), "400", ""},
+		{"value over limit", "kvmesh.kv.put.big", nil, make([]byte, maxValue+1), "413", "big"},
+		{"unknown w", "kvmesh.kv.put.w1", nats.Header{"Kvmesh-W": {"most"}}, []byte("v"), "400", "w1"},
+		{"w zero", "kvmesh.kv.put.w2", nats.Header{"Kvmesh-W": {"0"}}, []byte("v"), "400", "w2"},
+		{"w above n", "kvmesh.kv.put.w3", nats.Header{"Kvmesh-W": {"4"}}, []byte("v"), "400", "w3"},
+		{"malformed r", "kvmesh.kv.get.r1", nats.Header{"Kvmesh-R": {"2.5"}}, nil, "400", ""},
+		{"context not base64", "kvmesh.kv.put.c1", nats.Header{"Kvmesh-Context": {"!!!"}}, []byte("v"), "400", "c1"},
+		{"hostile context", "kvmesh.kv.put.c2", nats.Header{"Kvmesh-Context": {hostileCtx}}, []byte("v"), "400", "c2"},
+		{"unknown option", "kvmesh.kv.put.o1", nats.Header{"Kvmesh-Frobnicate": {"1"}}, []byte("v"), "400", "o1"},
+	}
+	for _, tc := range cases {
+		m := rawRequest(t, nc, tc.subject, tc.hdr, tc.data)
+		if got := m.Header.Get(protocol.HdrServiceErrorCode); got != tc.code {
+			t.Errorf("%s: code %q (%q), want %s", tc.name, got, m.Header.Get(protocol.HdrServiceError), tc.code)
+		}
+		if msg := m.Header.Get(protocol.HdrServiceError); msg == "" || strings.ContainsAny(msg, "\r\n") {
+			t.Errorf("%s: error message %q should be one non-empty line", tc.name, msg)
+		}
+		if tc.key != "" {
+			g := rawRequest(t, nc, "kvmesh.kv.get."+tc.key, nats.Header{"Kvmesh-R": {"all"}}, nil)
+			if g.Header.Get(protocol.HdrServiceErrorCode) != "404" {
+				t.Errorf("%s: key %s was written: %q %v", tc.name, tc.key, g.Data, g.Header)
+			}
+		}
+	}
+
+	// Malformed msgpack straight on a replica subject: an error reply,
+	// and the node stays up.
+	for _, p := range c.procs {
+		for _, junk := range [][]byte{{0xdd, 0x7f, 0xff, 0xff, 0xff}, {0xc6, 0x7f, 0xff, 0xff, 0xff}, []byte("not msgpack"), {}} {
+			m := rawRequest(t, nc, "kvmesh.node."+p.id+".rpc", nil, junk)
+			rep, err := protocol.DecodeReply(m.Data)
+			if err != nil || len(rep.Results) != 1 || rep.Results[0].Code != 400 {
+				t.Fatalf("junk %x to %s: reply %+v, %v", junk, p.id, rep, err)
+			}
+		}
+	}
+	for _, p := range c.procs {
+		select {
+		case <-p.exited:
+			t.Fatalf("%s exited after bad input", p.id)
+		default:
+		}
+	}
+	m = rawRequest(t, nc, "kvmesh.kv.get.orders.2024.07", nats.Header{"Kvmesh-R": {"all"}}, nil)
+	if !bytes.Equal(m.Data, []byte("shipped")) {
+		t.Fatalf("store does not serve after bad input: %q %v", m.Data, m.Header)
+	}
+}
