@@ -1,0 +1,44 @@
+# kvmesh — the two commands that matter: `make run` and `make test`.
+GO      ?= go
+BIN     := bin/kvmesh
+PKGS    := ./...
+
+.PHONY: all build run test unit e2e vet fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/kvmesh
+
+## run: a local 3-node cluster on loopback, data under ./data (Ctrl-C stops it)
+run: build
+	./$(BIN) dev
+
+## test: vet, then every unit, integration and e2e test with the race detector
+test: vet
+	$(GO) test -race -count=1 -timeout 12m $(PKGS)
+
+unit:
+	$(GO) test -race -count=1 -short $(PKGS)
+
+e2e:
+	$(GO) test -race -count=1 -timeout 10m -v ./e2e/
+
+vet:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+## fuzz: run every fuzz target of the wire decoders for FUZZTIME each
+FUZZTIME ?= 20s
+fuzz:
+	for t in $$($(GO) test -list '^Fuzz' ./protocol/ | grep '^Fuzz'); do \
+		$(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) ./protocol/ || exit 1; \
+	done
+
+## bench: Go benchmarks of the hot code and of a 3-node cluster
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem ./node/... ./protocol/ ./e2e/
+
+clean:
+	rm -rf bin
