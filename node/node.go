@@ -35,12 +35,13 @@ type Node struct {
 	subjects protocol.Subjects
 	maxValue int
 
-	srv *embedded.Server
-	nc  *nats.Conn
-	st  *store.Store
-	tr  transport.Transport
-	mem *membership
-	svc micro.Service
+	srv    *embedded.Server
+	nc     *nats.Conn
+	st     *store.Store
+	issuer *issuer
+	tr     transport.Transport
+	mem    *membership
+	svc    micro.Service
 
 	pending  pendingOps
 	heard    sync.Map // member id -> time.Time of its last announcement
@@ -127,6 +128,7 @@ func (n *Node) start(ctx context.Context) error {
 		return fmt.Errorf("open store: %w", err)
 	}
 	n.st = st
+	n.issuer = newIssuer(st, n.cfg.ID)
 	if n.mem, err = loadMembership(st, n.cfg.ID, n.cfg.Partitions, n.cfg.Replicas); err != nil {
 		return err
 	}

@@ -34,7 +34,9 @@ type writeOp struct {
 }
 
 // coordinateWrite starts a write of sib with the client's context ctx.
-// The node must be an owner of key. finish is called exactly once, from
+// The node must be an owner of key. It issues the write's dot, queues the
+// local commit and sends the new object to the other owners at once, so
+// the local and remote fsyncs overlap. finish is called exactly once, from
 // some delivery goroutine; it must not block.
 func (n *Node) coordinateWrite(key string, p int, owners []string, ctx protocol.Clock, sib protocol.Sibling, w int, finish func(protocol.Clock, error)) {
 	op := &writeOp{n: n, key: key, p: p, owners: owners, ctx: ctx, sib: sib, finish: finish,
@@ -42,37 +44,18 @@ func (n *Node) coordinateWrite(key string, p int, owners []string, ctx protocol.
 	op.tag = n.pending.add(op)
 	op.mu.Lock()
 	op.timer = time.AfterFunc(n.cfg.RequestTimeout, op.timeout)
-	op.mu.Unlock()
-	if err := n.st.Apply(p, key, op.merge, op.stored); err != nil {
-		op.end(nil, err)
-	}
-}
-
-// merge runs inside the store's write transaction: it issues the dot and
-// fans the new object out to the other owners before the local fsync.
-func (op *writeOp) merge(old *protocol.Object) (*protocol.Object, error) {
-	n := op.n
-	op.sib.Time = timeNow()
-	obj, err := version.Update(old, op.ctx, n.cfg.ID, op.sib)
-	if err != nil {
-		return nil, err
-	}
-	op.mu.Lock()
+	obj, err := n.issuer.issue(p, key, ctx, sib, op.stored)
 	op.obj = obj
 	op.mu.Unlock()
-	n.sendAll(op, op.owners, protocol.Item{Tag: op.tag, Op: protocol.RPCWrite, Key: op.key, Obj: obj})
-	return obj, nil
+	if err != nil {
+		op.end(nil, err) // nothing was issued: the client gets the real reason
+		return
+	}
+	n.sendAll(op, owners, protocol.Item{Tag: op.tag, Op: protocol.RPCWrite, Key: key, Obj: obj})
 }
 
 // stored is the local store's acknowledgement (after fsync) or failure.
 func (op *writeOp) stored(_ *protocol.Object, err error) {
-	op.mu.Lock()
-	fannedOut := op.obj != nil
-	op.mu.Unlock()
-	if err != nil && !fannedOut {
-		op.end(nil, err) // nothing was issued: the client gets the real reason
-		return
-	}
 	if err != nil {
 		op.n.log.Error("local write failed after fan-out", "key", op.key, "err", err)
 	}
