@@ -1,0 +1,156 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/kvmesh/kvmesh/client"
+	"github.com/kvmesh/kvmesh/embedded"
+	"github.com/kvmesh/kvmesh/protocol"
+)
+
+// fakeStore serves the client subjects with canned replies, so the
+// client's decoding is tested without a cluster.
+func fakeStore(t *testing.T, handle func(m *nats.Msg) *nats.Msg) *client.Client {
+	t.Helper()
+	srv, err := embedded.Start(embedded.Config{Name: "fake", Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := srv.Conn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := nc.Subscribe("kvmesh.kv.>", func(m *nats.Msg) {
+		r := handle(m)
+		r.Subject = m.Reply
+		_ = nc.PublishMsg(r)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sub.Unsubscribe() })
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.Connect(srv.ClientURL(), client.WithTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func TestErrorsMatchAcrossTheWire(t *testing.T) {
+	c := fakeStore(t, func(m *nats.Msg) *nats.Msg {
+		return &nats.Msg{Header: nats.Header{
+			protocol.HdrServiceError:     {"put: quorum not reached: 1 of 3 replicas acknowledged, 2 required"},
+			protocol.HdrServiceErrorCode: {"503"},
+			protocol.HdrError:            {"quorum_not_reached"},
+		}}
+	})
+	_, err := c.Put(context.Background(), "k", []byte("v"))
+	if !errors.Is(err, client.ErrQuorumNotReached) || !strings.Contains(err.Error(), "1 of 3") {
+		t.Fatalf("err = %v, want ErrQuorumNotReached with the message", err)
+	}
+	if errors.Is(err, client.ErrKeyNotFound) {
+		t.Fatal("a quorum error matched ErrKeyNotFound")
+	}
+}
+
+func TestUnknownErrorNameFallsBackByCode(t *testing.T) {
+	c := fakeStore(t, func(m *nats.Msg) *nats.Msg {
+		return &nats.Msg{Header: nats.Header{
+			protocol.HdrServiceError:     {"gone"},
+			protocol.HdrServiceErrorCode: {"404"},
+		}}
+	})
+	if _, err := c.Get(context.Background(), "k"); !errors.Is(err, client.ErrKeyNotFound) {
+		t.Fatalf("err = %v, want ErrKeyNotFound", err)
+	}
+}
+
+func TestSiblingsAreDecoded(t *testing.T) {
+	c := fakeStore(t, func(m *nats.Msg) *nats.Msg {
+		b, _ := protocol.EncodeSiblings([][]byte{[]byte("a"), []byte("b")})
+		return &nats.Msg{Data: b, Header: nats.Header{protocol.HdrSiblings: {"2"}, protocol.HdrContext: {"ctx"}}}
+	})
+	e, err := c.Get(context.Background(), "k")
+	if err != nil || e.Siblings != 2 || string(e.Values[0]) != "a" || string(e.Values[1]) != "b" || e.Context != "ctx" {
+		t.Fatalf("entry %+v, err %v", e, err)
+	}
+}
+
+func TestRequestShape(t *testing.T) {
+	seen := make(chan *nats.Msg, 4)
+	c := fakeStore(t, func(m *nats.Msg) *nats.Msg {
+		seen <- m
+		return &nats.Msg{Header: nats.Header{protocol.HdrContext: {"next"}}}
+	})
+	ctx := context.Background()
+	got, err := c.Put(ctx, "user.42", []byte("v"), client.W("all"), client.Context("prev"))
+	if err != nil || got != "next" {
+		t.Fatalf("put: %q %v", got, err)
+	}
+	m := <-seen
+	if m.Subject != "kvmesh.kv.put.user.42" || m.Header.Get(protocol.HdrW) != "all" || m.Header.Get(protocol.HdrContext) != "prev" {
+		t.Fatalf("put request %s %v", m.Subject, m.Header)
+	}
+	// A key that is not subject-safe goes in the header.
+	if _, err := c.Put(ctx, "a b*", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	m = <-seen
+	if m.Subject != "kvmesh.kv.put" || m.Header.Get(protocol.HdrKey) != "a b*" {
+		t.Fatalf("header-key request %s %v", m.Subject, m.Header)
+	}
+}
+
+func TestLocalChecksSendNothing(t *testing.T) {
+	c := fakeStore(t, func(m *nats.Msg) *nats.Msg {
+		t.Errorf("request %s reached the store", m.Subject)
+		return &nats.Msg{}
+	})
+	ctx := context.Background()
+	if _, err := c.Get(ctx, ""); !errors.Is(err, client.ErrInvalidKey) {
+		t.Errorf("empty key: %v", err)
+	}
+	if _, err := c.Get(ctx, strings.Repeat("k", 1025)); !errors.Is(err, client.ErrInvalidKey) {
+		t.Errorf("long key: %v", err)
+	}
+	big := make([]byte, protocol.MaxValueLen(c.Conn().MaxPayload())+1)
+	if _, err := c.Put(ctx, "k", big); !errors.Is(err, client.ErrValueTooLarge) {
+		t.Errorf("big value: %v", err)
+	}
+}
+
+func TestNoStoreIsUnavailable(t *testing.T) {
+	srv, err := embedded.Start(embedded.Config{Name: "empty", Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	c, err := client.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Get(context.Background(), "k"); !errors.Is(err, client.ErrNodeUnavailable) {
+		t.Fatalf("err = %v, want ErrNodeUnavailable", err)
+	}
+}
+
+func TestOptions(t *testing.T) {
+	if _, err := client.New(nil, client.WithPrefix("a.*")); !errors.Is(err, client.ErrInvalidOption) {
+		t.Errorf("bad prefix: %v", err)
+	}
+	if _, err := client.New(nil, client.WithTimeout(0)); !errors.Is(err, client.ErrInvalidOption) {
+		t.Errorf("zero timeout: %v", err)
+	}
+}
