@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -48,6 +49,8 @@ type Client struct {
 	subjects protocol.Subjects
 	timeout  time.Duration
 	resolver Resolver
+	direct   bool
+	noDirect sync.Map // server name -> true: it does not serve direct subjects
 }
 
 // Resolver merges the sibling values of a key into one. Get applies it
@@ -78,6 +81,16 @@ func WithTimeout(d time.Duration) Option {
 	}
 }
 
+// WithDirect turns direct addressing on or off (default on). On, a
+// request goes to the node the client is connected to (its server name),
+// which coordinates it, instead of the queue group, which picks a node at
+// random across the cluster, mostly one route away. A server that does
+// not serve direct subjects (not a kvmesh node) is remembered and the
+// queue group used instead.
+func WithDirect(on bool) Option {
+	return func(c *Client) error { c.direct = on; return nil }
+}
+
 // WithResolver sets the sibling resolver Get applies.
 func WithResolver(r Resolver) Option {
 	return func(c *Client) error { c.resolver = r; return nil }
@@ -86,7 +99,7 @@ func WithResolver(r Resolver) Option {
 // New returns a client over an existing connection, which the caller
 // keeps owning.
 func New(nc *nats.Conn, opts ...Option) (*Client, error) {
-	c := &Client{nc: nc, timeout: DefaultTimeout}
+	c := &Client{nc: nc, timeout: DefaultTimeout, direct: true}
 	c.subjects, _ = protocol.NewSubjects("")
 	for _, o := range opts {
 		if err := o(c); err != nil {
@@ -241,10 +254,31 @@ func (c *Client) request(ctx context.Context, op, key string, data []byte, opts 
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
+	server := ""
+	if c.direct && protocol.SubjectSafeKey(key) {
+		server = c.nc.ConnectedServerName()
+		if _, no := c.noDirect.Load(server); no || protocol.ValidateNodeID(server) != nil {
+			server = ""
+		}
+	}
+	if server != "" {
+		direct := *msg
+		direct.Subject = c.subjects.KVNode(server, op, key)
+		m, err := c.nc.RequestMsgWithContext(ctx, &direct)
+		if !errors.Is(err, nats.ErrNoResponders) {
+			return c.reply(op, key, m, err)
+		}
+		c.noDirect.Store(server, true)
+	}
 	m, err := c.nc.RequestMsgWithContext(ctx, msg)
+	return c.reply(op, key, m, err)
+}
+
+// reply turns a NATS reply (or request error) into the client's result.
+func (c *Client) reply(op, key string, m *nats.Msg, err error) (*nats.Msg, error) {
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
-		return nil, protocol.Errorf(protocol.ErrNodeUnavailable, "%s %q: no kvmesh node serves %s", op, key, msg.Subject)
+		return nil, protocol.Errorf(protocol.ErrNodeUnavailable, "%s %q: no kvmesh node serves the store's subjects", op, key)
 	case errors.Is(err, nats.ErrMaxPayload):
 		return nil, protocol.Errorf(protocol.ErrValueTooLarge, "%s %q: %v", op, key, err)
 	case err != nil:

@@ -16,7 +16,12 @@ import (
 
 // fakeStore serves the client subjects with canned replies, so the
 // client's decoding is tested without a cluster.
-func fakeStore(t *testing.T, handle func(m *nats.Msg) *nats.Msg) *client.Client {
+func fakeStore(t *testing.T, handle func(m *nats.Msg) *nats.Msg, opts ...client.Option) *client.Client {
+	t.Helper()
+	return fakeStoreOn(t, "kvmesh.kv.>", handle, append([]client.Option{client.WithDirect(false)}, opts...)...)
+}
+
+func fakeStoreOn(t *testing.T, subject string, handle func(m *nats.Msg) *nats.Msg, opts ...client.Option) *client.Client {
 	t.Helper()
 	srv, err := embedded.Start(embedded.Config{Name: "fake", Port: -1})
 	if err != nil {
@@ -27,7 +32,7 @@ func fakeStore(t *testing.T, handle func(m *nats.Msg) *nats.Msg) *client.Client 
 	if err != nil {
 		t.Fatal(err)
 	}
-	sub, err := nc.Subscribe("kvmesh.kv.>", func(m *nats.Msg) {
+	sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
 		r := handle(m)
 		r.Subject = m.Reply
 		_ = nc.PublishMsg(r)
@@ -39,7 +44,7 @@ func fakeStore(t *testing.T, handle func(m *nats.Msg) *nats.Msg) *client.Client 
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.Connect(srv.ClientURL(), client.WithTimeout(5*time.Second))
+	c, err := client.Connect(srv.ClientURL(), append([]client.Option{client.WithTimeout(5 * time.Second)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,5 +157,36 @@ func TestOptions(t *testing.T) {
 	}
 	if _, err := client.New(nil, client.WithTimeout(0)); !errors.Is(err, client.ErrInvalidOption) {
 		t.Errorf("zero timeout: %v", err)
+	}
+}
+
+func TestDirectAddressingGoesToTheConnectedNode(t *testing.T) {
+	seen := make(chan string, 4)
+	c := fakeStoreOn(t, "kvmesh.kv.>", func(m *nats.Msg) *nats.Msg {
+		seen <- m.Subject
+		return &nats.Msg{}
+	})
+	if _, err := c.Put(context.Background(), "user.42", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-seen; got != "kvmesh.kv.node.fake.put.user.42" {
+		t.Fatalf("subject %q, want the connected node's direct subject", got)
+	}
+}
+
+func TestDirectFallsBackToTheQueueGroup(t *testing.T) {
+	seen := make(chan string, 4)
+	// A store that serves only the queue-group subjects.
+	c := fakeStoreOn(t, "kvmesh.kv.put.>", func(m *nats.Msg) *nats.Msg {
+		seen <- m.Subject
+		return &nats.Msg{}
+	})
+	for i := 0; i < 2; i++ {
+		if _, err := c.Put(context.Background(), "user.42", []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+		if got := <-seen; got != "kvmesh.kv.put.user.42" {
+			t.Fatalf("subject %q, want the queue-group subject", got)
+		}
 	}
 }

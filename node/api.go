@@ -13,9 +13,11 @@ import (
 
 // serveClients registers the client API as a NATS micro service in the
 // store's queue group, so NATS hands each request to one node and
-// `nats micro ls` discovers the store. Every operation has two endpoints:
-// "<prefix>.kv.<op>.<key>" for subject-safe keys and "<prefix>.kv.<op>"
-// with the key in the Kvmesh-Key header for any other key.
+// `nats micro ls` discovers the store. Every operation has three
+// endpoints: "<prefix>.kv.<op>.<key>" for subject-safe keys,
+// "<prefix>.kv.<op>" with the key in the Kvmesh-Key header for any other
+// key, and "<prefix>.kv.node.<id>.<op>.<key>" for clients that address
+// this node directly (the one they are connected to).
 func (n *Node) serveClients() error {
 	svc, err := micro.AddService(n.nc, micro.Config{
 		Name:        "kvmesh",
@@ -34,6 +36,9 @@ func (n *Node) serveClients() error {
 			return fmt.Errorf("client api %s: %w", op, err)
 		}
 		if err := svc.AddEndpoint(op+"-by-header", h, micro.WithEndpointSubject(n.subjects.KVBase(op))); err != nil {
+			return fmt.Errorf("client api %s: %w", op, err)
+		}
+		if err := svc.AddEndpoint(op+"-direct", h, micro.WithEndpointSubject(n.subjects.KVNodeWildcard(n.cfg.ID, op))); err != nil {
 			return fmt.Errorf("client api %s: %w", op, err)
 		}
 	}
@@ -136,7 +141,7 @@ func (n *Node) requestKey(op, subject string, hdr nats.Header) (string, error) {
 	if hdr.Get(protocol.HdrKey) != "" {
 		return "", protocol.Errorf(protocol.ErrInvalidKey, "key given both in the subject and the %s header", protocol.HdrKey)
 	}
-	return n.subjects.KeyFromSubject(op, subject)
+	return n.subjects.KeyFromSubject(op, subject, n.cfg.ID)
 }
 
 // respondGet answers a get: one live value raw in the payload, several as

@@ -49,16 +49,37 @@ func (s Subjects) KVBase(op string) string { return s.Prefix + ".kv." + op }
 // KVWildcard is the subject a node subscribes to for op.
 func (s Subjects) KVWildcard(op string) string { return s.Prefix + ".kv." + op + ".>" }
 
+// KVNode is the subject of client operation op on key addressed to node
+// id itself: "<prefix>.kv.node.<id>.<op>.<key>". Every node serves it
+// besides the queue group, so a client that knows which node it is
+// connected to (the server name) skips the queue group's random pick,
+// which mostly lands on another server one route away.
+func (s Subjects) KVNode(id, op, key string) string {
+	return s.Prefix + ".kv.node." + id + "." + op + "." + key
+}
+
+// KVNodeWildcard is the subject node id subscribes to for op addressed to
+// it.
+func (s Subjects) KVNodeWildcard(id, op string) string {
+	return s.Prefix + ".kv.node." + id + "." + op + ".>"
+}
+
 // NodeRPC is the subject node id serves replica requests on.
 func (s Subjects) NodeRPC(id string) string { return s.Prefix + ".node." + id + ".rpc" }
 
 // Events is the subject a change of key is published on.
 func (s Subjects) Events(key string) string { return s.Prefix + ".events." + key }
 
-// KeyFromSubject extracts the key of a client request on subject for op.
-// It returns ErrInvalidKey when the subject carries no valid key.
-func (s Subjects) KeyFromSubject(op, subject string) (string, error) {
+// KeyFromSubject extracts the key of a client request on subject for op,
+// on the queue-group subject or on node's own (KVNode) subject. It
+// returns ErrInvalidKey when the subject carries no valid key.
+func (s Subjects) KeyFromSubject(op, subject string, node ...string) (string, error) {
 	p := s.Prefix + ".kv." + op + "."
+	for _, id := range node {
+		if np := s.Prefix + ".kv.node." + id + "." + op + "."; strings.HasPrefix(subject, np) {
+			p = np
+		}
+	}
 	if !strings.HasPrefix(subject, p) {
 		return "", Errorf(ErrInvalidKey, "subject %q is not a %s request", clip(subject, 64), op)
 	}
