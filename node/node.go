@@ -44,6 +44,7 @@ type Node struct {
 	svc    micro.Service
 
 	pending  pendingOps
+	outboxes outboxes
 	heard    sync.Map // member id -> time.Time of its last announcement
 	inflight atomic.Int64
 
@@ -72,6 +73,7 @@ func New(cfg Config) (*Node, error) {
 		stop:     make(chan struct{}),
 	}
 	n.pending.ops = make(map[uint64]rpcOp)
+	n.outboxes.m = make(map[string]*outbox)
 	return n, nil
 }
 
@@ -248,7 +250,9 @@ func (n *Node) Close() error {
 				errs = append(errs, fmt.Errorf("stop service: %w", err))
 			}
 		}
+		n.outboxes.mu.Lock() // no outbox sender starts after this
 		close(n.stop)
+		n.outboxes.mu.Unlock()
 		if n.tr != nil {
 			errs = append(errs, n.tr.Close())
 		}

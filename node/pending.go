@@ -63,8 +63,13 @@ func (p *pendingOps) failAll(err error) {
 }
 
 // HandleReply implements transport.Handler: route each result of a reply
-// to the operation waiting for it.
+// to the operation waiting for it. tag is the batch the reply answers.
 func (n *Node) HandleReply(tag uint64, data []byte) {
+	batch := n.pending.get(tag)
+	n.pending.remove(tag)
+	if b, ok := batch.(*batchOp); ok && b.timer != nil {
+		b.timer.Stop()
+	}
 	rep, err := protocol.DecodeReply(data)
 	if err != nil {
 		n.log.Debug("bad reply", "err", err)
@@ -72,14 +77,13 @@ func (n *Node) HandleReply(tag uint64, data []byte) {
 	}
 	for i := range rep.Results {
 		res := &rep.Results[i]
+		var op rpcOp
 		if res.Tag == 0 {
-			// The replica could not decode our request at all.
-			if op := n.pending.get(tag); op != nil {
-				op.result(rep.From, res, nil)
-			}
-			continue
+			op = batch // the peer could not decode the request at all
+		} else {
+			op = n.pending.get(res.Tag)
 		}
-		if op := n.pending.get(res.Tag); op != nil {
+		if op != nil {
 			op.result(rep.From, res, nil)
 		}
 	}
@@ -89,6 +93,7 @@ func (n *Node) HandleReply(tag uint64, data []byte) {
 // subscriber of the replica's subject, so count it failed at once.
 func (n *Node) HandleUnreachable(tag uint64, to string) {
 	if op := n.pending.get(tag); op != nil {
+		n.pending.remove(tag)
 		op.result(to, nil, protocol.Errorf(protocol.ErrNodeUnavailable, "%s: no responders", to))
 	}
 }

@@ -130,7 +130,7 @@ func (op *readOp) complete() {
 // catches what a lost repair misses) and merges it locally if this node is
 // among them.
 func (n *Node) repair(p int, key string, obj *protocol.Object, nodes []string) {
-	n.sendAll(nil, nodes, protocol.Item{Op: protocol.RPCWrite, Key: key, Obj: obj})
+	n.sendAll(nil, nodes, protocol.Item{Tag: noReplyTag, Op: protocol.RPCWrite, Key: key, Obj: obj})
 	if isOwner(nodes, n.cfg.ID) {
 		_ = n.st.Apply(p, key, syncInto(obj), func(*protocol.Object, error) {})
 	}

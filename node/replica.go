@@ -24,10 +24,35 @@ func (n *Node) HandleRequest(data []byte, respond func([]byte)) {
 		respond(n.encodeReply([]protocol.Result{protocol.ResultError(0, err)}))
 		return
 	}
-	b := &replyBatch{n: n, respond: respond, left: len(req.Items), results: make([]protocol.Result, 0, len(req.Items))}
+	// Reads answer at once, writes after their commit, forwarded writes
+	// after a whole quorum round: reply to each kind separately so a
+	// quick result never waits for a slow one of the same message.
+	var reads, writes int
 	for i := range req.Items {
-		n.serveItem(&req.Items[i], b.add)
+		switch req.Items[i].Op {
+		case protocol.RPCRead:
+			reads++
+		case protocol.RPCWrite:
+			writes++
+		}
 	}
+	rb := newReplyBatch(n, respond, reads)
+	wb := newReplyBatch(n, respond, writes)
+	for i := range req.Items {
+		it := &req.Items[i]
+		switch it.Op {
+		case protocol.RPCRead:
+			n.serveItem(it, rb.add)
+		case protocol.RPCWrite:
+			n.serveItem(it, wb.add)
+		default:
+			n.serveItem(it, newReplyBatch(n, respond, 1).add)
+		}
+	}
+}
+
+func newReplyBatch(n *Node, respond func([]byte), items int) *replyBatch {
+	return &replyBatch{n: n, respond: respond, left: items, results: make([]protocol.Result, 0, items)}
 }
 
 func (n *Node) serveItem(it *protocol.Item, add func(protocol.Result)) {

@@ -155,21 +155,4 @@ func writeContext(obj *protocol.Object, ctx protocol.Clock, self string) protoco
 	return version.Join(ctx, protocol.Clock{{Node: self, Counter: version.Get(obj.Clock, self)}})
 }
 
-// sendAll sends item to every owner but this node, reporting send errors
-// to op as failed replicas.
-func (n *Node) sendAll(op rpcOp, owners []string, item protocol.Item) {
-	b, err := protocol.EncodeRequest(&protocol.Request{V: protocol.Version, From: n.cfg.ID, Items: []protocol.Item{item}})
-	for _, o := range owners {
-		if o == n.cfg.ID {
-			continue
-		}
-		if err == nil {
-			err = n.tr.Send(o, item.Tag, b)
-		}
-		if err != nil && op != nil {
-			op.result(o, nil, protocol.Errorf(protocol.ErrNodeUnavailable, "send to %s: %v", o, err))
-		}
-	}
-}
-
 func isOwner(owners []string, id string) bool { return slices.Contains(owners, id) }
