@@ -20,6 +20,7 @@ Usage:
   kvmesh put   KEY VALUE [-w W] [--context CTX|--blind] replace (VALUE "-" reads stdin)
   kvmesh get   KEY [-r R]                              read
   kvmesh del   KEY [-w W] [--context CTX]              delete
+  kvmesh bench [--quick] [--systems ...] [--json FILE] compare with JetStream KV (see -h)
 
 Client commands take --server URL (default $KVMESH_URL, then nats://127.0.0.1:4222)
 and --timeout. R and W are one, quorum, all or a number of replicas.
@@ -49,6 +50,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdGet(args[1:], stdout, stderr)
 	case "del":
 		err = cmdDel(args[1:], stdout, stderr)
+	case "bench":
+		err = cmdBench(args[1:], stdout, stderr)
+	case "jsref": // hidden: a reference nats-server for bench
+		err = cmdJSRef(args[1:], stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

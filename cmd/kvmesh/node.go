@@ -62,6 +62,7 @@ func cmdNode(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("node", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	nodeFlags(fs, &cfg, &peers, &level)
+	defer cpuProfileFlag(fs)()
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err

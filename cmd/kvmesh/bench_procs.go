@@ -1,0 +1,432 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	mathrand "math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// procs owns every child process of one `kvmesh bench` run: it starts
+// them with Pdeathsig SIGKILL, so none outlives the benchmark even when
+// it is killed itself, and killAll (deferred by the caller, and run on
+// every exit path) kills and reaps the rest. Safe for concurrent use.
+type procs struct {
+	exe  string // this binary
+	base string // the run's temp dir: data dirs and logs
+
+	mu   sync.Mutex
+	list []*child
+	used map[int]bool // ports handed out
+}
+
+// child is one process of the benchmark: a kvmesh node or a jsref server.
+type child struct {
+	name        string
+	clientPort  int
+	clusterPort int
+	dataDir     string
+	logPath     string
+	cmd         *exec.Cmd
+	exited      chan struct{} // closed when the process has been reaped
+}
+
+func (c *child) url() string      { return fmt.Sprintf("nats://127.0.0.1:%d", c.clientPort) }
+func (c *child) routeURL() string { return fmt.Sprintf("nats-route://127.0.0.1:%d", c.clusterPort) }
+func (c *child) pid() int         { return c.cmd.Process.Pid }
+
+// start launches exe with args, its output going to name.log in the base
+// dir.
+func (ps *procs) start(c *child, args []string) error {
+	c.logPath = filepath.Join(ps.base, c.name+".log")
+	logf, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(ps.exe, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("start %s: %w", c.name, err)
+	}
+	c.cmd = cmd
+	c.exited = make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		logf.Close()
+		close(c.exited)
+	}()
+	ps.mu.Lock()
+	ps.list = append(ps.list, c)
+	ps.mu.Unlock()
+	return nil
+}
+
+// stop ends c: SIGTERM first when graceful (a node then closes its store
+// and writes its profile), SIGKILL after grace or at once otherwise.
+func (ps *procs) stop(c *child, graceful bool, grace time.Duration) {
+	if c.cmd == nil {
+		return
+	}
+	if graceful {
+		_ = c.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-c.exited:
+			return
+		case <-time.After(grace):
+		}
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGKILL)
+	<-c.exited
+}
+
+// killAll kills and reaps every child still running.
+func (ps *procs) killAll() {
+	ps.mu.Lock()
+	list := ps.list
+	ps.list = nil
+	ps.mu.Unlock()
+	for _, c := range list {
+		_ = c.cmd.Process.Signal(syscall.SIGKILL)
+	}
+	for _, c := range list {
+		<-c.exited
+	}
+}
+
+// waitReady waits until c's log shows a line containing marker, failing
+// early when c exits.
+func (c *child) waitReady(ctx context.Context, marker string, timeout time.Duration) error {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if logHas(c.logPath, marker) {
+			return nil
+		}
+		select {
+		case <-c.exited:
+			return fmt.Errorf("%s exited before it was ready; its log ends: %s", c.name, lastLines(c.logPath, 3))
+		case <-deadline.C:
+			return fmt.Errorf("%s not ready after %v; its log ends: %s", c.name, timeout, lastLines(c.logPath, 3))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+func logHas(path, marker string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	s.Buffer(make([]byte, 64<<10), 1<<20)
+	for s.Scan() {
+		if strings.Contains(s.Text(), marker) {
+			return true
+		}
+	}
+	return false
+}
+
+// lastLines returns the last n lines of the file at path.
+func lastLines(path string, n int) string {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// allocPorts returns n loopback ports that are free now and were never
+// handed out before in this run. They come from below Linux's ephemeral
+// range (32768-60999 by default), so the outgoing connections of the
+// children already running cannot take them before a child listens.
+func (ps *procs) allocPorts(n int) ([]int, error) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.used == nil {
+		ps.used = map[int]bool{}
+	}
+	ports := make([]int, 0, n)
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 10000 {
+			return nil, errors.New("no free loopback ports in 10000-32767")
+		}
+		p := 10000 + mathrand.IntN(22768)
+		if ps.used[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		ps.used[p] = true
+		ports = append(ports, p)
+	}
+	return ports, nil
+}
+
+// cluster is a set of servers started together: kvmesh nodes or jsref
+// servers.
+type cluster struct {
+	name  string
+	nodes []*child
+}
+
+func (c *cluster) urls() []string {
+	out := make([]string, len(c.nodes))
+	for i, n := range c.nodes {
+		out[i] = n.url()
+	}
+	return out
+}
+
+// newCluster allocates names, ports and data dirs for size servers.
+func (ps *procs) newCluster(name string, size int) (*cluster, []string, error) {
+	ports, err := ps.allocPorts(2 * size)
+	if err != nil {
+		return nil, nil, err
+	}
+	cl := &cluster{name: name}
+	var routes []string
+	for i := range size {
+		c := &child{
+			name:        fmt.Sprintf("%s-n%d", name, i+1),
+			clientPort:  ports[2*i],
+			clusterPort: ports[2*i+1],
+		}
+		c.dataDir = filepath.Join(ps.base, c.name)
+		cl.nodes = append(cl.nodes, c)
+		routes = append(routes, c.routeURL())
+	}
+	return cl, routes, nil
+}
+
+// startKvmesh starts a kvmesh store of size `kvmesh node` processes and
+// waits until every node serves. extra(i) adds flags to node i.
+func (ps *procs) startKvmesh(ctx context.Context, name string, size int, extra func(i int) []string) (*cluster, error) {
+	cl, routes, err := ps.newCluster(name, size)
+	if err != nil {
+		return nil, err
+	}
+	for i, c := range cl.nodes {
+		args := []string{"node", "--id", fmt.Sprintf("n%d", i+1), "--data", c.dataDir,
+			"--listen", fmt.Sprintf("127.0.0.1:%d", c.clientPort),
+			"--cluster", fmt.Sprintf("127.0.0.1:%d", c.clusterPort),
+			"--cluster-name", name,
+			"--peers", strings.Join(routes, ","),
+			"--peer-wait", "20s", "--log-level", "warn"}
+		if extra != nil {
+			args = append(args, extra(i)...)
+		}
+		if err := ps.start(c, args); err != nil {
+			return nil, err
+		}
+	}
+	for _, c := range cl.nodes {
+		if err := c.waitReady(ctx, " ready: clients ", 60*time.Second); err != nil {
+			return nil, err
+		}
+	}
+	return cl, nil
+}
+
+// startNATS starts a cluster of size `kvmesh jsref` servers: JetStream
+// with the given sync mode ("always" or "default"), or core NATS only
+// when sync is empty.
+func (ps *procs) startNATS(ctx context.Context, name string, size int, sync string) (*cluster, error) {
+	cl, routes, err := ps.newCluster(name, size)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range cl.nodes {
+		args := []string{"jsref", "--name", c.name,
+			"--port", strconv.Itoa(c.clientPort), "--cluster", strconv.Itoa(c.clusterPort),
+			"--cluster-name", name, "--routes", strings.Join(routes, ",")}
+		if sync != "" {
+			args = append(args, "--store", c.dataDir, "--sync", sync)
+		}
+		if err := ps.start(c, args); err != nil {
+			return nil, err
+		}
+	}
+	for _, c := range cl.nodes {
+		if err := c.waitReady(ctx, "jsref "+c.name+" ready", 60*time.Second); err != nil {
+			return nil, err
+		}
+	}
+	return cl, nil
+}
+
+// procMem is a process's resident memory from /proc/<pid>/status.
+type procMem struct {
+	RSS     int64 `json:"rss_bytes"`      // VmRSS
+	RSSAnon int64 `json:"rss_anon_bytes"` // RssAnon: heap and stacks, not the mapped bbolt file
+}
+
+func readProcMem(pid int) (procMem, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return procMem{}, err
+	}
+	return parseProcStatus(string(b)), nil
+}
+
+// parseProcStatus extracts VmRSS and RssAnon (in kB in the file).
+func parseProcStatus(s string) procMem {
+	var m procMem
+	for _, line := range strings.Split(s, "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) == 0 {
+			continue
+		}
+		n, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			continue
+		}
+		switch k {
+		case "VmRSS":
+			m.RSS = n << 10
+		case "RssAnon":
+			m.RSSAnon = n << 10
+		}
+	}
+	return m
+}
+
+// diskUsage is what du reports for dir: allocated blocks, in bytes.
+func diskUsage(dir string) (int64, error) {
+	var total int64
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); ok {
+			total += st.Blocks * 512
+		} else {
+			total += info.Size()
+		}
+		return nil
+	})
+	if errors.Is(err, fs.ErrNotExist) {
+		err = nil
+	}
+	return total, err
+}
+
+// cpuTicks reads the machine's busy and total CPU time from /proc/stat
+// (all CPUs, in clock ticks).
+func cpuTicks() (busy, total uint64, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, 0, fmt.Errorf("/proc/stat: unexpected %q", line)
+	}
+	for i, s := range f[1:] {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return 0, 0, err
+		}
+		if i >= 8 { // guest time is already counted in user
+			break
+		}
+		total += n
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return busy, total, nil
+}
+
+// procTicks is the CPU time (user+system, clock ticks) pid has used.
+func procTicks(pid int) uint64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseUint(f[11], 10, 64)
+	st, _ := strconv.ParseUint(f[12], 10, 64)
+	return u + st
+}
+
+// ourTicks is the CPU time of this process and its running children.
+func (ps *procs) ourTicks() uint64 {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	t := procTicks(os.Getpid())
+	for _, c := range ps.list {
+		select {
+		case <-c.exited:
+		default:
+			t += procTicks(c.pid())
+		}
+	}
+	return t
+}
+
+// cpuMeter measures how busy the machine was, and how much of that was
+// not this benchmark: other work on the machine skews every number.
+type cpuMeter struct {
+	ps               *procs
+	busy, total, our uint64
+}
+
+func (ps *procs) startCPUMeter() *cpuMeter {
+	m := &cpuMeter{ps: ps}
+	m.busy, m.total, _ = cpuTicks()
+	m.our = ps.ourTicks()
+	return m
+}
+
+// read returns the average number of CPUs busy since the start, in all
+// and outside this benchmark's processes.
+func (m *cpuMeter) read() (busy, others float64) {
+	b, t, err := cpuTicks()
+	our := m.ps.ourTicks()
+	if err != nil || t <= m.total {
+		return 0, 0
+	}
+	cpus := float64(runtime.NumCPU())
+	span := float64(t-m.total) / cpus // ticks of one CPU
+	busy = float64(b-m.busy) / span
+	others = max(0, float64(b-m.busy)-float64(our-m.our)) / span
+	return busy, others
+}

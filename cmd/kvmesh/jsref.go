@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// cmdJSRef runs one nats-server, optionally with JetStream, as a member of
+// a reference cluster for `kvmesh bench`. It is hidden from the usage
+// text: it exists so the benchmark can run the system kvmesh is compared
+// with as separate processes of the same binary, built with the very
+// nats-server version kvmesh embeds. SIGINT or SIGTERM stop it.
+//
+//	kvmesh jsref --name js1 --port 4300 --cluster 6300 --routes nats-route://127.0.0.1:6300,... --store DIR --sync always
+//
+// Without --store the server runs core NATS only (the fan-out ceiling).
+func cmdJSRef(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("jsref", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	name := fs.String("name", "", "server name, unique in the cluster (required)")
+	host := fs.String("host", "127.0.0.1", "listen host of the client and route listeners")
+	port := fs.Int("port", -1, "client port (-1: any free port)")
+	cport := fs.Int("cluster", 0, "route port (0: no cluster)")
+	cname := fs.String("cluster-name", "jsref", "NATS cluster name")
+	routes := fs.String("routes", "", "comma-separated route URLs of every server (nats-route://host:port)")
+	store := fs.String("store", "", "JetStream store directory; empty: core NATS only, no JetStream")
+	sync := fs.String("sync", "default", "JetStream fsync: always (fsync every write: SyncAlways) or default (lazy, every 2 min)")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("unexpected argument %q", pos[0])
+	}
+	if *name == "" {
+		return usagef("--name is required")
+	}
+	opts := &server.Options{
+		ServerName: *name,
+		Host:       *host,
+		Port:       *port,
+		NoSigs:     true,
+		Logtime:    true,
+	}
+	if *cport != 0 {
+		opts.Cluster = server.ClusterOpts{Name: *cname, Host: *host, Port: *cport}
+		if rs := splitList(*routes); len(rs) > 0 {
+			opts.Routes = server.RoutesFromStr(strings.Join(rs, ","))
+		}
+	}
+	if *store != "" {
+		opts.JetStream = true
+		opts.StoreDir = *store
+		switch *sync {
+		case "always":
+			opts.SyncAlways = true
+		case "default", "":
+		default:
+			return usagef("--sync %q: want always or default", *sync)
+		}
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return fmt.Errorf("nats-server: %w", err)
+	}
+	s.ConfigureLogger()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	s.Start()
+	defer func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	}()
+	if !s.ReadyForConnections(30 * time.Second) {
+		return fmt.Errorf("nats-server %s not ready after 30s", *name)
+	}
+	js := "core NATS"
+	if opts.JetStream {
+		js = "JetStream sync=" + *sync
+	}
+	// `kvmesh bench` waits for this line.
+	fmt.Fprintf(stderr, "jsref %s ready: clients %s, %s, nats-server %s\n", *name, s.ClientURL(), js, server.VERSION)
+	<-ctx.Done()
+	return nil
+}
