@@ -68,7 +68,7 @@ func (op *readOp) result(from string, res *protocol.Result, err error) {
 			merged, _ := quorum.MergeReads(op.objs)
 			answer = func() { op.finish(merged, nil) }
 		} else {
-			qerr := op.tally.Err("get")
+			qerr := quorumErr(op.tally, "get")
 			answer = func() { op.finish(nil, qerr) }
 		}
 	}
@@ -87,7 +87,7 @@ func (op *readOp) timeout() {
 	var answer func()
 	if !op.responded {
 		op.responded = true
-		qerr := op.tally.Err("get")
+		qerr := quorumErr(op.tally, "get")
 		answer = func() { op.finish(nil, qerr) }
 	}
 	op.mu.Unlock()

@@ -91,7 +91,7 @@ func (op *writeOp) result(from string, res *protocol.Result, err error) {
 	if op.tally.Succeeded() {
 		ctx = writeContext(op.obj, op.ctx, op.n.cfg.ID)
 	} else {
-		err = op.tally.Err(opName(op.sib))
+		err = quorumErr(op.tally, opName(op.sib))
 	}
 	op.mu.Unlock()
 	op.end(ctx, err)
@@ -99,7 +99,7 @@ func (op *writeOp) result(from string, res *protocol.Result, err error) {
 
 func (op *writeOp) timeout() {
 	op.mu.Lock()
-	err := op.tally.Err(opName(op.sib))
+	err := quorumErr(op.tally, opName(op.sib))
 	op.mu.Unlock()
 	op.end(nil, err)
 }
