@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"strconv"
@@ -39,14 +40,16 @@ type Node struct {
 	nc     *nats.Conn
 	st     *store.Store
 	issuer *issuer
+	actor  string // this incarnation's id in causal clocks
 	tr     transport.Transport
 	mem    *membership
 	svc    micro.Service
 
-	pending  pendingOps
-	outboxes outboxes
-	heard    sync.Map // member id -> time.Time of its last announcement
-	inflight atomic.Int64
+	pending   pendingOps
+	outboxes  outboxes
+	forwarded forwarded
+	heard     sync.Map // member id -> time.Time of its last announcement
+	inflight  atomic.Int64
 
 	stop      chan struct{} // closed by Close: stops the loops
 	wg        sync.WaitGroup
@@ -73,6 +76,9 @@ func New(cfg Config) (*Node, error) {
 		stop:     make(chan struct{}),
 	}
 	n.pending.ops = make(map[uint64]rpcOp)
+	// Tags start at a random point so that a restarted node's tags do not
+	// repeat its previous run's (peers deduplicate forwards by tag).
+	n.pending.next = rand.Uint64() >> 2
 	n.outboxes.m = make(map[string]*outbox)
 	return n, nil
 }
@@ -130,7 +136,15 @@ func (n *Node) start(ctx context.Context) error {
 		return fmt.Errorf("open store: %w", err)
 	}
 	n.st = st
-	n.issuer = newIssuer(st, n.cfg.ID)
+	inc, err := startIncarnation(st)
+	if err != nil {
+		return fmt.Errorf("start incarnation: %w", err)
+	}
+	n.actor = protocol.ActorID(n.cfg.ID, inc)
+	if inc > 0 {
+		n.log.Info("issuing dots as a new incarnation after an unclean stop", "actor", n.actor)
+	}
+	n.issuer = newIssuer(st, n.actor)
 	if n.mem, err = loadMembership(st, n.cfg.ID, n.cfg.Partitions, n.cfg.Replicas); err != nil {
 		return err
 	}
@@ -259,7 +273,9 @@ func (n *Node) Close() error {
 		n.wg.Wait()
 		n.pending.failAll(protocol.Errorf(protocol.ErrNodeUnavailable, "node %s is shutting down", n.cfg.ID))
 		if n.st != nil {
-			errs = append(errs, n.st.Close())
+			// Every issued write was queued to the store, and Close
+			// commits them all before the clean mark.
+			errs = append(errs, n.st.CloseWithMeta(metaClean, []byte{1}))
 		}
 		if n.nc != nil {
 			n.nc.Close()

@@ -42,11 +42,11 @@ func (n *Node) HandleRequest(data []byte, respond func([]byte)) {
 		it := &req.Items[i]
 		switch it.Op {
 		case protocol.RPCRead:
-			n.serveItem(it, rb.add)
+			n.serveItem(req.From, it, rb.add)
 		case protocol.RPCWrite:
-			n.serveItem(it, wb.add)
+			n.serveItem(req.From, it, wb.add)
 		default:
-			n.serveItem(it, newReplyBatch(n, respond, 1).add)
+			n.serveItem(req.From, it, newReplyBatch(n, respond, 1).add)
 		}
 	}
 }
@@ -55,7 +55,7 @@ func newReplyBatch(n *Node, respond func([]byte), items int) *replyBatch {
 	return &replyBatch{n: n, respond: respond, left: items, results: make([]protocol.Result, 0, items)}
 }
 
-func (n *Node) serveItem(it *protocol.Item, add func(protocol.Result)) {
+func (n *Node) serveItem(from string, it *protocol.Item, add func(protocol.Result)) {
 	r := n.mem.ring()
 	p := r.Partition(it.Key)
 	fail := func(err error) { add(protocol.ResultError(it.Tag, err)) }
@@ -92,13 +92,17 @@ func (n *Node) serveItem(it *protocol.Item, add func(protocol.Result)) {
 			fail(protocol.Errorf(protocol.ErrValueTooLarge, "value is %d bytes, limit %d", len(it.Val), n.maxValue))
 			return
 		}
-		sib := protocol.Sibling{Value: it.Val, Deleted: it.Del}
-		n.coordinateWrite(it.Key, p, owners, it.Ctx, sib, it.W, func(ctx protocol.Clock, err error) {
-			if err != nil {
-				fail(err)
-				return
-			}
-			add(protocol.Result{Tag: it.Tag, Ctx: ctx})
+		tag := it.Tag
+		addTagged := func(res protocol.Result) { res.Tag = tag; add(res) }
+		n.forwarded.once(from, tag, 2*n.cfg.RequestTimeout, addTagged, func(finish func(protocol.Result)) {
+			sib := protocol.Sibling{Value: it.Val, Deleted: it.Del}
+			n.coordinateWrite(it.Key, p, owners, it.Ctx, sib, it.W, func(ctx protocol.Clock, err error) {
+				if err != nil {
+					finish(protocol.ResultError(0, err))
+					return
+				}
+				finish(protocol.Result{Ctx: ctx})
+			})
 		})
 	default:
 		fail(protocol.Errorf(protocol.ErrMalformed, "unknown op %d", it.Op))

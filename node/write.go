@@ -89,7 +89,7 @@ func (op *writeOp) result(from string, res *protocol.Result, err error) {
 	}
 	var ctx protocol.Clock
 	if op.tally.Succeeded() {
-		ctx = writeContext(op.obj, op.ctx, op.n.cfg.ID)
+		ctx = writeContext(op.obj, op.ctx, op.n.actor)
 	} else {
 		err = quorumErr(op.tally, opName(op.sib))
 	}

@@ -88,8 +88,8 @@ func (c Clock) Validate() error {
 }
 
 func validDot(d Dot) error {
-	if err := ValidateNodeID(d.Node); err != nil {
-		return Errorf(ErrInvalidContext, "bad node id in clock")
+	if err := ValidateActorID(d.Node); err != nil {
+		return Errorf(ErrInvalidContext, "bad actor id in clock")
 	}
 	if d.Counter == 0 || d.Counter > MaxCounter {
 		return Errorf(ErrInvalidContext, "clock counter %d out of range", d.Counter)

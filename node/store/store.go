@@ -177,14 +177,28 @@ func Open(path string, opts Options) (*Store, error) {
 // their done callbacks), stops the committer and closes the file. It is
 // idempotent: every call waits until the store is closed and returns the
 // same error. Methods called after Close return ErrClosed.
-func (s *Store) Close() error {
+func (s *Store) Close() error { return s.CloseWithMeta("", nil) }
+
+// CloseWithMeta is Close that, after the last accepted write committed,
+// stores the metadata entry name = v in a final transaction (no entry when
+// name is empty). A node marks a clean shutdown this way: the mark is on
+// disk only if everything acknowledged before it is too.
+func (s *Store) CloseWithMeta(name string, v []byte) error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.closed.Store(true)
 		close(s.queue)
 		s.mu.Unlock()
 		<-s.exited
-		if err := s.db.Close(); err != nil {
+		if name != "" {
+			err := s.db.Update(func(tx *bolt.Tx) error {
+				return tx.Bucket(bucketMeta).Put([]byte(name), v)
+			})
+			if err != nil {
+				s.closeErr = fmt.Errorf("store: close: put meta %s: %w", name, err)
+			}
+		}
+		if err := s.db.Close(); err != nil && s.closeErr == nil {
 			s.closeErr = fmt.Errorf("store: close: %w", err)
 		}
 	})

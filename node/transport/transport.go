@@ -10,7 +10,8 @@ package transport
 // (disk) to a queue and answer from there.
 type Handler interface {
 	// HandleRequest is called for each request addressed to this node.
-	// respond may be called once, from any goroutine, at any later time.
+	// respond sends one reply message; it may be called more than once
+	// (for parts of a batch), from any goroutine, at any later time.
 	HandleRequest(data []byte, respond func(reply []byte))
 	// HandleReply is called for each reply to a request this node sent
 	// with Send; tag is the tag given to Send.

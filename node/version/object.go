@@ -36,11 +36,11 @@ import (
 // included), and one wrapping protocol.ErrInvalidContext if ctx is not a
 // valid clock, if c would exceed protocol.MaxCounter or if the clock would
 // exceed protocol.MaxClockEntries. An invalid node id gives the error of
-// protocol.ValidateNodeID. On error nothing is returned and nothing
+// protocol.ValidateActorID. On error nothing is returned and nothing
 // changed. local must be valid (protocol.Object.Validate); it is not
 // modified.
 func Update(local *protocol.Object, ctx protocol.Clock, node string, s protocol.Sibling) (*protocol.Object, error) {
-	if err := protocol.ValidateNodeID(node); err != nil {
+	if err := protocol.ValidateActorID(node); err != nil {
 		return nil, fmt.Errorf("coordinator: %w", err)
 	}
 	if err := ctx.Validate(); err != nil {
