@@ -40,6 +40,7 @@ func cmdDev(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	tuneGC()
 	var peers []string
 	for i := 0; i < *nodes; i++ {
 		peers = append(peers, fmt.Sprintf("nats-route://127.0.0.1:%d", *cport+i))

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -75,6 +76,7 @@ func cmdNode(args []string, stderr io.Writer) error {
 		return err
 	}
 	cfg.NATSLog = true
+	tuneGC()
 	n, err := node.New(cfg)
 	if err != nil {
 		return usageError{err.Error()}
@@ -90,4 +92,15 @@ func cmdNode(args []string, stderr io.Writer) error {
 	<-ctx.Done()
 	fmt.Fprintf(stderr, "kvmesh node %s stopping\n", cfg.ID)
 	return n.Close()
+}
+
+// tuneGC sets the collector's target for a node unless GOGC says
+// otherwise. A node's live heap is small (requests in flight: the data is
+// in bbolt's memory map, outside the heap), so the default 100% growth
+// target spent about 10% of a loaded node's CPU marking; 400 measured +20%
+// puts at C=16 and C=64 (kvmesh bench, 3 nodes, 100 B values).
+func tuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
 }
