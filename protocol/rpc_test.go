@@ -309,12 +309,15 @@ func TestDecodeObject(t *testing.T) {
 			t.Errorf("clock %s accepted", name)
 		}
 	}
-	// nil and empty are both a valid empty object, and msgpack takes a
-	// struct from a map as well as from an array.
-	for _, b := range [][]byte{{recordFormat, 0xc0}, {recordFormat, 0x92, 0xc0, 0xc0}, {recordFormat, 0x92, 0x90, 0x90}, {recordFormat, 0x80}} {
+	// nil and empty are both a valid empty object.
+	for _, b := range [][]byte{{recordFormat, 0xc0}, {recordFormat, 0x92, 0xc0, 0xc0}, {recordFormat, 0x92, 0x90, 0x90}} {
 		if checkDecodeObject(t, b) == nil {
 			t.Errorf("% x rejected", b)
 		}
+	}
+	// The record codec reads the array form only (a map is malformed).
+	if _, err := DecodeObject([]byte{recordFormat, 0x80}); err == nil {
+		t.Error("an object encoded as a map was accepted")
 	}
 }
 
