@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,10 +21,16 @@ func BenchmarkCluster(b *testing.B) {
 	value := make([]byte, 100)
 	const keys = 10000
 	ctx := context.Background()
+	// Each put passes the key's last context, so keys keep one value
+	// instead of piling up siblings (as a real client does).
+	var contexts sync.Map
 	for i := 0; i < keys; i++ {
-		if _, err := clients[i%3].Put(ctx, fmt.Sprintf("bench.%d", i), value); err != nil {
+		key := fmt.Sprintf("bench.%d", i)
+		cctx, err := clients[i%3].Put(ctx, key, value)
+		if err != nil {
 			b.Fatal(err)
 		}
+		contexts.Store(key, cctx)
 	}
 	for _, conc := range []int{1, 16, 64} {
 		for _, op := range []string{"put", "get"} {
@@ -39,9 +46,10 @@ func BenchmarkCluster(b *testing.B) {
 						key := fmt.Sprintf("bench.%d", i%keys)
 						var err error
 						if op == "put" {
-							// Pass no context: contention on a key is rare
-							// with 10k keys, and siblings stay bounded.
-							_, err = cl.Put(ctx, key, value, client.W("2"))
+							prev, _ := contexts.Load(key)
+							var cctx string
+							cctx, err = cl.Put(ctx, key, value, client.W("2"), client.Context(prev.(string)))
+							contexts.Store(key, cctx)
 						} else {
 							_, err = cl.Get(ctx, key, client.R("2"))
 						}
