@@ -38,13 +38,17 @@ func (f *clientFlags) register(fs *flag.FlagSet, read bool) {
 	}
 }
 
-func (f *clientFlags) connect() (*client.Client, context.Context, context.CancelFunc, error) {
+// call connects to the store and runs fn with a context bounded by the
+// timeout.
+func (f *clientFlags) call(fn func(c *client.Client, ctx context.Context) error) error {
 	c, err := client.Connect(f.server, client.WithTimeout(f.timeout))
 	if err != nil {
-		return nil, nil, nil, err
+		return err
 	}
+	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
-	return c, ctx, cancel, nil
+	defer cancel()
+	return fn(c, ctx)
 }
 
 func parseClient(name string, args []string, stderr io.Writer, read bool, want int) (*clientFlags, []string, error) {
@@ -73,31 +77,27 @@ func cmdPut(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	c, ctx, cancel, err := f.connect()
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	defer cancel()
-	if f.cctx == "" && !f.blind {
-		// A person typing put means "replace": read the current context
-		// first so this write supersedes the values stored now.
-		e, err := c.Get(ctx, pos[0])
-		switch {
-		case err == nil:
-			f.cctx = e.Context
-		case !errors.Is(err, client.ErrKeyNotFound):
+	return f.call(func(c *client.Client, ctx context.Context) error {
+		if f.cctx == "" && !f.blind {
+			// A person typing put means "replace": read the current
+			// context first so this write supersedes the values stored now.
+			e, err := c.Get(ctx, pos[0])
+			switch {
+			case err == nil:
+				f.cctx = e.Context
+			case !errors.Is(err, client.ErrKeyNotFound):
+				return err
+			}
+		}
+		cctx, err := c.Put(ctx, pos[0], value, client.W(f.w), client.Context(f.cctx))
+		if err != nil {
 			return err
 		}
-	}
-	cctx, err := c.Put(ctx, pos[0], value, client.W(f.w), client.Context(f.cctx))
-	if err != nil {
-		return err
-	}
-	if f.verbose {
-		fmt.Fprintf(stderr, "context: %s\n", cctx)
-	}
-	return nil
+		if f.verbose {
+			fmt.Fprintf(stderr, "context: %s\n", cctx)
+		}
+		return nil
+	})
 }
 
 func cmdGet(args []string, stdout, stderr io.Writer) error {
@@ -105,24 +105,20 @@ func cmdGet(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	c, ctx, cancel, err := f.connect()
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	defer cancel()
-	e, err := c.Get(ctx, pos[0], client.R(f.r))
-	if err != nil {
-		return err
-	}
-	if f.verbose || e.Siblings > 1 {
-		fmt.Fprintf(stderr, "siblings: %d\ncontext: %s\nnode: %s\n", e.Siblings, e.Context, e.Node)
-	}
-	for _, v := range e.Values {
-		stdout.Write(v)
-		fmt.Fprintln(stdout)
-	}
-	return nil
+	return f.call(func(c *client.Client, ctx context.Context) error {
+		e, err := c.Get(ctx, pos[0], client.R(f.r))
+		if err != nil {
+			return err
+		}
+		if f.verbose || e.Siblings > 1 {
+			fmt.Fprintf(stderr, "siblings: %d\ncontext: %s\nnode: %s\n", e.Siblings, e.Context, e.Node)
+		}
+		for _, v := range e.Values {
+			stdout.Write(v)
+			fmt.Fprintln(stdout)
+		}
+		return nil
+	})
 }
 
 func cmdDel(args []string, stdout, stderr io.Writer) error {
@@ -130,11 +126,7 @@ func cmdDel(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	c, ctx, cancel, err := f.connect()
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	defer cancel()
-	return c.Delete(ctx, pos[0], client.W(f.w), client.Context(f.cctx))
+	return f.call(func(c *client.Client, ctx context.Context) error {
+		return c.Delete(ctx, pos[0], client.W(f.w), client.Context(f.cctx))
+	})
 }
