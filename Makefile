@@ -22,7 +22,17 @@ unit:
 	$(GO) test -race -count=1 -short $(PKGS)
 
 e2e:
-	$(GO) test -race -count=1 -timeout 10m -v ./e2e/
+	$(GO) test -race -count=1 -timeout 10m -v ./e2e/...
+
+## soak: the fault suite's long runs (notes/reliability.md T3): every nemesis
+## SOAK_RUNS times with SOAK_FAULT of faults each, then a summary table
+## (nemesis, runs, ops, acked, lost, availability, convergence). Failed runs
+## keep their evidence in a directory whose path is printed.
+SOAK_RUNS  ?= 3
+SOAK_FAULT ?= 60s
+soak:
+	KVMESH_SOAK=1 KVMESH_SOAK_RUNS=$(SOAK_RUNS) KVMESH_SOAK_FAULT=$(SOAK_FAULT) \
+		$(GO) test -race -count=1 -timeout 120m -run '^(TestFault|TestPlanted)' -v ./e2e/
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

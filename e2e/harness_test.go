@@ -1,26 +1,32 @@
 // Package e2e runs real kvmesh node processes built from cmd/kvmesh,
-// kills and restarts them, and checks through the client only that no
-// acknowledged write was lost.
+// kills, pauses, partitions and restarts them, and checks through the
+// client (and direct replica dumps) that no acknowledged write was lost
+// and that replicas converge. The fault suite is fault_test.go; the pure
+// history and checkers are in e2e/history.
 package e2e
 
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/kvmesh/kvmesh/client"
 )
 
-// kvmeshBin is the binary built once by TestMain.
-var kvmeshBin string
+// kvmeshBin is the binary built once by TestMain; binDir holds it.
+var kvmeshBin, binDir string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "kvmesh-e2e-bin-")
@@ -28,37 +34,100 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	binDir = dir
 	kvmeshBin = filepath.Join(dir, "kvmesh")
-	build := exec.Command("go", "build", "-o", kvmeshBin, "github.com/kvmesh/kvmesh/cmd/kvmesh")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
+	if err := buildNode(kvmeshBin, false); err != nil {
 		fmt.Fprintln(os.Stderr, "build kvmesh:", err)
 		os.Exit(1)
 	}
 	code := m.Run()
+	printSummary(os.Stdout)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
 
-// proc is one kvmesh node process.
+func buildNode(out string, race bool) error {
+	args := []string{"build", "-o", out}
+	if race {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "github.com/kvmesh/kvmesh/cmd/kvmesh")...)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	return build.Run()
+}
+
+var raceBin struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// raceNodeBin builds, once, a node binary with the race detector.
+func raceNodeBin() (string, error) {
+	raceBin.once.Do(func() {
+		raceBin.path = filepath.Join(binDir, "kvmesh-race")
+		raceBin.err = buildNode(raceBin.path, true)
+	})
+	return raceBin.path, raceBin.err
+}
+
+// proc is one kvmesh node process. Its fields are used by one goroutine
+// at a time: the test, or the nemesis it started and waits for.
 type proc struct {
 	id          string
 	dir         string
+	host        string // the IP it listens on
+	ns          string // its network namespace, or "" for the host's
 	clientPort  int
 	clusterPort int
 	logPath     string
-	cmd         *exec.Cmd
+	cmd         *exec.Cmd // nil while killed
 	exited      chan struct{}
+	paused      bool
+	kills       int // unclean stops so far: each makes the node a new incarnation
 }
 
-func (p *proc) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", p.clientPort) }
+func (p *proc) url() string { return fmt.Sprintf("nats://%s:%d", p.host, p.clientPort) }
 
-// procCluster is a store of real node processes on free loopback ports.
+func (p *proc) pid() int {
+	if p.cmd == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
+// crashed reports whether p exited although the test did not kill it.
+func (p *proc) crashed() bool {
+	if p.cmd == nil {
+		return false
+	}
+	select {
+	case <-p.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// procCluster is a store of real node processes on free loopback ports,
+// or in network namespaces of a netLab.
 type procCluster struct {
-	t     *testing.T
-	procs []*proc
-	peers []string
+	t      *testing.T
+	procs  []*proc
+	peers  []string
+	extra  []string // extra flags for every node
+	bin    string
+	lab    *netLab
+	dialer nats.CustomDialer // nil outside namespaces
+}
+
+// clusterOpts configures startCluster.
+type clusterOpts struct {
+	size  int
 	extra []string // extra flags for every node
+	base  string   // data dirs and logs; "" for t.TempDir()
+	bin   string   // node binary; "" for kvmeshBin
+	lab   *netLab  // when set, node i runs in lab.nodes[i] on lab.ips[i]
 }
 
 func freePorts(t testing.TB, n int) []int {
@@ -81,15 +150,37 @@ func freePorts(t testing.TB, n int) []int {
 
 func startProcCluster(t *testing.T, size int, extra ...string) *procCluster {
 	t.Helper()
-	ports := freePorts(t, 2*size)
-	c := &procCluster{t: t, extra: extra}
-	base := t.TempDir()
-	for i := 0; i < size; i++ {
-		p := &proc{id: fmt.Sprintf("n%d", i+1), clientPort: ports[2*i], clusterPort: ports[2*i+1]}
+	return startCluster(t, clusterOpts{size: size, extra: extra})
+}
+
+func startCluster(t *testing.T, o clusterOpts) *procCluster {
+	t.Helper()
+	c := &procCluster{t: t, extra: o.extra, bin: o.bin, lab: o.lab}
+	if c.bin == "" {
+		c.bin = kvmeshBin
+	}
+	base := o.base
+	if base == "" {
+		base = t.TempDir()
+	}
+	var ports []int
+	if o.lab == nil {
+		ports = freePorts(t, 2*o.size)
+	} else {
+		c.dialer = o.lab.dialer()
+	}
+	for i := 0; i < o.size; i++ {
+		p := &proc{id: fmt.Sprintf("n%d", i+1)}
+		if o.lab == nil {
+			p.host, p.clientPort, p.clusterPort = "127.0.0.1", ports[2*i], ports[2*i+1]
+		} else {
+			// Each namespace has its own port space.
+			p.host, p.ns, p.clientPort, p.clusterPort = o.lab.ips[i], o.lab.nodes[i], 4222, 6222
+		}
 		p.dir = filepath.Join(base, p.id)
 		p.logPath = filepath.Join(base, p.id+".log")
 		c.procs = append(c.procs, p)
-		c.peers = append(c.peers, fmt.Sprintf("nats-route://127.0.0.1:%d", p.clusterPort))
+		c.peers = append(c.peers, fmt.Sprintf("nats-route://%s:%d", p.host, p.clusterPort))
 	}
 	t.Cleanup(func() {
 		for _, p := range c.procs {
@@ -103,56 +194,70 @@ func startProcCluster(t *testing.T, size int, extra ...string) *procCluster {
 		}
 	})
 	for _, p := range c.procs {
-		c.launch(p)
+		if err := c.launch(p); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, p := range c.procs {
-		c.waitReady(p)
+		if err := c.waitReady(p, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return c
 }
 
-// launch starts p's process; waitReady waits until it serves.
-func (c *procCluster) launch(p *proc) {
-	c.t.Helper()
+// launch starts p's process; waitReady waits until it serves. Both are
+// safe to call from a nemesis goroutine: they return errors, never call
+// t.Fatal.
+func (c *procCluster) launch(p *proc) error {
 	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		c.t.Fatal(err)
+		return err
 	}
 	fmt.Fprintf(logf, "=== start %s\n", time.Now().Format(time.RFC3339Nano))
 	args := []string{"node", "--id", p.id, "--data", p.dir,
-		"--listen", fmt.Sprintf("127.0.0.1:%d", p.clientPort),
-		"--cluster", fmt.Sprintf("127.0.0.1:%d", p.clusterPort),
+		"--listen", fmt.Sprintf("%s:%d", p.host, p.clientPort),
+		"--cluster", fmt.Sprintf("%s:%d", p.host, p.clusterPort),
 		"--peers", strings.Join(c.peers, ","), "--peer-wait", "10s"}
-	cmd := exec.Command(kvmeshBin, append(args, c.extra...)...)
+	args = append(args, c.extra...)
+	var cmd *exec.Cmd
+	if p.ns != "" {
+		// ip netns exec execs the node in place: the PID is the node's.
+		cmd = ipCmd(append([]string{"netns", "exec", p.ns, c.bin}, args...)...)
+	} else {
+		cmd = exec.Command(c.bin, args...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the test
 	if err := cmd.Start(); err != nil {
-		c.t.Fatal(err)
+		logf.Close()
+		return fmt.Errorf("start %s: %w", p.id, err)
 	}
-	p.cmd = cmd
+	p.cmd, p.paused = cmd, false
 	p.exited = make(chan struct{})
+	exited := p.exited
 	go func() {
 		_ = cmd.Wait()
 		logf.Close()
-		close(p.exited)
+		close(exited)
 	}()
+	return nil
 }
 
-func (c *procCluster) waitReady(p *proc) {
-	c.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+func (c *procCluster) waitReady(p *proc, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
 	for {
 		if n := countReady(p.logPath); n > 0 && n >= readyWanted(p) {
-			return
+			return nil
 		}
 		select {
 		case <-p.exited:
 			b, _ := os.ReadFile(p.logPath)
-			c.t.Fatalf("%s exited before it was ready:\n%s", p.id, tail(string(b), 3000))
+			return fmt.Errorf("%s exited before it was ready:\n%s", p.id, tail(string(b), 3000))
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("%s not ready after 30s", p.id)
+			return fmt.Errorf("%s not ready after %v", p.id, timeout)
 		}
 	}
 }
@@ -180,30 +285,104 @@ func countReady(path string) int {
 	return n
 }
 
-// kill sends SIGKILL and waits for the process to be gone.
+// kill sends SIGKILL (also to a paused process) and waits for the
+// process to be gone. Only processes this cluster started are signalled.
 func (c *procCluster) kill(p *proc) {
 	if p.cmd == nil {
 		return
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	<-p.exited
-	p.cmd = nil
+	p.cmd, p.paused = nil, false
+	p.kills++
+}
+
+// incarnations is how many clock actors each node may have issued dots
+// under: one, plus one per unclean stop (kvmesh's incarnations, Riak's
+// KV679 fix).
+func (c *procCluster) incarnations() map[string]int {
+	m := map[string]int{}
+	for _, p := range c.procs {
+		m[p.id] = 1 + p.kills
+	}
+	return m
+}
+
+// pause stops p with SIGSTOP; resume continues it with SIGCONT.
+func (c *procCluster) pause(p *proc) error {
+	if p.cmd == nil {
+		return fmt.Errorf("pause %s: not running", p.id)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		return fmt.Errorf("pause %s: %w", p.id, err)
+	}
+	p.paused = true
+	return nil
+}
+
+func (c *procCluster) resume(p *proc) error {
+	if p.cmd == nil || !p.paused {
+		return nil
+	}
+	p.paused = false
+	if err := p.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		return fmt.Errorf("resume %s: %w", p.id, err)
+	}
+	return nil
 }
 
 // restart starts a killed node again on the same data dir and ports.
 func (c *procCluster) restart(p *proc) {
 	c.t.Helper()
-	c.launch(p)
-	c.waitReady(p)
+	if err := c.start(p); err != nil {
+		c.t.Fatal(err)
+	}
 }
 
+// start launches a killed node and waits until it serves.
+func (c *procCluster) start(p *proc) error {
+	if err := c.launch(p); err != nil {
+		return err
+	}
+	return c.waitReady(p, 30*time.Second)
+}
+
+// urls lists every node's client URL, p's first.
+func (c *procCluster) urls(first *proc) string {
+	out := []string{first.url()}
+	for _, q := range c.procs {
+		if q != first {
+			out = append(out, q.url())
+		}
+	}
+	return strings.Join(out, ",")
+}
+
+// connect dials url (comma-separated: the first is preferred) with fast
+// reconnects, through the lab's namespace when there is one.
+func (c *procCluster) connect(url string) (*nats.Conn, error) {
+	opts := []nats.Option{nats.Name("kvmesh-e2e"), nats.MaxReconnects(-1),
+		nats.ReconnectWait(100 * time.Millisecond), nats.DontRandomize(), nats.Timeout(2 * time.Second)}
+	if c.dialer != nil {
+		opts = append(opts, nats.SetCustomDialer(c.dialer))
+	}
+	return nats.Connect(url, opts...)
+}
+
+// client returns a client of p (falling back to the other nodes when p
+// is down), closed when the test ends.
 func (c *procCluster) client(p *proc) *client.Client {
 	c.t.Helper()
-	cl, err := client.Connect(p.url())
+	nc, err := c.connect(c.urls(p))
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	c.t.Cleanup(cl.Close)
+	cl, err := client.New(nc)
+	if err != nil {
+		nc.Close()
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(nc.Close)
 	return cl
 }
 
@@ -211,14 +390,20 @@ func (c *procCluster) client(p *proc) *client.Client {
 // (the key may be absent), bounded by ctx.
 func waitServing(ctx context.Context, t *testing.T, cl *client.Client, r string) {
 	t.Helper()
+	if err := awaitServing(ctx, cl, r); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func awaitServing(ctx context.Context, cl *client.Client, r string) error {
 	for {
 		_, err := cl.Get(ctx, "e2e-probe", client.R(r))
 		if err == nil || isNotFound(err) {
-			return
+			return nil
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("store not serving r=%s: %v", r, err)
+			return fmt.Errorf("store not serving r=%s: %w", r, errors.Join(err, ctx.Err()))
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

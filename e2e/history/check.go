@@ -1,0 +1,415 @@
+package history
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// Config tells Check about the workload that made a history.
+type Config struct {
+	// Writers is how many clients write each hot key; every other key
+	// has one writer (the worker that owns it).
+	Writers map[string]int
+	// Strict claims read-your-writes (P6): strict quorums with R+W>N, no
+	// sloppy quorum and no change of owners, which is kvmesh today.
+	Strict bool
+}
+
+// Finding is one violation a checker found.
+type Finding struct {
+	// Prop names the property: "P1 lost", "P1 unverified", "P2 phantom",
+	// "P2 corrupt", "P3 resurrected", "P5 siblings", "P6 stale read".
+	Prop   string `json:"prop"`
+	Key    string `json:"key"`
+	Op     int    `json:"op,omitempty"` // the operation concerned; 0 for a final read
+	Detail string `json:"detail"`
+}
+
+func (f Finding) String() string {
+	if f.Op != 0 {
+		return fmt.Sprintf("%s: key %s op %d: %s", f.Prop, f.Key, f.Op, f.Detail)
+	}
+	return fmt.Sprintf("%s: key %s: %s", f.Prop, f.Key, f.Detail)
+}
+
+// Report is what Check found in a history.
+type Report struct {
+	Ops, OK, Failed, Unknown int
+	// Writes counts puts, adds and deletes; AckedWrites those acknowledged.
+	Writes, AckedWrites            int
+	AckedPuts, AckedAdds, AckedDel int
+	// StableElems counts acknowledged set elements present at the end.
+	StableElems int
+	// MaxSiblings is the most siblings any read returned, and of which key.
+	MaxSiblings    int
+	MaxSiblingsKey string
+
+	Lost        []Finding // P1: an acknowledged write is gone
+	Unverified  []Finding // P1: no final read of the key succeeded
+	Phantoms    []Finding // P2: a value read that nobody wrote, or a corrupt one
+	Resurrected []Finding // P3: a deleted key came back
+	Siblings    []Finding // P5: more siblings than writers could leave
+	StaleReads  []Finding // P6: a read missed a write acknowledged before it began
+}
+
+// Failures returns every finding, P1 first.
+func (r *Report) Failures() []Finding {
+	var all []Finding
+	for _, fs := range [][]Finding{r.Lost, r.Unverified, r.Phantoms, r.Resurrected, r.Siblings, r.StaleReads} {
+		all = append(all, fs...)
+	}
+	return all
+}
+
+// Availability is the share of operations acknowledged, in percent.
+func (r *Report) Availability() float64 {
+	if r.Ops == 0 {
+		return 0
+	}
+	return 100 * float64(r.OK) / float64(r.Ops)
+}
+
+// Summary is a one-line account of the report.
+func (r *Report) Summary() string {
+	return fmt.Sprintf("ops %d (ok %d, failed %d, unknown %d; availability %.1f%%), acked writes %d (puts %d, adds %d, deletes %d), stable elements %d, max siblings %d (%s); lost %d, unverified %d, phantoms %d, resurrected %d, sibling excess %d, stale reads %d",
+		r.Ops, r.OK, r.Failed, r.Unknown, r.Availability(), r.AckedWrites, r.AckedPuts, r.AckedAdds, r.AckedDel,
+		r.StableElems, r.MaxSiblings, r.MaxSiblingsKey,
+		len(r.Lost), len(r.Unverified), len(r.Phantoms), len(r.Resurrected), len(r.Siblings), len(r.StaleReads))
+}
+
+// keyOps are the operations of one key, in the order they were invoked.
+type keyOps struct {
+	key    string
+	puts   []*Op // KindPut and KindAdd
+	dels   []*Op
+	reads  []*Op
+	values map[string]bool // every value an invoked (not Fail) put or add wrote
+}
+
+// Check runs the checkers P1, P2, P3, P5 and (when cfg.Strict) P6 over a
+// history and the final reads taken after the faults healed. finals
+// must hold every key the history wrote; a key without a successful final
+// read leaves its acknowledged writes unverified, which is a failure.
+func Check(ops []Op, finals map[string]Final, cfg Config) *Report {
+	r := &Report{}
+	keys := map[string]*keyOps{}
+	ko := func(k string) *keyOps {
+		if keys[k] == nil {
+			keys[k] = &keyOps{key: k, values: map[string]bool{}}
+		}
+		return keys[k]
+	}
+	sorted := make([]*Op, len(ops))
+	for i := range ops {
+		sorted[i] = &ops[i]
+	}
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Start < sorted[j].Start })
+	for _, op := range sorted {
+		r.Ops++
+		switch op.Outcome {
+		case OK:
+			r.OK++
+		case Fail:
+			r.Failed++
+		default:
+			r.Unknown++
+		}
+		k := ko(op.Key)
+		switch op.Kind {
+		case KindPut, KindAdd:
+			k.puts = append(k.puts, op)
+			if op.Outcome != Fail {
+				k.values[op.Value] = true
+			}
+		case KindDel:
+			k.dels = append(k.dels, op)
+		case KindRead:
+			k.reads = append(k.reads, op)
+		}
+		if op.Kind != KindRead {
+			r.Writes++
+			if op.Outcome == OK {
+				r.AckedWrites++
+				switch op.Kind {
+				case KindPut:
+					r.AckedPuts++
+				case KindAdd:
+					r.AckedAdds++
+				case KindDel:
+					r.AckedDel++
+				}
+			}
+		}
+	}
+	names := make([]string, 0, len(keys))
+	for k := range keys {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		k := keys[name]
+		f, haveFinal := finals[name]
+		r.checkPhantoms(k, f, haveFinal)
+		r.checkLost(k, f, haveFinal)
+		r.checkResurrected(k, f, haveFinal)
+		r.checkSiblings(k, f, haveFinal, cfg)
+		if cfg.Strict {
+			r.checkStale(k)
+		}
+	}
+	return r
+}
+
+// checkPhantoms is P2: every value read, by a client or by the final
+// read, is intact and was written by a put or add that was invoked and
+// not refused.
+func (r *Report) checkPhantoms(k *keyOps, f Final, haveFinal bool) {
+	check := func(opID int, values []string, who string) {
+		for _, v := range values {
+			if _, ok := Unseal(v); !ok {
+				r.Phantoms = append(r.Phantoms, Finding{"P2 corrupt", k.key, opID, fmt.Sprintf("%s returned %q: checksum does not hold", who, clip(v))})
+				continue
+			}
+			if !k.values[v] {
+				r.Phantoms = append(r.Phantoms, Finding{"P2 phantom", k.key, opID, fmt.Sprintf("%s returned %q, which no invoked write wrote", who, clip(v))})
+			}
+		}
+	}
+	for _, rd := range k.reads {
+		if rd.Outcome == OK && rd.Found {
+			check(rd.ID, rd.Values, "read")
+		}
+	}
+	if haveFinal && f.Err == "" && f.Found {
+		check(0, f.Values, "final read")
+	}
+}
+
+// checkLost is P1: every acknowledged unique put is in the final read
+// unless a delete of its key was invoked (and not refused); every
+// acknowledged set element is in the union of the final siblings.
+func (r *Report) checkLost(k *keyOps, f Final, haveFinal bool) {
+	deleted := false
+	for _, d := range k.dels {
+		if d.Outcome != Fail {
+			deleted = true
+		}
+	}
+	var union map[string]bool
+	for _, p := range k.puts {
+		if p.Outcome != OK {
+			continue
+		}
+		if !haveFinal || f.Err != "" {
+			if p.Kind == KindAdd || !deleted {
+				why := "no final read"
+				if haveFinal {
+					why = "final read failed: " + f.Err
+				}
+				r.Unverified = append(r.Unverified, Finding{"P1 unverified", k.key, p.ID, why})
+			}
+			continue
+		}
+		switch p.Kind {
+		case KindPut:
+			if deleted {
+				continue
+			}
+			if !f.Found || !slices.Contains(f.Values, p.Value) {
+				r.Lost = append(r.Lost, Finding{"P1 lost", k.key, p.ID,
+					fmt.Sprintf("acknowledged put of %q (acked at %s) is not in the final read %s", clip(p.Value), ns(p.End), finalString(f))})
+			}
+		case KindAdd:
+			if p.Elem == "" {
+				continue // the empty set a hot key starts with
+			}
+			if union == nil {
+				union = Union(f.Values)
+			}
+			if union[p.Elem] {
+				r.StableElems++
+			} else {
+				r.Lost = append(r.Lost, Finding{"P1 lost", k.key, p.ID,
+					fmt.Sprintf("acknowledged element %q (acked at %s) is not in the union of the %d final siblings", p.Elem, ns(p.End), f.Siblings)})
+			}
+		}
+	}
+}
+
+// checkResurrected is P3: a key whose delete was acknowledged, and that
+// nobody wrote again after that delete began, is absent at the end.
+func (r *Report) checkResurrected(k *keyOps, f Final, haveFinal bool) {
+	if !haveFinal || f.Err != "" || !f.Found {
+		return
+	}
+	for _, d := range k.dels {
+		if d.Outcome != OK || writtenAfter(k, d.Start, 1<<62) {
+			continue
+		}
+		r.Resurrected = append(r.Resurrected, Finding{"P3 resurrected", k.key, d.ID,
+			fmt.Sprintf("delete acknowledged at %s, nothing written after it, yet the final read returns %s", ns(d.End), finalString(f))})
+	}
+}
+
+// writtenAfter reports whether a put or add of k (not refused) was
+// invoked after from and before to.
+func writtenAfter(k *keyOps, from, to int64) bool {
+	for _, p := range k.puts {
+		if p.Outcome != Fail && p.Start > from && p.Start < to {
+			return true
+		}
+	}
+	return false
+}
+
+// checkSiblings is P5: a read never returns more siblings than the
+// writers of the key could leave. With read-modify-write and contexts
+// (hot keys, cfg.Writers) each writer leaves at most one sibling its next
+// write does not supersede; a write of unknown outcome can leave one more
+// that its writer never saw, until some read shows it. A key written
+// blind (without context) keeps every write as a sibling: its bound is
+// the number of writes invoked (and not refused) before the read ended.
+func (r *Report) checkSiblings(k *keyOps, f Final, haveFinal bool, cfg Config) {
+	writers, rmw := cfg.Writers[k.key]
+	check := func(opID int, sibs int, end int64, who string) {
+		if sibs > r.MaxSiblings {
+			r.MaxSiblings, r.MaxSiblingsKey = sibs, k.key
+		}
+		if sibs <= 1 {
+			return
+		}
+		var bound int
+		var why string
+		if rmw {
+			unknown := 0
+			for _, p := range k.puts {
+				if p.Outcome == Unknown && p.Start < end {
+					unknown++
+				}
+			}
+			bound = writers + unknown
+			why = fmt.Sprintf("%d writers and %d writes of unknown outcome", writers, unknown)
+		} else {
+			for _, p := range k.puts {
+				if p.Outcome != Fail && p.Start < end {
+					bound++
+				}
+			}
+			why = fmt.Sprintf("%d blind writes invoked", bound)
+		}
+		if sibs > bound {
+			r.Siblings = append(r.Siblings, Finding{"P5 siblings", k.key, opID,
+				fmt.Sprintf("%s returned %d siblings; %s allow at most %d", who, sibs, why, bound)})
+		}
+	}
+	for _, rd := range k.reads {
+		if rd.Outcome == OK && rd.Found {
+			check(rd.ID, rd.Siblings, rd.End, "read")
+		}
+	}
+	if haveFinal && f.Err == "" && f.Found {
+		check(0, f.Siblings, 1<<62, "final read")
+	}
+}
+
+// checkStale is P6 (read-your-writes across clients, under strict
+// quorums): a read that began after a write was acknowledged sees it.
+//   - a put's value, unless a delete of the key, or a write that could
+//     supersede it (with a context), was invoked before the read ended
+//     (blind puts supersede nothing); and after an acknowledged delete
+//     (nothing written since), no value;
+//   - hot key: every element whose add was acknowledged.
+func (r *Report) checkStale(k *keyOps) {
+	for _, rd := range k.reads {
+		if rd.Outcome != OK {
+			continue
+		}
+		var union map[string]bool
+		for _, p := range k.puts {
+			if p.Outcome != OK || p.End >= rd.Start {
+				continue
+			}
+			switch p.Kind {
+			case KindPut:
+				if deleteBefore(k, rd.End) || supersedableAfter(k, p.Start, rd.End) {
+					continue
+				}
+				if !rd.Found || !slices.Contains(rd.Values, p.Value) {
+					r.StaleReads = append(r.StaleReads, Finding{"P6 stale read", k.key, rd.ID,
+						fmt.Sprintf("read began at %s, after put %d of %q was acknowledged at %s, and returned %s", ns(rd.Start), p.ID, clip(p.Value), ns(p.End), readString(rd))})
+				}
+			case KindAdd:
+				if p.Elem == "" {
+					continue
+				}
+				if union == nil {
+					union = Union(rd.Values)
+				}
+				if !union[p.Elem] {
+					r.StaleReads = append(r.StaleReads, Finding{"P6 stale read", k.key, rd.ID,
+						fmt.Sprintf("read began at %s, after add %d of %q was acknowledged at %s, and its %d siblings lack it", ns(rd.Start), p.ID, p.Elem, ns(p.End), rd.Siblings)})
+				}
+			}
+		}
+		if !rd.Found {
+			continue
+		}
+		for _, d := range k.dels {
+			if d.Outcome == OK && d.End < rd.Start && !writtenAfter(k, d.Start, rd.End) {
+				r.StaleReads = append(r.StaleReads, Finding{"P6 stale read", k.key, rd.ID,
+					fmt.Sprintf("read began at %s, after delete %d was acknowledged at %s, and returned %s", ns(rd.Start), d.ID, ns(d.End), readString(rd))})
+				break
+			}
+		}
+	}
+}
+
+// supersedableAfter reports whether a write of k that could supersede
+// earlier ones (an add, or a put with a context; not a blind put) and was
+// not refused was invoked after from and before to.
+func supersedableAfter(k *keyOps, from, to int64) bool {
+	for _, p := range k.puts {
+		if p.Outcome != Fail && p.Start > from && p.Start < to && (p.Kind == KindAdd || p.Context != "") {
+			return true
+		}
+	}
+	return false
+}
+
+// deleteBefore reports whether a delete of k (not refused) was invoked
+// before t.
+func deleteBefore(k *keyOps, t int64) bool {
+	for _, d := range k.dels {
+		if d.Outcome != Fail && d.Start < t {
+			return true
+		}
+	}
+	return false
+}
+
+func finalString(f Final) string {
+	if !f.Found {
+		return "(not found)"
+	}
+	vs := make([]string, len(f.Values))
+	for i, v := range f.Values {
+		vs[i] = clip(v)
+	}
+	return fmt.Sprintf("%d siblings [%s]", f.Siblings, strings.Join(vs, " "))
+}
+
+func readString(rd *Op) string {
+	return finalString(Final{Found: rd.Found, Values: rd.Values, Siblings: rd.Siblings})
+}
+
+func clip(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
+}
+
+// ns formats a run-relative time in nanoseconds as seconds.
+func ns(t int64) string { return fmt.Sprintf("%.3fs", float64(t)/1e9) }

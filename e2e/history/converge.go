@@ -1,0 +1,165 @@
+package history
+
+import (
+	"bytes"
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/kvmesh/kvmesh/protocol"
+)
+
+// Dumps are what each node's replica store holds: node id -> key ->
+// object (nil or missing: the node holds nothing for the key).
+type Dumps map[string]map[string]*protocol.Object
+
+// Divergence is one key whose replicas differ (P4), or whose clock grew
+// past its bound (P5).
+type Divergence struct {
+	Key    string `json:"key"`
+	Detail string `json:"detail"`
+}
+
+func (d Divergence) String() string { return d.Key + ": " + d.Detail }
+
+// Diverged checks P4 on the dumps of every node: each key is held by no
+// node or by exactly n nodes (its owners; kvmesh has no sloppy quorum
+// and no hints yet, so no other node ever holds a key), and they hold
+// identical objects: the same clock and the same siblings (dot, value,
+// tombstone flag, time). It also checks the sibling-explosion guard of
+// P5 on every clock: its entries are actors of the key's holders only,
+// and a node has at most incarnations[node] of them (default 1). A node
+// issues dots as "<id>" and, after each unclean stop, as a new
+// incarnation "<id>.<k>" (see ActorNode), so a node killed twice may have
+// three. An empty result means converged.
+func Diverged(keys []string, dumps Dumps, n int, incarnations map[string]int) []Divergence {
+	nodes := make([]string, 0, len(dumps))
+	for id := range dumps {
+		nodes = append(nodes, id)
+	}
+	slices.Sort(nodes)
+	var out []Divergence
+	for _, k := range keys {
+		var holders []string
+		var first *protocol.Object
+		same := true
+		for _, id := range nodes {
+			o := dumps[id][k]
+			if o == nil {
+				continue
+			}
+			holders = append(holders, id)
+			if first == nil {
+				first = o
+			} else if !SameObject(first, o) {
+				same = false
+			}
+		}
+		for _, id := range holders {
+			if bad := clockExcess(dumps[id][k].Clock, holders, incarnations); bad != "" {
+				out = append(out, Divergence{k, fmt.Sprintf("P5: clock on %s: %s: %s", id, bad, ObjectString(dumps[id][k]))})
+			}
+		}
+		switch {
+		case len(holders) != 0 && len(holders) != n:
+			out = append(out, Divergence{k, fmt.Sprintf("held by %d nodes %v, want 0 or %d", len(holders), holders, n)})
+		case !same:
+			var b strings.Builder
+			for _, id := range holders {
+				fmt.Fprintf(&b, " %s=%s", id, ObjectString(dumps[id][k]))
+			}
+			out = append(out, Divergence{k, "replicas differ:" + b.String()})
+		}
+	}
+	return out
+}
+
+// ActorNode is the node id of a clock actor: "n1" for "n1" and for its
+// incarnations "n1.1", "n1.2", ... (node ids cannot contain '.').
+func ActorNode(actor string) string {
+	node, _, _ := strings.Cut(actor, ".")
+	return node
+}
+
+// clockExcess describes what is wrong with clock, or returns "".
+func clockExcess(clock protocol.Clock, holders []string, incarnations map[string]int) string {
+	per := map[string]int{}
+	for _, d := range clock {
+		node := ActorNode(d.Node)
+		if !slices.Contains(holders, node) {
+			return fmt.Sprintf("entry %s is not an actor of an owner %v", d.Node, holders)
+		}
+		per[node]++
+	}
+	for node, c := range per {
+		allowed := max(incarnations[node], 1)
+		if c > allowed {
+			return fmt.Sprintf("%d entries of %s, which had at most %d incarnations", c, node, allowed)
+		}
+	}
+	return ""
+}
+
+// Holders returns the nodes whose dump holds key, sorted.
+func Holders(dumps Dumps, key string) []string {
+	var out []string
+	for id, m := range dumps {
+		if m[key] != nil {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// SameObject reports whether two replicas hold the same object: equal
+// clocks and equal sibling sets, whatever the order of the siblings.
+func SameObject(a, b *protocol.Object) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	if !slices.Equal(a.Clock, b.Clock) || len(a.Siblings) != len(b.Siblings) {
+		return false
+	}
+	x, y := sortedSiblings(a.Siblings), sortedSiblings(b.Siblings)
+	for i := range x {
+		if x[i].Dot != y[i].Dot || x[i].Deleted != y[i].Deleted || x[i].Time != y[i].Time || !bytes.Equal(x[i].Value, y[i].Value) {
+			return false
+		}
+	}
+	return true
+}
+
+func sortedSiblings(s []protocol.Sibling) []protocol.Sibling {
+	c := slices.Clone(s)
+	slices.SortFunc(c, func(p, q protocol.Sibling) int {
+		if n := strings.Compare(p.Dot.Node, q.Dot.Node); n != 0 {
+			return n
+		}
+		return cmp.Compare(p.Dot.Counter, q.Dot.Counter)
+	})
+	return c
+}
+
+// ObjectString is a short account of an object for reports.
+func ObjectString(o *protocol.Object) string {
+	if o == nil {
+		return "nil"
+	}
+	var b strings.Builder
+	b.WriteString("{clock")
+	for _, d := range o.Clock {
+		fmt.Fprintf(&b, " %s:%d", d.Node, d.Counter)
+	}
+	b.WriteString(" |")
+	for _, s := range o.Siblings {
+		v := clip(string(s.Value))
+		if s.Deleted {
+			v = "<tombstone>"
+		}
+		fmt.Fprintf(&b, " %s:%d=%s", s.Dot.Node, s.Dot.Counter, v)
+	}
+	b.WriteString("}")
+	return b.String()
+}

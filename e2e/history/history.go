@@ -1,0 +1,187 @@
+// Package history holds what the clients of a kvmesh fault test did and
+// the checkers that judge it: a history of operations (who, when, what was
+// written, what was read, how it ended), the final reads taken after the
+// faults healed, and the replica dumps taken to check convergence.
+//
+// Everything here is pure: no network, no clock, no goroutines. The e2e
+// tests record a history while real node processes are killed, paused
+// and partitioned, then hand it to Check and Diverged; the unit tests of
+// this package feed them hand-made histories, including ones each checker
+// must reject (a checker that cannot fail is worth nothing).
+//
+// The workload the checkers understand (notes/reliability.md section 2):
+//
+//   - unique puts: each key written once, with a unique sealed value;
+//   - blind puts: register keys written by many clients without a
+//     context, so every write stays a sibling;
+//   - set-adds on a few hot keys: read (R=2), union of the sibling sets
+//     plus one new element, put with the read's causal context;
+//   - reads;
+//   - deletes of a unique key by the worker that wrote it.
+package history
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"slices"
+	"strings"
+)
+
+// Kind is the kind of a client operation.
+type Kind string
+
+// The kinds of operations of the workload.
+const (
+	// KindPut writes a unique value: to a unique key, once, or blind
+	// (without context) to a register key. Context is what it sent.
+	KindPut Kind = "put"
+	// KindAdd writes a hot key: the union of the sets it read plus Elem,
+	// with the read's causal context.
+	KindAdd Kind = "add"
+	// KindRead reads a key (also the read half of a set-add).
+	KindRead Kind = "read"
+	// KindDel deletes a unique key; only the worker that wrote it does.
+	KindDel Kind = "del"
+)
+
+// Outcome is how an operation ended, as the client saw it.
+type Outcome string
+
+// Outcomes, as in Jepsen (:ok, :fail, :info).
+const (
+	// OK: acknowledged (for a read: answered, found or not found).
+	OK Outcome = "ok"
+	// Fail: definitely not applied (refused before anything was written).
+	Fail Outcome = "fail"
+	// Unknown: may or may not have taken effect (a timeout, a quorum not
+	// reached after some replica may have written it).
+	Unknown Outcome = "unknown"
+)
+
+// Op is one client operation of a history. Times are nanoseconds since
+// the run began, taken before the call and after its answer.
+type Op struct {
+	ID      int     `json:"id"`
+	Worker  int     `json:"w"`
+	Kind    Kind    `json:"k"`
+	Key     string  `json:"key"`
+	Start   int64   `json:"s"`
+	End     int64   `json:"e"`
+	Outcome Outcome `json:"o"`
+	Err     string  `json:"err,omitempty"`
+	// Value is what a put or add wrote (sealed; see Seal and EncodeSet).
+	Value string `json:"v,omitempty"`
+	// Elem is the element an add added to its hot key's set.
+	Elem string `json:"el,omitempty"`
+	// Found, Values and Siblings are what an OK read returned.
+	Found    bool     `json:"f,omitempty"`
+	Values   []string `json:"vs,omitempty"`
+	Siblings int      `json:"sib,omitempty"`
+	// Context is the causal context a read returned, or the one a write
+	// sent.
+	Context string `json:"ctx,omitempty"`
+}
+
+// Writes reports whether op writes a value (a put or an add).
+func (op *Op) Writes() bool { return op.Kind == KindPut || op.Kind == KindAdd }
+
+// Final is the read of one key with R=all after the faults healed.
+type Final struct {
+	Key      string   `json:"key"`
+	Found    bool     `json:"f,omitempty"`
+	Values   []string `json:"vs,omitempty"`
+	Siblings int      `json:"sib,omitempty"`
+	// Err is set when no final read of the key succeeded in time; its
+	// acknowledged writes are then unverified, which fails the run.
+	Err string `json:"err,omitempty"`
+	// Tries is how many reads it took.
+	Tries int `json:"tries,omitempty"`
+}
+
+// WriteJSONL writes ops, one JSON object a line.
+func WriteJSONL[T any](w io.Writer, items []T) error {
+	bw := bufio.NewWriter(w)
+	enc := json.NewEncoder(bw)
+	for i := range items {
+		if err := enc.Encode(&items[i]); err != nil {
+			return err
+		}
+	}
+	return bw.Flush()
+}
+
+// ReadJSONL reads what WriteJSONL wrote.
+func ReadJSONL[T any](r io.Reader) ([]T, error) {
+	var out []T
+	dec := json.NewDecoder(r)
+	for {
+		var v T
+		if err := dec.Decode(&v); err == io.EOF {
+			return out, nil
+		} else if err != nil {
+			return out, err
+		}
+		out = append(out, v)
+	}
+}
+
+// Seal appends a checksum to payload, so that a corrupt value read back
+// is told apart from a phantom one.
+func Seal(payload string) string {
+	return fmt.Sprintf("%s#%08x", payload, crc32.ChecksumIEEE([]byte(payload)))
+}
+
+// Unseal returns the payload of a sealed value and whether its checksum
+// holds.
+func Unseal(v string) (string, bool) {
+	i := strings.LastIndexByte(v, '#')
+	if i < 0 || len(v)-i != 9 {
+		return "", false
+	}
+	p := v[:i]
+	return p, Seal(p) == v
+}
+
+const setPrefix = "set:"
+
+// EncodeSet is the sealed value of a hot key holding elems: sorted,
+// duplicates removed. Elements must not contain ',' or '#'.
+func EncodeSet(elems []string) string {
+	s := slices.Clone(elems)
+	slices.Sort(s)
+	s = slices.Compact(s)
+	return Seal(setPrefix + strings.Join(s, ","))
+}
+
+// DecodeSet returns the elements of a value EncodeSet made, and false if
+// it is not one or its checksum is wrong.
+func DecodeSet(v string) ([]string, bool) {
+	p, ok := Unseal(v)
+	if !ok || !strings.HasPrefix(p, setPrefix) {
+		return nil, false
+	}
+	p = p[len(setPrefix):]
+	if p == "" {
+		return nil, true
+	}
+	return strings.Split(p, ","), true
+}
+
+// Union is the union of the sets of values; values that are not sets
+// (or are corrupt) are skipped: the phantom checker reports them.
+func Union(values []string) map[string]bool {
+	u := make(map[string]bool)
+	for _, v := range values {
+		elems, ok := DecodeSet(v)
+		if !ok {
+			continue
+		}
+		for _, e := range elems {
+			u[e] = true
+		}
+	}
+	return u
+}

@@ -1,0 +1,276 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// nemesis injects one kind of fault into a running cluster until ctx is
+// done, then heals everything it did (restarts killed nodes, continues
+// paused ones, removes partitions) before it returns. It runs on its own
+// goroutine, which the fault run starts and waits for; it never calls
+// t.Fatal, it returns an error.
+type nemesis func(ctx context.Context, env *faultEnv) error
+
+// faultEnv is what a nemesis acts on.
+type faultEnv struct {
+	c         *procCluster
+	lab       *netLab // partition only
+	rnd       *rand.Rand
+	hotOwners map[string][]string // hot key -> ids of its owners
+	sched     *schedule
+	soak      bool
+}
+
+// schedule is the nemesis log of a run: what was done when (seconds
+// since the run began, the history's time base) and how many faults.
+type schedule struct {
+	t0     time.Time
+	mu     sync.Mutex
+	lines  []string
+	faults int
+}
+
+func (s *schedule) logf(format string, args ...any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lines = append(s.lines, fmt.Sprintf("%8.3fs  %s", time.Since(s.t0).Seconds(), fmt.Sprintf(format, args...)))
+}
+
+// fault logs an injected fault and counts it.
+func (s *schedule) fault(format string, args ...any) {
+	s.mu.Lock()
+	s.faults++
+	s.mu.Unlock()
+	s.logf("FAULT "+format, args...)
+}
+
+func (s *schedule) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.lines, "\n") + "\n"
+}
+
+func (s *schedule) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.faults
+}
+
+// sleepCtx sleeps d, or less when ctx ends first; it reports whether it
+// slept the whole d.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// around returns d ± spread, uniformly.
+func (e *faultEnv) around(d, spread time.Duration) time.Duration {
+	return d - spread + time.Duration(e.rnd.Int64N(int64(2*spread)+1))
+}
+
+// between returns a duration in [lo, hi], uniformly.
+func (e *faultEnv) between(lo, hi time.Duration) time.Duration {
+	return lo + time.Duration(e.rnd.Int64N(int64(hi-lo)+1))
+}
+
+// startAll launches the given killed nodes together and waits until all
+// serve.
+func (e *faultEnv) startAll(ps ...*proc) error {
+	for _, p := range ps {
+		if err := e.c.launch(p); err != nil {
+			return err
+		}
+	}
+	var errs []error
+	for _, p := range ps {
+		if err := e.c.waitReady(p, 40*time.Second); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		e.sched.logf("restarted %s (pid %d) on its data dir, serving", p.id, p.pid())
+	}
+	return errors.Join(errs...)
+}
+
+// nemesisKill9: every 5 s ± 2 s, kill -9 a random node and restart it on
+// the same data dir 1-3 s later. At most one node is down at a time.
+func nemesisKill9(ctx context.Context, e *faultEnv) error {
+	for {
+		if !sleepCtx(ctx, e.around(5*time.Second, 2*time.Second)) {
+			return nil
+		}
+		p := e.c.procs[e.rnd.IntN(len(e.c.procs))]
+		pid := p.pid()
+		e.c.kill(p)
+		e.sched.fault("kill -9 %s (pid %d)", p.id, pid)
+		sleepCtx(ctx, e.between(time.Second, 3*time.Second)) // restart at once when the run ends
+		if err := e.startAll(p); err != nil {
+			return err
+		}
+	}
+}
+
+// ownerPair returns the two nodes that own the most hot keys together,
+// and those keys.
+func (e *faultEnv) ownerPair() ([]*proc, []string) {
+	count := map[[2]string][]string{}
+	for key, owners := range e.hotOwners {
+		for i := range owners {
+			for j := i + 1; j < len(owners); j++ {
+				pair := [2]string{owners[i], owners[j]}
+				count[pair] = append(count[pair], key)
+			}
+		}
+	}
+	var best [2]string
+	for pair, keys := range count {
+		if len(keys) > len(count[best]) || len(keys) == len(count[best]) && pair[0]+pair[1] < best[0]+best[1] {
+			best = pair
+		}
+	}
+	keys := count[best]
+	slices.Sort(keys)
+	return []*proc{e.c.byID(best[0]), e.c.byID(best[1])}, keys
+}
+
+// nemesisKill9Double: two owners of hot keys kill -9'd at the same moment
+// and kept down together for 5 s ± 1 s, then restarted together. Without
+// sloppy quorum and hints, writes to keys both own cannot reach W=2:
+// availability drops, and no acknowledged write may be lost.
+func nemesisKill9Double(ctx context.Context, e *faultEnv) error {
+	pair, keys := e.ownerPair()
+	e.sched.logf("kill9-double pair %s,%s owns hot keys %v", pair[0].id, pair[1].id, keys)
+	for {
+		if !sleepCtx(ctx, e.between(time.Second, 3*time.Second)) {
+			return nil
+		}
+		pids := []int{pair[0].pid(), pair[1].pid()}
+		for _, p := range pair {
+			e.c.kill(p)
+		}
+		e.sched.fault("kill -9 %s and %s together (pids %v)", pair[0].id, pair[1].id, pids)
+		sleepCtx(ctx, e.around(5*time.Second, time.Second))
+		if err := e.startAll(pair...); err != nil {
+			return err
+		}
+	}
+}
+
+// nemesisPause: SIGSTOP a random node for 2-8 s, then SIGCONT; a pause
+// every 1-2 s after the last one ended.
+func nemesisPause(ctx context.Context, e *faultEnv) error {
+	for {
+		if !sleepCtx(ctx, e.between(time.Second, 2*time.Second)) {
+			return nil
+		}
+		p := e.c.procs[e.rnd.IntN(len(e.c.procs))]
+		d := e.between(2*time.Second, 8*time.Second)
+		if err := e.c.pause(p); err != nil {
+			return err
+		}
+		e.sched.fault("SIGSTOP %s (pid %d) for %.1fs", p.id, p.pid(), d.Seconds())
+		sleepCtx(ctx, d) // continue at once when the run ends
+		if err := e.c.resume(p); err != nil {
+			return err
+		}
+		e.sched.logf("SIGCONT %s", p.id)
+	}
+}
+
+// A partition pattern over a random permutation of the nodes: which node
+// can no longer exchange packets with which.
+type pattern func(perm []int) (string, map[int][]int)
+
+// cutGroups makes every node of a unable to talk with every node of b.
+func cutGroups(a, b []int) map[int][]int {
+	m := map[int][]int{}
+	for _, x := range a {
+		for _, y := range b {
+			m[x] = append(m[x], y)
+			m[y] = append(m[y], x)
+		}
+	}
+	return m
+}
+
+func names(c *procCluster, idx []int) string {
+	var s []string
+	for _, i := range idx {
+		s = append(s, c.procs[i].id)
+	}
+	return strings.Join(s, ",")
+}
+
+// nemesisPartition rotates three partitions, each held 5-10 s (5 s in a
+// short run) and healed for 3-5 s: isolate one node; split 2|3; and a
+// non-transitive bridge, where two groups cannot talk but one node talks
+// with both (1↔2↔3 with 1↮3). NATS routes are a one-hop full mesh, so in
+// the bridge some coordinator→replica paths break while others work.
+func nemesisPartition(ctx context.Context, e *faultEnv) (err error) {
+	c := e.c
+	patterns := []pattern{
+		func(p []int) (string, map[int][]int) {
+			return "isolate " + names(c, p[:1]) + " | " + names(c, p[1:]), cutGroups(p[:1], p[1:])
+		},
+		func(p []int) (string, map[int][]int) {
+			return "split " + names(c, p[:2]) + " | " + names(c, p[2:]), cutGroups(p[:2], p[2:])
+		},
+		func(p []int) (string, map[int][]int) {
+			return "bridge " + names(c, p[:2]) + " <-> " + names(c, p[2:3]) + " <-> " + names(c, p[3:]) + " (" + names(c, p[:2]) + " cut from " + names(c, p[3:]) + ")",
+				cutGroups(p[:2], p[3:])
+		},
+	}
+	defer func() {
+		if herr := e.lab.heal(); herr != nil {
+			err = errors.Join(err, herr)
+		} else {
+			e.sched.logf("healed: nft rules removed")
+		}
+	}()
+	hold, gap := func() time.Duration { return 5 * time.Second }, func() time.Duration { return 3 * time.Second }
+	if e.soak {
+		hold = func() time.Duration { return e.between(5*time.Second, 10*time.Second) }
+		gap = func() time.Duration { return e.between(3*time.Second, 5*time.Second) }
+	}
+	for i := 0; ; i++ {
+		if !sleepCtx(ctx, time.Second) {
+			return nil
+		}
+		name, blocked := patterns[i%len(patterns)](e.rnd.Perm(len(c.procs)))
+		if err := e.lab.cut(blocked); err != nil {
+			return err
+		}
+		e.sched.fault("partition: %s", name)
+		sleepCtx(ctx, hold())
+		if err := e.lab.heal(); err != nil {
+			return err
+		}
+		e.sched.logf("healed")
+		if !sleepCtx(ctx, gap()) {
+			return nil
+		}
+	}
+}
+
+// byID returns the node with id.
+func (c *procCluster) byID(id string) *proc {
+	for _, p := range c.procs {
+		if p.id == id {
+			return p
+		}
+	}
+	return nil
+}

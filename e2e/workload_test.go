@@ -1,0 +1,330 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kvmesh/kvmesh/client"
+	"github.com/kvmesh/kvmesh/e2e/history"
+)
+
+// The shape of the fault suite's workload (notes/reliability.md section 6,
+// T2): 8 workers; 10 hot keys, each written by 4 of them.
+const (
+	numWorkers = 8
+	numHotKeys = 10
+	numRegKeys = 20
+)
+
+// workload drives the clients of a fault run and records every operation
+// in a history. Each worker has its own client (connected first to node
+// i mod 5) and its own seeded random source; together they run at a
+// bounded rate:
+//
+//   - 35% puts of unique keys (value = a sealed unique id);
+//   - 5% blind puts (no context) of a unique value to one of 20 register
+//     keys that every worker writes: without a context each is concurrent
+//     with everything stored, so every acknowledged one must stay a
+//     sibling. They are the only writes whose dot no context protects:
+//     a coordinator that lost a dot it had already sent to the other
+//     replicas would issue it again for another value;
+//   - 30% set-adds on the worker's hot keys: get (R=2), union of the
+//     sibling sets plus a new element, put with the get's context;
+//   - 20% reads: a hot key, a register key or a recently acknowledged
+//     unique key;
+//   - 10% deletes of one of the worker's own acknowledged keys, with the
+//     context its put returned.
+//
+// A workload is safe for concurrent use by its workers.
+type workload struct {
+	t0        time.Time
+	clients   []*client.Client
+	rate      int // operations per second, all workers together
+	opTimeout time.Duration
+	seed      int64
+	hot       []string
+	regs      []string       // register keys, written blind by every worker
+	hotOf     [][]string     // the hot keys each worker writes
+	writers   map[string]int // writers per hot key
+
+	mu    sync.Mutex
+	ops   []history.Op
+	acked []string // unique keys whose put was acknowledged, for reads
+}
+
+func newWorkload(clients []*client.Client, seed int64, rate int) *workload {
+	w := &workload{t0: time.Now(), clients: clients, rate: rate, opTimeout: 5 * time.Second, seed: seed,
+		hotOf: make([][]string, len(clients)), writers: map[string]int{}}
+	for k := 0; k < numRegKeys; k++ {
+		w.regs = append(w.regs, fmt.Sprintf("r.%d", k))
+	}
+	for k := 0; k < numHotKeys; k++ {
+		key := fmt.Sprintf("h.%d", k)
+		w.hot = append(w.hot, key)
+		for i := range clients {
+			if k%2 == i%2 {
+				w.hotOf[i] = append(w.hotOf[i], key)
+				w.writers[key]++
+			}
+		}
+	}
+	return w
+}
+
+// now is the time since the run began, in nanoseconds.
+func (w *workload) now() int64 { return int64(time.Since(w.t0)) }
+
+func (w *workload) record(op history.Op) {
+	w.mu.Lock()
+	op.ID = len(w.ops) + 1
+	w.ops = append(w.ops, op)
+	w.mu.Unlock()
+}
+
+// history returns a copy of the operations recorded so far.
+func (w *workload) history() []history.Op {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.ops)
+}
+
+// keys returns every key the history touched, sorted.
+func (w *workload) keys() []string {
+	w.mu.Lock()
+	set := map[string]bool{}
+	for _, op := range w.ops {
+		set[op.Key] = true
+	}
+	w.mu.Unlock()
+	keys := make([]string, 0, len(set))
+	for k := range set {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// outcome classifies a client error. Only errors that mean the request
+// was refused before anything was written are Fail; a timeout or a quorum
+// not reached may have left the write on some replica, which read repair
+// can then spread: Unknown.
+func outcome(err error) (history.Outcome, string) {
+	switch {
+	case err == nil, errors.Is(err, client.ErrKeyNotFound):
+		return history.OK, ""
+	case errors.Is(err, client.ErrInvalidKey), errors.Is(err, client.ErrInvalidOption),
+		errors.Is(err, client.ErrInvalidContext), errors.Is(err, client.ErrMalformed),
+		errors.Is(err, client.ErrValueTooLarge), errors.Is(err, client.ErrOverloaded),
+		errors.Is(err, client.ErrTooManySiblings), errors.Is(err, client.ErrConflict):
+		return history.Fail, err.Error()
+	case errors.Is(err, client.ErrNodeUnavailable) && strings.Contains(err.Error(), "no kvmesh node serves"):
+		return history.Fail, err.Error() // NATS had no responder: no node got it
+	default:
+		return history.Unknown, err.Error()
+	}
+}
+
+// initHot writes every hot key as the empty set to all its replicas
+// (W=all), so that a dump shows who owns it. Retried until it succeeds.
+func (w *workload) initHot(ctx context.Context, cl *client.Client) error {
+	val := history.EncodeSet(nil)
+	for _, key := range w.hot {
+		for {
+			op := history.Op{Worker: -1, Kind: history.KindAdd, Key: key, Value: val, Start: w.now()}
+			octx, cancel := context.WithTimeout(ctx, w.opTimeout)
+			_, err := cl.Put(octx, key, []byte(val), client.W("all"))
+			cancel()
+			op.End = w.now()
+			op.Outcome, op.Err = outcome(err)
+			w.record(op)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("init hot key %s: %w", key, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// run drives the workers until ctx is done and returns when every worker
+// has finished its last operation (each bounded by opTimeout).
+func (w *workload) run(ctx context.Context) {
+	tokens := make(chan struct{}, len(w.clients))
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(time.Second / time.Duration(w.rate))
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				select {
+				case tokens <- struct{}{}:
+				default: // every worker is busy: the rate stays bounded
+				}
+			}
+		}
+	}()
+	for i := range w.clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.worker(ctx, i, tokens)
+		}()
+	}
+	wg.Wait()
+}
+
+// workerState is one worker's own: only its goroutine touches it.
+type workerState struct {
+	id  int
+	cl  *client.Client
+	rnd *rand.Rand
+	seq int
+	own []ownKey // its acknowledged, not yet deleted unique keys
+}
+
+type ownKey struct{ key, ctx string }
+
+func (w *workload) worker(ctx context.Context, id int, tokens <-chan struct{}) {
+	s := &workerState{id: id, cl: w.clients[id], rnd: rand.New(rand.NewPCG(uint64(w.seed), uint64(id)))}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tokens:
+		}
+		switch x := s.rnd.IntN(100); {
+		case x < 35:
+			w.put(s)
+		case x < 40:
+			w.blind(s)
+		case x < 70:
+			w.add(s)
+		case x < 90:
+			w.read(s)
+		case len(s.own) > 0:
+			w.del(s)
+		default:
+			w.put(s)
+		}
+	}
+}
+
+func (w *workload) opContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), w.opTimeout)
+}
+
+func (w *workload) put(s *workerState) {
+	s.seq++
+	key := fmt.Sprintf("u.%d.%d", s.id, s.seq)
+	op := history.Op{Worker: s.id, Kind: history.KindPut, Key: key, Value: history.Seal("u:" + key), Start: w.now()}
+	ctx, cancel := w.opContext()
+	pctx, err := s.cl.Put(ctx, key, []byte(op.Value))
+	cancel()
+	op.End = w.now()
+	op.Outcome, op.Err = outcome(err)
+	w.record(op)
+	if op.Outcome == history.OK {
+		s.own = append(s.own, ownKey{key, pctx})
+		w.mu.Lock()
+		w.acked = append(w.acked, key)
+		w.mu.Unlock()
+	}
+}
+
+func (w *workload) blind(s *workerState) {
+	s.seq++
+	key := w.regs[s.rnd.IntN(len(w.regs))]
+	op := history.Op{Worker: s.id, Kind: history.KindPut, Key: key,
+		Value: history.Seal(fmt.Sprintf("r:%s:w%d-%d", key, s.id, s.seq)), Start: w.now()}
+	ctx, cancel := w.opContext()
+	_, err := s.cl.Put(ctx, key, []byte(op.Value))
+	cancel()
+	op.End = w.now()
+	op.Outcome, op.Err = outcome(err)
+	w.record(op)
+}
+
+// get reads key and records the read; ok reports whether it answered.
+func (w *workload) get(s *workerState, key string) (history.Op, bool) {
+	op := history.Op{Worker: s.id, Kind: history.KindRead, Key: key, Start: w.now()}
+	ctx, cancel := w.opContext()
+	e, err := s.cl.Get(ctx, key)
+	cancel()
+	op.End = w.now()
+	op.Outcome, op.Err = outcome(err)
+	if err == nil {
+		op.Found, op.Siblings, op.Context = true, e.Siblings, e.Context
+		for _, v := range e.Values {
+			op.Values = append(op.Values, string(v))
+		}
+	}
+	w.record(op)
+	return op, op.Outcome == history.OK
+}
+
+func (w *workload) add(s *workerState) {
+	mine := w.hotOf[s.id]
+	key := mine[s.rnd.IntN(len(mine))]
+	rd, ok := w.get(s, key)
+	if !ok {
+		return
+	}
+	var elems []string
+	for e := range history.Union(rd.Values) {
+		elems = append(elems, e)
+	}
+	s.seq++
+	elem := fmt.Sprintf("w%d-%d", s.id, s.seq)
+	op := history.Op{Worker: s.id, Kind: history.KindAdd, Key: key, Elem: elem,
+		Value: history.EncodeSet(append(elems, elem)), Context: rd.Context, Start: w.now()}
+	ctx, cancel := w.opContext()
+	_, err := s.cl.Put(ctx, key, []byte(op.Value), client.Context(rd.Context))
+	cancel()
+	op.End = w.now()
+	op.Outcome, op.Err = outcome(err)
+	w.record(op)
+}
+
+func (w *workload) read(s *workerState) {
+	key := w.hot[s.rnd.IntN(len(w.hot))]
+	switch s.rnd.IntN(6) {
+	case 0, 1: // a hot key
+	case 2:
+		key = w.regs[s.rnd.IntN(len(w.regs))]
+	default:
+		w.mu.Lock()
+		if n := len(w.acked); n > 0 {
+			recent := min(n, 200)
+			key = w.acked[n-1-s.rnd.IntN(recent)]
+		}
+		w.mu.Unlock()
+	}
+	w.get(s, key)
+}
+
+func (w *workload) del(s *workerState) {
+	i := s.rnd.IntN(len(s.own))
+	k := s.own[i]
+	s.own = slices.Delete(s.own, i, i+1)
+	op := history.Op{Worker: s.id, Kind: history.KindDel, Key: k.key, Context: k.ctx, Start: w.now()}
+	ctx, cancel := w.opContext()
+	err := s.cl.Delete(ctx, k.key, client.Context(k.ctx))
+	cancel()
+	op.End = w.now()
+	op.Outcome, op.Err = outcome(err)
+	w.record(op)
+}
