@@ -28,9 +28,9 @@ type forwardOp struct {
 
 func (n *Node) forwardWrite(owners []string, item protocol.Item, finish func(protocol.Clock, error)) {
 	op := &forwardOp{n: n, owners: owners, item: item, finish: finish}
+	op.mu.Lock() // held until the timer exists: abort may come at once
 	op.tag = n.pending.add(op)
 	op.item.Tag = op.tag
-	op.mu.Lock()
 	// The owner has its own request timeout for the quorum; allow for it.
 	op.timer = time.AfterFunc(n.cfg.RequestTimeout+n.cfg.RequestTimeout/2, op.timeout)
 	op.mu.Unlock()

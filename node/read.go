@@ -49,8 +49,8 @@ func (n *Node) coordinateRead(key string, p int, owners []string, r int, finish 
 	op := &readOp{n: n, key: key, p: p, owners: order, finish: finish,
 		tally: quorum.NewTally(order, r), objs: make(map[string]*protocol.Object, len(order)),
 		answered: make(map[string]bool, len(order))}
+	op.mu.Lock() // held until the timers exist: abort may come at once
 	op.tag = n.pending.add(op)
-	op.mu.Lock()
 	op.timer = time.AfterFunc(n.cfg.RequestTimeout, op.timeout)
 	op.hedge = time.AfterFunc(n.cfg.RequestTimeout/8, func() { op.askMore(len(op.owners)) })
 	op.mu.Unlock()

@@ -41,8 +41,8 @@ type writeOp struct {
 func (n *Node) coordinateWrite(key string, p int, owners []string, ctx protocol.Clock, sib protocol.Sibling, w int, finish func(protocol.Clock, error)) {
 	op := &writeOp{n: n, key: key, p: p, owners: owners, ctx: ctx, sib: sib, finish: finish,
 		tally: quorum.NewTally(owners, w)}
+	op.mu.Lock() // held until the timers exist: abort may come at once
 	op.tag = n.pending.add(op)
-	op.mu.Lock()
 	op.timer = time.AfterFunc(n.cfg.RequestTimeout, op.timeout)
 	obj, err := n.issuer.issue(p, key, ctx, sib, op.stored)
 	op.obj = obj
