@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -84,7 +85,7 @@ func (n *Node) handler(op string) func(micro.Request) {
 func (n *Node) serve(op string, req micro.Request, reply string) error {
 	hdr := nats.Header(req.Headers())
 	for name := range hdr {
-		if strings.HasPrefix(strings.ToLower(name), "kvmesh-") && !contains(allowedHeaders[op], name) {
+		if strings.HasPrefix(strings.ToLower(name), "kvmesh-") && !slices.Contains(allowedHeaders[op], name) {
 			return protocol.Errorf(protocol.ErrInvalidOption, "unknown header %q for %s", clip(name), op)
 		}
 	}
@@ -191,15 +192,6 @@ func (n *Node) respondErrorHeader(reply string, h nats.Header, err error) {
 	h.Set(protocol.HdrServiceErrorCode, strconv.Itoa(code))
 	h.Set(protocol.HdrError, name)
 	_ = n.nc.PublishMsg(&nats.Msg{Subject: reply, Header: h})
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func clip(s string) string {
