@@ -24,13 +24,16 @@ unit:
 e2e:
 	$(GO) test -race -count=1 -timeout 10m -v ./e2e/...
 
-## soak: the fault suite's long runs (notes/reliability.md T3): every nemesis
+## soak: the simulation tier over SOAK_SEEDS seeds, then the fault suite's
+## long runs (notes/reliability.md T3): every nemesis
 ## SOAK_RUNS times with SOAK_FAULT of faults each, then a summary table
 ## (nemesis, runs, ops, acked, lost, availability, convergence). Failed runs
 ## keep their evidence in a directory whose path is printed.
 SOAK_RUNS  ?= 3
 SOAK_FAULT ?= 60s
+SOAK_SEEDS ?= 200
 soak:
+	bash -o pipefail -c "KVMESH_SIM_SEEDS=$(SOAK_SEEDS) $(GO) test -count=1 -timeout 60m -run '^TestSim$$' -v ./node/ | grep -E '^(--- |ok|FAIL|PASS)|seeds \('"
 	KVMESH_SOAK=1 KVMESH_SOAK_RUNS=$(SOAK_RUNS) KVMESH_SOAK_FAULT=$(SOAK_FAULT) \
 		$(GO) test -race -count=1 -timeout 120m -run '^(TestFault|TestPlanted)' -v ./e2e/
 
