@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/kvmesh/kvmesh/client"
 	"github.com/kvmesh/kvmesh/node"
@@ -258,5 +259,40 @@ func TestConfigValidate(t *testing.T) {
 		if err := c.Validate(); err == nil {
 			t.Errorf("%s: validated", name)
 		}
+	}
+}
+
+// TestNodeStartsAloneAndServesWhatItCan: a node restarted while its peers
+// are down comes up within its peer wait (never hangs), remembers the
+// members, and serves what the quorum it can reach allows.
+func TestNodeStartsAloneAndServesWhatItCan(t *testing.T) {
+	c := startCluster(t, 3)
+	ctx := testCtx(t)
+	if _, err := c.client(0).Put(ctx, "before", []byte("v"), client.W("all")); err != nil {
+		t.Fatal(err)
+	}
+	for i := range c.nodes {
+		c.stop(i)
+	}
+	c.cfgs[0].PeerWait = 300 * time.Millisecond
+	start := time.Now()
+	if err := c.start(0); err != nil {
+		t.Fatal(err)
+	}
+	if waited := time.Since(start); waited > 20*time.Second {
+		t.Fatalf("start took %v with the peers down", waited)
+	}
+	if got := c.nodes[0].Members(); len(got) != 3 {
+		t.Fatalf("members after a lone restart: %v, want the 3 it knew", got)
+	}
+	cl := c.client(0)
+	if e, err := cl.Get(ctx, "before", client.R("one")); err != nil || string(e.Value()) != "v" {
+		t.Fatalf("r=one alone: %q %v", e.Value(), err)
+	}
+	if _, err := cl.Put(ctx, "alone", []byte("w"), client.W("one")); err != nil {
+		t.Fatalf("w=one alone: %v", err)
+	}
+	if _, err := cl.Put(ctx, "alone", []byte("w")); !errors.Is(err, client.ErrQuorumNotReached) {
+		t.Fatalf("w=quorum alone: %v, want quorum not reached", err)
 	}
 }
