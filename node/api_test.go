@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -294,5 +295,36 @@ func TestNodeStartsAloneAndServesWhatItCan(t *testing.T) {
 	}
 	if _, err := cl.Put(ctx, "alone", []byte("w")); !errors.Is(err, client.ErrQuorumNotReached) {
 		t.Fatalf("w=quorum alone: %v, want quorum not reached", err)
+	}
+}
+
+// TestForwardSkipsAnUnreachableOwner: a non-owner forwards a write to the
+// key's first owner; when that owner is down (no responders), the next
+// owner coordinates it.
+func TestForwardSkipsAnUnreachableOwner(t *testing.T) {
+	c := startCluster(t, 5)
+	ctx := testCtx(t)
+	byID := map[string]int{}
+	for i, cfg := range c.cfgs {
+		byID[cfg.ID] = i
+	}
+	// A key whose non-owners include node 0, which stays up.
+	var key string
+	var owners []string
+	for i := 0; ; i++ {
+		key = fmt.Sprintf("fwd-skip.%d", i)
+		owners = c.nodes[0].Owners(key)
+		if !slices.Contains(owners, c.cfgs[0].ID) {
+			break
+		}
+	}
+	c.stopAndWait(byID[owners[0]])
+	cl := c.client(0, client.WithDirect(true))
+	if _, err := cl.Put(ctx, key, []byte("v"), client.W("2")); err != nil {
+		t.Fatalf("put with the first owner %s down: %v", owners[0], err)
+	}
+	e, err := cl.Get(ctx, key, client.R("2"))
+	if err != nil || string(e.Value()) != "v" {
+		t.Fatalf("get: %q %v", e.Value(), err)
 	}
 }
