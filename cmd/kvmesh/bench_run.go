@@ -438,29 +438,46 @@ func (b *bench) overload(ctx context.Context) (*overloadResult, error) {
 	return res, nil
 }
 
+// loadedStore starts a fresh 3-node store (extra gives node i's extra
+// flags), connects to it with W=all and writes every key of ks once with
+// 100 B values. On error nothing is left running.
+func (b *bench) loadedStore(ctx context.Context, name string, ks *keyspace, extra func(i int) []string) (*cluster, *kvmeshDriver, sample, error) {
+	cl, err := b.ps.startKvmesh(ctx, name, 3, extra)
+	if err != nil {
+		return nil, nil, sample{}, err
+	}
+	d, err := connectKvmesh(cl.urls(), "all")
+	if err == nil {
+		err = d.probe(ctx, 60*time.Second)
+		if err != nil {
+			d.close()
+		}
+	}
+	if err != nil {
+		b.stopCluster(cl)
+		return nil, nil, sample{}, err
+	}
+	s, err := runLoad(ctx, d, ks, loadSpec{kind: kindPut, c: min(64, ks.n), val: b.value(100),
+		timeout: b.cfg.OpTimeout, sequential: true})
+	if err != nil {
+		d.close()
+		b.stopCluster(cl)
+		return nil, nil, sample{}, err
+	}
+	return cl, d, s, nil
+}
+
 // memory loads cfg.MemKeys keys of 100 B into a fresh 3-node store and
 // compares each node's resident memory with its bbolt file.
 func (b *bench) memory(ctx context.Context) (*memResult, error) {
-	cl, err := b.ps.startKvmesh(ctx, "mem", 3, nil)
+	ks := newKeyspace("m", b.cfg.MemKeys)
+	b.logf("memory: loading %d keys of 100 B with W=all", ks.n)
+	cl, d, s, err := b.loadedStore(ctx, "mem", ks, nil)
 	if err != nil {
 		return nil, err
 	}
 	defer b.stopCluster(cl)
-	d, err := connectKvmesh(cl.urls(), "all")
-	if err != nil {
-		return nil, err
-	}
 	defer d.close()
-	if err := d.probe(ctx, 60*time.Second); err != nil {
-		return nil, err
-	}
-	ks := newKeyspace("m", b.cfg.MemKeys)
-	b.logf("memory: loading %d keys of 100 B with W=all", ks.n)
-	s, err := runLoad(ctx, d, ks, loadSpec{kind: kindPut, c: min(64, ks.n), val: b.value(100),
-		timeout: b.cfg.OpTimeout, sequential: true})
-	if err != nil {
-		return nil, err
-	}
 	if s.Errors+s.Overloaded > 0 {
 		return nil, fmt.Errorf("memory load: %d writes failed: %s", s.Errors+s.Overloaded, s.FirstError)
 	}
@@ -491,7 +508,8 @@ func (b *bench) profile(ctx context.Context) (*profileResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	cl, err := b.ps.startKvmesh(ctx, "prof", 3, func(i int) []string {
+	ks := newKeyspace("p", b.cfg.Keys)
+	cl, d, _, err := b.loadedStore(ctx, "prof", ks, func(i int) []string {
 		if i == 0 {
 			return []string{"--cpuprofile", path}
 		}
@@ -501,19 +519,7 @@ func (b *bench) profile(ctx context.Context) (*profileResult, error) {
 		return nil, err
 	}
 	defer b.stopCluster(cl)
-	d, err := connectKvmesh(cl.urls(), "all")
-	if err != nil {
-		return nil, err
-	}
 	defer d.close()
-	if err := d.probe(ctx, 60*time.Second); err != nil {
-		return nil, err
-	}
-	ks := newKeyspace("p", b.cfg.Keys)
-	if _, err := runLoad(ctx, d, ks, loadSpec{kind: kindPut, c: min(64, ks.n), val: b.value(100),
-		timeout: b.cfg.OpTimeout, sequential: true}); err != nil {
-		return nil, err
-	}
 	d.w = "2"
 	c := min(64, ks.n)
 	b.logf("profile: put W=2 C=%d 100 B for %v, node n1 profiled", c, b.cfg.ProfileDuration)
