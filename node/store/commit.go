@@ -90,7 +90,6 @@ func (s *Store) commit(batch []*op) {
 		s.stats.Batches++
 		s.stats.Ops += uint64(len(batch))
 		s.stats.Failed += uint64(w.failed)
-		s.stats.Keys += w.created
 	}
 	s.statsMu.Unlock()
 	// Free the slots before the callbacks, so that a caller woken by one
@@ -120,10 +119,9 @@ func (s *Store) commit(batch []*op) {
 // disk. Objects in cur are also handed to done callbacks after the commit,
 // so they are never modified: each merge gets a copy.
 type batchTxn struct {
-	b       *bolt.Bucket
-	cur     map[string]*protocol.Object
-	created int // keys that did not exist before this batch
-	failed  int
+	b      *bolt.Bucket
+	cur    map[string]*protocol.Object
+	failed int
 }
 
 func (w *batchTxn) apply(o *op) (*protocol.Object, error) {
@@ -147,9 +145,6 @@ func (w *batchTxn) apply(o *op) (*protocol.Object, error) {
 	}
 	if err := w.b.Put(o.bkey, v); err != nil {
 		return nil, fmt.Errorf("%w: store: put %d/%q: %w", protocol.ErrInternal, o.p, o.key, err)
-	}
-	if old == nil {
-		w.created++
 	}
 	w.cur[string(o.bkey)] = nw
 	return nw, nil

@@ -83,7 +83,7 @@ const initialMmapSize = 64 << 20
 
 // Stats is a snapshot of a Store's counters, for metrics and tests.
 type Stats struct {
-	Keys         int     // records in the data bucket
+	Keys         int     // records in the data bucket (counted when Stats is called; 0 after Close)
 	Pending      int     // writes accepted and not yet committed
 	Batches      uint64  // batches committed
 	Ops          uint64  // writes in committed batches, whatever their merge did
@@ -158,12 +158,8 @@ func Open(path string, opts Options) (*Store, error) {
 		if _, err := tx.CreateBucketIfNotExists(bucketMeta); err != nil {
 			return err
 		}
-		b, err := tx.CreateBucketIfNotExists(bucketData)
-		if err != nil {
-			return err
-		}
-		s.stats.Keys = b.Stats().KeyN
-		return nil
+		_, err := tx.CreateBucketIfNotExists(bucketData)
+		return err
 	})
 	if err != nil {
 		_ = db.Close()
@@ -281,6 +277,15 @@ func (s *Store) Stats() Stats {
 	st := s.stats
 	s.statsMu.Unlock()
 	st.Pending = int(s.pending.Load())
+	// Counting walks the whole data bucket: done here, for the caller that
+	// wants it, rather than at every Open, where it delayed a restart by a
+	// read of the whole file.
+	if !s.closed.Load() {
+		_ = s.db.View(func(tx *bolt.Tx) error {
+			st.Keys = tx.Bucket(bucketData).Stats().KeyN
+			return nil
+		})
+	}
 	if st.Batches > 0 {
 		st.MeanBatch = float64(st.Ops) / float64(st.Batches)
 	}
