@@ -2,7 +2,6 @@ package node_test
 
 import (
 	"context"
-	"os"
 	"slices"
 	"testing"
 	"testing/synctest"
@@ -22,7 +21,7 @@ import (
 // write that saw the first one, drops the second write as already seen:
 // an acknowledged write is lost.
 //
-// The crash is exact: the bbolt file of A is captured before the write
+// The crash is exact: the store files of A are captured before the write
 // and put back after it, which is what A's disk holds if it crashes after
 // the fan-out and before its commit; the client never hears back.
 //
@@ -168,9 +167,9 @@ type simNodeAPI interface {
 	Owners(key string) []string
 }
 
-// crashTo crashes id and leaves its bbolt file as given: what the disk
+// crashTo crashes id and leaves its store files as given: what the disk
 // holds if the process dies at the moment that state was captured.
-func (r *simRun) crashTo(id string, disk []byte) {
+func (r *simRun) crashTo(id string, disk simDisk) {
 	r.mu.Lock()
 	sn := r.nodes[id]
 	sn.up = false
@@ -178,7 +177,7 @@ func (r *simRun) crashTo(id string, disk []byte) {
 	r.mu.Unlock()
 	_ = sn.ep.Close()
 	_ = sn.n.Close()
-	if err := os.WriteFile(r.dbPath(id), disk, 0o600); err != nil {
+	if err := disk.restore(r.dbPath(id)); err != nil {
 		r.t.Fatalf("crash %s: restore: %v", id, err)
 	}
 	r.trace.add("crash %s to an earlier disk state", id)

@@ -487,11 +487,11 @@ func (r *simRun) restart(id string) {
 }
 
 // crash kills the given nodes at one instant, as kill -9 would: each
-// vanishes from the network, the bytes of its bbolt file are captured as
-// they are on disk at that instant, and after the process is closed the
-// file is put back as captured. A graceful Close alone would commit every
-// write the store had accepted, which is not what a crash does (and would
-// hide an acknowledgement sent before its commit).
+// vanishes from the network, its store files (bbolt and the log) are
+// captured as they are on disk at that instant, and after the process is
+// closed the files are put back as captured. A graceful Close alone
+// would commit every write the store had accepted, which is not what a
+// crash does (and would hide an acknowledgement sent before its commit).
 func (r *simRun) crash(ids ...string) {
 	var victims []*simNode
 	r.mu.Lock()
@@ -506,17 +506,17 @@ func (r *simRun) crash(ids ...string) {
 	for _, sn := range victims {
 		_ = sn.ep.Close() // no message in or out from now on
 	}
-	snaps := make([][]byte, len(ids))
+	snaps := make([]simDisk, len(ids))
 	for i, id := range ids {
-		b, err := simSnapshot(r.dbPath(id))
+		d, err := simSnapshot(r.dbPath(id))
 		if err != nil {
 			r.t.Fatalf("seed %d: crash %s: %v", r.cfg.seed, id, err)
 		}
-		snaps[i] = b
+		snaps[i] = d
 	}
 	for i, sn := range victims {
 		_ = sn.n.Close()
-		if err := os.WriteFile(r.dbPath(ids[i]), snaps[i], 0o600); err != nil {
+		if err := snaps[i].restore(r.dbPath(ids[i])); err != nil {
 			r.t.Fatalf("seed %d: crash %s: restore: %v", r.cfg.seed, ids[i], err)
 		}
 	}
@@ -525,20 +525,62 @@ func (r *simRun) crash(ids ...string) {
 
 func (r *simRun) dbPath(id string) string { return filepath.Join(r.base, id, "kvmesh.db") }
 
-// simSnapshot reads a bbolt file that its node may be committing to, and
-// returns a state bbolt can open: the bytes as of one committed
-// transaction. bbolt writes a transaction's pages before its meta page and
-// never overwrites a page the newest meta page references, so a copy that
-// reads the meta pages first is consistent if no commit finished its meta
-// write meanwhile: reading the meta pages again tells.
-func simSnapshot(path string) ([]byte, error) {
+// simDisk is a store's files as a crash leaves them: the bbolt file and
+// its log segments, by name.
+type simDisk map[string][]byte
+
+// simStoreFiles lists the store files of the bbolt file at db: the file
+// and its log segments ("<db>.wal.<seq>").
+func simStoreFiles(db string) ([]string, error) {
+	entries, err := os.ReadDir(filepath.Dir(db))
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		if e.Name() == filepath.Base(db) || strings.HasPrefix(e.Name(), filepath.Base(db)+".wal.") {
+			names = append(names, e.Name())
+		}
+	}
+	return names, nil
+}
+
+// simSnapshot reads the store files of a node that may be committing, and
+// returns a state the store can open, as of one instant.
+//
+// The log is read first, then the bbolt file, then the log is listed
+// again: if no segment appeared, vanished or grew meanwhile, the copy is
+// one the disk held (a checkpoint that committed in between is covered:
+// the segments it covers are then skipped at Open). The bbolt file is read
+// consistently the same way: bbolt writes a transaction's pages before its
+// meta page and never overwrites a page the newest meta page references,
+// so a copy that reads the meta pages first is consistent if no commit
+// finished its meta write meanwhile: reading the meta pages again tells.
+func simSnapshot(db string) (simDisk, error) {
 	head := 2 * os.Getpagesize()
+	dir, base := filepath.Dir(db), filepath.Base(db)
 	for range 1000 {
-		b, err := os.ReadFile(path)
+		names, err := simStoreFiles(db)
 		if err != nil {
 			return nil, err
 		}
-		f, err := os.Open(path)
+		d := simDisk{}
+		for _, name := range names {
+			if name == base {
+				continue
+			}
+			if d[name], err = os.ReadFile(filepath.Join(dir, name)); err != nil {
+				break // removed by a checkpoint: try again
+			}
+		}
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(db)
+		if err != nil {
+			return nil, err
+		}
+		f, err := os.Open(db)
 		if err != nil {
 			return nil, err
 		}
@@ -548,11 +590,53 @@ func simSnapshot(path string) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if bytes.Equal(again, b[:len(again)]) {
-			return b, nil
+		if !bytes.Equal(again, b[:len(again)]) {
+			continue
+		}
+		d[base] = b
+		if simLogUnchanged(db, d) {
+			return d, nil
 		}
 	}
-	return nil, fmt.Errorf("snapshot %s: commits never paused", path)
+	return nil, fmt.Errorf("snapshot %s: commits never paused", db)
+}
+
+// simLogUnchanged reports whether db's log segments are still those of d,
+// with the same sizes.
+func simLogUnchanged(db string, d simDisk) bool {
+	names, err := simStoreFiles(db)
+	if err != nil || len(names) != len(d) {
+		return false
+	}
+	for _, name := range names {
+		if name == filepath.Base(db) {
+			continue
+		}
+		fi, err := os.Stat(filepath.Join(filepath.Dir(db), name))
+		if b, ok := d[name]; !ok || err != nil || fi.Size() != int64(len(b)) {
+			return false
+		}
+	}
+	return true
+}
+
+// restore replaces the store files of db with d's.
+func (d simDisk) restore(db string) error {
+	names, err := simStoreFiles(db)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if err := os.Remove(filepath.Join(filepath.Dir(db), name)); err != nil {
+			return err
+		}
+	}
+	for name, b := range d {
+		if err := os.WriteFile(filepath.Join(filepath.Dir(db), name), b, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // stopClients stops the load and waits for every client to return.

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"time"
@@ -23,15 +24,53 @@ type op struct {
 	err error
 }
 
-// run is the committer: the only goroutine that writes records. It returns
-// once Close has closed the queue and every accepted write is done.
+// run is the committer: the only goroutine that writes records. It owns
+// the log, the active memtable and the checkpointer goroutine. It returns
+// once Close has closed the queue, every accepted write is done, and the
+// last checkpoint has ended.
 func (s *Store) run() {
 	defer close(s.exited)
+	flushes := make(chan *memtable, 1)
+	flusherDone := make(chan struct{})
+	go func() {
+		defer close(flusherDone)
+		for t := range flushes {
+			s.checkpoint(t)
+		}
+	}()
 	batch := make([]*op, 0, s.opts.MaxBatch)
 	for first := range s.queue {
 		batch = s.drain(append(batch[:0], first))
 		s.commit(batch)
 		clear(batch) // let the ops and their results be collected
+		s.maybeCheckpoint(flushes)
+	}
+	// Closing: let a running checkpoint end, then put the rest in bbolt
+	// too, so that the next Open has nothing to replay.
+	if s.flushing != nil {
+		<-s.flushing.flushed
+		s.reap()
+	}
+	close(flushes)
+	<-flusherDone
+	if s.broken() == nil && len(s.active.m) > 0 {
+		s.memMu.Lock()
+		s.frozen = s.active
+		s.memMu.Unlock()
+		s.checkpoint(s.active)
+		s.closeErr = s.active.err
+	}
+	if err := s.wal.close(); err != nil && s.closeErr == nil {
+		s.closeErr = fmt.Errorf("store: close: %w", err)
+	}
+	if s.closeErr == nil && s.broken() == nil {
+		// Everything is in bbolt: the segment can go.
+		if err := removeSegments(s.path, s.wal.seq); err != nil {
+			s.closeErr = fmt.Errorf("store: close: %w", err)
+		}
+	}
+	if s.closeErr == nil {
+		s.closeErr = s.broken()
 	}
 }
 
@@ -53,34 +92,52 @@ func (s *Store) drain(batch []*op) []*op {
 	return batch
 }
 
-// commit applies batch in one transaction, commits it, then calls the
-// done callbacks in queue order.
+// commit merges batch in memory, appends the resulting records to the log
+// and syncs it, makes them visible in the memtable, then calls the done
+// callbacks in queue order.
 func (s *Store) commit(batch []*op) {
-	var w batchTxn
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		w = batchTxn{b: tx.Bucket(bucketData), cur: make(map[string]*protocol.Object, len(batch))}
+	err := s.broken()
+	w := batchTxn{s: s, cur: make(map[string]*protocol.Object, len(batch)), buf: s.buf[:0]}
+	if err == nil {
 		for _, o := range batch {
 			o.res, o.err = w.apply(o)
 			if o.err != nil {
 				w.failed++
 			}
 		}
+		w.endRead()
 		if s.hooks.inTxn != nil {
-			return s.hooks.inTxn()
+			err = s.hooks.inTxn()
 		}
-		if s.opts.UnsafeEarlyAck > 0 {
-			for _, o := range batch {
-				if o.done != nil {
-					o.done(o.res, o.err)
-					o.done = nil
-				}
+	}
+	if err == nil && s.opts.UnsafeEarlyAck > 0 {
+		for _, o := range batch {
+			if o.done != nil {
+				o.done(o.res, o.err)
+				o.done = nil
 			}
-			time.Sleep(s.opts.UnsafeEarlyAck)
 		}
-		return nil
-	})
-	if err == nil && s.hooks.afterCommit != nil {
-		s.hooks.afterCommit()
+		time.Sleep(s.opts.UnsafeEarlyAck)
+	}
+	if err == nil && len(w.buf) > 0 {
+		if err = s.wal.append(w.buf); err != nil {
+			// What reached the file is unknown, and a record appended
+			// after a torn one would be lost at replay: no more writes.
+			s.fail(err)
+		}
+	}
+	if cap(w.buf) <= maxKeptBuffer {
+		s.buf = w.buf[:0]
+	}
+	if err == nil {
+		s.memMu.Lock()
+		for _, e := range w.changes {
+			s.active.put(e)
+		}
+		s.memMu.Unlock()
+		if s.hooks.afterCommit != nil {
+			s.hooks.afterCommit()
+		}
 	}
 
 	s.statsMu.Lock()
@@ -111,17 +168,131 @@ func (s *Store) commit(batch []*op) {
 	}
 }
 
-// batchTxn applies the writes of one batch inside its write transaction.
+// maxKeptBuffer bounds the log buffer the committer keeps between
+// batches; a bigger one (a batch of large values) is left to the GC.
+const maxKeptBuffer = 1 << 20
+
+// maybeCheckpoint, after a batch, notices a checkpoint that ended and
+// starts the next one when the active memtable has grown past
+// MemtableBytes. While one runs, the active memtable may grow to twice
+// that; then the committer waits for it, which stalls writes (and fills
+// the queue, so Apply refuses with ErrOverloaded) rather than let memory
+// grow without bound.
+func (s *Store) maybeCheckpoint(flushes chan<- *memtable) {
+	if s.flushing != nil {
+		select {
+		case <-s.flushing.flushed:
+			s.reap()
+		default:
+		}
+	}
+	if s.active.bytes < s.opts.MemtableBytes || s.broken() != nil {
+		return
+	}
+	if s.flushing != nil {
+		if s.active.bytes < 2*s.opts.MemtableBytes {
+			return
+		}
+		<-s.flushing.flushed
+		s.reap()
+		if s.broken() != nil {
+			return
+		}
+	}
+	if err := s.wal.rotate(); err != nil {
+		s.fail(err)
+		return
+	}
+	t := s.active
+	s.memMu.Lock()
+	s.frozen = t
+	s.active = newMemtable(s.wal.seq)
+	s.memMu.Unlock()
+	s.flushing = t
+	flushes <- t // never blocks: one checkpoint at a time
+}
+
+// reap takes note of the checkpoint that ended. A failed one leaves its
+// memtable frozen (readers still see it; the log still holds it) and
+// stops all writes: the store cannot move its log forward.
+func (s *Store) reap() {
+	if err := s.flushing.err; err != nil {
+		s.fail(err)
+		return
+	}
+	s.flushing = nil
+}
+
+// checkpoint writes the frozen memtable t to bbolt in one transaction,
+// with the number of its segment, then unfreezes it and removes the
+// segments it covers. It runs on the checkpointer goroutine (or on the
+// committer when closing), never while another one runs.
+func (s *Store) checkpoint(t *memtable) {
+	defer close(t.flushed)
+	entries := t.sorted()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketData)
+		for _, e := range entries {
+			if err := b.Put(e.bkey, e.enc); err != nil {
+				return err
+			}
+		}
+		if s.hooks.inCheckpoint != nil {
+			if err := s.hooks.inCheckpoint(); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMeta).Put([]byte(metaWALApplied), binary.BigEndian.AppendUint64(nil, t.seq))
+	})
+	if err != nil {
+		t.err = fmt.Errorf("checkpoint of log segment %016x (%d records): %w", t.seq, len(entries), err)
+		return
+	}
+	s.memMu.Lock()
+	if s.frozen == t {
+		s.frozen = nil
+	}
+	s.memMu.Unlock()
+	s.statsMu.Lock()
+	s.stats.Checkpoints++
+	s.statsMu.Unlock()
+	// The records are in bbolt and the checkpoint says so: a segment that
+	// survives its removal is skipped at Open.
+	_ = removeSegments(s.path, t.seq)
+}
+
+// fail stops the store taking writes after an I/O error of the log or of
+// a checkpoint. The first error is kept.
+func (s *Store) fail(err error) {
+	s.failMu.Lock()
+	if s.failed == nil {
+		s.failed = fmt.Errorf("store failed, restart the node: %w", err)
+	}
+	s.failMu.Unlock()
+}
+
+// broken returns the error that stopped the store taking writes, or nil.
+func (s *Store) broken() error {
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	return s.failed
+}
+
+// batchTxn merges the writes of one batch.
 //
 // cur holds, for each key written or read so far in the batch, the object
 // as the batch has left it (nil: absent), so that a later write of the same
-// key merges onto the earlier one's result rather than onto what is on
-// disk. Objects in cur are also handed to done callbacks after the commit,
-// so they are never modified: each merge gets a copy.
+// key merges onto the earlier one's result rather than onto what is
+// stored. Objects in cur are also handed to done callbacks and kept in the
+// memtable, so they are never modified: each merge gets a copy. changes
+// are the records the batch writes, in order, and buf their log records.
 type batchTxn struct {
-	b      *bolt.Bucket
-	cur    map[string]*protocol.Object
-	failed int
+	s       *Store
+	cur     map[string]*protocol.Object
+	changes []memEntry
+	buf     []byte
+	tx      *bolt.Tx // a read transaction, begun at the first key not in memory
+	failed  int
 }
 
 func (w *batchTxn) apply(o *op) (*protocol.Object, error) {
@@ -143,42 +314,73 @@ func (w *batchTxn) apply(o *op) (*protocol.Object, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: store: encode %d/%q: %w", protocol.ErrInternal, o.p, o.key, err)
 	}
-	if err := w.b.Put(o.bkey, v); err != nil {
-		return nil, fmt.Errorf("%w: store: put %d/%q: %w", protocol.ErrInternal, o.p, o.key, err)
-	}
+	w.buf = appendRecord(w.buf, o.bkey, v)
+	w.changes = append(w.changes, memEntry{bkey: o.bkey, obj: nw, enc: v})
 	w.cur[string(o.bkey)] = nw
 	return nw, nil
 }
 
 // load returns a private copy of the key's current object: a copy of the
-// batch's latest result, or a fresh decode of the stored record.
+// batch's latest result, or of the memtables', or a fresh decode of the
+// bbolt record.
 func (w *batchTxn) load(o *op) (*protocol.Object, error) {
 	if c, ok := w.cur[string(o.bkey)]; ok {
 		return clone(c), nil
 	}
-	v := w.b.Get(o.bkey)
-	if v == nil {
-		return nil, nil
+	if e, ok := lookup(w.s.active, w.s.flushing, o.bkey); ok {
+		return clone(e.obj), nil
+	}
+	v, err := w.stored(o)
+	if v == nil || err != nil {
+		return nil, err
 	}
 	return decodeRecord(o.p, o.key, v)
 }
 
 // current returns the key's object as the batch has left it, for a merge
-// that changed nothing. It decodes the record again rather than trust old,
-// which the merge may have modified.
+// that changed nothing. It looks the object up again rather than trust
+// old, which the merge may have modified.
 func (w *batchTxn) current(o *op) (*protocol.Object, error) {
 	if c, ok := w.cur[string(o.bkey)]; ok {
 		return c, nil
 	}
 	var c *protocol.Object
-	if v := w.b.Get(o.bkey); v != nil {
-		var err error
-		if c, err = decodeRecord(o.p, o.key, v); err != nil {
+	if e, ok := lookup(w.s.active, w.s.flushing, o.bkey); ok {
+		c = e.obj
+	} else {
+		v, err := w.stored(o)
+		if err != nil {
 			return nil, err
+		}
+		if v != nil {
+			if c, err = decodeRecord(o.p, o.key, v); err != nil {
+				return nil, err
+			}
 		}
 	}
 	w.cur[string(o.bkey)] = c
 	return c, nil
+}
+
+// stored returns the key's bbolt record, valid until endRead.
+func (w *batchTxn) stored(o *op) ([]byte, error) {
+	if w.tx == nil {
+		tx, err := w.s.db.Begin(false)
+		if err != nil {
+			return nil, w.s.dbError("read "+o.key, err)
+		}
+		w.tx = tx
+	}
+	return w.tx.Bucket(bucketData).Get(o.bkey), nil
+}
+
+// endRead ends the batch's read transaction, before the log sync: an open
+// one would hold up a checkpoint that needs to grow the file.
+func (w *batchTxn) endRead() {
+	if w.tx != nil {
+		_ = w.tx.Rollback()
+		w.tx = nil
+	}
 }
 
 // merge calls o.f, turning a panic into an error so that one bad write

@@ -1,4 +1,4 @@
-// Package store keeps one node's replicas in a single bbolt file.
+// Package store keeps one node's replicas in a bbolt file behind a write-ahead log.
 //
 // A record is one key of one partition: the bbolt key is the partition as
 // two big-endian bytes followed by the key bytes, in the "data" bucket, and
@@ -11,15 +11,25 @@
 // Every write is a read-modify-write: a MergeFunc gets the stored object
 // and returns the one to store. Writes go through a bounded queue to one
 // committer goroutine, which takes the first queued write (blocking), then
-// whatever else is already queued (without waiting) up to MaxBatch, applies
-// them all in one bbolt transaction, commits with fsync, and only then
-// calls each write's done callback. A lone writer therefore commits at once
-// (there is no batching timer, unlike bbolt's DB.Batch), and under load many
-// writes share one fsync. Writes to the same key in one batch apply in
-// queue order, each merge seeing the result of the previous one.
+// whatever else is already queued (without waiting) up to MaxBatch, merges
+// them all in memory, appends their records to a write-ahead log and
+// syncs it (one sequential write and one fdatasync per batch), and only
+// then makes them visible and calls each write's done callback. A lone
+// writer therefore commits at once (there is no batching timer, unlike
+// bbolt's DB.Batch), and under load many writes share one sync. Writes to
+// the same key in one batch apply in queue order, each merge seeing the
+// result of the previous one.
+//
+// The records also go to an in-memory table, and when it holds
+// MemtableBytes a checkpoint moves them into bbolt in one transaction, in
+// key order, off the committer's path: bbolt rewrites each page once per
+// checkpoint rather than once per batch, and syncs twice per checkpoint
+// rather than per batch. Open replays what no checkpoint covered (wal.go
+// has the format and the crash cases).
 //
 // # Reads
 //
-// Get and Scan read through read-only transactions and copy everything out
-// before the transaction ends. They never wait for the committer.
+// Get and Scan read the in-memory tables, then bbolt through read-only
+// transactions, and copy everything out. They never wait for the
+// committer, and see only writes whose log record is synced.
 package store

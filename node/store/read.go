@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -17,14 +18,20 @@ import (
 const scanChunk = 256
 
 // Get returns the object stored for (p, key), or (nil, nil) if there is
-// none. It reads a committed state and never waits for the committer. A
-// record that does not decode is an error wrapping protocol.ErrInternal
-// and protocol.ErrMalformed (or the validation error). The object belongs
-// to the caller.
+// none. It reads a durable state (from the memtables, else bbolt) and
+// never waits for the committer. A record that does not decode is an
+// error wrapping protocol.ErrInternal and protocol.ErrMalformed (or the
+// validation error). The object belongs to the caller.
 func (s *Store) Get(p int, key string) (*protocol.Object, error) {
 	bk, err := dataKey(p, key)
 	if err != nil {
 		return nil, err
+	}
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	if e, ok := s.memLookup(bk); ok {
+		return clone(e.obj), nil
 	}
 	var o *protocol.Object
 	err = s.view(func(tx *bolt.Tx) error {
@@ -42,29 +49,58 @@ func (s *Store) Get(p int, key string) (*protocol.Object, error) {
 	return o, nil
 }
 
+// memLookup finds bkey in the memtables.
+func (s *Store) memLookup(bkey []byte) (memEntry, bool) {
+	s.memMu.RLock()
+	defer s.memMu.RUnlock()
+	return lookup(s.active, s.frozen, bkey)
+}
+
 // Scan calls fn for each record of partition p in key order until fn
 // returns false. It reads in chunks of consecutive keys, each chunk in its
 // own read transaction, and calls fn outside any transaction, so fn may
 // take its time and may call the Store. Scan is therefore not a snapshot
 // of the partition: a key written during the scan may or may not be seen,
-// but each record seen is one that was committed. A corrupt record ends
-// the scan: fn has seen every record before it, and Scan returns an error
-// wrapping protocol.ErrInternal that names the key.
+// but each record seen is one that was durable. The partition's records
+// still in memory are taken when Scan starts and win over bbolt's for
+// the same key. A corrupt record ends the scan: fn has seen every record
+// before it, and Scan returns an error wrapping protocol.ErrInternal that
+// names the key.
 func (s *Store) Scan(p int, fn func(key string, o *protocol.Object) bool) error {
 	prefix, err := partitionPrefix(p)
 	if err != nil {
 		return err
 	}
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	mem := s.memPartition(prefix)
 	type record struct {
 		key string
 		o   *protocol.Object
 	}
 	recs := make([]record, 0, scanChunk)
+	// emit hands fn the in-memory records before bk (all of them when bk
+	// is nil), then the record of bk unless memory has a newer one.
+	emit := func(bk []byte, key string, o *protocol.Object) bool {
+		for len(mem) > 0 && (bk == nil || bytes.Compare(mem[0].bkey, bk) <= 0) {
+			e := mem[0]
+			mem = mem[1:]
+			if !fn(string(e.bkey[len(prefix):]), clone(e.obj)) {
+				return false
+			}
+			if bk != nil && bytes.Equal(e.bkey, bk) {
+				return true
+			}
+		}
+		return bk == nil || fn(key, o)
+	}
 	from := prefix
 	for {
 		recs = recs[:0]
 		var next []byte // first key of the next chunk; nil at the end
 		var bad error   // a corrupt record after recs
+		var badKey []byte
 		err := s.view(func(tx *bolt.Tx) error {
 			c := tx.Bucket(bucketData).Cursor()
 			for k, v := c.Seek(from); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
@@ -73,9 +109,15 @@ func (s *Store) Scan(p int, fn func(key string, o *protocol.Object) bool) error 
 					return nil
 				}
 				key := string(k[len(prefix):])
+				if _, ok := findEntry(mem, k); ok {
+					// Memory has a newer record: the bbolt one, even if
+					// corrupt, is not what the key holds.
+					recs = append(recs, record{key, nil})
+					continue
+				}
 				o, err := decodeRecord(p, key, v)
 				if err != nil {
-					bad = err
+					bad, badKey = err, bytes.Clone(k)
 					return nil
 				}
 				recs = append(recs, record{key, o})
@@ -86,18 +128,61 @@ func (s *Store) Scan(p int, fn func(key string, o *protocol.Object) bool) error 
 			return err
 		}
 		for _, r := range recs {
-			if !fn(r.key, r.o) {
+			if !emit(append(bytes.Clone(prefix), r.key...), r.key, r.o) {
 				return nil
 			}
 		}
 		if bad != nil {
+			// Memory's records before the corrupt one come first, like
+			// bbolt's.
+			for len(mem) > 0 && bytes.Compare(mem[0].bkey, badKey) < 0 {
+				e := mem[0]
+				mem = mem[1:]
+				if !fn(string(e.bkey[len(prefix):]), clone(e.obj)) {
+					return nil
+				}
+			}
 			return bad
 		}
 		if next == nil {
+			emit(nil, "", nil)
 			return nil
 		}
 		from = next
 	}
+}
+
+// memPartition returns the in-memory records of the partition with the
+// given prefix, newest per key, in key order.
+func (s *Store) memPartition(prefix []byte) []memEntry {
+	s.memMu.RLock()
+	byKey := make(map[string]memEntry)
+	for _, t := range []*memtable{s.frozen, s.active} { // active last: it wins
+		if t == nil {
+			continue
+		}
+		for k, e := range t.m {
+			if bytes.HasPrefix(e.bkey, prefix) {
+				byKey[k] = e
+			}
+		}
+	}
+	s.memMu.RUnlock()
+	es := make([]memEntry, 0, len(byKey))
+	for _, e := range byKey {
+		es = append(es, e)
+	}
+	slices.SortFunc(es, func(a, b memEntry) int { return bytes.Compare(a.bkey, b.bkey) })
+	return es
+}
+
+// findEntry finds bkey in es, sorted by key.
+func findEntry(es []memEntry, bkey []byte) (memEntry, bool) {
+	i, ok := slices.BinarySearchFunc(es, bkey, func(e memEntry, k []byte) int { return bytes.Compare(e.bkey, k) })
+	if !ok {
+		return memEntry{}, false
+	}
+	return es[i], true
 }
 
 // GetMeta returns a copy of the metadata entry name, or (nil, nil) if

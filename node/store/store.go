@@ -2,8 +2,11 @@ package store
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,6 +49,13 @@ type Options struct {
 	// OpenTimeout is how long Open waits for the file lock, which another
 	// process using the same file holds. Default 1s.
 	OpenTimeout time.Duration
+	// MemtableBytes is how much the records written since the last
+	// checkpoint may hold in memory (and in the log) before the next
+	// checkpoint moves them into bbolt. While a checkpoint runs, the new
+	// writes may take as much again; then writes wait for it. Bigger
+	// checkpoints rewrite each bbolt page for more writes at once; the log
+	// Open replays after a crash is at most twice this. Default 8 MiB.
+	MemtableBytes int
 	// UnsafeEarlyAck, when > 0, calls each write's done callback before its
 	// transaction commits and then holds the commit back this long: the
 	// durability bug the fault suite must catch (an acknowledgement sent
@@ -55,11 +65,11 @@ type Options struct {
 
 // DefaultOptions returns the options Open uses for zero fields.
 func DefaultOptions() Options {
-	return Options{MaxQueue: 8192, MaxBatch: 1024, OpenTimeout: time.Second}
+	return Options{MaxQueue: 8192, MaxBatch: 1024, OpenTimeout: time.Second, MemtableBytes: 8 << 20}
 }
 
 func (o Options) withDefaults() (Options, error) {
-	if o.MaxQueue < 0 || o.MaxBatch < 0 || o.OpenTimeout < 0 {
+	if o.MaxQueue < 0 || o.MaxBatch < 0 || o.OpenTimeout < 0 || o.MemtableBytes < 0 {
 		return o, protocol.Errorf(protocol.ErrInvalidOption, "store: negative option in %+v", o)
 	}
 	d := DefaultOptions()
@@ -72,6 +82,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.OpenTimeout == 0 {
 		o.OpenTimeout = d.OpenTimeout
 	}
+	if o.MemtableBytes == 0 {
+		o.MemtableBytes = d.MemtableBytes
+	}
 	return o, nil
 }
 
@@ -83,20 +96,40 @@ const initialMmapSize = 64 << 20
 
 // Stats is a snapshot of a Store's counters, for metrics and tests.
 type Stats struct {
-	Keys         int     // records in the data bucket (counted when Stats is called; 0 after Close)
+	Keys         int     // keys stored (counted when Stats is called; 0 after Close)
 	Pending      int     // writes accepted and not yet committed
-	Batches      uint64  // batches committed
+	Memtable     int     // bytes of records in memory, not in bbolt yet
+	Batches      uint64  // batches committed (each one log append and sync)
+	Checkpoints  uint64  // checkpoints that moved the log's records into bbolt
 	Ops          uint64  // writes in committed batches, whatever their merge did
 	Failed       uint64  // writes in committed batches whose merge failed, panicked or made an invalid object
 	CommitErrors uint64  // batches whose transaction failed; all their writes failed
 	MeanBatch    float64 // Ops / Batches: writes per fsync
 }
 
-// Store is one node's bbolt file. Open starts its committer goroutine and
-// Close stops it. All methods are safe for concurrent use.
+// Store is one node's bbolt file and its write-ahead log. Open starts its
+// committer goroutine and Close stops it. All methods are safe for
+// concurrent use.
 type Store struct {
 	db   *bolt.DB
+	path string
 	opts Options
+
+	// The committer's own: the log, its encoding buffer, and the memtable
+	// being checkpointed (nil when none; it may have been unfrozen
+	// already, its records being in bbolt too).
+	wal      *wal
+	buf      []byte
+	flushing *memtable
+
+	// memMu guards the memtables readers see: active takes each batch's
+	// records; frozen, while not nil, is being checkpointed.
+	memMu  sync.RWMutex
+	active *memtable
+	frozen *memtable
+
+	failMu sync.Mutex
+	failed error // set once when the log or a checkpoint fails
 
 	// mu orders Apply's send on queue against Close closing it: Apply
 	// holds it shared while it checks closed and sends; Close holds it
@@ -108,24 +141,24 @@ type Store struct {
 
 	exited    chan struct{} // closed when the committer returns
 	closeOnce sync.Once
-	closeErr  error
+	closeErr  error // set by the committer when it returns, then by Close
 
 	statsMu sync.Mutex
 	stats   Stats // all but Pending and MeanBatch; written by the committer
 
 	// hooks are for tests in this package, set before the first write.
 	hooks struct {
-		inTxn       func() error // last thing in a batch's transaction; an error aborts it
-		afterCommit func()       // after the batch's transaction committed, before any done
+		inTxn        func() error // after a batch's merges, before its log append; an error fails the batch
+		afterCommit  func()       // after the batch's log sync, before any done
+		inCheckpoint func() error // last thing in a checkpoint's transaction; an error aborts it
 	}
 }
 
-// Open opens (creating if needed) the bbolt file at path and starts the
-// committer. If another process holds the file, Open fails after
-// opts.OpenTimeout with an error wrapping bbolt's ErrTimeout.
-//
-// Open counts the records once, which reads every leaf page: startup time
-// grows with the file.
+// Open opens (creating if needed) the bbolt file at path, moves what the
+// write-ahead log beside it holds into bbolt, and starts the committer.
+// If another process holds the file, Open fails after opts.OpenTimeout
+// with an error wrapping bbolt's ErrTimeout. A log segment that is
+// corrupt anywhere but at the tail of the newest one fails Open.
 func Open(path string, opts Options) (*Store, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
@@ -150,6 +183,7 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	s := &Store{
 		db:     db,
+		path:   path,
 		opts:   opts,
 		queue:  make(chan *op, opts.MaxQueue),
 		exited: make(chan struct{}),
@@ -161,12 +195,66 @@ func Open(path string, opts Options) (*Store, error) {
 		_, err := tx.CreateBucketIfNotExists(bucketData)
 		return err
 	})
+	if err == nil {
+		s.wal, err = recoverLog(db, path)
+	}
 	if err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
+	s.active = newMemtable(s.wal.seq)
 	go s.run()
 	return s, nil
+}
+
+// recoverLog puts the records of the log segments that no checkpoint
+// covered into bbolt, in one transaction that also records them as
+// covered, removes every segment, and starts an empty one.
+func recoverLog(db *bolt.DB, path string) (*wal, error) {
+	var applied uint64
+	err := db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get([]byte(metaWALApplied)); len(v) == 8 {
+			applied = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	seqs, err := listSegments(path)
+	if err != nil {
+		return nil, err
+	}
+	seqs = slices.DeleteFunc(seqs, func(seq uint64) bool { return seq <= applied })
+	last := applied
+	if len(seqs) > 0 {
+		last = seqs[len(seqs)-1]
+		err = db.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketData)
+			var perr error
+			for i, seq := range seqs {
+				err := readSegment(path, seq, i == len(seqs)-1, func(bkey, v []byte) {
+					if perr == nil {
+						perr = b.Put(bkey, v)
+					}
+				})
+				if err == nil {
+					err = perr
+				}
+				if err != nil {
+					return fmt.Errorf("replay of log segment %016x: %w", seq, err)
+				}
+			}
+			return tx.Bucket(bucketMeta).Put([]byte(metaWALApplied), binary.BigEndian.AppendUint64(nil, last))
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := removeSegments(path, math.MaxUint64); err != nil {
+		return nil, err
+	}
+	return createSegment(path, last+1)
 }
 
 // Close stops taking writes, commits every write it had accepted (calling
@@ -185,8 +273,8 @@ func (s *Store) CloseWithMeta(name string, v []byte) error {
 		s.closed.Store(true)
 		close(s.queue)
 		s.mu.Unlock()
-		<-s.exited
-		if name != "" {
+		<-s.exited // the committer checkpointed the log into bbolt, or set closeErr
+		if name != "" && s.closeErr == nil {
 			err := s.db.Update(func(tx *bolt.Tx) error {
 				return tx.Bucket(bucketMeta).Put([]byte(name), v)
 			})
@@ -205,8 +293,7 @@ func (s *Store) CloseWithMeta(name string, v []byte) error {
 //
 // If Apply returns nil, done is called exactly once, with the object now
 // stored (nil if the key is still absent) or with the write's error, and
-// only after the bbolt transaction holding the write committed and was
-// synced to disk. If Apply returns an error, nothing was queued and done
+// only after the log record holding the write was synced to disk. If Apply returns an error, nothing was queued and done
 // is never called: protocol.ErrOverloaded when MaxQueue writes are
 // pending, ErrClosed after Close, protocol.ErrInvalidKey for a bad key or
 // partition. done may be nil.
@@ -214,7 +301,7 @@ func (s *Store) CloseWithMeta(name string, v []byte) error {
 // done runs on the committer goroutine: it must not block or call Update,
 // or every write of the node stalls. Handing the result to a buffered
 // channel or starting a send is fine; calling Apply is fine. The object
-// passed to done belongs to the callee.
+// passed to done is the store's own: read it, never modify it.
 func (s *Store) Apply(p int, key string, f MergeFunc, done func(*protocol.Object, error)) error {
 	bk, err := dataKey(p, key)
 	if err != nil {
@@ -279,10 +366,30 @@ func (s *Store) Stats() Stats {
 	st.Pending = int(s.pending.Load())
 	// Counting walks the whole data bucket: done here, for the caller that
 	// wants it, rather than at every Open, where it delayed a restart by a
-	// read of the whole file.
+	// read of the whole file. Keys only in memory count too.
 	if !s.closed.Load() {
+		s.memMu.RLock()
+		var mem [][]byte
+		for _, t := range []*memtable{s.active, s.frozen} {
+			if t == nil {
+				continue
+			}
+			st.Memtable += t.bytes
+			for _, e := range t.m {
+				mem = append(mem, e.bkey)
+			}
+		}
+		s.memMu.RUnlock()
 		_ = s.db.View(func(tx *bolt.Tx) error {
-			st.Keys = tx.Bucket(bucketData).Stats().KeyN
+			b := tx.Bucket(bucketData)
+			st.Keys = b.Stats().KeyN
+			seen := make(map[string]bool, len(mem))
+			for _, k := range mem {
+				if !seen[string(k)] && b.Get(k) == nil {
+					st.Keys++
+				}
+				seen[string(k)] = true
+			}
 			return nil
 		})
 	}

@@ -156,14 +156,14 @@ func TestMeta(t *testing.T) {
 
 func TestOptions(t *testing.T) {
 	d := DefaultOptions()
-	if d.MaxQueue != 8192 || d.MaxBatch != 1024 || d.OpenTimeout != time.Second {
+	if d.MaxQueue != 8192 || d.MaxBatch != 1024 || d.OpenTimeout != time.Second || d.MemtableBytes != 8<<20 {
 		t.Fatalf("DefaultOptions = %+v", d)
 	}
 	got, err := Options{MaxBatch: 7}.withDefaults()
-	if err != nil || got != (Options{MaxQueue: 8192, MaxBatch: 7, OpenTimeout: time.Second}) {
+	if err != nil || got != (Options{MaxQueue: 8192, MaxBatch: 7, OpenTimeout: time.Second, MemtableBytes: 8 << 20}) {
 		t.Fatalf("withDefaults = (%+v, %v)", got, err)
 	}
-	for _, o := range []Options{{MaxQueue: -1}, {MaxBatch: -1}, {OpenTimeout: -1}} {
+	for _, o := range []Options{{MaxQueue: -1}, {MaxBatch: -1}, {OpenTimeout: -1}, {MemtableBytes: -1}} {
 		if _, err := Open(filepath.Join(t.TempDir(), "x.db"), o); !errors.Is(err, protocol.ErrInvalidOption) {
 			t.Errorf("Open(%+v) = %v, want ErrInvalidOption", o, err)
 		}

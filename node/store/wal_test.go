@@ -1,0 +1,447 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/kvmesh/kvmesh/protocol"
+)
+
+// smallMemtable makes a checkpoint every few writes.
+const smallMemtable = 2 << 10
+
+func TestRecordRoundTrip(t *testing.T) {
+	var buf []byte
+	want := [][2]string{{"\x00\x01a", "\x01v"}, {"\x00\x02" + strings.Repeat("k", protocol.MaxKeyLen), strings.Repeat("v", 5000)}}
+	for _, r := range want {
+		buf = appendRecord(buf, []byte(r[0]), []byte(r[1]))
+	}
+	var got [][2]string
+	for off := 0; off < len(buf); {
+		k, v, n, ok := parseRecord(buf[off:])
+		if !ok {
+			t.Fatalf("record at %d does not parse", off)
+		}
+		got = append(got, [2]string{string(k), string(v)})
+		off += n
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("round trip = %q", got)
+	}
+	// Every cut of a record, and every flipped bit, is refused.
+	one := appendRecord(nil, []byte("\x00\x01key"), []byte("\x01value"))
+	for i := range len(one) {
+		if _, _, _, ok := parseRecord(one[:i]); ok {
+			t.Fatalf("record cut at %d parses", i)
+		}
+		for bit := range 8 {
+			b := bytes.Clone(one)
+			b[i] ^= 1 << bit
+			if _, _, _, ok := parseRecord(b); ok {
+				t.Fatalf("record with bit %d of byte %d flipped parses", bit, i)
+			}
+		}
+	}
+	// Zeros (a preallocated or never-written region) end a log.
+	if _, _, _, ok := parseRecord(make([]byte, 64)); ok {
+		t.Fatal("zeros parse as a record")
+	}
+}
+
+// FuzzLogRecord feeds arbitrary bytes to the log parser, as a torn or
+// damaged segment would: no panic, and whatever parses lies inside b.
+func FuzzLogRecord(f *testing.F) {
+	f.Add(appendRecord(nil, []byte("\x00\x01key"), []byte("\x01value")))
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0})
+	f.Add([]byte{6, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 'k', 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		k, v, n, ok := parseRecord(b)
+		if !ok {
+			return
+		}
+		if n > len(b) || len(k) < 3 || len(v) < 1 || walHeader+2+len(k)+len(v) != n {
+			t.Fatalf("parse of %d bytes = key %d, value %d, length %d", len(b), len(k), len(v), n)
+		}
+	})
+}
+
+// TestCheckpoints writes through many checkpoints while reading: every
+// read sees the newest value whether it is in the active memtable, the
+// frozen one or bbolt, and the log is trimmed behind the checkpoints.
+func TestCheckpoints(t *testing.T) {
+	s, path := openTest(t, Options{MemtableBytes: smallMemtable})
+	const keys, rounds = 40, 6
+	for r := range rounds {
+		for k := range keys {
+			key := fmt.Sprintf("k%02d", k)
+			v := fmt.Sprintf("%s-r%d", key, r)
+			if _, err := s.Update(context.Background(), k%3, key, put(v)); err != nil {
+				t.Fatal(err)
+			}
+			if got := value(mustGet(t, s, k%3, key)); got != v {
+				t.Fatalf("%s = %q right after writing %q", key, got, v)
+			}
+		}
+	}
+	st := s.Stats()
+	if st.Checkpoints < 5 || st.Keys != keys {
+		t.Fatalf("Stats = %+v, want several checkpoints and %d keys", st, keys)
+	}
+	for p := range 3 {
+		var got []string
+		err := s.Scan(p, func(key string, o *protocol.Object) bool {
+			if value(o) != fmt.Sprintf("%s-r%d", key, rounds-1) {
+				t.Errorf("Scan: %s = %q", key, value(o))
+			}
+			got = append(got, key)
+			return true
+		})
+		if err != nil || len(got) != keys/3+boolInt(p < keys%3) || !slices.IsSorted(got) {
+			t.Fatalf("Scan(%d) = %q, %v", p, got, err)
+		}
+	}
+	// Only the segments no checkpoint covered yet remain: at most the
+	// active one and one being checkpointed.
+	if seqs, err := listSegments(path); err != nil || len(seqs) > 2 {
+		t.Fatalf("segments left = %v, %v", seqs, err)
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// TestScanMergesMemoryAndBbolt checks Scan's merge of records only in
+// bbolt, only in memory, and in both (memory wins), across chunks.
+func TestScanMergesMemoryAndBbolt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "node.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []string
+	for i := range scanChunk + 50 {
+		all = append(all, fmt.Sprintf("b%04d", 2*i))
+	}
+	fill(t, s, 7, all)
+	if err := s.Close(); err != nil { // everything goes to bbolt
+		t.Fatal(err)
+	}
+	s, err = Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// Now in memory only: new keys between, before and after the stored
+	// ones, and overwrites of stored ones.
+	var mem []string
+	for i := range scanChunk + 50 {
+		if i%3 == 0 {
+			mem = append(mem, fmt.Sprintf("b%04d", 2*i+1))
+		}
+	}
+	mem = append(mem, "a", "c")
+	fill(t, s, 7, mem)
+	over := []string{all[0], all[scanChunk-1], all[scanChunk], all[len(all)-1]}
+	for _, k := range over {
+		if _, err := s.Update(context.Background(), 7, k, put(k+"!")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := s.Stats(); st.Checkpoints != 0 || st.Memtable == 0 {
+		t.Fatalf("Stats = %+v: the test wants the new records in memory", st)
+	}
+	want := slices.Sorted(slices.Values(append(slices.Clone(all), mem...)))
+	var got []string
+	err = s.Scan(7, func(key string, o *protocol.Object) bool {
+		w := key
+		if slices.Contains(over, key) {
+			w += "!"
+		}
+		if value(o) != w {
+			t.Errorf("Scan: %s = %q, want %q", key, value(o), w)
+		}
+		got = append(got, key)
+		return true
+	})
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("Scan gave %d keys (%v), want %d in order", len(got), err, len(want))
+	}
+}
+
+// TestRecoverAfterCrash opens copies of the files taken while the store
+// runs (as kill -9 leaves them), at points between checkpoints: every
+// acknowledged write is there, with its last value.
+func TestRecoverAfterCrash(t *testing.T) {
+	s, path := openTest(t, Options{MemtableBytes: smallMemtable})
+	want := map[string]string{}
+	for i := range 120 {
+		key := fmt.Sprintf("k%d", i%37)
+		v := fmt.Sprintf("v%d", i)
+		if _, err := s.Update(context.Background(), 1, key, put(v)); err != nil {
+			t.Fatal(err)
+		}
+		want[key] = v
+		if i%25 != 24 {
+			continue
+		}
+		waitCheckpointIdle(t, s)
+		image := crashImage(t, path)
+		c, err := Open(image, Options{})
+		if err != nil {
+			t.Fatalf("open crash image after %d writes: %v", i+1, err)
+		}
+		for k, v := range want {
+			if got := value(mustGet(t, c, 1, k)); got != v {
+				t.Fatalf("crash image after %d writes: %s = %q, want %q", i+1, k, got, v)
+			}
+		}
+		// The replay was checkpointed: the image's log is one empty segment.
+		if seqs, _ := listSegments(image); len(seqs) != 1 {
+			t.Fatalf("segments after replay = %v", seqs)
+		}
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// waitCheckpointIdle waits until no checkpoint is running, so that a file
+// copy is not taken halfway through bbolt's commit (which a real crash
+// survives, but a copy of a file being written does not show).
+func waitCheckpointIdle(t *testing.T, s *Store) {
+	t.Helper()
+	// A write queued now commits after the committer took note of any
+	// checkpoint that ended; the frozen memtable then tells.
+	for {
+		if _, err := s.Update(context.Background(), 0, "idle", put("x")); err != nil {
+			t.Fatal(err)
+		}
+		s.memMu.RLock()
+		idle := s.frozen == nil
+		s.memMu.RUnlock()
+		if idle {
+			return
+		}
+	}
+}
+
+// TestTornTail appends a torn record, and garbage, to the newest segment:
+// Open keeps every whole record before it and drops the rest.
+func TestTornTail(t *testing.T) {
+	s, path := openTest(t, Options{})
+	for _, k := range []string{"a", "b", "c"} {
+		if _, err := s.Update(context.Background(), 2, k, put(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	image := crashImage(t, path)
+	seqs, err := listSegments(image)
+	if err != nil || len(seqs) != 1 {
+		t.Fatalf("segments = %v, %v", seqs, err)
+	}
+	rec := appendRecord(nil, []byte("\x00\x02d"), mustEncode(object("n1", 1, "d")))
+	for _, tail := range [][]byte{rec[:len(rec)-1], rec[:5], []byte("garbage after the last record")} {
+		img := filepath.Join(t.TempDir(), "node.db")
+		copyFile(t, image, img)
+		seg := segmentPath(img, seqs[0])
+		copyFile(t, segmentPath(image, seqs[0]), seg)
+		f, err := os.OpenFile(seg, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Write(tail); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		c, err := Open(img, Options{})
+		if err != nil {
+			t.Fatalf("Open with a torn tail of %d bytes: %v", len(tail), err)
+		}
+		for _, k := range []string{"a", "b", "c"} {
+			if got := value(mustGet(t, c, 2, k)); got != k {
+				t.Fatalf("%s = %q after a torn tail", k, got)
+			}
+		}
+		if o := mustGet(t, c, 2, "d"); o != nil {
+			t.Fatalf("torn record d was replayed: %+v", o)
+		}
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestCorruptOlderSegment damages a segment that is not the newest: its
+// records were acknowledged, so Open refuses rather than lose them.
+func TestCorruptOlderSegment(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "node.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	applied := uint64(1) // Close checkpointed segment 1 (empty)
+	good := appendRecord(nil, []byte("\x00\x01k"), mustEncode(object("n1", 1, "v")))
+	bad := bytes.Clone(good)
+	bad[len(bad)-1] ^= 0xff
+	if err := os.WriteFile(segmentPath(path, applied+1), append(bytes.Clone(good), bad...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(segmentPath(path, applied+2), good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(path, Options{})
+	if !errors.Is(err, protocol.ErrInternal) || !strings.Contains(err.Error(), "corrupt") {
+		t.Fatalf("Open with a corrupt older segment = %v, want a corruption error", err)
+	}
+}
+
+// TestStaleSegmentSkipped puts back a segment a checkpoint already
+// covered (a removal a crash undid) holding an older value: Open must not
+// replay it over the newer one.
+func TestStaleSegmentSkipped(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "node.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Update(context.Background(), 1, "k", put("old")); err != nil {
+		t.Fatal(err)
+	}
+	seqs, _ := listSegments(path)
+	stale, err := os.ReadFile(segmentPath(path, seqs[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Update(context.Background(), 1, "k", put("new")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(segmentPath(path, seqs[0]), stale, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := value(mustGet(t, s, 1, "k")); got != "new" {
+		t.Fatalf("k = %q after a stale segment came back, want new", got)
+	}
+}
+
+// TestLogWriteFailure makes the log unwritable: the batch fails, every
+// later write fails too (a record after a torn one would be lost), reads
+// go on, and what was acknowledged before is still there after a restart.
+func TestLogWriteFailure(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "node.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Update(context.Background(), 1, "a", put("a")); err != nil {
+		t.Fatal(err)
+	}
+	release := holdCommitter(t, s)
+	_ = s.wal.f.Close() // the committer is parked in a merge: no write in flight
+	done, results := collect(1)
+	if err := s.Apply(1, "b", put("b"), done); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	if r := <-results; !errors.Is(r.err, protocol.ErrInternal) {
+		t.Fatalf("write on a failed log = %v, want ErrInternal", r.err)
+	}
+	if _, err := s.Update(context.Background(), 1, "c", put("c")); !errors.Is(err, protocol.ErrInternal) || !strings.Contains(err.Error(), "restart") {
+		t.Fatalf("write after the log failed = %v, want ErrInternal asking for a restart", err)
+	}
+	if got := value(mustGet(t, s, 1, "a")); got != "a" {
+		t.Fatalf("a = %q", got)
+	}
+	if err := s.Close(); err == nil {
+		t.Fatal("Close of a failed store = nil")
+	}
+	s, err = Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := value(mustGet(t, s, 1, "a")); got != "a" {
+		t.Fatalf("after restart a = %q", got)
+	}
+	for _, k := range []string{"b", "c"} {
+		if o := mustGet(t, s, 1, k); o != nil {
+			t.Fatalf("failed write %s is stored", k)
+		}
+	}
+}
+
+// TestCheckpointFailure makes a checkpoint's bbolt transaction fail: the
+// records stay readable from memory, writes stop, and a restart replays
+// the log.
+func TestCheckpointFailure(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "node.db")
+	s, err := Open(path, Options{MemtableBytes: smallMemtable})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errDisk := errors.New("disk full")
+	var fail atomic.Bool
+	fail.Store(true)
+	s.hooks.inCheckpoint = func() error {
+		if fail.Load() {
+			return errDisk
+		}
+		return nil
+	}
+	var acked []string
+	for i := 0; ; i++ {
+		key := fmt.Sprintf("k%03d", i)
+		_, err := s.Update(context.Background(), 1, key, put(key))
+		if err != nil {
+			if !errors.Is(err, protocol.ErrInternal) || !errors.Is(err, errDisk) {
+				t.Fatalf("write after a failed checkpoint = %v, want ErrInternal wrapping the cause", err)
+			}
+			break
+		}
+		acked = append(acked, key)
+		if i > 1000 {
+			t.Fatal("writes go on after a failed checkpoint")
+		}
+	}
+	for _, k := range acked {
+		if got := value(mustGet(t, s, 1, k)); got != k {
+			t.Fatalf("%s = %q while the checkpoint failed", k, got)
+		}
+	}
+	if err := s.Close(); !errors.Is(err, errDisk) {
+		t.Fatalf("Close = %v, want the checkpoint error", err)
+	}
+	s, err = Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, k := range acked {
+		if got := value(mustGet(t, s, 1, k)); got != k {
+			t.Fatalf("after restart %s = %q", k, got)
+		}
+	}
+}
