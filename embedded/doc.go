@@ -1,6 +1,5 @@
 // Package embedded runs the NATS server that every kvmesh node carries
-// inside its own process, and hands the node an in-process connection to
-// it.
+// inside its own process, and hands the node a connection to it.
 //
 // The servers of all nodes cluster over NATS routes: each node is given
 // seed routes (nats-route://host:port) and the servers gossip the rest, so
@@ -9,10 +8,14 @@
 // retry forever, gossiped ones only once (measured in the shared
 // notes/nats.md §1).
 //
-// The node's own connection does not use TCP. It is a net.Pipe into the
-// server (nats.InProcessServer) behind a provider that always points at the
+// The node's own connection is loopback TCP to the server's client port,
+// dialed by a provider (nats.InProcessServer) that always points at the
 // current server, so one *nats.Conn survives Restart: it reconnects to the
-// fresh server like a TCP client would to a restarted process.
+// fresh server like a TCP client would to a restarted process. It is not
+// the server's in-process net.Pipe: a pipe hands over every write
+// synchronously, one goroutine switch per message each way, where a socket
+// buffers and batches; measured on a 3-node store on 2 cores, puts at C=64
+// went from 13.7k/s to 19.1k/s and R=1 gets from 31k/s to 43k/s.
 //
 // JetStream stays off. Logging is off unless a server.Logger is given.
 //
