@@ -284,8 +284,8 @@ func (s *Store) broken() error {
 // as the batch has left it (nil: absent), so that a later write of the same
 // key merges onto the earlier one's result rather than onto what is
 // stored. Objects in cur are also handed to done callbacks and kept in the
-// memtable, so they are never modified: each merge gets a copy. changes
-// are the records the batch writes, in order, and buf their log records.
+// memtable: nothing modifies them. changes are the records the batch
+// writes, in order, and buf their log records.
 type batchTxn struct {
 	s       *Store
 	cur     map[string]*protocol.Object
@@ -305,7 +305,8 @@ func (w *batchTxn) apply(o *op) (*protocol.Object, error) {
 		return nil, err
 	}
 	if nw == nil {
-		return w.current(o)
+		w.cur[string(o.bkey)] = old
+		return old, nil
 	}
 	if err := nw.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: store: merge of %d/%q made an invalid object: %w", protocol.ErrInternal, o.p, o.key, err)
@@ -320,46 +321,21 @@ func (w *batchTxn) apply(o *op) (*protocol.Object, error) {
 	return nw, nil
 }
 
-// load returns a private copy of the key's current object: a copy of the
-// batch's latest result, or of the memtables', or a fresh decode of the
-// bbolt record.
+// load returns the key's current object: the batch's latest result, or
+// the memtables', or a fresh decode of the bbolt record. It is shared, not
+// a copy (see MergeFunc).
 func (w *batchTxn) load(o *op) (*protocol.Object, error) {
 	if c, ok := w.cur[string(o.bkey)]; ok {
-		return clone(c), nil
+		return c, nil
 	}
 	if e, ok := lookup(w.s.active, w.s.flushing, o.bkey); ok {
-		return clone(e.obj), nil
+		return e.obj, nil
 	}
 	v, err := w.stored(o)
 	if v == nil || err != nil {
 		return nil, err
 	}
 	return decodeRecord(o.p, o.key, v)
-}
-
-// current returns the key's object as the batch has left it, for a merge
-// that changed nothing. It looks the object up again rather than trust
-// old, which the merge may have modified.
-func (w *batchTxn) current(o *op) (*protocol.Object, error) {
-	if c, ok := w.cur[string(o.bkey)]; ok {
-		return c, nil
-	}
-	var c *protocol.Object
-	if e, ok := lookup(w.s.active, w.s.flushing, o.bkey); ok {
-		c = e.obj
-	} else {
-		v, err := w.stored(o)
-		if err != nil {
-			return nil, err
-		}
-		if v != nil {
-			if c, err = decodeRecord(o.p, o.key, v); err != nil {
-				return nil, err
-			}
-		}
-	}
-	w.cur[string(o.bkey)] = c
-	return c, nil
 }
 
 // stored returns the key's bbolt record, valid until endRead.

@@ -24,10 +24,11 @@ var ErrClosed = fmt.Errorf("%w: store closed", protocol.ErrNodeUnavailable)
 
 // MergeFunc computes the object to store for a key from the stored one.
 //
-// old is nil when the key is absent. old is the function's own copy: it may
-// modify it and return it. A nil result leaves the record unchanged and
-// reports the stored object; a function that returns nil must not have
-// modified old. An error fails only this write, which then stores nothing.
+// old is nil when the key is absent. old is the store's own object, which
+// readers and other writes may hold: the function must not modify it (or
+// its slices). It builds a new object, which may share old's values. A nil
+// result leaves the record unchanged and reports the stored object. An
+// error fails only this write, which then stores nothing.
 //
 // A MergeFunc runs on the committer goroutine inside the write transaction
 // of its batch, so it must be quick and must not call the Store: every
