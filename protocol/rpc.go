@@ -1,9 +1,5 @@
 package protocol
 
-import (
-	"github.com/vmihailenco/msgpack/v5"
-)
-
 // RPC operations between nodes, on Subjects.NodeRPC.
 const (
 	// RPCRead asks a replica for its object of Key.
@@ -73,129 +69,48 @@ func ResultError(tag uint64, err error) Result {
 	return Result{Tag: tag, Code: code, Name: name, Err: err.Error()}
 }
 
-// EncodeRequest encodes r for the wire.
-func EncodeRequest(r *Request) ([]byte, error) { return marshal(r) }
+// EncodeRequest encodes r for the wire (see rpc_codec.go). The result is
+// a fresh slice the caller owns; the error is always nil, kept for
+// symmetry with the other encoders.
+func EncodeRequest(r *Request) ([]byte, error) {
+	return encodeWith(func(b []byte) []byte { return appendRequest(b, r) }), nil
+}
 
-// EncodeReply encodes r for the wire.
-func EncodeReply(r *Reply) ([]byte, error) { return marshal(r) }
+// EncodeReply encodes r for the wire, as EncodeRequest.
+func EncodeReply(r *Reply) ([]byte, error) {
+	return encodeWith(func(b []byte) []byte { return appendReply(b, r) }), nil
+}
 
 // DecodeRequest decodes and validates a Request from the wire. Malformed
 // input gives ErrMalformed (or a more specific 400 error), never a panic
-// and never an allocation larger than the input justifies.
+// and never an allocation larger than the input justifies. Every field of
+// the result is checked: the sender id, the op of each item (read at full
+// width), its key, object, context and write quorum.
 func DecodeRequest(b []byte) (*Request, error) {
 	if err := CheckMsgpack(b, MaxDepth); err != nil {
 		return nil, err
 	}
-	// A narrow pass first. msgpack v5 stores an integer into a uint8
-	// field modulo 256, so op 257 would arrive as RPCRead: read the ops at
-	// full width. The same pass checks the batch size before the full
-	// decode allocates the items (104 bytes each, even for a 1-byte nil).
-	var head requestHead
-	if err := msgpack.Unmarshal(b, &head); err != nil {
-		return nil, Errorf(ErrMalformed, "request: %v", err)
-	}
-	if head.V != Version {
-		return nil, Errorf(ErrMalformed, "request: protocol version %d, want %d", head.V, Version)
-	}
-	if len(head.Items) == 0 || len(head.Items) > MaxBatch {
-		return nil, Errorf(ErrMalformed, "request: %d items, want 1..%d", len(head.Items), MaxBatch)
-	}
-	for _, it := range head.Items {
-		switch it.Op {
-		case uint64(RPCRead), uint64(RPCWrite), uint64(RPCCoordinate):
-		default:
-			return nil, Errorf(ErrMalformed, "request: unknown op %d", it.Op)
-		}
-	}
-	var r Request
-	if err := msgpack.Unmarshal(b, &r); err != nil {
-		return nil, Errorf(ErrMalformed, "request: %v", err)
-	}
-	if r.V != Version {
-		return nil, Errorf(ErrMalformed, "request: protocol version %d, want %d", r.V, Version)
-	}
-	if err := ValidateNodeID(r.From); err != nil {
-		return nil, Errorf(ErrMalformed, "request: bad sender id")
-	}
-	if len(r.Items) != len(head.Items) {
-		return nil, Errorf(ErrMalformed, "request: inconsistent items")
-	}
-	for i := range r.Items {
-		it := &r.Items[i]
-		if uint64(it.Op) != head.Items[i].Op {
-			return nil, Errorf(ErrMalformed, "request: inconsistent op")
-		}
-		if err := ValidateKey(it.Key); err != nil {
-			return nil, err
-		}
-		if it.Op == RPCWrite && it.Obj == nil {
-			return nil, Errorf(ErrMalformed, "request: write without object")
-		}
-		// Validate an object whatever the op: a handler must be able to
-		// trust every field of a decoded Request.
-		if it.Obj != nil {
-			if err := it.Obj.Validate(); err != nil {
-				return nil, err
-			}
-		}
-		if err := it.Ctx.Validate(); err != nil {
-			return nil, err
-		}
-		if it.W < 0 {
-			return nil, Errorf(ErrMalformed, "request: write quorum %d", it.W)
-		}
-	}
-	return &r, nil
+	return decodeRequest(b)
 }
 
-// requestHead is the part of a Request that DecodeRequest checks before
-// decoding the rest; its fields have the tags of Request and Item.
-type requestHead struct {
-	V     int `msgpack:"v"`
-	Items []struct {
-		Op uint64 `msgpack:"o"`
-	} `msgpack:"i"`
-}
-
-// DecodeReply decodes and validates a Reply from the wire.
+// DecodeReply decodes and validates a Reply from the wire: the sender id,
+// the number of results and the object and context of each.
 func DecodeReply(b []byte) (*Reply, error) {
 	if err := CheckMsgpack(b, MaxDepth); err != nil {
 		return nil, err
 	}
-	var r Reply
-	if err := msgpack.Unmarshal(b, &r); err != nil {
-		return nil, Errorf(ErrMalformed, "reply: %v", err)
-	}
-	if r.V != Version {
-		return nil, Errorf(ErrMalformed, "reply: protocol version %d, want %d", r.V, Version)
-	}
-	if err := ValidateNodeID(r.From); err != nil {
-		return nil, Errorf(ErrMalformed, "reply: bad sender id")
-	}
-	if len(r.Results) > MaxBatch {
-		return nil, Errorf(ErrMalformed, "reply: %d results, limit %d", len(r.Results), MaxBatch)
-	}
-	for i := range r.Results {
-		res := &r.Results[i]
-		if res.Obj != nil {
-			if err := res.Obj.Validate(); err != nil {
-				return nil, err
-			}
-		}
-		if err := res.Ctx.Validate(); err != nil {
-			return nil, err
-		}
-	}
-	return &r, nil
+	return decodeReply(b)
 }
 
 // recordFormat is the first byte of every stored record, so the on-disk
 // format can change without guessing.
 const recordFormat = 1
 
-// EncodeObject encodes an object for storage: a format byte, then msgpack.
+// EncodeObject encodes an object for storage: a format byte, then
+// msgpack (the array form of rpc_codec.go). It never fails; the error is
+// kept for symmetry with the other encoders.
 func EncodeObject(o *Object) ([]byte, error) {
-	return marshal(o, recordFormat)
+	return encodeWith(func(b []byte) []byte { return appendObject(append(b, recordFormat), o) }), nil
 }
 
 // DecodeObject decodes and validates a stored object. A corrupt record
@@ -208,12 +123,347 @@ func DecodeObject(b []byte) (*Object, error) {
 	if err := CheckMsgpack(b, MaxDepth); err != nil {
 		return nil, err
 	}
-	var o Object
-	if err := msgpack.Unmarshal(b, &o); err != nil {
-		return nil, Errorf(ErrMalformed, "record: %v", err)
+	d := &decoder{b: b, what: "record"}
+	o, err := d.objectOrNil()
+	if err != nil {
+		return nil, err
+	}
+	if o == nil {
+		o = &Object{} // nil decodes as the empty object, as it always did
 	}
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	return &o, nil
+	return o, nil
+}
+
+// The map forms of the messages. Each struct is a map whose keys are its
+// tags, in field order, with omitempty fields left out when zero: what
+// msgpack v5 wrote by reflection (see rpc_codec.go for the primitives).
+
+func appendRequest(b []byte, r *Request) []byte {
+	b = append(b, 0x83, 0xa1, 'v')
+	b = appendInt(b, int64(r.V))
+	b = append(b, 0xa1, 'f')
+	b = appendStr(b, r.From)
+	b = append(b, 0xa1, 'i')
+	if r.Items == nil {
+		return append(b, 0xc0)
+	}
+	b = appendArrayLen(b, len(r.Items))
+	for i := range r.Items {
+		b = appendItem(b, &r.Items[i])
+	}
+	return b
+}
+
+func appendItem(b []byte, it *Item) []byte {
+	n := 3
+	for _, present := range [...]bool{it.Obj != nil, len(it.Val) > 0, len(it.Ctx) > 0, it.Del, it.W != 0} {
+		if present {
+			n++
+		}
+	}
+	b = append(b, 0x80|byte(n), 0xa1, 't')
+	b = appendUint(b, it.Tag)
+	b = append(b, 0xa1, 'o')
+	b = appendUint(b, uint64(it.Op))
+	b = append(b, 0xa1, 'k')
+	b = appendStr(b, it.Key)
+	if it.Obj != nil {
+		b = append(b, 0xa1, 'b')
+		b = appendObject(b, it.Obj)
+	}
+	if len(it.Val) > 0 {
+		b = append(b, 0xa3, 'v', 'a', 'l')
+		b = appendBin(b, it.Val)
+	}
+	if len(it.Ctx) > 0 {
+		b = append(b, 0xa3, 'c', 't', 'x')
+		b = appendClock(b, it.Ctx)
+	}
+	if it.Del {
+		b = append(b, 0xa3, 'd', 'e', 'l', 0xc3)
+	}
+	if it.W != 0 {
+		b = append(b, 0xa1, 'w')
+		b = appendInt(b, int64(it.W))
+	}
+	return b
+}
+
+func appendReply(b []byte, r *Reply) []byte {
+	b = append(b, 0x83, 0xa1, 'v')
+	b = appendInt(b, int64(r.V))
+	b = append(b, 0xa1, 'f')
+	b = appendStr(b, r.From)
+	b = append(b, 0xa1, 'r')
+	if r.Results == nil {
+		return append(b, 0xc0)
+	}
+	b = appendArrayLen(b, len(r.Results))
+	for i := range r.Results {
+		b = appendResult(b, &r.Results[i])
+	}
+	return b
+}
+
+func appendResult(b []byte, res *Result) []byte {
+	n := 1
+	for _, present := range [...]bool{res.Code != 0, res.Name != "", res.Err != "", res.Obj != nil, len(res.Ctx) > 0} {
+		if present {
+			n++
+		}
+	}
+	b = append(b, 0x80|byte(n), 0xa1, 't')
+	b = appendUint(b, res.Tag)
+	if res.Code != 0 {
+		b = append(b, 0xa1, 'c')
+		b = appendInt(b, int64(res.Code))
+	}
+	if res.Name != "" {
+		b = append(b, 0xa1, 'n')
+		b = appendStr(b, res.Name)
+	}
+	if res.Err != "" {
+		b = append(b, 0xa1, 'e')
+		b = appendStr(b, res.Err)
+	}
+	if res.Obj != nil {
+		b = append(b, 0xa1, 'b')
+		b = appendObject(b, res.Obj)
+	}
+	if len(res.Ctx) > 0 {
+		b = append(b, 0xa3, 'c', 't', 'x')
+		b = appendClock(b, res.Ctx)
+	}
+	return b
+}
+
+var (
+	requestKeys = []string{"v", "f", "i"}
+	itemKeys    = []string{"t", "o", "k", "b", "val", "ctx", "del", "w"}
+	replyKeys   = []string{"v", "f", "r"}
+	resultKeys  = []string{"t", "c", "n", "e", "b", "ctx"}
+)
+
+// decodeRequest decodes and validates a Request from bytes CheckMsgpack
+// accepted.
+func decodeRequest(b []byte) (*Request, error) {
+	d := &decoder{b: b, what: "request"}
+	n, err := d.mapLen()
+	if err != nil {
+		return nil, err
+	}
+	var r Request
+	var seen uint16
+	for range n {
+		k, err := d.field(requestKeys, &seen)
+		if err != nil {
+			return nil, err
+		}
+		switch k {
+		case "v":
+			r.V, err = d.version()
+		case "f":
+			r.From, err = d.sender()
+		case "i":
+			r.Items, err = d.items()
+		default:
+			err = d.skip()
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	// A missing key leaves its zero value, which the checks refuse.
+	if r.V != Version {
+		return nil, Errorf(ErrMalformed, "request: protocol version %d, want %d", r.V, Version)
+	}
+	if r.From == "" {
+		return nil, Errorf(ErrMalformed, "request: bad sender id")
+	}
+	if len(r.Items) == 0 {
+		return nil, Errorf(ErrMalformed, "request: 0 items, want 1..%d", MaxBatch)
+	}
+	return &r, nil
+}
+
+func (d *decoder) items() ([]Item, error) {
+	n, err := d.arrayLen(minItemLen)
+	if err != nil {
+		return nil, err
+	}
+	if n <= 0 || n > MaxBatch {
+		return nil, Errorf(ErrMalformed, "request: %d items, want 1..%d", max(n, 0), MaxBatch)
+	}
+	items := make([]Item, n)
+	for i := range items {
+		if err := d.item(&items[i]); err != nil {
+			return nil, err
+		}
+	}
+	return items, nil
+}
+
+// item decodes one Item and applies every check a handler relies on.
+func (d *decoder) item(it *Item) error {
+	n, err := d.mapLen()
+	if err != nil {
+		return err
+	}
+	var seen uint16
+	for range n {
+		k, err := d.field(itemKeys, &seen)
+		if err != nil {
+			return err
+		}
+		switch k {
+		case "t":
+			it.Tag, err = d.uint()
+		case "o":
+			// At full width: a uint8 field would take 257 for RPCRead.
+			var op uint64
+			if op, err = d.uint(); err == nil {
+				if op < uint64(RPCRead) || op > uint64(RPCCoordinate) {
+					return Errorf(ErrMalformed, "request: unknown op %d", op)
+				}
+				it.Op = uint8(op)
+			}
+		case "k":
+			it.Key, err = d.str()
+		case "b":
+			it.Obj, err = d.objectOrNil()
+		case "val":
+			it.Val, err = d.bytes()
+		case "ctx":
+			it.Ctx, err = d.clock()
+		case "del":
+			it.Del, err = d.bool()
+		case "w":
+			it.W, err = d.intField()
+		default:
+			err = d.skip()
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if it.Op == 0 {
+		return Errorf(ErrMalformed, "request: unknown op 0")
+	}
+	if err := ValidateKey(it.Key); err != nil {
+		return err
+	}
+	if it.Op == RPCWrite && it.Obj == nil {
+		return Errorf(ErrMalformed, "request: write without object")
+	}
+	// Validate an object whatever the op: a handler must be able to trust
+	// every field of a decoded Request.
+	if it.Obj != nil {
+		if err := it.Obj.Validate(); err != nil {
+			return err
+		}
+	}
+	if err := it.Ctx.Validate(); err != nil {
+		return err
+	}
+	if it.W < 0 {
+		return Errorf(ErrMalformed, "request: write quorum %d", it.W)
+	}
+	return nil
+}
+
+// decodeReply decodes and validates a Reply from bytes CheckMsgpack
+// accepted.
+func decodeReply(b []byte) (*Reply, error) {
+	d := &decoder{b: b, what: "reply"}
+	n, err := d.mapLen()
+	if err != nil {
+		return nil, err
+	}
+	var r Reply
+	var seen uint16
+	for range n {
+		k, err := d.field(replyKeys, &seen)
+		if err != nil {
+			return nil, err
+		}
+		switch k {
+		case "v":
+			r.V, err = d.version()
+		case "f":
+			r.From, err = d.sender()
+		case "r":
+			r.Results, err = d.results()
+		default:
+			err = d.skip()
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if r.V != Version {
+		return nil, Errorf(ErrMalformed, "reply: protocol version %d, want %d", r.V, Version)
+	}
+	if r.From == "" {
+		return nil, Errorf(ErrMalformed, "reply: bad sender id")
+	}
+	return &r, nil
+}
+
+func (d *decoder) results() ([]Result, error) {
+	n, err := d.arrayLen(minResultLen)
+	if err != nil || n < 0 {
+		return nil, err
+	}
+	if n > MaxBatch {
+		return nil, Errorf(ErrMalformed, "reply: %d results, limit %d", n, MaxBatch)
+	}
+	results := make([]Result, n)
+	for i := range results {
+		if err := d.result(&results[i]); err != nil {
+			return nil, err
+		}
+	}
+	return results, nil
+}
+
+func (d *decoder) result(res *Result) error {
+	n, err := d.mapLen()
+	if err != nil {
+		return err
+	}
+	var seen uint16
+	for range n {
+		k, err := d.field(resultKeys, &seen)
+		if err != nil {
+			return err
+		}
+		switch k {
+		case "t":
+			res.Tag, err = d.uint()
+		case "c":
+			res.Code, err = d.intField()
+		case "n":
+			res.Name, err = d.str()
+		case "e":
+			res.Err, err = d.str()
+		case "b":
+			res.Obj, err = d.objectOrNil()
+		case "ctx":
+			res.Ctx, err = d.clock()
+		default:
+			err = d.skip()
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if res.Obj != nil {
+		if err := res.Obj.Validate(); err != nil {
+			return err
+		}
+	}
+	return res.Ctx.Validate()
 }

@@ -198,8 +198,8 @@ func TestDecodeRequestOpIsNotTruncated(t *testing.T) {
 	}
 }
 
-// Duplicate map keys: the last value wins, in the narrow first pass and in
-// the full decode alike, so they cannot disagree about the op.
+// Duplicate map keys are refused: a message that names a field twice
+// could mean either value.
 func TestDecodeRequestDuplicateKeys(t *testing.T) {
 	// {"v":1,"f":"n1","i":[{"t":1,"o":1,"k":"a"}],"i":[{"o":1,"o":259,"k":"a"}]}
 	b := mustHex(t, "84a17601a166a26e31a1699183a17401a16f01a16ba161a1699183a16f01a16fcd0103a16ba161")

@@ -1,0 +1,627 @@
+package protocol
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"sync"
+)
+
+// Hand-written msgpack codecs for the node-to-node messages (Request,
+// Item, Reply, Result), which every replica operation encodes and decodes
+// once on each side; msgpack reflection was about a sixth of a loaded
+// node's CPU. This file holds the primitives and the array forms of
+// Object, Clock and Dot; the map forms of the messages are in rpc.go.
+//
+// The wire form is exactly what msgpack v5 wrote by reflection with
+// compact integers: each message struct is a map whose keys are its tags
+// in field order, omitempty fields are left out when zero, every integer
+// and length takes its shortest form, and Object and Clock keep the array
+// forms of record_codec.go. TestRPCCodecMatchesReflection pins the bytes,
+// so peers of either kind agree.
+//
+// The decoder reads any encoding reflection read (keys in any order, any
+// integer width, unknown keys skipped), except forms no encoder of ours
+// ever wrote, which are now malformed: a Reply or Result spelled as an
+// array, a nil Result, and a map that repeats a field's key (reflection
+// merged the values).
+//
+// It works on the bytes directly, after CheckMsgpack, in one pass: it reads
+// ops and lengths at full width (msgpack v5 stored op 257 into a uint8 as
+// RPCRead), and it refuses an item count, a clock or a sibling list that
+// the remaining bytes could not hold or that the limits forbid before it
+// allocates for them. It checks every length itself too, so a bug in the
+// structural check is an error here, not a panic.
+
+// ---- encoding ----
+
+// encodeBufs holds the scratch buffers of EncodeRequest and EncodeReply.
+// The message is built in a pooled buffer and copied out once at its exact
+// size: one allocation whatever the batch.
+var encodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// maxPooledBuf is the largest scratch buffer kept for reuse, so one huge
+// batch does not pin its buffer for the life of the process.
+const maxPooledBuf = DefaultMaxPayload
+
+// encodeWith builds a message with appendMsg in a pooled buffer and
+// returns a copy the caller owns.
+func encodeWith(appendMsg func([]byte) []byte) []byte {
+	bp := encodeBufs.Get().(*[]byte)
+	b := appendMsg((*bp)[:0])
+	out := make([]byte, len(b))
+	copy(out, b)
+	if cap(b) <= maxPooledBuf {
+		*bp = b
+		encodeBufs.Put(bp)
+	}
+	return out
+}
+
+// appendObject writes what Object.EncodeMsgpack writes.
+func appendObject(b []byte, o *Object) []byte {
+	b = append(b, 0x92)
+	b = appendClock(b, o.Clock)
+	if o.Siblings == nil {
+		return append(b, 0xc0)
+	}
+	b = appendArrayLen(b, len(o.Siblings))
+	for i := range o.Siblings {
+		s := &o.Siblings[i]
+		b = append(b, 0x94)
+		b = appendDot(b, s.Dot)
+		b = appendBin(b, s.Value)
+		b = appendBool(b, s.Deleted)
+		b = appendInt(b, s.Time)
+	}
+	return b
+}
+
+func appendClock(b []byte, c Clock) []byte {
+	if c == nil {
+		return append(b, 0xc0)
+	}
+	b = appendArrayLen(b, len(c))
+	for _, d := range c {
+		b = appendDot(b, d)
+	}
+	return b
+}
+
+func appendDot(b []byte, d Dot) []byte {
+	b = append(b, 0x92)
+	b = appendStr(b, d.Node)
+	return appendUint(b, d.Counter)
+}
+
+// The primitives below write what msgpack v5's Encoder writes with
+// UseCompactInts(true): the shortest form of every length and integer.
+
+func appendUint(b []byte, n uint64) []byte {
+	switch {
+	case n <= math.MaxInt8:
+		return append(b, byte(n))
+	case n <= math.MaxUint8:
+		return append(b, 0xcc, byte(n))
+	case n <= math.MaxUint16:
+		return binary.BigEndian.AppendUint16(append(b, 0xcd), uint16(n))
+	case n <= math.MaxUint32:
+		return binary.BigEndian.AppendUint32(append(b, 0xce), uint32(n))
+	}
+	return binary.BigEndian.AppendUint64(append(b, 0xcf), n)
+}
+
+func appendInt(b []byte, n int64) []byte {
+	switch {
+	case n >= 0:
+		return appendUint(b, uint64(n))
+	case n >= -32:
+		return append(b, byte(n))
+	case n >= math.MinInt8:
+		return append(b, 0xd0, byte(n))
+	case n >= math.MinInt16:
+		return binary.BigEndian.AppendUint16(append(b, 0xd1), uint16(n))
+	case n >= math.MinInt32:
+		return binary.BigEndian.AppendUint32(append(b, 0xd2), uint32(n))
+	}
+	return binary.BigEndian.AppendUint64(append(b, 0xd3), uint64(n))
+}
+
+func appendStr(b []byte, s string) []byte {
+	switch n := len(s); {
+	case n < 32:
+		b = append(b, 0xa0|byte(n))
+	case n <= math.MaxUint8:
+		b = append(b, 0xd9, byte(n))
+	case n <= math.MaxUint16:
+		b = binary.BigEndian.AppendUint16(append(b, 0xda), uint16(n))
+	default:
+		b = binary.BigEndian.AppendUint32(append(b, 0xdb), uint32(n))
+	}
+	return append(b, s...)
+}
+
+// appendBin writes v as bin, or nil for a nil slice (as EncodeBytes).
+func appendBin(b []byte, v []byte) []byte {
+	if v == nil {
+		return append(b, 0xc0)
+	}
+	switch n := len(v); {
+	case n <= math.MaxUint8:
+		b = append(b, 0xc4, byte(n))
+	case n <= math.MaxUint16:
+		b = binary.BigEndian.AppendUint16(append(b, 0xc5), uint16(n))
+	default:
+		b = binary.BigEndian.AppendUint32(append(b, 0xc6), uint32(n))
+	}
+	return append(b, v...)
+}
+
+func appendArrayLen(b []byte, n int) []byte {
+	switch {
+	case n < 16:
+		return append(b, 0x90|byte(n))
+	case n <= math.MaxUint16:
+		return binary.BigEndian.AppendUint16(append(b, 0xdc), uint16(n))
+	}
+	return binary.BigEndian.AppendUint32(append(b, 0xdd), uint32(n))
+}
+
+func appendBool(b []byte, v bool) []byte {
+	if v {
+		return append(b, 0xc3)
+	}
+	return append(b, 0xc2)
+}
+
+// ---- decoding ----
+
+// Smallest encodings of a valid element, to refuse a declared count that
+// the remaining bytes cannot hold before allocating for it.
+const (
+	minItemLen    = 8 // {"o":1,"k":"a"}
+	minResultLen  = 1 // {}
+	minDotLen     = 4 // ["a",1]
+	minSiblingLen = 8 // [["a",1],nil,false,0]
+)
+
+// decoder reads one message from b. Its methods accept what msgpack v5's
+// Decoder accepts for the Go type they read (any integer width, str or
+// bin for a string, nil for a zero value), so any encoding reflection
+// read decodes to the same value. Its errors are ErrMalformed.
+type decoder struct {
+	b    []byte
+	pos  int
+	what string // "request" or "reply"
+	// ids are node ids read so far: a batch names the same few nodes in
+	// every clock, and each is allocated once.
+	ids  [8]string
+	nids int
+}
+
+func (d *decoder) errorf(format string, args ...any) error {
+	return Errorf(ErrMalformed, "%s: byte %d: %s", d.what, d.pos, fmt.Sprintf(format, args...))
+}
+
+func (d *decoder) left() int { return len(d.b) - d.pos }
+
+func (d *decoder) code() (byte, error) {
+	if d.pos >= len(d.b) {
+		return 0, d.errorf("truncated")
+	}
+	c := d.b[d.pos]
+	d.pos++
+	return c, nil
+}
+
+// raw returns the next n bytes, without copying.
+func (d *decoder) raw(n int) ([]byte, error) {
+	if n < 0 || n > d.left() {
+		return nil, d.errorf("length %d exceeds the message", n)
+	}
+	p := d.b[d.pos : d.pos+n]
+	d.pos += n
+	return p, nil
+}
+
+// be reads an n-byte big-endian unsigned integer (n is 1, 2, 4 or 8).
+func (d *decoder) be(n int) (uint64, error) {
+	p, err := d.raw(n)
+	if err != nil {
+		return 0, err
+	}
+	var v uint64
+	for _, c := range p {
+		v = v<<8 | uint64(c)
+	}
+	return v, nil
+}
+
+// uint reads any msgpack integer or nil as a uint64, as DecodeUint64:
+// negative integers wrap, nil is 0.
+func (d *decoder) uint() (uint64, error) {
+	c, err := d.code()
+	if err != nil {
+		return 0, err
+	}
+	switch {
+	case c <= 0x7f || c >= 0xe0:
+		return uint64(int64(int8(c))), nil
+	case c == 0xc0:
+		return 0, nil
+	case c >= 0xcc && c <= 0xcf: // uint 8..64
+		return d.be(1 << (c - 0xcc))
+	case c >= 0xd0 && c <= 0xd3: // int 8..64: sign-extend
+		w := 1 << (c - 0xd0)
+		v, err := d.be(w)
+		shift := 64 - 8*w
+		return uint64(int64(v<<shift) >> shift), err
+	}
+	return 0, d.errorf("want an integer, got 0x%02x", c)
+}
+
+// int reads any msgpack integer or nil as an int64, as DecodeInt64:
+// uint64 values above MaxInt64 wrap.
+func (d *decoder) int() (int64, error) {
+	v, err := d.uint()
+	return int64(v), err
+}
+
+// intField reads an integer into a Go int, refusing what does not fit.
+func (d *decoder) intField() (int, error) {
+	v, err := d.int()
+	if err == nil && int64(int(v)) != v {
+		return 0, d.errorf("integer %d out of range", v)
+	}
+	return int(v), err
+}
+
+// bytesLen reads the header of a str or bin (msgpack v5 reads either as
+// a string or a []byte); nil gives -1.
+func (d *decoder) bytesLen() (int, error) {
+	c, err := d.code()
+	if err != nil {
+		return 0, err
+	}
+	switch {
+	case c >= 0xa0 && c <= 0xbf:
+		return int(c & 0x1f), nil
+	case c == 0xc0:
+		return -1, nil
+	case c == 0xc4 || c == 0xd9:
+		v, err := d.be(1)
+		return int(v), err
+	case c == 0xc5 || c == 0xda:
+		v, err := d.be(2)
+		return int(v), err
+	case c == 0xc6 || c == 0xdb:
+		v, err := d.be(4)
+		return int(v), err
+	}
+	return 0, d.errorf("want a string, got 0x%02x", c)
+}
+
+// rawStr reads a str, bin or nil without copying; nil is empty.
+func (d *decoder) rawStr() ([]byte, error) {
+	n, err := d.bytesLen()
+	if err != nil || n < 0 {
+		return nil, err
+	}
+	return d.raw(n)
+}
+
+func (d *decoder) str() (string, error) {
+	p, err := d.rawStr()
+	return string(p), err
+}
+
+// id reads a string that is likely a node id seen before in the message.
+func (d *decoder) id() (string, error) {
+	p, err := d.rawStr()
+	if err != nil {
+		return "", err
+	}
+	for _, s := range d.ids[:d.nids] {
+		if s == string(p) {
+			return s, nil
+		}
+	}
+	s := string(p)
+	if d.nids < len(d.ids) {
+		d.ids[d.nids] = s
+		d.nids++
+	}
+	return s, nil
+}
+
+// bytes reads a bin or str into a new slice; nil stays nil, an empty
+// value is an empty non-nil slice (as DecodeBytes).
+func (d *decoder) bytes() ([]byte, error) {
+	n, err := d.bytesLen()
+	if err != nil || n < 0 {
+		return nil, err
+	}
+	p, err := d.raw(n)
+	if err != nil {
+		return nil, err
+	}
+	return append(make([]byte, 0, n), p...), nil
+}
+
+func (d *decoder) bool() (bool, error) {
+	c, err := d.code()
+	if err != nil {
+		return false, err
+	}
+	switch c {
+	case 0xc0, 0xc2:
+		return false, nil
+	case 0xc3:
+		return true, nil
+	}
+	return false, d.errorf("want a bool, got 0x%02x", c)
+}
+
+// nil consumes a nil if one comes next.
+func (d *decoder) nil() bool {
+	if d.pos < len(d.b) && d.b[d.pos] == 0xc0 {
+		d.pos++
+		return true
+	}
+	return false
+}
+
+// arrayLen reads an array header; nil gives -1. A count the remaining
+// bytes cannot hold, at minLen bytes per element, is refused.
+func (d *decoder) arrayLen(minLen int) (int, error) {
+	c, err := d.code()
+	if err != nil {
+		return 0, err
+	}
+	var n uint64
+	switch {
+	case c >= 0x90 && c <= 0x9f:
+		n = uint64(c & 0x0f)
+	case c == 0xc0:
+		return -1, nil
+	case c == 0xdc:
+		n, err = d.be(2)
+	case c == 0xdd:
+		n, err = d.be(4)
+	default:
+		return 0, d.errorf("want an array, got 0x%02x", c)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if n*uint64(minLen) > uint64(d.left()) {
+		return 0, d.errorf("array of %d items exceeds the message", n)
+	}
+	return int(n), nil
+}
+
+// tuple reads an array header that must have exactly n items.
+func (d *decoder) tuple(n int, what string) error {
+	got, err := d.arrayLen(1)
+	if err != nil {
+		return err
+	}
+	if got != n {
+		return d.errorf("%s: array of %d items, want %d", what, got, n)
+	}
+	return nil
+}
+
+// mapLen reads the header of a struct's map; nothing else is a struct.
+func (d *decoder) mapLen() (int, error) {
+	c, err := d.code()
+	if err != nil {
+		return 0, err
+	}
+	var n uint64
+	switch {
+	case c >= 0x80 && c <= 0x8f:
+		n = uint64(c & 0x0f)
+	case c == 0xde:
+		n, err = d.be(2)
+	case c == 0xdf:
+		n, err = d.be(4)
+	default:
+		return 0, d.errorf("want a map, got 0x%02x", c)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if 2*n > uint64(d.left()) {
+		return 0, d.errorf("map of %d entries exceeds the message", n)
+	}
+	return int(n), nil
+}
+
+// field reads a map key and returns it if it is one of keys, or "" for a
+// key to skip. seen has bit i set once keys[i] was read in this map: a
+// repeated field is malformed.
+func (d *decoder) field(keys []string, seen *uint16) (string, error) {
+	k, err := d.rawStr()
+	if err != nil {
+		return "", err
+	}
+	for i, name := range keys {
+		if string(k) == name {
+			if *seen&(1<<i) != 0 {
+				return "", d.errorf("field %q repeated", name)
+			}
+			*seen |= 1 << i
+			return name, nil
+		}
+	}
+	return "", nil
+}
+
+// skip skips one value of any type.
+func (d *decoder) skip() error {
+	for n := 1; n > 0; n-- {
+		c, err := d.code()
+		if err != nil {
+			return err
+		}
+		var size uint64 // payload bytes to skip
+		switch {
+		case c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3:
+		case c >= 0x80 && c <= 0x8f:
+			n += 2 * int(c&0x0f)
+		case c >= 0x90 && c <= 0x9f:
+			n += int(c & 0x0f)
+		case c >= 0xa0 && c <= 0xbf:
+			size = uint64(c & 0x1f)
+		case c == 0xc4 || c == 0xd9:
+			size, err = d.be(1)
+		case c == 0xc5 || c == 0xda:
+			size, err = d.be(2)
+		case c == 0xc6 || c == 0xdb:
+			size, err = d.be(4)
+		case c == 0xc7:
+			size, err = d.be(1)
+			size++ // type byte
+		case c == 0xc8:
+			size, err = d.be(2)
+			size++
+		case c == 0xc9:
+			size, err = d.be(4)
+			size++
+		case c == 0xca, c == 0xce, c == 0xd2:
+			size = 4
+		case c == 0xcb, c == 0xcf, c == 0xd3:
+			size = 8
+		case c == 0xcc, c == 0xd0:
+			size = 1
+		case c == 0xcd, c == 0xd1:
+			size = 2
+		case c >= 0xd4 && c <= 0xd8: // fixext: type byte and 1..16 bytes
+			size = 1 + 1<<(c-0xd4)
+		case c == 0xdc || c == 0xdd || c == 0xde || c == 0xdf: // array16/32, map16/32
+			width := 2
+			if c == 0xdd || c == 0xdf {
+				width = 4
+			}
+			var m uint64
+			if m, err = d.be(width); err == nil {
+				if c >= 0xde {
+					m *= 2
+				}
+				if m > uint64(d.left()) {
+					return d.errorf("container of %d items exceeds the message", m)
+				}
+				n += int(m)
+			}
+		default:
+			return d.errorf("invalid byte 0x%02x", c)
+		}
+		if err != nil {
+			return err
+		}
+		if size > uint64(d.left()) {
+			return d.errorf("length %d exceeds the message", size)
+		}
+		d.pos += int(size)
+	}
+	return nil
+}
+
+// version reads and checks the protocol version.
+func (d *decoder) version() (int, error) {
+	v, err := d.int()
+	if err != nil {
+		return 0, err
+	}
+	if v != Version {
+		return 0, Errorf(ErrMalformed, "%s: protocol version %d, want %d", d.what, v, Version)
+	}
+	return Version, nil
+}
+
+// sender reads and checks the id of the sending node.
+func (d *decoder) sender() (string, error) {
+	s, err := d.id()
+	if err != nil {
+		return "", err
+	}
+	if ValidateNodeID(s) != nil {
+		return "", Errorf(ErrMalformed, "%s: bad sender id", d.what)
+	}
+	return s, nil
+}
+
+// objectOrNil reads an *Object field: nil, or what Object.DecodeMsgpack
+// reads.
+func (d *decoder) objectOrNil() (*Object, error) {
+	if d.nil() {
+		return nil, nil
+	}
+	if err := d.tuple(2, "object"); err != nil {
+		return nil, err
+	}
+	o := &Object{}
+	var err error
+	if o.Clock, err = d.clock(); err != nil {
+		return nil, err
+	}
+	n, err := d.arrayLen(minSiblingLen)
+	if err != nil || n < 0 {
+		return o, err
+	}
+	if n > MaxStoredSiblings {
+		return nil, Errorf(ErrMalformed, "object has %d siblings, limit %d", n, MaxStoredSiblings)
+	}
+	o.Siblings = make([]Sibling, n)
+	for i := range o.Siblings {
+		s := &o.Siblings[i]
+		if err := d.tuple(4, "sibling"); err != nil {
+			return nil, err
+		}
+		if s.Dot, err = d.dot(); err != nil {
+			return nil, err
+		}
+		if s.Value, err = d.bytes(); err != nil {
+			return nil, err
+		}
+		if s.Deleted, err = d.bool(); err != nil {
+			return nil, err
+		}
+		if s.Time, err = d.int(); err != nil {
+			return nil, err
+		}
+	}
+	return o, nil
+}
+
+// clock reads a Clock: nil, or an array of dots. The entry limit is
+// checked before allocating; Validate checks the rest.
+func (d *decoder) clock() (Clock, error) {
+	n, err := d.arrayLen(minDotLen)
+	if err != nil || n < 0 {
+		return nil, err
+	}
+	if n > MaxClockEntries {
+		return nil, Errorf(ErrInvalidContext, "clock has %d entries, limit %d", n, MaxClockEntries)
+	}
+	c := make(Clock, n)
+	for i := range c {
+		if c[i], err = d.dot(); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (d *decoder) dot() (Dot, error) {
+	if err := d.tuple(2, "dot"); err != nil {
+		return Dot{}, err
+	}
+	node, err := d.id()
+	if err != nil {
+		return Dot{}, err
+	}
+	counter, err := d.uint()
+	return Dot{Node: node, Counter: counter}, err
+}
