@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/kvmesh/kvmesh/client"
+	"github.com/kvmesh/kvmesh/embedded"
 )
 
 // kvmeshBin is the binary built once by TestMain; binDir holds it.
@@ -130,20 +130,13 @@ type clusterOpts struct {
 	lab   *netLab  // when set, node i runs in lab.nodes[i] on lab.ips[i]
 }
 
+// freePorts reserves n loopback ports (embedded.FreePorts): below the
+// ephemeral range, so a restarted node finds its ports still free.
 func freePorts(t testing.TB, n int) []int {
 	t.Helper()
-	var ls []net.Listener
-	var ports []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
+	ports, err := embedded.FreePorts(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return ports
 }

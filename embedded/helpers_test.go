@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -120,22 +119,12 @@ func requestEventually(ctx context.Context, t *testing.T, nc *nats.Conn, subj, d
 	}
 }
 
-// freePorts returns n ports that were free a moment ago. Another process
-// may take one before we listen on it: a race this test accepts.
+// freePorts reserves n loopback ports (FreePorts).
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	ports := make([]int, 0, n)
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("listen: %v", err)
-		}
-		ls = append(ls, l) // held until all are picked, so they differ
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
+	ports, err := FreePorts(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return ports
 }

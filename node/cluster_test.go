@@ -3,12 +3,12 @@ package node_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/kvmesh/kvmesh/client"
+	"github.com/kvmesh/kvmesh/embedded"
 	"github.com/kvmesh/kvmesh/node"
 )
 
@@ -20,22 +20,12 @@ type testCluster struct {
 	cfgs  []node.Config
 }
 
-// freePorts reserves n free loopback ports. The tiny race between
-// closing and reuse is accepted: only this test binds them.
+// freePorts reserves n loopback ports (embedded.FreePorts).
 func freePorts(t testing.TB, n int) []int {
 	t.Helper()
-	var ls []net.Listener
-	var ports []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
+	ports, err := embedded.FreePorts(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return ports
 }

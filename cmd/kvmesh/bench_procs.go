@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	mathrand "math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/kvmesh/kvmesh/embedded"
 )
 
 // procs owns every child process of one `kvmesh bench` run: it starts
@@ -29,7 +29,6 @@ type procs struct {
 
 	mu   sync.Mutex
 	list []*child
-	used map[int]bool // ports handed out
 }
 
 // child is one process of the benchmark: a kvmesh node or a jsref server.
@@ -157,31 +156,7 @@ func lastLines(path string, n int) string {
 // handed out before in this run. They come from below Linux's ephemeral
 // range (32768-60999 by default), so the outgoing connections of the
 // children already running cannot take them before a child listens.
-func (ps *procs) allocPorts(n int) ([]int, error) {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	if ps.used == nil {
-		ps.used = map[int]bool{}
-	}
-	ports := make([]int, 0, n)
-	for tries := 0; len(ports) < n; tries++ {
-		if tries > 10000 {
-			return nil, errors.New("no free loopback ports in 10000-32767")
-		}
-		p := 10000 + mathrand.IntN(22768)
-		if ps.used[p] {
-			continue
-		}
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err != nil {
-			continue
-		}
-		l.Close()
-		ps.used[p] = true
-		ports = append(ports, p)
-	}
-	return ports, nil
-}
+func (ps *procs) allocPorts(n int) ([]int, error) { return embedded.FreePorts(n) }
 
 // cluster is a set of servers started together: kvmesh nodes or jsref
 // servers.
