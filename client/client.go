@@ -1,7 +1,11 @@
 // Package client is the Go client of kvmesh. It talks to any node of a
-// store over NATS: requests go to the store's client subjects, where NATS
-// hands each one to a node of the queue group, which coordinates it with
-// the key's replicas. A Client is safe for concurrent use.
+// store over NATS. Any node coordinates a request with the key's
+// replicas, but an owner of the key does it in fewer hops, so by default
+// the client fetches the store's placement table and sends each request
+// straight to an owner (the node it is connected to when that one owns
+// the key); without a table it sends to the node it is connected to,
+// and failing that to the store's queue group, where NATS hands the
+// request to any node. A Client is safe for concurrent use.
 //
 //	c, err := client.Connect("nats://127.0.0.1:4222")
 //	ctx1, err := c.Put(ctx, "user.42", []byte(`{"name":"ada"}`))
@@ -50,7 +54,9 @@ type Client struct {
 	timeout  time.Duration
 	resolver Resolver
 	direct   bool
+	routing  bool
 	noDirect sync.Map // server name -> true: it does not serve direct subjects
+	router   *router  // nil unless direct and routing are on
 }
 
 // Resolver merges the sibling values of a key into one. Get applies it
@@ -82,13 +88,29 @@ func WithTimeout(d time.Duration) Option {
 }
 
 // WithDirect turns direct addressing on or off (default on). On, a
-// request goes to the node the client is connected to (its server name),
-// which coordinates it, instead of the queue group, which picks a node at
+// request goes to a node the client names (the node it is connected to,
+// its server name, or with routing an owner of the key), which
+// coordinates it, instead of the queue group, which picks a node at
 // random across the cluster, mostly one route away. A server that does
 // not serve direct subjects (not a kvmesh node) is remembered and the
-// queue group used instead.
+// queue group used instead. Off, every request goes to the queue group
+// and routing is off too.
 func WithDirect(on bool) Option {
 	return func(c *Client) error { c.direct = on; return nil }
+}
+
+// WithRouting turns partition-aware routing on or off (default on; it
+// needs direct addressing). On, the client fetches the store's placement
+// table on first use (that first call waits for it, within its context)
+// and refreshes it in the background every 30 s, or sooner once an owner
+// did not answer. A request for a subject-safe key goes to the node the
+// client is connected to if that node owns the key, else to the key's
+// first owner; when an owner has no responders (it is down) the next
+// owner is tried, then the queue group. Without a valid table the client
+// addresses the node it is connected to, as with routing off. Keys that
+// are not subject-safe always go to the queue group.
+func WithRouting(on bool) Option {
+	return func(c *Client) error { c.routing = on; return nil }
 }
 
 // WithResolver sets the sibling resolver Get applies.
@@ -97,14 +119,17 @@ func WithResolver(r Resolver) Option {
 }
 
 // New returns a client over an existing connection, which the caller
-// keeps owning.
+// keeps owning. It starts nothing; Close stops what the client started.
 func New(nc *nats.Conn, opts ...Option) (*Client, error) {
-	c := &Client{nc: nc, timeout: DefaultTimeout, direct: true}
+	c := &Client{nc: nc, timeout: DefaultTimeout, direct: true, routing: true}
 	c.subjects, _ = protocol.NewSubjects("")
 	for _, o := range opts {
 		if err := o(c); err != nil {
 			return nil, err
 		}
+	}
+	if c.direct && c.routing {
+		c.router = newRouter(nc, c.subjects.Ring())
 	}
 	return c, nil
 }
@@ -125,8 +150,13 @@ func Connect(url string, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
-// Close closes the connection if the client owns it.
+// Close stops the client's background work (a placement table fetch)
+// and closes the connection if the client owns it. It is idempotent and
+// returns when the background work has stopped.
 func (c *Client) Close() {
+	if c.router != nil {
+		c.router.close()
+	}
 	if c.owned {
 		c.nc.Close()
 	}
@@ -257,6 +287,11 @@ func (c *Client) request(ctx context.Context, op, key string, data []byte, opts 
 	server := ""
 	if c.direct && protocol.SubjectSafeKey(key) {
 		server = c.nc.ConnectedServerName()
+		if c.router != nil {
+			if pl := c.router.placement(ctx); pl != nil {
+				return c.routed(ctx, pl, server, op, key, msg)
+			}
+		}
 		if _, no := c.noDirect.Load(server); no || protocol.ValidateNodeID(server) != nil {
 			server = ""
 		}
@@ -269,6 +304,24 @@ func (c *Client) request(ctx context.Context, op, key string, data []byte, opts 
 			return c.reply(op, key, m, err)
 		}
 		c.noDirect.Store(server, true)
+	}
+	m, err := c.nc.RequestMsgWithContext(ctx, msg)
+	return c.reply(op, key, m, err)
+}
+
+// routed sends msg to the owners of key in route order, to the next one
+// only when the previous had no responders (it is down, so it cannot
+// have taken the request), and to the queue group when none answers. A
+// request that may have reached a node is never sent again.
+func (c *Client) routed(ctx context.Context, pl *protocol.Placement, server, op, key string, msg *nats.Msg) (*nats.Msg, error) {
+	for _, id := range route(pl, key, server, c.router.isDown) {
+		to := *msg
+		to.Subject = c.subjects.KVNode(id, op, key)
+		m, err := c.nc.RequestMsgWithContext(ctx, &to)
+		if !errors.Is(err, nats.ErrNoResponders) {
+			return c.reply(op, key, m, err)
+		}
+		c.router.markDown(id)
 	}
 	m, err := c.nc.RequestMsgWithContext(ctx, msg)
 	return c.reply(op, key, m, err)

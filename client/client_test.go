@@ -23,6 +23,19 @@ func fakeStore(t *testing.T, handle func(m *nats.Msg) *nats.Msg, opts ...client.
 
 func fakeStoreOn(t *testing.T, subject string, handle func(m *nats.Msg) *nats.Msg, opts ...client.Option) *client.Client {
 	t.Helper()
+	return fakeStoreRing(t, subject, nil, handle, opts...)
+}
+
+// ringSubject is the placement endpoint's subject in the default prefix.
+const ringSubject = "kvmesh.kv.ring"
+
+// fakeStoreRing is fakeStoreOn with a placement endpoint answering ring();
+// subject may list several subjects, separated by spaces.
+// Without ring, a fake whose subject covers the endpoint answers it with
+// an error, as a store without tables would, and the client routes
+// without a table.
+func fakeStoreRing(t *testing.T, subject string, ring func() []byte, handle func(m *nats.Msg) *nats.Msg, opts ...client.Option) *client.Client {
+	t.Helper()
 	srv, err := embedded.Start(embedded.Config{Name: "fake", Port: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -32,15 +45,32 @@ func fakeStoreOn(t *testing.T, subject string, handle func(m *nats.Msg) *nats.Ms
 	if err != nil {
 		t.Fatal(err)
 	}
-	sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
-		r := handle(m)
-		r.Subject = m.Reply
-		_ = nc.PublishMsg(r)
-	})
-	if err != nil {
-		t.Fatal(err)
+	for _, subject := range strings.Fields(subject) {
+		sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
+			var r *nats.Msg
+			switch {
+			case m.Subject == ringSubject && ring != nil:
+				return // the placement endpoint below answers
+			case m.Subject == ringSubject:
+				r = &nats.Msg{Header: nats.Header{protocol.HdrServiceError: {"no table"}, protocol.HdrServiceErrorCode: {"404"}}}
+			default:
+				r = handle(m)
+			}
+			r.Subject = m.Reply
+			_ = nc.PublishMsg(r)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sub.Unsubscribe() })
 	}
-	t.Cleanup(func() { sub.Unsubscribe() })
+	if ring != nil {
+		rsub, err := nc.Subscribe(ringSubject, func(m *nats.Msg) { _ = m.Respond(ring()) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { rsub.Unsubscribe() })
+	}
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}

@@ -167,7 +167,7 @@ func TestForwardingWhenCoordinatorIsNotAnOwner(t *testing.T) {
 	ctx := testCtx(t)
 	for i := 0; i < 60; i++ {
 		key := fmt.Sprintf("fwd.%d", i)
-		cl := c.client(i % 5)
+		cl := c.client(i%5, client.WithRouting(false)) // routed, no write would be forwarded
 		if _, err := cl.Put(ctx, key, []byte(key), client.W("all")); err != nil {
 			t.Fatalf("put %s: %v", key, err)
 		}
@@ -319,7 +319,7 @@ func TestForwardSkipsAnUnreachableOwner(t *testing.T) {
 		}
 	}
 	c.stopAndWait(byID[owners[0]])
-	cl := c.client(0, client.WithDirect(true))
+	cl := c.client(0, client.WithDirect(true), client.WithRouting(false))
 	if _, err := cl.Put(ctx, key, []byte("v"), client.W("2")); err != nil {
 		t.Fatalf("put with the first owner %s down: %v", owners[0], err)
 	}

@@ -65,6 +65,13 @@ func (s Subjects) KVNodeWildcard(id, op string) string {
 	return s.Prefix + ".kv.node." + id + "." + op + ".>"
 }
 
+// Ring is the subject of the placement endpoint: "<prefix>.kv.ring". Every
+// node serves it in the queue group and answers with the store's
+// placement table as JSON (see Placement), whatever the payload. It lives
+// under "<prefix>.kv." with the rest of the client API, so a client
+// allowed the client subjects may fetch it.
+func (s Subjects) Ring() string { return s.Prefix + ".kv.ring" }
+
 // NodeRPC is the subject node id serves replica requests on.
 func (s Subjects) NodeRPC(id string) string { return s.Prefix + ".node." + id + ".rpc" }
 

@@ -152,6 +152,8 @@ func TestSubjectBuilders(t *testing.T) {
 		{s.KVBase(OpPut), "kvmesh.kv.put"},
 		{s.KVWildcard(OpDel), "kvmesh.kv.del.>"},
 		{s.NodeRPC("n1"), "kvmesh.node.n1.rpc"},
+		{s.Ring(), "kvmesh.kv.ring"},
+		{s.KVNode("n1", OpGet, "a.b"), "kvmesh.kv.node.n1.get.a.b"},
 		{s.Events("a.b"), "kvmesh.events.a.b"},
 	} {
 		if tc.got != tc.want {
@@ -215,6 +217,20 @@ func TestValidateNodeID(t *testing.T) {
 		}
 		if tc.ok && !SubjectSafeKey(tc.id) {
 			t.Errorf("valid node id %q is not a subject token", tc.id)
+		}
+	}
+}
+
+// The placement subject shares "<prefix>.kv." with the key operations;
+// no operation may take it for a request on a key.
+func TestRingSubjectIsNoKeyRequest(t *testing.T) {
+	s, _ := NewSubjects("")
+	for _, op := range []string{OpGet, OpPut, OpDel} {
+		if s.Ring() == s.KVBase(op) || strings.HasPrefix(s.Ring(), s.KVBase(op)+".") {
+			t.Errorf("ring subject %q overlaps the %s subjects", s.Ring(), op)
+		}
+		if key, err := s.KeyFromSubject(op, s.Ring(), "ring", "n1"); !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("KeyFromSubject(%s, %q) = %q, %v; want ErrInvalidKey", op, s.Ring(), key, err)
 		}
 	}
 }

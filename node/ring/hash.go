@@ -1,10 +1,18 @@
 package ring
 
-// The hash is part of the cluster's contract: every node and every smart
-// client must map a key to the same partition, whatever process or Go
-// version computes it. That rules out hash/maphash (seeded per process) and
-// anything the runtime may change; FNV-1a 64 and the SplitMix64 finalizer
-// are fixed, published functions written out here in full.
+import "github.com/kvmesh/kvmesh/protocol"
+
+// The hashes are part of the cluster's contract: every node and every
+// smart client must map a key to the same partition, and every node must
+// place partitions alike, whatever process or Go version computes them.
+// That rules out hash/maphash (seeded per process) and anything the
+// runtime may change; FNV-1a 64 and the SplitMix64 finalizer are fixed,
+// published functions written out in full.
+//
+// The key hash lives in protocol, the one definition nodes and clients
+// share; the golden tests here pin it too. The placement hashes below
+// (member ids, partitions, scores) are the ring's own: no client computes
+// placement, it fetches the table (protocol.Placement).
 
 const (
 	fnvOffset64 = 14695981039346656037
@@ -12,7 +20,7 @@ const (
 )
 
 // fnv1a64 is FNV-1a over the bytes of s. It is hash/fnv's New64a, inlined
-// so that hashing a key does not allocate.
+// so that hashing does not allocate.
 func fnv1a64(s string) uint64 {
 	h := uint64(fnvOffset64)
 	for i := 0; i < len(s); i++ {
@@ -23,9 +31,8 @@ func fnv1a64(s string) uint64 {
 }
 
 // mix64 is the SplitMix64 finalizer (Stafford's Mix13). FNV-1a alone
-// leaves the low bits poorly mixed for short, similar keys ("user:1",
-// "user:2"); after mix64 every output bit depends on every input bit, so
-// "mod q" is uniform even for small q.
+// leaves the low bits poorly mixed for short, similar inputs ("n1",
+// "n2"); after mix64 every output bit depends on every input bit.
 func mix64(x uint64) uint64 {
 	x ^= x >> 30
 	x *= 0xbf58476d1ce4e5b9
@@ -36,14 +43,13 @@ func mix64(x uint64) uint64 {
 }
 
 // keyHash is the stable 64-bit hash of a key that PartitionOf reduces
-// modulo the partition count.
-func keyHash(key string) uint64 {
-	return mix64(fnv1a64(key))
-}
+// modulo the partition count: protocol.KeyHash.
+func keyHash(key string) uint64 { return protocol.KeyHash(key) }
 
 // PartitionOf returns the partition of key among q partitions, a number in
-// [0, q). It is a pure function of key and q, identical in every process,
-// and does not allocate.
+// [0, q): protocol.PartitionOf, the definition clients use too. It is a
+// pure function of key and q, identical in every process, and does not
+// allocate.
 //
 // q must be at least 1; it comes from configuration, never from the
 // network, and PartitionOf panics otherwise as an integer division by zero
@@ -52,7 +58,7 @@ func PartitionOf(key string, q int) int {
 	if q < 1 {
 		panic("ring: PartitionOf with q < 1")
 	}
-	return int(keyHash(key) % uint64(q))
+	return protocol.PartitionOf(key, q)
 }
 
 // memberHash is the hash of a node id that seeds its rendezvous scores.

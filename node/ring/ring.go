@@ -12,12 +12,13 @@
 // more: about 2% of all replicas beyond it at N=3. See place.go for the
 // algorithm, and TestBalance and TestMovement for the measured figures.
 //
-// The mapping of keys (PartitionOf) and the placement are part of the
-// cluster's contract: nodes on different builds must agree on them, so
-// both are pinned by golden tests and must never change silently.
+// The mapping of keys (PartitionOf, defined in protocol so that clients
+// share it) and the placement are part of the cluster's contract: nodes on
+// different builds must agree on them, so both are pinned by golden tests
+// and must never change silently.
 //
 // The package is pure: no goroutines, no clock, no randomness other than
-// fixed hashes, no I/O, standard library only.
+// fixed hashes, no I/O; the standard library and protocol only.
 package ring
 
 import (
