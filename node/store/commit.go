@@ -174,9 +174,11 @@ const maxKeptBuffer = 1 << 20
 
 // maybeCheckpoint, after a batch, notices a checkpoint that ended and
 // starts the next one when the active memtable has grown past
-// MemtableBytes. While one runs, the active memtable may grow to twice
-// that; then the committer waits for it, which stalls writes (and fills
-// the queue, so Apply refuses with ErrOverloaded) rather than let memory
+// MemtableBytes, or its log segment past logFactor times that (writes
+// that keep rewriting a few keys grow the log, not the memtable). While
+// one runs, the active memtable may grow to twice that; then the
+// committer waits for it, which stalls writes (and fills the queue, so
+// Apply refuses with ErrOverloaded) rather than let memory or the log
 // grow without bound.
 func (s *Store) maybeCheckpoint(flushes chan<- *memtable) {
 	if s.flushing != nil {
@@ -186,11 +188,11 @@ func (s *Store) maybeCheckpoint(flushes chan<- *memtable) {
 		default:
 		}
 	}
-	if s.active.bytes < s.opts.MemtableBytes || s.broken() != nil {
+	if !s.full(1) || s.broken() != nil {
 		return
 	}
 	if s.flushing != nil {
-		if s.active.bytes < 2*s.opts.MemtableBytes {
+		if !s.full(2) {
 			return
 		}
 		<-s.flushing.flushed
@@ -212,6 +214,16 @@ func (s *Store) maybeCheckpoint(flushes chan<- *memtable) {
 	flushes <- t // never blocks: one checkpoint at a time
 }
 
+// logFactor is how much bigger than MemtableBytes a log segment may grow
+// before it is checkpointed: a bound on the log Open replays.
+const logFactor = 4
+
+// full reports whether the active memtable or its segment has reached k
+// times its budget.
+func (s *Store) full(k int) bool {
+	return s.active.bytes >= k*s.opts.MemtableBytes || s.wal.size >= int64(k*logFactor*s.opts.MemtableBytes)
+}
+
 // reap takes note of the checkpoint that ended. A failed one leaves its
 // memtable frozen (readers still see it; the log still holds it) and
 // stops all writes: the store cannot move its log forward.
@@ -223,30 +235,49 @@ func (s *Store) reap() {
 	s.flushing = nil
 }
 
-// checkpoint writes the frozen memtable t to bbolt in one transaction,
-// with the number of its segment, then unfreezes it and removes the
-// segments it covers. It runs on the checkpointer goroutine (or on the
+// checkpointChunk bounds the records one checkpoint transaction writes.
+// bbolt builds a transaction's dirty pages in memory, one page per
+// record when keys are spread over a big file: one transaction for a
+// whole memtable of small random records took hundreds of MiB of heap.
+const checkpointChunk = 2048
+
+// checkpoint writes the frozen memtable t to bbolt, in key order, in
+// transactions of checkpointChunk records; the last one also stores the
+// number of t's segment. Until then Open replays the whole segment,
+// which rewrites the same final object of each key: a crash between
+// transactions loses nothing. Then t is unfrozen and the segments it
+// covers removed. It runs on the checkpointer goroutine (or on the
 // committer when closing), never while another one runs.
 func (s *Store) checkpoint(t *memtable) {
 	defer close(t.flushed)
 	entries := t.sorted()
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketData)
-		for _, e := range entries {
-			if err := b.Put(e.bkey, e.enc); err != nil {
-				return err
+	for start := 0; start < len(entries) || start == 0; start += checkpointChunk {
+		chunk := entries[start:min(start+checkpointChunk, len(entries))]
+		last := start+checkpointChunk >= len(entries)
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketData)
+			for _, e := range chunk {
+				if err := b.Put(e.bkey, e.enc); err != nil {
+					return err
+				}
 			}
-		}
-		if s.hooks.inCheckpoint != nil {
-			if err := s.hooks.inCheckpoint(); err != nil {
-				return err
+			if !last {
+				return nil
 			}
+			if s.hooks.inCheckpoint != nil {
+				if err := s.hooks.inCheckpoint(); err != nil {
+					return err
+				}
+			}
+			return tx.Bucket(bucketMeta).Put([]byte(metaWALApplied), binary.BigEndian.AppendUint64(nil, t.seq))
+		})
+		if err != nil {
+			t.err = fmt.Errorf("checkpoint of log segment %016x (%d records): %w", t.seq, len(entries), err)
+			return
 		}
-		return tx.Bucket(bucketMeta).Put([]byte(metaWALApplied), binary.BigEndian.AppendUint64(nil, t.seq))
-	})
-	if err != nil {
-		t.err = fmt.Errorf("checkpoint of log segment %016x (%d records): %w", t.seq, len(entries), err)
-		return
+		if last {
+			break
+		}
 	}
 	s.memMu.Lock()
 	if s.frozen == t {

@@ -209,8 +209,10 @@ func Open(path string, opts Options) (*Store, error) {
 }
 
 // recoverLog puts the records of the log segments that no checkpoint
-// covered into bbolt, in one transaction that also records them as
-// covered, removes every segment, and starts an empty one.
+// covered into bbolt, in log order, in transactions of checkpointChunk
+// records, the last of which records them as covered; then it removes
+// every segment and starts an empty one. A crash during recovery replays
+// the same records again.
 func recoverLog(db *bolt.DB, path string) (*wal, error) {
 	var applied uint64
 	err := db.View(func(tx *bolt.Tx) error {
@@ -230,26 +232,40 @@ func recoverLog(db *bolt.DB, path string) (*wal, error) {
 	last := applied
 	if len(seqs) > 0 {
 		last = seqs[len(seqs)-1]
-		err = db.Update(func(tx *bolt.Tx) error {
-			b := tx.Bucket(bucketData)
-			var perr error
-			for i, seq := range seqs {
-				err := readSegment(path, seq, i == len(seqs)-1, func(bkey, v []byte) {
-					if perr == nil {
-						perr = b.Put(bkey, v)
+		var recs [][2][]byte
+		put := func(meta bool) error {
+			err := db.Update(func(tx *bolt.Tx) error {
+				b := tx.Bucket(bucketData)
+				for _, r := range recs {
+					if err := b.Put(r[0], r[1]); err != nil {
+						return err
 					}
-				})
-				if err == nil {
-					err = perr
 				}
-				if err != nil {
-					return fmt.Errorf("replay of log segment %016x: %w", seq, err)
+				if !meta {
+					return nil
 				}
+				return tx.Bucket(bucketMeta).Put([]byte(metaWALApplied), binary.BigEndian.AppendUint64(nil, last))
+			})
+			recs = recs[:0]
+			return err
+		}
+		for i, seq := range seqs {
+			var perr error
+			err := readSegment(path, seq, i == len(seqs)-1, func(bkey, v []byte) {
+				recs = append(recs, [2][]byte{bkey, v})
+				if len(recs) == checkpointChunk && perr == nil {
+					perr = put(false)
+				}
+			})
+			if err == nil {
+				err = perr
 			}
-			return tx.Bucket(bucketMeta).Put([]byte(metaWALApplied), binary.BigEndian.AppendUint64(nil, last))
-		})
-		if err != nil {
-			return nil, err
+			if err != nil {
+				return nil, fmt.Errorf("replay of log segment %016x: %w", seq, err)
+			}
+		}
+		if err := put(true); err != nil {
+			return nil, fmt.Errorf("replay of the log: %w", err)
 		}
 	}
 	if err := removeSegments(path, math.MaxUint64); err != nil {

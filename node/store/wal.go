@@ -87,9 +87,10 @@ func parseRecord(b []byte) (bkey, v []byte, n int, ok bool) {
 
 // wal is the segment being appended to. Only the committer uses it.
 type wal struct {
-	db  string // the bbolt file's path; segments are named after it
-	seq uint64
-	f   *os.File
+	db   string // the bbolt file's path; segments are named after it
+	seq  uint64
+	f    *os.File
+	size int64 // bytes appended to this segment
 }
 
 func segmentPath(db string, seq uint64) string {
@@ -135,7 +136,9 @@ func createSegment(db string, seq uint64) (*wal, error) {
 
 // append writes b at the end of the segment and syncs it.
 func (w *wal) append(b []byte) error {
-	if _, err := w.f.Write(b); err != nil {
+	n, err := w.f.Write(b)
+	w.size += int64(n)
+	if err != nil {
 		return fmt.Errorf("wal %016x: write: %w", w.seq, err)
 	}
 	if err := fdatasync(w.f); err != nil {

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/kvmesh/kvmesh/protocol"
+	bolt "go.etcd.io/bbolt"
 )
 
 // smallMemtable makes a checkpoint every few writes.
@@ -444,4 +445,100 @@ func TestCheckpointFailure(t *testing.T) {
 			t.Fatalf("after restart %s = %q", k, got)
 		}
 	}
+}
+
+// TestLogBoundedWhenKeysFitInMemory rewrites a few keys over and over:
+// the memtable never fills, but the log is checkpointed by its own size,
+// so what Open would replay stays bounded.
+func TestLogBoundedWhenKeysFitInMemory(t *testing.T) {
+	s, path := openTest(t, Options{MemtableBytes: smallMemtable})
+	for i := range 400 {
+		key := fmt.Sprintf("k%d", i%3)
+		if _, err := s.Update(context.Background(), 1, key, put(fmt.Sprintf("v%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := s.Stats(); st.Checkpoints == 0 || st.Memtable >= smallMemtable {
+		t.Fatalf("Stats = %+v, want checkpoints made by the log's size", st)
+	}
+	waitCheckpointIdle(t, s)
+	seqs, err := listSegments(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, seq := range seqs {
+		fi, err := os.Stat(segmentPath(path, seq))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// One batch may overshoot the budget.
+		if limit := int64(2*logFactor*smallMemtable + 4096); fi.Size() > limit {
+			t.Fatalf("segment %d is %d bytes, budget %d", seq, fi.Size(), limit)
+		}
+	}
+}
+
+// TestCheckpointInChunks checkpoints more records than one transaction
+// takes, with the last transaction failing: the earlier ones committed
+// without the segment number, so a restart replays the whole segment and
+// every record is there with its last value.
+func TestCheckpointInChunks(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "node.db")
+	s, err := Open(path, Options{MemtableBytes: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chunks atomic.Int64
+	s.hooks.inCheckpoint = func() error { chunks.Add(1); return errors.New("disk full") }
+	n := 2*checkpointChunk + 100
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("k%05d", i)
+	}
+	fill(t, s, 3, keys)
+	if _, err := s.Update(context.Background(), 3, keys[0], put("last")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err == nil || chunks.Load() != 1 {
+		t.Fatalf("Close = %v after %d last-chunk hooks, want the injected failure once", err, chunks.Load())
+	}
+	// The first chunks are in bbolt, the segment number is not.
+	db := reopenRaw(t, path)
+	var inBolt int
+	var applied []byte
+	_ = db.View(func(tx *bolt.Tx) error {
+		inBolt = tx.Bucket(bucketData).Stats().KeyN
+		applied = tx.Bucket(bucketMeta).Get([]byte(metaWALApplied))
+		return nil
+	})
+	db.Close()
+	if inBolt != 2*checkpointChunk || applied != nil {
+		t.Fatalf("after the failed checkpoint bbolt holds %d records and wal-applied %x, want %d and none", inBolt, applied, 2*checkpointChunk)
+	}
+	s, err = Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := value(mustGet(t, s, 3, keys[0])); got != "last" {
+		t.Fatalf("%s = %q after replay, want last", keys[0], got)
+	}
+	for _, k := range keys[1:] {
+		if got := value(mustGet(t, s, 3, k)); got != k {
+			t.Fatalf("%s = %q after replay", k, got)
+		}
+	}
+	if st := s.Stats(); st.Keys != n {
+		t.Fatalf("Keys = %d, want %d", st.Keys, n)
+	}
+}
+
+// reopenRaw opens a store's bbolt file directly.
+func reopenRaw(t *testing.T, path string) *bolt.DB {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
 }
