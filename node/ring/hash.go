@@ -10,25 +10,9 @@ import "github.com/kvmesh/kvmesh/protocol"
 // published functions written out in full.
 //
 // The key hash lives in protocol, the one definition nodes and clients
-// share; the golden tests here pin it too. The placement hashes below
-// (member ids, partitions, scores) are the ring's own: no client computes
-// placement, it fetches the table (protocol.Placement).
-
-const (
-	fnvOffset64 = 14695981039346656037
-	fnvPrime64  = 1099511628211
-)
-
-// fnv1a64 is FNV-1a over the bytes of s. It is hash/fnv's New64a, inlined
-// so that hashing does not allocate.
-func fnv1a64(s string) uint64 {
-	h := uint64(fnvOffset64)
-	for i := 0; i < len(s); i++ {
-		h ^= uint64(s[i])
-		h *= fnvPrime64
-	}
-	return h
-}
+// share; the golden tests here pin it too. Member ids hash the same way.
+// The partition and score hashes below are the ring's own: no client
+// computes placement, it fetches the table (protocol.Placement).
 
 // mix64 is the SplitMix64 finalizer (Stafford's Mix13). FNV-1a alone
 // leaves the low bits poorly mixed for short, similar inputs ("n1",
@@ -61,10 +45,9 @@ func PartitionOf(key string, q int) int {
 	return protocol.PartitionOf(key, q)
 }
 
-// memberHash is the hash of a node id that seeds its rendezvous scores.
-func memberHash(id string) uint64 {
-	return mix64(fnv1a64(id))
-}
+// memberHash is the hash of a node id that seeds its rendezvous scores:
+// the key hash (mix64 over FNV-1a) of the id.
+func memberHash(id string) uint64 { return protocol.KeyHash(id) }
 
 // partitionHash is the per-partition salt of the rendezvous scores. The
 // golden-ratio offset keeps partition 0 away from mix64's fixed point 0.

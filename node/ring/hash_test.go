@@ -2,9 +2,7 @@ package ring
 
 import (
 	"fmt"
-	"hash/fnv"
 	"math"
-	"math/rand/v2"
 	"testing"
 )
 
@@ -37,25 +35,6 @@ func TestPartitionOfGolden(t *testing.T) {
 			if got := PartitionOf(tt.key, c.q); got != c.want {
 				t.Errorf("PartitionOf(%q, %d) = %d, want %d", tt.key, c.q, got, c.want)
 			}
-		}
-	}
-}
-
-// fnv1a64 is hash/fnv's FNV-1a, written out so that it does not allocate.
-func TestFNV1aMatchesStdlib(t *testing.T) {
-	r := rand.New(rand.NewPCG(3, 4))
-	for i := range 1000 {
-		b := make([]byte, r.IntN(64))
-		for j := range b {
-			b[j] = byte(r.Uint32())
-		}
-		if i == 0 {
-			b = nil
-		}
-		h := fnv.New64a()
-		h.Write(b)
-		if got, want := fnv1a64(string(b)), h.Sum64(); got != want {
-			t.Fatalf("fnv1a64(%x) = %#x, want %#x", b, got, want)
 		}
 	}
 }

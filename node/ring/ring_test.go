@@ -3,6 +3,7 @@ package ring
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"strings"
 	"sync"
@@ -227,7 +228,9 @@ func placementDigest(r *Ring) uint64 {
 		b.WriteString(strings.Join(r.Preference(p), ","))
 		b.WriteString(";")
 	}
-	return fnv1a64(b.String())
+	h := fnv.New64a()
+	h.Write([]byte(b.String()))
+	return h.Sum64()
 }
 
 // The lookups on the request path do not allocate.
