@@ -57,6 +57,8 @@ type Client struct {
 	routing  bool
 	noDirect sync.Map // server name -> true: it does not serve direct subjects
 	router   *router  // nil unless direct and routing are on
+	batching bool
+	batch    *batches // nil unless direct and batching are on
 }
 
 // Resolver merges the sibling values of a key into one. Get applies it
@@ -108,9 +110,23 @@ func WithDirect(on bool) Option {
 // first owner; when an owner has no responders (it is down) the next
 // owner is tried, then the queue group. Without a valid table the client
 // addresses the node it is connected to, as with routing off. Keys that
-// are not subject-safe always go to the queue group.
+// are not subject-safe go to the queue group, unless batched (see
+// WithBatching): a batch carries keys in its body.
 func WithRouting(on bool) Option {
 	return func(c *Client) error { c.routing = on; return nil }
+}
+
+// WithBatching turns pipelining on or off (default on; it needs direct
+// addressing). On, the calls the client sends to a named node (an owner
+// of the key with routing, else the node it is connected to) queue per
+// node, and one goroutine per node sends whatever is queued in one
+// message and the node answers them together: under load many calls
+// share a NATS message each way, and a lone call still goes out at once.
+// Keys of any form are batched (the key travels in the body); a value
+// over 64 KiB goes as a request of its own. Results and errors are the
+// same as without batching.
+func WithBatching(on bool) Option {
+	return func(c *Client) error { c.batching = on; return nil }
 }
 
 // WithResolver sets the sibling resolver Get applies.
@@ -121,7 +137,7 @@ func WithResolver(r Resolver) Option {
 // New returns a client over an existing connection, which the caller
 // keeps owning. It starts nothing; Close stops what the client started.
 func New(nc *nats.Conn, opts ...Option) (*Client, error) {
-	c := &Client{nc: nc, timeout: DefaultTimeout, direct: true, routing: true}
+	c := &Client{nc: nc, timeout: DefaultTimeout, direct: true, routing: true, batching: true}
 	c.subjects, _ = protocol.NewSubjects("")
 	for _, o := range opts {
 		if err := o(c); err != nil {
@@ -130,6 +146,9 @@ func New(nc *nats.Conn, opts ...Option) (*Client, error) {
 	}
 	if c.direct && c.routing {
 		c.router = newRouter(nc, c.subjects.Ring())
+	}
+	if c.direct && c.batching {
+		c.batch = newBatches(c)
 	}
 	return c, nil
 }
@@ -150,10 +169,14 @@ func Connect(url string, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
-// Close stops the client's background work (a placement table fetch)
-// and closes the connection if the client owns it. It is idempotent and
+// Close stops the client's background work (a placement table fetch, the
+// batch senders) and closes the connection if the client owns it. Calls
+// still queued or waiting for a batch's reply fail. It is idempotent and
 // returns when the background work has stopped.
 func (c *Client) Close() {
+	if c.batch != nil {
+		c.batch.close()
+	}
 	if c.router != nil {
 		c.router.close()
 	}
@@ -215,24 +238,12 @@ func header(name, v string) CallOption {
 
 // Get reads key. A missing or deleted key gives ErrKeyNotFound.
 func (c *Client) Get(ctx context.Context, key string, opts ...CallOption) (Entry, error) {
-	m, err := c.request(ctx, protocol.OpGet, key, nil, opts)
+	a, err := c.request(ctx, protocol.OpGet, key, nil, opts)
 	if err != nil {
 		return Entry{}, err
 	}
-	e := Entry{Key: key, Context: m.Header.Get(protocol.HdrContext), Node: m.Header.Get(protocol.HdrNode), Siblings: 1}
-	if s := m.Header.Get(protocol.HdrSiblings); s != "" {
-		if e.Siblings, err = strconv.Atoi(s); err != nil || e.Siblings < 1 {
-			return Entry{}, protocol.Errorf(protocol.ErrMalformed, "get %q: bad %s header %q", key, protocol.HdrSiblings, s)
-		}
-	}
-	if e.Siblings == 1 {
-		e.Values = [][]byte{m.Data}
-		return e, nil
-	}
-	if e.Values, err = protocol.DecodeSiblings(m.Data); err != nil {
-		return Entry{}, fmt.Errorf("get %q: %w", key, err)
-	}
-	if c.resolver != nil {
+	e := Entry{Key: key, Values: a.values, Siblings: a.siblings, Context: a.ctx, Node: a.node}
+	if e.Siblings > 1 && c.resolver != nil {
 		e.Values = [][]byte{c.resolver(key, e.Values)}
 	}
 	return e, nil
@@ -248,11 +259,11 @@ func (c *Client) Put(ctx context.Context, key string, value []byte, opts ...Call
 	if value == nil {
 		value = []byte{}
 	}
-	m, err := c.request(ctx, protocol.OpPut, key, value, opts)
+	a, err := c.request(ctx, protocol.OpPut, key, value, opts)
 	if err != nil {
 		return "", err
 	}
-	return m.Header.Get(protocol.HdrContext), nil
+	return a.ctx, nil
 }
 
 // Delete deletes key (it writes a tombstone). With Context it supersedes
@@ -262,7 +273,15 @@ func (c *Client) Delete(ctx context.Context, key string, opts ...CallOption) err
 	return err
 }
 
-func (c *Client) request(ctx context.Context, op, key string, data []byte, opts []CallOption) (*nats.Msg, error) {
+// answer is a node's successful answer, whichever way it came.
+type answer struct {
+	ctx      string   // causal context
+	node     string   // the coordinating node
+	siblings int      // get: live siblings
+	values   [][]byte // get: live values
+}
+
+func (c *Client) request(ctx context.Context, op, key string, data []byte, opts []CallOption) (*answer, error) {
 	if err := protocol.ValidateKey(key); err != nil {
 		return nil, fmt.Errorf("%s %q: %w", op, key, err)
 	}
@@ -273,7 +292,8 @@ func (c *Client) request(ctx context.Context, op, key string, data []byte, opts 
 		}
 	}
 	msg := &nats.Msg{Header: cl.hdr, Data: data}
-	if protocol.SubjectSafeKey(key) {
+	safe := protocol.SubjectSafeKey(key)
+	if safe {
 		msg.Subject = c.subjects.KV(op, key)
 	} else {
 		msg.Subject = c.subjects.KVBase(op)
@@ -284,51 +304,85 @@ func (c *Client) request(ctx context.Context, op, key string, data []byte, opts 
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
-	server := ""
-	if c.direct && protocol.SubjectSafeKey(key) {
-		server = c.nc.ConnectedServerName()
-		if c.router != nil {
-			if pl := c.router.placement(ctx); pl != nil {
-				return c.routed(ctx, pl, server, op, key, msg)
+	if !c.direct {
+		return c.send(ctx, op, key, msg)
+	}
+	server := c.nc.ConnectedServerName()
+	var owners []string // with a table: where to send, in order
+	if c.router != nil && (safe || c.batch != nil) {
+		if pl := c.router.placement(ctx); pl != nil {
+			owners = route(pl, key, server, c.router.isDown)
+		}
+	}
+	if c.batch != nil && len(data) <= maxBatchedValue && batchable(op, cl.hdr) {
+		to := server
+		if owners != nil {
+			to = owners[0]
+		} else if _, no := c.noDirect.Load(server); no || protocol.ValidateNodeID(server) != nil {
+			to = ""
+		}
+		if to != "" {
+			a, err, fallback := c.batch.do(ctx, to, op, key, data, cl.hdr)
+			if !fallback {
+				return a, err
+			}
+			// No responders: the batch reached no node. Fall back to
+			// single requests, past the node that did not answer.
+			if owners != nil {
+				c.router.markDown(to)
+				owners = owners[1:]
+			} else {
+				c.noDirect.Store(server, true)
+				server = ""
 			}
 		}
-		if _, no := c.noDirect.Load(server); no || protocol.ValidateNodeID(server) != nil {
-			server = ""
-		}
+	}
+	if !safe {
+		return c.send(ctx, op, key, msg)
+	}
+	if owners != nil {
+		return c.routed(ctx, owners, op, key, msg)
+	}
+	if _, no := c.noDirect.Load(server); no || protocol.ValidateNodeID(server) != nil {
+		server = ""
 	}
 	if server != "" {
 		direct := *msg
 		direct.Subject = c.subjects.KVNode(server, op, key)
 		m, err := c.nc.RequestMsgWithContext(ctx, &direct)
 		if !errors.Is(err, nats.ErrNoResponders) {
-			return c.reply(op, key, m, err)
+			return c.answer(op, key, m, err)
 		}
 		c.noDirect.Store(server, true)
 	}
-	m, err := c.nc.RequestMsgWithContext(ctx, msg)
-	return c.reply(op, key, m, err)
+	return c.send(ctx, op, key, msg)
 }
 
-// routed sends msg to the owners of key in route order, to the next one
-// only when the previous had no responders (it is down, so it cannot
-// have taken the request), and to the queue group when none answers. A
-// request that may have reached a node is never sent again.
-func (c *Client) routed(ctx context.Context, pl *protocol.Placement, server, op, key string, msg *nats.Msg) (*nats.Msg, error) {
-	for _, id := range route(pl, key, server, c.router.isDown) {
+// send sends msg to the queue group.
+func (c *Client) send(ctx context.Context, op, key string, msg *nats.Msg) (*answer, error) {
+	m, err := c.nc.RequestMsgWithContext(ctx, msg)
+	return c.answer(op, key, m, err)
+}
+
+// routed sends msg to owners in order, to the next one only when the
+// previous had no responders (it is down, so it cannot have taken the
+// request), and to the queue group when none answers. A request that may
+// have reached a node is never sent again.
+func (c *Client) routed(ctx context.Context, owners []string, op, key string, msg *nats.Msg) (*answer, error) {
+	for _, id := range owners {
 		to := *msg
 		to.Subject = c.subjects.KVNode(id, op, key)
 		m, err := c.nc.RequestMsgWithContext(ctx, &to)
 		if !errors.Is(err, nats.ErrNoResponders) {
-			return c.reply(op, key, m, err)
+			return c.answer(op, key, m, err)
 		}
 		c.router.markDown(id)
 	}
-	m, err := c.nc.RequestMsgWithContext(ctx, msg)
-	return c.reply(op, key, m, err)
+	return c.send(ctx, op, key, msg)
 }
 
-// reply turns a NATS reply (or request error) into the client's result.
-func (c *Client) reply(op, key string, m *nats.Msg, err error) (*nats.Msg, error) {
+// answer turns a NATS reply (or request error) into the client's result.
+func (c *Client) answer(op, key string, m *nats.Msg, err error) (*answer, error) {
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		return nil, protocol.Errorf(protocol.ErrNodeUnavailable, "%s %q: no kvmesh node serves the store's subjects", op, key)
@@ -341,5 +395,22 @@ func (c *Client) reply(op, key string, m *nats.Msg, err error) (*nats.Msg, error
 		n, _ := strconv.Atoi(code)
 		return nil, protocol.FromWire(n, m.Header.Get(protocol.HdrError), m.Header.Get(protocol.HdrServiceError))
 	}
-	return m, nil
+	a := &answer{ctx: m.Header.Get(protocol.HdrContext), node: m.Header.Get(protocol.HdrNode)}
+	if op != protocol.OpGet {
+		return a, nil
+	}
+	a.siblings = 1
+	if s := m.Header.Get(protocol.HdrSiblings); s != "" {
+		if a.siblings, err = strconv.Atoi(s); err != nil || a.siblings < 1 {
+			return nil, protocol.Errorf(protocol.ErrMalformed, "get %q: bad %s header %q", key, protocol.HdrSiblings, s)
+		}
+	}
+	if a.siblings == 1 {
+		a.values = [][]byte{m.Data}
+		return a, nil
+	}
+	if a.values, err = protocol.DecodeSiblings(m.Data); err != nil {
+		return nil, fmt.Errorf("get %q: %w", key, err)
+	}
+	return a, nil
 }

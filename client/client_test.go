@@ -74,7 +74,9 @@ func fakeStoreRing(t *testing.T, subject string, ring func() []byte, handle func
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.Connect(srv.ClientURL(), append([]client.Option{client.WithTimeout(5 * time.Second)}, opts...)...)
+	// The fakes answer single requests; batching is tested against real
+	// nodes (batch_test.go).
+	c, err := client.Connect(srv.ClientURL(), append([]client.Option{client.WithTimeout(5 * time.Second), client.WithBatching(false)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

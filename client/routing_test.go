@@ -180,3 +180,22 @@ func TestFirstFetchIsBoundedByTheCall(t *testing.T) {
 	}
 	want(t, seen, "kvmesh.kv.node.fake.put.user.42")
 }
+
+// A batch that finds no responders reached no node: each of its calls
+// goes again as a single request, to the next owner, and succeeds.
+func TestBatchWithNoRespondersFallsBackToSingleRequests(t *testing.T) {
+	seen, handle := recorder()
+	tb := table(t, []string{"down1", "other", "fake"}, "down1", "other")
+	// The fake serves single requests for the queue group and node
+	// "other" only: the batch to down1 has no responders.
+	c := fakeStoreRing(t, "kvmesh.kv.put kvmesh.kv.put.> kvmesh.kv.node.other.put.>", func() []byte { return tb }, handle, client.WithBatching(true))
+	if _, err := c.Put(context.Background(), "user.42", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	want(t, seen, "kvmesh.kv.node.other.put.user.42")
+	// A key that is not subject-safe has no node subject: the queue group.
+	if _, err := c.Put(context.Background(), "a b", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	want(t, seen, "kvmesh.kv.put")
+}

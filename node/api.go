@@ -19,8 +19,9 @@ import (
 // "<prefix>.kv.<op>" with the key in the Kvmesh-Key header for any other
 // key, and "<prefix>.kv.node.<id>.<op>.<key>" for clients that address
 // this node directly (the one they are connected to, or an owner of the
-// key). "<prefix>.kv.ring" answers with the placement table such clients
-// route by.
+// key); "<prefix>.kv.node.<id>.batch" takes a batch of operations on
+// any keys addressed to this node (see batch.go). "<prefix>.kv.ring"
+// answers with the placement table such clients route by.
 func (n *Node) serveClients() error {
 	svc, err := micro.AddService(n.nc, micro.Config{
 		Name:        "kvmesh",
@@ -45,6 +46,9 @@ func (n *Node) serveClients() error {
 			return fmt.Errorf("client api %s: %w", op, err)
 		}
 	}
+	if err := svc.AddEndpoint(opBatch, micro.HandlerFunc(n.serveBatch), micro.WithEndpointSubject(n.subjects.KVNodeBatch(n.cfg.ID))); err != nil {
+		return fmt.Errorf("client api %s: %w", opBatch, err)
+	}
 	if err := svc.AddEndpoint(opRing, micro.HandlerFunc(n.serveRing), micro.WithEndpointSubject(n.subjects.Ring())); err != nil {
 		return fmt.Errorf("client api %s: %w", opRing, err)
 	}
@@ -61,6 +65,7 @@ var allowedHeaders = map[string][]string{
 	protocol.OpPut: {protocol.HdrKey, protocol.HdrW, protocol.HdrContext},
 	protocol.OpDel: {protocol.HdrKey, protocol.HdrW, protocol.HdrContext},
 	opRing:         nil,
+	opBatch:        nil,
 }
 
 // checkHeaders refuses the Kvmesh-* headers op does not understand.
@@ -129,61 +134,118 @@ func (n *Node) handler(op string) func(micro.Request) {
 				n.respondError(reply, protocol.Errorf(protocol.ErrInternal, "panic: %v", r))
 			}
 		}()
-		if int(n.inflight.Add(1)) > n.cfg.MaxInflight {
-			n.inflight.Add(-1)
-			n.respondError(reply, protocol.Errorf(protocol.ErrOverloaded, "node %s coordinates %d requests already", n.cfg.ID, n.cfg.MaxInflight))
-			return
-		}
 		if err := n.serve(op, req, reply); err != nil {
-			n.inflight.Add(-1)
 			n.respondError(reply, err)
 		}
 	}
 }
 
+// clientOp is one client operation as a request or a batch item carries
+// it, before validation: the quorum (R or W) and the causal context are
+// the text of the Kvmesh-R/W and Kvmesh-Context headers.
+type clientOp struct {
+	op     string // protocol.OpGet, OpPut or OpDel
+	key    string
+	value  []byte // a put's value; the caller's buffer, copied if kept
+	quorum string
+	ctx    string
+}
+
+// clientDone receives the outcome of a started clientOp: a get's object
+// (nil: absent) or a write's new clock, or the error.
+type clientDone struct {
+	get   func(*protocol.Object, error)
+	write func(protocol.Clock, error)
+}
+
 // serve starts op; an error means it did not start and nothing changed.
 func (n *Node) serve(op string, req micro.Request, reply string) error {
 	hdr := nats.Header(req.Headers())
-	if err := checkHeaders(op, hdr); err != nil {
+	if err := n.admit(); err != nil {
 		return err
 	}
-	key, err := n.requestKey(op, req.Subject(), hdr)
+	err := checkHeaders(op, hdr)
+	var key string
+	if err == nil {
+		key, err = n.requestKey(op, req.Subject(), hdr)
+	}
+	if err == nil {
+		q := protocol.HdrW
+		if op == protocol.OpGet {
+			q = protocol.HdrR
+		}
+		err = n.startClientOp(clientOp{op: op, key: key, value: req.Data(), quorum: hdr.Get(q), ctx: hdr.Get(protocol.HdrContext)}, clientDone{
+			get: func(obj *protocol.Object, err error) {
+				if err != nil {
+					n.respondError(reply, err)
+					return
+				}
+				n.respondGet(reply, obj)
+			},
+			write: func(ctx protocol.Clock, err error) {
+				if err != nil {
+					n.respondError(reply, err)
+					return
+				}
+				h := nats.Header{protocol.HdrNode: {n.cfg.ID}}
+				if c := protocol.EncodeContext(ctx); c != "" {
+					h.Set(protocol.HdrContext, c)
+				}
+				_ = n.nc.PublishMsg(&nats.Msg{Subject: reply, Header: h})
+			},
+		})
+	}
 	if err != nil {
+		n.inflight.Add(-1)
+	}
+	return err
+}
+
+// admit counts one more client operation in flight, or refuses it with
+// ErrOverloaded when MaxInflight are already. An admitted operation is
+// released by startClientOp's completion, or by the caller when it did
+// not start.
+func (n *Node) admit() error {
+	if int(n.inflight.Add(1)) > n.cfg.MaxInflight {
+		n.inflight.Add(-1)
+		return protocol.Errorf(protocol.ErrOverloaded, "node %s coordinates %d requests already", n.cfg.ID, n.cfg.MaxInflight)
+	}
+	return nil
+}
+
+// startClientOp validates o and starts it: the single-request and the
+// batched paths share it, so an operation means the same either way. On
+// success exactly one of done's functions is called once, after the
+// admission is released; an error means nothing started and nothing
+// changed, and the caller releases the admission.
+func (n *Node) startClientOp(o clientOp, done clientDone) error {
+	if err := protocol.ValidateKey(o.key); err != nil {
 		return err
 	}
-	if op == protocol.OpGet {
-		need, err := protocol.ParseQuorum(hdr.Get(protocol.HdrR), n.cfg.Replicas)
+	if o.op == protocol.OpGet {
+		if o.ctx != "" {
+			return protocol.Errorf(protocol.ErrInvalidOption, "unknown header %q for %s", protocol.HdrContext, o.op)
+		}
+		need, err := protocol.ParseQuorum(o.quorum, n.cfg.Replicas)
 		if err != nil {
 			return fmt.Errorf("r: %w", err)
 		}
-		return n.startGet(key, need, func(obj *protocol.Object, err error) {
-			defer n.inflight.Add(-1)
-			if err != nil {
-				n.respondError(reply, err)
-				return
-			}
-			n.respondGet(reply, obj)
+		return n.startGet(o.key, need, func(obj *protocol.Object, err error) {
+			n.inflight.Add(-1)
+			done.get(obj, err)
 		})
 	}
-	need, err := protocol.ParseQuorum(hdr.Get(protocol.HdrW), n.cfg.Replicas)
+	need, err := protocol.ParseQuorum(o.quorum, n.cfg.Replicas)
 	if err != nil {
 		return fmt.Errorf("w: %w", err)
 	}
-	ctx, err := protocol.DecodeContext(hdr.Get(protocol.HdrContext))
+	ctx, err := protocol.DecodeContext(o.ctx)
 	if err != nil {
 		return err
 	}
-	return n.startWrite(key, req.Data(), op == protocol.OpDel, ctx, need, func(ctx protocol.Clock, err error) {
-		defer n.inflight.Add(-1)
-		if err != nil {
-			n.respondError(reply, err)
-			return
-		}
-		h := nats.Header{protocol.HdrNode: {n.cfg.ID}}
-		if c := protocol.EncodeContext(ctx); c != "" {
-			h.Set(protocol.HdrContext, c)
-		}
-		_ = n.nc.PublishMsg(&nats.Msg{Subject: reply, Header: h})
+	return n.startWrite(o.key, o.value, o.op == protocol.OpDel, ctx, need, func(ctx protocol.Clock, err error) {
+		n.inflight.Add(-1)
+		done.write(ctx, err)
 	})
 }
 

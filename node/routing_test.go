@@ -70,7 +70,7 @@ func TestRoutingSendsEachRequestToAnOwner(t *testing.T) {
 	for _, i := range []int{0, 3} {
 		connected := c.cfgs[i].ID
 		seen := c.wiretap(i)
-		cl := c.client(i)
+		cl := c.client(i, client.WithBatching(false)) // the wiretap reads single-request subjects
 		owned := 0
 		for k := range 60 {
 			key := fmt.Sprintf("route.%d.%d", i, k)
@@ -105,7 +105,7 @@ func TestRoutingSendsEachRequestToAnOwner(t *testing.T) {
 	// Control: without routing the same wiretap sees requests go to the
 	// connected node whether it owns the key or not.
 	seen := c.wiretap(1)
-	cl := c.client(1, client.WithRouting(false))
+	cl := c.client(1, client.WithRouting(false), client.WithBatching(false))
 	nonOwner := 0
 	for k := range 30 {
 		key := fmt.Sprintf("unrouted.%d", k)
@@ -281,7 +281,7 @@ func TestHostileTableIsIgnored(t *testing.T) {
 	self := c.cfgs[0].ID
 	fellBack := 0
 	for k := range 3 * len(hostile) {
-		cl := c.client(0)
+		cl := c.client(0, client.WithBatching(false)) // the wiretap reads single-request subjects
 		// A key n1 does not own: routed, it goes to an owner; without a
 		// table, to n1.
 		var key string

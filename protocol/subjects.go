@@ -65,6 +65,13 @@ func (s Subjects) KVNodeWildcard(id, op string) string {
 	return s.Prefix + ".kv.node." + id + "." + op + ".>"
 }
 
+// KVNodeBatch is the subject of a batch of client operations addressed
+// to node id: "<prefix>.kv.node.<id>.batch". The body is a ClientBatch
+// (keys travel in it, so any valid key can be batched) and the node
+// answers with ClientBatchReply messages. It cannot clash with KVNode,
+// whose subjects have at least one token after the operation.
+func (s Subjects) KVNodeBatch(id string) string { return s.Prefix + ".kv.node." + id + ".batch" }
+
 // Ring is the subject of the placement endpoint: "<prefix>.kv.ring". Every
 // node serves it in the queue group and answers with the store's
 // placement table as JSON (see Placement), whatever the payload. It lives

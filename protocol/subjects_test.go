@@ -234,3 +234,21 @@ func TestRingSubjectIsNoKeyRequest(t *testing.T) {
 		}
 	}
 }
+
+func TestKVNodeBatchSubject(t *testing.T) {
+	s, _ := NewSubjects("")
+	if got, want := s.KVNodeBatch("n1"), "kvmesh.kv.node.n1.batch"; got != want {
+		t.Fatalf("KVNodeBatch = %q, want %q", got, want)
+	}
+	o, _ := NewSubjects("acme.store")
+	if got, want := o.KVNodeBatch("n-2"), "acme.store.kv.node.n-2.batch"; got != want {
+		t.Fatalf("KVNodeBatch = %q, want %q", got, want)
+	}
+	// No operation's node subject covers it: a batch is never taken for
+	// a single request on a key, nor the other way round.
+	for _, op := range []string{OpGet, OpPut, OpDel} {
+		if _, err := s.KeyFromSubject(op, s.KVNodeBatch("n1"), "n1"); err == nil {
+			t.Errorf("%s: the batch subject parses as a request", op)
+		}
+	}
+}

@@ -1,0 +1,404 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/kvmesh/kvmesh/protocol"
+)
+
+// Pipelining: the calls a client sends to a named node queue per node,
+// and one sender goroutine per node publishes whatever is queued as one
+// message on the node's batch subject (Subjects.KVNodeBatch), with a
+// reply subject under one wildcard inbox of the client. The node answers
+// the items by tag, gets in one reply and writes in another, and the
+// inbox's handler hands each result to the call waiting for it. There is
+// no timer: a lone call goes out at once, and calls queued while a batch
+// is being sent go out together in the next one, as node/outbox.go does
+// between nodes.
+
+const (
+	// maxBatchedValue is the largest value a put sends in a batch; a
+	// larger one goes as a request of its own, so one big value does not
+	// hold up the small ones queued behind it.
+	maxBatchedValue = 64 << 10
+	// batchItemOverhead bounds what an item adds to a batch beyond its
+	// key, value, quorum and context: its map, tag and field names.
+	batchItemOverhead = 48
+	// batchHeadroom is what the payload budget of a batch leaves under
+	// the connection's max payload, for the envelope.
+	batchHeadroom = 4 << 10
+)
+
+// Waiter states: the sender takes a queued call to send it, the caller
+// abandons it when its context ends first; whoever comes first decides.
+const (
+	waitQueued int32 = iota
+	waitTaken
+	waitAbandoned
+)
+
+// batches is a Client's pipelining: the per-node senders, the inbox
+// subscription and the calls waiting for results. It starts a sender on
+// first use of a node and close stops them all. Safe for concurrent use.
+type batches struct {
+	c    *Client
+	stop chan struct{} // closed by close
+	wg   sync.WaitGroup
+
+	mu      sync.Mutex // guards the fields below and wg.Add; taken before sender.mu
+	closed  bool
+	senders map[string]*sender
+	sub     *nats.Subscription // the inbox; nil until first use
+	inbox   string             // its prefix; a batch replies to inbox.<batch tag>
+	nextTag uint64             // item and batch tags, from 1 (0 is "the whole batch")
+	waiting map[uint64]*waiter // item tag -> call, once sent
+	sent    map[uint64]*sentBatch
+}
+
+// waiter is one call in a batch.
+type waiter struct {
+	item  protocol.ClientItem
+	size  int // estimated encoded size
+	state atomic.Int32
+	batch uint64       // the batch tag, once sent
+	done  chan outcome // capacity 1: one outcome per call
+}
+
+// outcome is what a call gets: its result from node from, or an error of
+// the whole batch, or noResponders when no node took the batch.
+type outcome struct {
+	res          protocol.ClientResult
+	from         string
+	err          error
+	noResponders bool
+}
+
+// sentBatch is a batch waiting for results.
+type sentBatch struct {
+	calls []*waiter
+	left  int
+}
+
+// sender queues the calls for one node; its goroutine sends them.
+type sender struct {
+	b    *batches
+	node string
+	wake chan struct{} // capacity 1: "there is something to send"
+
+	mu    sync.Mutex
+	queue []*waiter
+}
+
+func newBatches(c *Client) *batches {
+	return &batches{c: c, stop: make(chan struct{}), senders: map[string]*sender{},
+		waiting: map[uint64]*waiter{}, sent: map[uint64]*sentBatch{}}
+}
+
+// batchable reports whether a call with these headers can be batched:
+// a batch item carries only the quorum of its op and a write's context.
+// Any other header goes as a single request, which the node refuses
+// exactly as it always has.
+func batchable(op string, hdr nats.Header) bool {
+	for name := range hdr {
+		switch {
+		case name == protocol.HdrR && op == protocol.OpGet:
+		case (name == protocol.HdrW || name == protocol.HdrContext) && op != protocol.OpGet:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// do sends one call to node to in a batch and waits for its result or
+// ctx. fallback reports that the batch reached no node (no responders):
+// nothing was done and the caller may send the call elsewhere.
+func (b *batches) do(ctx context.Context, to, op, key string, value []byte, hdr nats.Header) (a *answer, err error, fallback bool) {
+	it := protocol.ClientItem{Key: key}
+	switch op {
+	case protocol.OpGet:
+		it.Op, it.Quorum = protocol.BatchGet, hdr.Get(protocol.HdrR)
+	case protocol.OpPut:
+		it.Op, it.Quorum, it.Context, it.Value = protocol.BatchPut, hdr.Get(protocol.HdrW), hdr.Get(protocol.HdrContext), value
+	default:
+		it.Op, it.Quorum, it.Context = protocol.BatchDel, hdr.Get(protocol.HdrW), hdr.Get(protocol.HdrContext)
+	}
+	w := &waiter{item: it, done: make(chan outcome, 1),
+		size: batchItemOverhead + len(it.Key) + len(it.Value) + len(it.Quorum) + len(it.Context)}
+
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil, fmt.Errorf("%s %q: %w", op, key, nats.ErrConnectionClosed), false
+	}
+	if b.sub == nil {
+		inbox := b.c.nc.NewInbox()
+		sub, err := b.c.nc.Subscribe(inbox+".*", b.onReply)
+		if err != nil {
+			b.mu.Unlock()
+			return nil, fmt.Errorf("%s %q: %w", op, key, err), false
+		}
+		b.sub, b.inbox = sub, inbox
+	}
+	b.nextTag++
+	w.item.Tag = b.nextTag
+	s := b.senders[to]
+	if s == nil {
+		s = &sender{b: b, node: to, wake: make(chan struct{}, 1)}
+		b.senders[to] = s
+		b.wg.Add(1)
+		go s.run()
+	}
+	// Queue under b.mu: a sender stops only after close set closed, so
+	// its last failQueued sees this call.
+	s.mu.Lock()
+	s.queue = append(s.queue, w)
+	s.mu.Unlock()
+	b.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+
+	select {
+	case o := <-w.done:
+		if o.noResponders {
+			return nil, nil, true
+		}
+		a, err := o.answer(op, key)
+		return a, err, false
+	case <-ctx.Done():
+		if !w.state.CompareAndSwap(waitQueued, waitAbandoned) {
+			b.forget(w) // sent: the result, if any, is dropped
+		}
+		return nil, fmt.Errorf("%s %q: %w", op, key, ctx.Err()), false
+	}
+}
+
+// answer turns an outcome into the call's result, as Client.answer does
+// for a single request's reply.
+func (o *outcome) answer(op, key string) (*answer, error) {
+	switch {
+	case errors.Is(o.err, nats.ErrMaxPayload):
+		return nil, protocol.Errorf(protocol.ErrValueTooLarge, "%s %q: %v", op, key, o.err)
+	case o.err != nil:
+		return nil, fmt.Errorf("%s %q: %w", op, key, o.err)
+	}
+	if err := o.res.Error(); err != nil {
+		return nil, err
+	}
+	a := &answer{ctx: o.res.Context, node: o.from}
+	if op != protocol.OpGet {
+		return a, nil
+	}
+	a.siblings, a.values = o.res.Siblings, o.res.Values
+	if a.siblings < 1 || len(a.values) != a.siblings {
+		return nil, protocol.Errorf(protocol.ErrMalformed, "get %q: %d values for %d siblings", key, len(a.values), a.siblings)
+	}
+	return a, nil
+}
+
+func (s *sender) run() {
+	defer s.b.wg.Done()
+	for {
+		select {
+		case <-s.b.stop:
+			s.failQueued()
+			return
+		case <-s.wake:
+		}
+		for {
+			calls := s.take()
+			if len(calls) == 0 {
+				break
+			}
+			s.b.flush(s.node, calls)
+		}
+	}
+}
+
+// take removes from the queue the calls of the next batch: up to
+// MaxClientBatch within the payload budget (at least one), skipping the
+// abandoned ones.
+func (s *sender) take() []*waiter {
+	budget := int(s.b.c.nc.MaxPayload()) - batchHeadroom
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var calls []*waiter
+	size, i := 0, 0
+	for ; i < len(s.queue) && len(calls) < protocol.MaxClientBatch; i++ {
+		w := s.queue[i]
+		if len(calls) > 0 && size+w.size > budget {
+			break
+		}
+		if !w.state.CompareAndSwap(waitQueued, waitTaken) {
+			continue // its caller gave up
+		}
+		calls = append(calls, w)
+		size += w.size
+	}
+	n := copy(s.queue, s.queue[i:])
+	clear(s.queue[n:])
+	s.queue = s.queue[:n]
+	return calls
+}
+
+func (s *sender) failQueued() {
+	s.mu.Lock()
+	q := s.queue
+	s.queue = nil
+	s.mu.Unlock()
+	for _, w := range q {
+		if w.state.CompareAndSwap(waitQueued, waitTaken) {
+			w.done <- outcome{err: errClosed}
+		}
+	}
+}
+
+// errClosed fails the calls a closing client had not answered.
+var errClosed = fmt.Errorf("client closed: %w", nats.ErrConnectionClosed)
+
+// flush sends calls to node as one batch.
+func (b *batches) flush(node string, calls []*waiter) {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		for _, w := range calls {
+			w.done <- outcome{err: errClosed}
+		}
+		return
+	}
+	b.nextTag++
+	tag := b.nextTag
+	b.sent[tag] = &sentBatch{calls: calls, left: len(calls)}
+	items := make([]protocol.ClientItem, len(calls))
+	for i, w := range calls {
+		w.batch = tag
+		b.waiting[w.item.Tag] = w
+		items[i] = w.item
+	}
+	reply := b.inbox + "." + strconv.FormatUint(tag, 10)
+	b.mu.Unlock()
+	data, err := protocol.EncodeClientBatch(&protocol.ClientBatch{V: protocol.Version, Items: items})
+	if err == nil {
+		err = b.c.nc.PublishMsg(&nats.Msg{Subject: b.c.subjects.KVNodeBatch(node), Reply: reply, Data: data})
+	}
+	if err != nil {
+		b.finish(tag, outcome{err: err})
+	}
+}
+
+// onReply takes a reply on the inbox: results go to their calls by tag;
+// a no-responders status or an error for the whole batch (tag 0) to
+// every call of the batch still waiting. It never blocks.
+func (b *batches) onReply(m *nats.Msg) {
+	tag, err := strconv.ParseUint(m.Subject[strings.LastIndexByte(m.Subject, '.')+1:], 10, 64)
+	if err != nil {
+		return
+	}
+	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+		b.finish(tag, outcome{noResponders: true})
+		return
+	}
+	r, err := protocol.DecodeClientBatchReply(m.Data)
+	if err != nil {
+		b.finish(tag, outcome{err: err})
+		return
+	}
+	for _, res := range r.Results {
+		o := outcome{res: res, from: r.From}
+		if res.Tag == 0 {
+			if o.res.Code == 0 { // tag 0 only ever carries an error
+				o.res = protocol.ClientResultError(0, protocol.Errorf(protocol.ErrMalformed, "result without tag"))
+			}
+			b.finish(tag, o)
+			continue
+		}
+		b.deliver(tag, o)
+	}
+}
+
+// deliver hands o to the call of its tag in batch tag, if it waits.
+func (b *batches) deliver(batch uint64, o outcome) {
+	b.mu.Lock()
+	w := b.waiting[o.res.Tag]
+	if w == nil || w.batch != batch {
+		b.mu.Unlock()
+		return
+	}
+	b.remove(w)
+	b.mu.Unlock()
+	w.done <- o
+}
+
+// finish hands o to every call of batch tag still waiting.
+func (b *batches) finish(tag uint64, o outcome) {
+	b.mu.Lock()
+	sb := b.sent[tag]
+	if sb == nil {
+		b.mu.Unlock()
+		return
+	}
+	var calls []*waiter
+	for _, w := range sb.calls {
+		if b.waiting[w.item.Tag] == w {
+			b.remove(w)
+			calls = append(calls, w)
+		}
+	}
+	b.mu.Unlock()
+	for _, w := range calls {
+		w.done <- o
+	}
+}
+
+// forget removes a call whose caller gave up.
+func (b *batches) forget(w *waiter) {
+	b.mu.Lock()
+	if b.waiting[w.item.Tag] == w {
+		b.remove(w)
+	}
+	b.mu.Unlock()
+}
+
+// remove drops w from the waiting calls and its batch; b.mu is held.
+func (b *batches) remove(w *waiter) {
+	delete(b.waiting, w.item.Tag)
+	if sb := b.sent[w.batch]; sb != nil {
+		if sb.left--; sb.left == 0 {
+			delete(b.sent, w.batch)
+		}
+	}
+}
+
+// close stops the senders and the inbox; the calls still queued or
+// waiting fail. It is idempotent and returns when the senders are done.
+func (b *batches) close() {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return
+	}
+	b.closed = true
+	close(b.stop)
+	b.mu.Unlock()
+	b.wg.Wait()
+	b.mu.Lock()
+	sub, waiting := b.sub, b.waiting
+	b.waiting, b.sent = map[uint64]*waiter{}, map[uint64]*sentBatch{}
+	b.mu.Unlock()
+	if sub != nil {
+		_ = sub.Unsubscribe()
+	}
+	for _, w := range waiting {
+		w.done <- outcome{err: errClosed}
+	}
+}

@@ -1,0 +1,154 @@
+package node
+
+import (
+	"errors"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/kvmesh/kvmesh/protocol"
+)
+
+// opBatch names the batch endpoint among the operations.
+const opBatch = "batch"
+
+// serveBatch serves a batch of client operations addressed to this node
+// (Subjects.KVNodeBatch): the Go client sends the calls it has queued
+// for one node in one message, so NATS's per-message cost is paid once
+// per batch. Each item is admitted, validated and started exactly as a
+// single request (startClientOp); an item that fails to start gets its
+// own error result and the others go on. The gets are answered together
+// in one reply when the last one is done, the puts and deletes in another
+// (they start together and end in the same group commits), as replica
+// RPC replies are. A message that does not decode gets one result with
+// tag 0 and the error. It never blocks.
+func (n *Node) serveBatch(req micro.Request) {
+	reply := req.Reply()
+	if reply == "" {
+		return
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			n.log.Error("panic serving client batch", "panic", r)
+			n.publishBatch(reply, []protocol.ClientResult{protocol.ClientResultError(0, protocol.Errorf(protocol.ErrInternal, "panic: %v", r))})
+		}
+	}()
+	if err := checkHeaders(opBatch, nats.Header(req.Headers())); err != nil {
+		n.publishBatch(reply, []protocol.ClientResult{protocol.ClientResultError(0, err)})
+		return
+	}
+	b, err := protocol.DecodeClientBatch(req.Data())
+	if err != nil {
+		n.publishBatch(reply, []protocol.ClientResult{protocol.ClientResultError(0, err)})
+		return
+	}
+	var gets int
+	for i := range b.Items {
+		if b.Items[i].Op == protocol.BatchGet {
+			gets++
+		}
+	}
+	gb := &clientReplies{n: n, reply: reply, left: gets, results: make([]protocol.ClientResult, 0, gets)}
+	wb := &clientReplies{n: n, reply: reply, left: len(b.Items) - gets, results: make([]protocol.ClientResult, 0, len(b.Items)-gets)}
+	for i := range b.Items {
+		it := &b.Items[i]
+		rb := wb
+		if it.Op == protocol.BatchGet {
+			rb = gb
+		}
+		n.serveBatchItem(it, rb.add)
+	}
+}
+
+// batchOps maps the batch item ops to the client operations.
+var batchOps = map[uint8]string{protocol.BatchGet: protocol.OpGet, protocol.BatchPut: protocol.OpPut, protocol.BatchDel: protocol.OpDel}
+
+// serveBatchItem starts one item; add gets its result exactly once.
+func (n *Node) serveBatchItem(it *protocol.ClientItem, add func(protocol.ClientResult)) {
+	tag := it.Tag
+	if err := n.admit(); err != nil {
+		add(protocol.ClientResultError(tag, err))
+		return
+	}
+	o := clientOp{op: batchOps[it.Op], key: it.Key, value: it.Value, quorum: it.Quorum, ctx: it.Context}
+	err := n.startClientOp(o, clientDone{
+		get: func(obj *protocol.Object, err error) { add(n.getResult(tag, obj, err)) },
+		write: func(ctx protocol.Clock, err error) {
+			if err != nil {
+				add(protocol.ClientResultError(tag, err))
+				return
+			}
+			add(protocol.ClientResult{Tag: tag, Context: protocol.EncodeContext(ctx)})
+		},
+	})
+	if err != nil {
+		n.inflight.Add(-1)
+		add(protocol.ClientResultError(tag, err))
+	}
+}
+
+// getResult is respondGet's answer as a batch result: the live values and
+// their count, or ErrKeyNotFound; the causal context either way.
+func (n *Node) getResult(tag uint64, obj *protocol.Object, err error) protocol.ClientResult {
+	if err != nil {
+		return protocol.ClientResultError(tag, err)
+	}
+	var live []protocol.Sibling
+	var ctx string
+	if obj != nil {
+		live = obj.Live()
+		ctx = protocol.EncodeContext(obj.Clock)
+	}
+	if len(live) == 0 {
+		r := protocol.ClientResultError(tag, protocol.ErrKeyNotFound)
+		r.Context = ctx
+		return r
+	}
+	vals := make([][]byte, len(live))
+	for i, s := range live {
+		vals[i] = s.Value
+	}
+	return protocol.ClientResult{Tag: tag, Context: ctx, Siblings: len(live), Values: vals}
+}
+
+// clientReplies collects the results of one kind of a batch and publishes
+// them in one reply when the last one is in.
+type clientReplies struct {
+	n       *Node
+	reply   string
+	mu      sync.Mutex
+	left    int
+	results []protocol.ClientResult
+}
+
+func (b *clientReplies) add(r protocol.ClientResult) {
+	b.mu.Lock()
+	b.results = append(b.results, r)
+	b.left--
+	last := b.left == 0
+	b.mu.Unlock()
+	if last {
+		b.n.publishBatch(b.reply, b.results)
+	}
+}
+
+// publishBatch publishes results to reply, in as many messages as the
+// payload limit needs (the client matches results by tag, whatever
+// message they come in); a result that does not fit alone is replaced by
+// ErrValueTooLarge, as a single get's reply would be.
+func (n *Node) publishBatch(reply string, results []protocol.ClientResult) {
+	data, _ := protocol.EncodeClientBatchReply(&protocol.ClientBatchReply{V: protocol.Version, From: n.cfg.ID, Results: results})
+	err := n.nc.Publish(reply, data)
+	if !errors.Is(err, nats.ErrMaxPayload) {
+		return
+	}
+	if len(results) > 1 {
+		half := len(results) / 2
+		n.publishBatch(reply, results[:half])
+		n.publishBatch(reply, results[half:])
+		return
+	}
+	n.publishBatch(reply, []protocol.ClientResult{protocol.ClientResultError(results[0].Tag,
+		protocol.Errorf(protocol.ErrValueTooLarge, "reply does not fit: %v", err))})
+}
