@@ -2,7 +2,6 @@ package node
 
 import (
 	"errors"
-	"sync"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -49,8 +48,9 @@ func (n *Node) serveBatch(req micro.Request) {
 			gets++
 		}
 	}
-	gb := &clientReplies{n: n, reply: reply, left: gets, results: make([]protocol.ClientResult, 0, gets)}
-	wb := &clientReplies{n: n, reply: reply, left: len(b.Items) - gets, results: make([]protocol.ClientResult, 0, len(b.Items)-gets)}
+	publish := func(results []protocol.ClientResult) { n.publishBatch(reply, results) }
+	gb := newCollector(gets, publish)
+	wb := newCollector(len(b.Items)-gets, publish)
 	for i := range b.Items {
 		it := &b.Items[i]
 		rb := wb
@@ -110,27 +110,6 @@ func (n *Node) getResult(tag uint64, obj *protocol.Object, err error) protocol.C
 		vals[i] = s.Value
 	}
 	return protocol.ClientResult{Tag: tag, Context: ctx, Siblings: len(live), Values: vals}
-}
-
-// clientReplies collects the results of one kind of a batch and publishes
-// them in one reply when the last one is in.
-type clientReplies struct {
-	n       *Node
-	reply   string
-	mu      sync.Mutex
-	left    int
-	results []protocol.ClientResult
-}
-
-func (b *clientReplies) add(r protocol.ClientResult) {
-	b.mu.Lock()
-	b.results = append(b.results, r)
-	b.left--
-	last := b.left == 0
-	b.mu.Unlock()
-	if last {
-		b.n.publishBatch(b.reply, b.results)
-	}
 }
 
 // publishBatch publishes results to reply, in as many messages as the

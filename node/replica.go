@@ -36,8 +36,9 @@ func (n *Node) HandleRequest(data []byte, respond func([]byte)) {
 			writes++
 		}
 	}
-	rb := newReplyBatch(n, respond, reads)
-	wb := newReplyBatch(n, respond, writes)
+	reply := func(results []protocol.Result) { respond(n.encodeReply(results)) }
+	rb := newCollector(reads, reply)
+	wb := newCollector(writes, reply)
 	for i := range req.Items {
 		it := &req.Items[i]
 		switch it.Op {
@@ -46,13 +47,9 @@ func (n *Node) HandleRequest(data []byte, respond func([]byte)) {
 		case protocol.RPCWrite:
 			n.serveItem(req.From, it, wb.add)
 		default:
-			n.serveItem(req.From, it, newReplyBatch(n, respond, 1).add)
+			n.serveItem(req.From, it, newCollector(1, reply).add)
 		}
 	}
-}
-
-func newReplyBatch(n *Node, respond func([]byte), items int) *replyBatch {
-	return &replyBatch{n: n, respond: respond, left: items, results: make([]protocol.Result, 0, items)}
 }
 
 func (n *Node) serveItem(from string, it *protocol.Item, add func(protocol.Result)) {
@@ -109,24 +106,28 @@ func (n *Node) serveItem(from string, it *protocol.Item, add func(protocol.Resul
 	}
 }
 
-// replyBatch collects the results of one request's items and sends the
-// reply when the last one is in.
-type replyBatch struct {
-	n       *Node
-	respond func([]byte)
+// collector gathers the results of one message's items and sends them
+// in one reply when the last one is in: replica RPC replies and client
+// batch replies alike.
+type collector[R any] struct {
 	mu      sync.Mutex
 	left    int
-	results []protocol.Result
+	results []R
+	send    func([]R)
 }
 
-func (b *replyBatch) add(r protocol.Result) {
-	b.mu.Lock()
-	b.results = append(b.results, r)
-	b.left--
-	last := b.left == 0
-	b.mu.Unlock()
+func newCollector[R any](items int, send func([]R)) *collector[R] {
+	return &collector[R]{left: items, results: make([]R, 0, items), send: send}
+}
+
+func (c *collector[R]) add(r R) {
+	c.mu.Lock()
+	c.results = append(c.results, r)
+	c.left--
+	last := c.left == 0
+	c.mu.Unlock()
 	if last {
-		b.respond(b.n.encodeReply(b.results))
+		c.send(c.results)
 	}
 }
 
