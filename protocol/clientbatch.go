@@ -257,20 +257,12 @@ func decodeClientBatch(b []byte) (*ClientBatch, error) {
 }
 
 func (d *decoder) clientItems() ([]ClientItem, error) {
-	n, err := d.arrayLen(minClientItemLen)
-	if err != nil {
-		return nil, err
-	}
-	if n <= 0 || n > MaxClientBatch {
-		return nil, Errorf(ErrMalformed, "client batch: %d items, want 1..%d", max(n, 0), MaxClientBatch)
-	}
-	items := make([]ClientItem, n)
-	for i := range items {
-		if err := d.clientItem(&items[i]); err != nil {
-			return nil, err
+	return decodeList(d, minClientItemLen, func(n int) error {
+		if n <= 0 || n > MaxClientBatch {
+			return Errorf(ErrMalformed, "client batch: %d items, want 1..%d", max(n, 0), MaxClientBatch)
 		}
-	}
-	return items, nil
+		return nil
+	}, d.clientItem)
 }
 
 func (d *decoder) clientItem(it *ClientItem) error {
@@ -354,20 +346,12 @@ func decodeClientBatchReply(b []byte) (*ClientBatchReply, error) {
 }
 
 func (d *decoder) clientResults() ([]ClientResult, error) {
-	n, err := d.arrayLen(minResultLen)
-	if err != nil || n < 0 {
-		return nil, err
-	}
-	if n > MaxClientBatch {
-		return nil, Errorf(ErrMalformed, "client batch reply: %d results, limit %d", n, MaxClientBatch)
-	}
-	results := make([]ClientResult, n)
-	for i := range results {
-		if err := d.clientResult(&results[i]); err != nil {
-			return nil, err
+	return decodeList(d, minResultLen, func(n int) error {
+		if n > MaxClientBatch {
+			return Errorf(ErrMalformed, "client batch reply: %d results, limit %d", n, MaxClientBatch)
 		}
-	}
-	return results, nil
+		return nil
+	}, d.clientResult)
 }
 
 func (d *decoder) clientResult(res *ClientResult) error {

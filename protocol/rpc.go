@@ -290,20 +290,12 @@ func decodeRequest(b []byte) (*Request, error) {
 }
 
 func (d *decoder) items() ([]Item, error) {
-	n, err := d.arrayLen(minItemLen)
-	if err != nil {
-		return nil, err
-	}
-	if n <= 0 || n > MaxBatch {
-		return nil, Errorf(ErrMalformed, "request: %d items, want 1..%d", max(n, 0), MaxBatch)
-	}
-	items := make([]Item, n)
-	for i := range items {
-		if err := d.item(&items[i]); err != nil {
-			return nil, err
+	return decodeList(d, minItemLen, func(n int) error {
+		if n <= 0 || n > MaxBatch {
+			return Errorf(ErrMalformed, "request: %d items, want 1..%d", max(n, 0), MaxBatch)
 		}
-	}
-	return items, nil
+		return nil
+	}, d.item)
 }
 
 // item decodes one Item and applies every check a handler relies on.
@@ -413,20 +405,12 @@ func decodeReply(b []byte) (*Reply, error) {
 }
 
 func (d *decoder) results() ([]Result, error) {
-	n, err := d.arrayLen(minResultLen)
-	if err != nil || n < 0 {
-		return nil, err
-	}
-	if n > MaxBatch {
-		return nil, Errorf(ErrMalformed, "reply: %d results, limit %d", n, MaxBatch)
-	}
-	results := make([]Result, n)
-	for i := range results {
-		if err := d.result(&results[i]); err != nil {
-			return nil, err
+	return decodeList(d, minResultLen, func(n int) error {
+		if n > MaxBatch {
+			return Errorf(ErrMalformed, "reply: %d results, limit %d", n, MaxBatch)
 		}
-	}
-	return results, nil
+		return nil
+	}, d.result)
 }
 
 func (d *decoder) result(res *Result) error {

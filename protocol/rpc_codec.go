@@ -595,6 +595,30 @@ func (d *decoder) objectOrNil() (*Object, error) {
 	return o, nil
 }
 
+// decodeList reads an array whose elements take at least minLen bytes
+// each (arrayLen refuses a count the bytes left cannot hold), lets check
+// refuse its count (-1 for nil) before anything is allocated, then reads
+// each element with one. nil gives a nil slice.
+func decodeList[T any](d *decoder, minLen int, check func(n int) error, one func(*T) error) ([]T, error) {
+	n, err := d.arrayLen(minLen)
+	if err != nil {
+		return nil, err
+	}
+	if err := check(n); err != nil {
+		return nil, err
+	}
+	if n < 0 {
+		return nil, nil
+	}
+	out := make([]T, n)
+	for i := range out {
+		if err := one(&out[i]); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
 // clock reads a Clock: nil, or an array of dots. The entry limit is
 // checked before allocating; Validate checks the rest.
 func (d *decoder) clock() (Clock, error) {
