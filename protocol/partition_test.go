@@ -11,8 +11,8 @@ import (
 	"testing"
 )
 
-// The key hash is the wire contract between nodes and smart clients. The
-// values are those node/ring's golden test pins; both must hold forever.
+// The key hash is the wire contract between nodes and smart clients: these
+// values must hold forever (a change remaps every key in every cluster).
 func TestPartitionOfGolden(t *testing.T) {
 	for _, tt := range []struct {
 		key                         string

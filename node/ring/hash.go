@@ -10,7 +10,7 @@ import "github.com/kvmesh/kvmesh/protocol"
 // published functions written out in full.
 //
 // The key hash lives in protocol, the one definition nodes and clients
-// share; the golden tests here pin it too. Member ids hash the same way.
+// share, with its golden test. Member ids hash the same way.
 // The partition and score hashes below are the ring's own: no client
 // computes placement, it fetches the table (protocol.Placement).
 
@@ -25,10 +25,6 @@ func mix64(x uint64) uint64 {
 	x ^= x >> 31
 	return x
 }
-
-// keyHash is the stable 64-bit hash of a key that PartitionOf reduces
-// modulo the partition count: protocol.KeyHash.
-func keyHash(key string) uint64 { return protocol.KeyHash(key) }
 
 // PartitionOf returns the partition of key among q partitions, a number in
 // [0, q): protocol.PartitionOf, the definition clients use too. It is a

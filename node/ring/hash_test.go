@@ -4,36 +4,17 @@ import (
 	"fmt"
 	"math"
 	"testing"
+
+	"github.com/kvmesh/kvmesh/protocol"
 )
 
-// The key hash is part of the wire contract: a node on another Go version,
-// or a smart client, must find the same partition. These values are fixed
-// forever; a change here remaps every key in every cluster.
-func TestPartitionOfGolden(t *testing.T) {
-	tests := []struct {
-		key    string
-		hash   uint64
-		q256   int
-		q7     int
-		q1     int
-		q1024  int
-		q65536 int
-	}{
-		{"", 0xf52a15e9a9b5e89b, 155, 5, 0, 155, 59547},
-		{"a", 0x02c0bdbf481420f8, 248, 3, 0, 248, 8440},
-		{"user:1", 0x3290bc1a92ad86c2, 194, 2, 0, 706, 34498},
-		{"user:2", 0x78c78a5c53b3ed30, 48, 2, 0, 304, 60720},
-		{"kvmesh", 0x21fdbc6bceda8ea8, 168, 5, 0, 680, 36520},
-		{"ключ", 0x95f04555fa3bf374, 116, 5, 0, 884, 62324},
-		{"a/b/c?x=1", 0xb0d661d81124bbd1, 209, 5, 0, 977, 48081},
-	}
-	for _, tt := range tests {
-		if got := keyHash(tt.key); got != tt.hash {
-			t.Errorf("keyHash(%q) = %#016x, want %#016x", tt.key, got, tt.hash)
-		}
-		for _, c := range []struct{ q, want int }{{256, tt.q256}, {7, tt.q7}, {1, tt.q1}, {1024, tt.q1024}, {65536, tt.q65536}} {
-			if got := PartitionOf(tt.key, c.q); got != c.want {
-				t.Errorf("PartitionOf(%q, %d) = %d, want %d", tt.key, c.q, got, c.want)
+// The key hash is part of the wire contract, pinned by protocol's golden
+// test; the ring must place keys exactly as protocol.PartitionOf does.
+func TestPartitionOfIsProtocols(t *testing.T) {
+	for _, key := range []string{"", "a", "user:1", "ключ", "a/b/c?x=1"} {
+		for _, q := range []int{1, 7, 256, 1024, 65536} {
+			if got, want := PartitionOf(key, q), protocol.PartitionOf(key, q); got != want {
+				t.Errorf("PartitionOf(%q, %d) = %d, protocol says %d", key, q, got, want)
 			}
 		}
 	}
