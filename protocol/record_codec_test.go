@@ -55,7 +55,7 @@ func compactMarshal(t *testing.T, v any) []byte {
 }
 
 // TestRecordCodecMatchesReflection: the hand-written codec writes the same
-// bytes as the struct tags did, and reads back what it wrote.
+// bytes as the struct tags do, and reads back what it wrote.
 func TestRecordCodecMatchesReflection(t *testing.T) {
 	rng := rand.New(rand.NewSource(1))
 	for i := 0; i < 2000; i++ {
@@ -77,15 +77,15 @@ func TestRecordCodecMatchesReflection(t *testing.T) {
 				o.Siblings = append(o.Siblings, s)
 			}
 		}
-		got, want := compactMarshal(t, o), compactMarshal(t, toRefl(o))
+		got, want := appendObject(nil, o), compactMarshal(t, toRefl(o))
 		if !bytes.Equal(got, want) {
 			t.Fatalf("object %+v:\n custom %x\n tags   %x", o, got, want)
 		}
-		var back Object
-		if err := msgpack.Unmarshal(got, &back); err != nil {
+		back, err := (&decoder{b: got, what: "record"}).objectOrNil()
+		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(compactMarshal(t, &back), got) {
+		if !bytes.Equal(appendObject(nil, back), got) {
 			t.Fatalf("round trip changed %+v into %+v", o, back)
 		}
 	}
@@ -97,10 +97,17 @@ func TestRecordCodecRejectsWrongShapes(t *testing.T) {
 		{0x92, 0x91, 0x93, 0xa1, 'n', 0x01, 0x02, 0x90},       // dot of 3 items
 		{0x92, 0x90, 0x91, 0x92, 0x92, 0xa1, 'n', 0x01, 0xc0}, // sibling of 2 items
 	} {
-		var o Object
-		if err := msgpack.Unmarshal(b, &o); err == nil {
+		if _, err := (&decoder{b: b, what: "record"}).objectOrNil(); err == nil {
 			t.Errorf("%x decoded", b)
 		}
+		if _, err := DecodeObject(append([]byte{recordFormat}, b...)); err == nil {
+			t.Errorf("record %x decoded", b)
+		}
+	}
+	// A dot of the wrong shape in a causal context (msgpack's own path).
+	var c Clock
+	if err := msgpack.Unmarshal([]byte{0x91, 0x93, 0xa1, 'n', 0x01, 0x02}, &c); err == nil {
+		t.Error("a dot of 3 items decoded as a clock entry")
 	}
 }
 
