@@ -225,7 +225,10 @@ func waitCheckpointIdle(t *testing.T, s *Store) {
 	t.Helper()
 	// A write queued now commits after the committer took note of any
 	// checkpoint that ended; the frozen memtable then tells.
-	for {
+	for i := 0; ; i++ {
+		if i == 10000 {
+			t.Fatal("a checkpoint never ended")
+		}
 		if _, err := s.Update(context.Background(), 0, "idle", put("x")); err != nil {
 			t.Fatal(err)
 		}
