@@ -94,7 +94,7 @@ func parseBench(args []string, stderr io.Writer) (benchConfig, error) {
 	fs.DurationVar(&cfg.OverloadDuration, "overload-duration", 3*time.Second, "length of the overload run")
 	fs.IntVar(&cfg.ScaleNodes, "scale-nodes", 5, "nodes of the kvmesh5 store (scale rows)")
 	fs.DurationVar(&cfg.OpTimeout, "op-timeout", 10*time.Second, "timeout of one operation")
-	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "also profile node n1 of a fresh 3-node store under put W=2, C=64, 100 B and write the CPU profile to `FILE` (allocations to FILE.allocs)")
+	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "also profile a fresh 3-node store under put W=2, C=64, 100 B: node n1 to `FILE` (allocations to FILE.allocs), node nK to FILE.nK, the clients to FILE.client, and report CPU time per put of each process")
 	fs.DurationVar(&cfg.ProfileDuration, "profile-duration", 10*time.Second, "length of the profiled put run")
 	fs.BoolVar(&cfg.Quick, "quick", false, "a smoke run of about a minute: shorter windows, fewer keys")
 	fs.StringVar(&cfg.jsonPath, "json", "", "also write the raw results to `FILE` as JSON")

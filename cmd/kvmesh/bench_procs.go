@@ -342,6 +342,10 @@ func cpuTicks() (busy, total uint64, err error) {
 	return busy, total, nil
 }
 
+// clockTicksPerSec is USER_HZ, the unit of /proc's CPU times: 100 on
+// every Linux architecture Go supports.
+const clockTicksPerSec = 100
+
 // procTicks is the CPU time (user+system, clock ticks) pid has used.
 func procTicks(pid int) uint64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))

@@ -80,12 +80,19 @@ type overloadResult struct {
 }
 
 type profileResult struct {
-	Path    string `json:"path"`
-	Allocs  string `json:"allocs"`
-	C       int    `json:"c"`
-	Size    int    `json:"size"`
-	Sample  sample `json:"sample"`
-	Command string `json:"command"`
+	Path    string    `json:"path"`
+	Allocs  string    `json:"allocs"`
+	C       int       `json:"c"`
+	Size    int       `json:"size"`
+	Sample  sample    `json:"sample"`
+	Command string    `json:"command"`
+	CPU     []procCPU `json:"cpu"`
+}
+
+// procCPU is one process's CPU time per operation of the profiled run.
+type procCPU struct {
+	Name        string  `json:"name"`
+	MicrosPerOp float64 `json:"us_per_op"`
 }
 
 // benchHeader records where and how the numbers were taken.
@@ -450,8 +457,17 @@ func writeTable(w io.Writer, rep *benchReport) {
 		fmt.Fprintf(w, "| ratio | %s | %d | %s | %s | | | | | %s |\n", r.Name, r.C, sizeLabel(r.Size), val, verdict(r))
 	}
 	if p := rep.Profile; p != nil {
-		fmt.Fprintf(w, "\nCPU profile of node n1 under put W=2, C=%d, %s (%s ops/s): %s (allocations: %s); read it with `%s`\n",
-			p.C, sizeLabel(p.Size), fmtRate(p.Sample.OpsPerSec), p.Path, p.Allocs, p.Command)
+		fmt.Fprintf(w, "\nCPU profiles under put W=2, C=%d, %s (%s ops/s): node n1 %s (allocations: %s), nodes nK %s.nK, the clients %s.client; read them with `%s`\n",
+			p.C, sizeLabel(p.Size), fmtRate(p.Sample.OpsPerSec), p.Path, p.Allocs, p.Path, p.Path, p.Command)
+		var parts []string
+		total := 0.0
+		for _, c := range p.CPU {
+			parts = append(parts, fmt.Sprintf("%s %.1f", c.Name, c.MicrosPerOp))
+			total += c.MicrosPerOp
+		}
+		if len(parts) > 0 {
+			fmt.Fprintf(w, "\nCPU time per put (us): %s; total %.1f\n", strings.Join(parts, ", "), total)
+		}
 	}
 	fmt.Fprintln(w)
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -502,18 +503,24 @@ func (b *bench) memory(ctx context.Context) (*memResult, error) {
 }
 
 // profile runs puts (W=2, C=64, 100 B) against a fresh 3-node store whose
-// node n1 writes a CPU profile, then stops n1 so that it writes it out.
+// nodes each write a CPU profile (n1 to the given path, nK to path.nK),
+// as this process does for the clients (path.client); it stops the nodes
+// so that they write them out. It also reports each process's CPU time
+// per operation, which says where a put's cost lies across processes.
 func (b *bench) profile(ctx context.Context) (*profileResult, error) {
 	path, err := filepath.Abs(b.cfg.CPUProfile)
 	if err != nil {
 		return nil, err
 	}
 	ks := newKeyspace("p", b.cfg.Keys)
-	cl, d, _, err := b.loadedStore(ctx, "prof", ks, func(i int) []string {
+	nodePath := func(i int) string {
 		if i == 0 {
-			return []string{"--cpuprofile", path}
+			return path
 		}
-		return nil
+		return fmt.Sprintf("%s.n%d", path, i+1)
+	}
+	cl, d, _, err := b.loadedStore(ctx, "prof", ks, func(i int) []string {
+		return []string{"--cpuprofile", nodePath(i)}
 	})
 	if err != nil {
 		return nil, err
@@ -522,18 +529,46 @@ func (b *bench) profile(ctx context.Context) (*profileResult, error) {
 	defer d.close()
 	d.w = "2"
 	c := min(64, ks.n)
-	b.logf("profile: put W=2 C=%d 100 B for %v, node n1 profiled", c, b.cfg.ProfileDuration)
-	s, err := runLoad(ctx, d, ks, loadSpec{kind: kindPut, c: c, val: b.value(100),
-		dur: b.cfg.ProfileDuration, seed: 11, timeout: b.cfg.OpTimeout})
+	b.logf("profile: put W=2 C=%d 100 B for %v, every node and the client profiled", c, b.cfg.ProfileDuration)
+	cf, err := os.Create(path + ".client")
 	if err != nil {
 		return nil, err
 	}
-	b.ps.stop(cl.nodes[0], true, 15*time.Second)
-	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("profile of n1 not written: %w", err)
+	defer cf.Close()
+	before := make([]uint64, len(cl.nodes)+1)
+	before[0] = procTicks(os.Getpid())
+	for i, n := range cl.nodes {
+		before[i+1] = procTicks(n.pid())
 	}
-	return &profileResult{Path: path, Allocs: path + ".allocs", C: c, Size: 100, Sample: s,
-		Command: fmt.Sprintf("go tool pprof -top %s %s", b.exe, path)}, nil
+	if err := pprof.StartCPUProfile(cf); err != nil {
+		return nil, err
+	}
+	s, err := runLoad(ctx, d, ks, loadSpec{kind: kindPut, c: c, val: b.value(100),
+		dur: b.cfg.ProfileDuration, seed: 11, timeout: b.cfg.OpTimeout})
+	pprof.StopCPUProfile()
+	if err != nil {
+		return nil, err
+	}
+	res := &profileResult{Path: path, Allocs: path + ".allocs", C: c, Size: 100, Sample: s,
+		Command: fmt.Sprintf("go tool pprof -top %s %s", b.exe, path)}
+	ops := float64(s.Ops)
+	perOp := func(name string, t0, t1 uint64) {
+		if ops > 0 && t1 >= t0 {
+			res.CPU = append(res.CPU, procCPU{Name: name,
+				MicrosPerOp: float64(t1-t0) * 1e6 / clockTicksPerSec / ops})
+		}
+	}
+	perOp("client", before[0], procTicks(os.Getpid()))
+	for i, n := range cl.nodes {
+		perOp(n.name, before[i+1], procTicks(n.pid()))
+	}
+	for i, n := range cl.nodes {
+		b.ps.stop(n, true, 15*time.Second)
+		if _, err := os.Stat(nodePath(i)); err != nil {
+			return nil, fmt.Errorf("profile of %s not written: %w", n.name, err)
+		}
+	}
+	return res, nil
 }
 
 // measureFsync times n appends of 4 KiB to a file in dir, each followed
