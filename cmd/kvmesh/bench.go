@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,6 +31,7 @@ type benchConfig struct {
 	ScaleNodes       int           `json:"scale_nodes"`
 	OpTimeout        time.Duration `json:"op_timeout_ns"`
 	CPUProfile       string        `json:"cpu_profile,omitempty"`
+	BExe             string        `json:"b_exe,omitempty"`
 	ProfileDuration  time.Duration `json:"profile_duration_ns"`
 	Quick            bool          `json:"quick"`
 
@@ -42,6 +44,7 @@ type benchConfig struct {
 const (
 	sysKvmesh   = "kvmesh"
 	sysKvmesh5  = "kvmesh5"
+	sysKvmeshB  = "kvmesh-b" // kvmesh from --b-exe, for A/B comparisons
 	sysJSSync   = "js-sync"
 	sysJSLazy   = "js-lazy"
 	sysFanout   = "fanout"
@@ -94,6 +97,7 @@ func parseBench(args []string, stderr io.Writer) (benchConfig, error) {
 	fs.DurationVar(&cfg.OverloadDuration, "overload-duration", 3*time.Second, "length of the overload run")
 	fs.IntVar(&cfg.ScaleNodes, "scale-nodes", 5, "nodes of the kvmesh5 store (scale rows)")
 	fs.DurationVar(&cfg.OpTimeout, "op-timeout", 10*time.Second, "timeout of one operation")
+	fs.StringVar(&cfg.BExe, "b-exe", "", "also run system kvmesh-b: the kvmesh cells again, on 3 nodes run from `FILE` (another build of kvmesh), alternating with kvmesh in the same rounds; the table gets kvmesh-b / kvmesh ratios")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "also profile a fresh 3-node store under put W=2, C=64, 100 B: node n1 to `FILE` (allocations to FILE.allocs), node nK to FILE.nK, the clients to FILE.client, and report CPU time per put of each process")
 	fs.DurationVar(&cfg.ProfileDuration, "profile-duration", 10*time.Second, "length of the profiled put run")
 	fs.BoolVar(&cfg.Quick, "quick", false, "a smoke run of about a minute: shorter windows, fewer keys")
@@ -123,6 +127,19 @@ func parseBench(args []string, stderr io.Writer) (benchConfig, error) {
 	}
 	if cfg.Systems, err = parseChoice("systems", *systems, allSystems); err != nil {
 		return cfg, err
+	}
+	if cfg.BExe != "" {
+		if cfg.BExe, err = filepath.Abs(cfg.BExe); err != nil {
+			return cfg, err
+		}
+		if st, err := os.Stat(cfg.BExe); err != nil || st.IsDir() {
+			return cfg, usagef("--b-exe %s: not an executable file", cfg.BExe)
+		}
+		if !slices.Contains(cfg.Systems, sysKvmesh) {
+			return cfg, usagef("--b-exe compares with system kvmesh: add it to --systems")
+		}
+		i := slices.Index(cfg.Systems, sysKvmesh)
+		cfg.Systems = slices.Insert(cfg.Systems, i+1, sysKvmeshB)
 	}
 	if cfg.Ops, err = parseChoice("ops", *ops, allOps); err != nil {
 		return cfg, err

@@ -34,6 +34,7 @@ type procs struct {
 // child is one process of the benchmark: a kvmesh node or a jsref server.
 type child struct {
 	name        string
+	exe         string // the binary; empty: this one
 	clientPort  int
 	clusterPort int
 	dataDir     string
@@ -54,7 +55,11 @@ func (ps *procs) start(c *child, args []string) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(ps.exe, args...)
+	exe := c.exe
+	if exe == "" {
+		exe = ps.exe
+	}
+	cmd := exec.Command(exe, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -197,11 +202,18 @@ func (ps *procs) newCluster(name string, size int) (*cluster, []string, error) {
 // startKvmesh starts a kvmesh store of size `kvmesh node` processes and
 // waits until every node serves. extra(i) adds flags to node i.
 func (ps *procs) startKvmesh(ctx context.Context, name string, size int, extra func(i int) []string) (*cluster, error) {
+	return ps.startKvmeshExe(ctx, "", name, size, extra)
+}
+
+// startKvmeshExe is startKvmesh with the nodes run from exe (empty: this
+// binary).
+func (ps *procs) startKvmeshExe(ctx context.Context, exe, name string, size int, extra func(i int) []string) (*cluster, error) {
 	cl, routes, err := ps.newCluster(name, size)
 	if err != nil {
 		return nil, err
 	}
 	for i, c := range cl.nodes {
+		c.exe = exe
 		args := []string{"node", "--id", fmt.Sprintf("n%d", i+1), "--data", c.dataDir,
 			"--listen", fmt.Sprintf("127.0.0.1:%d", c.clientPort),
 			"--cluster", fmt.Sprintf("127.0.0.1:%d", c.clusterPort),

@@ -237,7 +237,7 @@ func sizeLabel(n int) string {
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
 var (
-	systemOrder = []string{sysKvmesh, sysKvmesh5, sysJSSync, sysJSLazy, sysFanout}
+	systemOrder = []string{sysKvmesh, sysKvmeshB, sysKvmesh5, sysJSSync, sysJSLazy, sysFanout}
 	kindOrder   = []string{kindPut, kindGet, kindMix90, kindMix50, kindFanout, kindRR}
 )
 
@@ -296,6 +296,16 @@ func computeRatios(rows []row, cfg benchConfig, fsyncP50 float64) []ratio {
 		v := num.OpsPerSec / den.OpsPerSec
 		met := v >= goal
 		out = append(out, ratio{Name: name, C: c, Size: size, Value: v, Unit: "x", Goal: fmt.Sprintf(">= %gx", goal), Met: &met})
+	}
+	// A/B: every kvmesh-b cell against the same kvmesh cell.
+	for _, r := range rows {
+		if r.System != sysKvmeshB {
+			continue
+		}
+		if a, ok := find(rows, sysKvmesh, r.Op, r.C, r.Size); ok && r.Median.Ops > 0 {
+			out = append(out, ratio{Name: "kvmesh-b / kvmesh " + r.Op, C: r.C, Size: r.Size,
+				Value: r.Median.OpsPerSec / a.OpsPerSec, Unit: "x"})
+		}
 	}
 	for _, size := range cfg.Sizes {
 		for _, c := range goalC {

@@ -82,7 +82,7 @@ func planCells(cfg benchConfig, system string) []cell {
 	var out []cell
 	for _, size := range cfg.Sizes {
 		switch system {
-		case sysKvmesh:
+		case sysKvmesh, sysKvmeshB:
 			for _, kind := range cfg.Ops {
 				for _, o := range kvmeshOps(kind) {
 					for _, c := range cfg.Conc {
@@ -216,6 +216,11 @@ func (b *bench) startAll(ctx context.Context) error {
 	if b.has(sysKvmesh) || b.has(sysOverload) {
 		starts = append(starts, start{sysKvmesh, func() (*cluster, error) { return b.ps.startKvmesh(ctx, "kv3", 3, nil) }})
 	}
+	if b.has(sysKvmeshB) {
+		starts = append(starts, start{sysKvmeshB, func() (*cluster, error) {
+			return b.ps.startKvmeshExe(ctx, b.cfg.BExe, "kvb", 3, nil)
+		}})
+	}
 	if b.has(sysKvmesh5) {
 		starts = append(starts, start{sysKvmesh5, func() (*cluster, error) {
 			return b.ps.startKvmesh(ctx, fmt.Sprintf("kv%d", b.cfg.ScaleNodes), b.cfg.ScaleNodes, nil)
@@ -253,7 +258,7 @@ func (b *bench) startAll(ctx context.Context) error {
 	for _, s := range starts {
 		cl := b.clusters[s.system]
 		switch s.system {
-		case sysKvmesh, sysKvmesh5:
+		case sysKvmesh, sysKvmesh5, sysKvmeshB:
 			d, err := connectKvmesh(cl.urls(), "2")
 			if err != nil {
 				return err

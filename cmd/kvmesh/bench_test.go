@@ -91,11 +91,42 @@ func TestParseBenchFlags(t *testing.T) {
 		{"--sizes", "1GiB"},
 		{"--keys", "10", "--conc", "64"},
 		{"--rounds", "0"},
+		{"--b-exe", "/nonexistent/kvmesh"},
+		{"--b-exe", os.Args[0], "--systems", "fanout"},
 		{"extra"},
 	} {
 		if _, err := parseBench(args, io.Discard); err == nil {
 			t.Errorf("%q: no error", args)
 		}
+	}
+}
+
+func TestBenchABSystem(t *testing.T) {
+	cfg, err := parseBench([]string{"--b-exe", os.Args[0], "--systems", "kvmesh,js-sync", "--ops", "put", "--conc", "16", "--sizes", "100"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cfg.Systems, []string{sysKvmesh, sysKvmeshB, sysJSSync}) {
+		t.Fatalf("systems %v: kvmesh-b must follow kvmesh", cfg.Systems)
+	}
+	if a, b := planCells(cfg, sysKvmesh), planCells(cfg, sysKvmeshB); len(a) != 1 || len(b) != 1 || a[0].Op != b[0].Op {
+		t.Fatalf("kvmesh-b must run the kvmesh cells: %v vs %v", b, a)
+	}
+	rows := []row{
+		{System: sysKvmesh, Op: "put W=2", C: 16, Size: 100, Median: sample{Ops: 1, OpsPerSec: 10000}},
+		{System: sysKvmeshB, Op: "put W=2", C: 16, Size: 100, Median: sample{Ops: 1, OpsPerSec: 12000}},
+	}
+	var found bool
+	for _, r := range computeRatios(rows, cfg, 0) {
+		if r.Name == "kvmesh-b / kvmesh put W=2" {
+			found = true
+			if r.Value != 1.2 || r.C != 16 {
+				t.Errorf("A/B ratio %+v, want 1.2x at C=16", r)
+			}
+		}
+	}
+	if !found {
+		t.Error("no kvmesh-b / kvmesh ratio")
 	}
 }
 
