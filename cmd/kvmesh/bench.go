@@ -33,6 +33,7 @@ type benchConfig struct {
 	CPUProfile       string        `json:"cpu_profile,omitempty"`
 	BExe             string        `json:"b_exe,omitempty"`
 	ProfileDuration  time.Duration `json:"profile_duration_ns"`
+	ProfileOp        string        `json:"profile_op,omitempty"`
 	Quick            bool          `json:"quick"`
 
 	jsonPath string
@@ -98,8 +99,9 @@ func parseBench(args []string, stderr io.Writer) (benchConfig, error) {
 	fs.IntVar(&cfg.ScaleNodes, "scale-nodes", 5, "nodes of the kvmesh5 store (scale rows)")
 	fs.DurationVar(&cfg.OpTimeout, "op-timeout", 10*time.Second, "timeout of one operation")
 	fs.StringVar(&cfg.BExe, "b-exe", "", "also run system kvmesh-b: the kvmesh cells again, on 3 nodes run from `FILE` (another build of kvmesh), alternating with kvmesh in the same rounds; the table gets kvmesh-b / kvmesh ratios")
-	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "also profile a fresh 3-node store under put W=2, C=64, 100 B: node n1 to `FILE` (allocations to FILE.allocs), node nK to FILE.nK, the clients to FILE.client, and report CPU time per put of each process")
-	fs.DurationVar(&cfg.ProfileDuration, "profile-duration", 10*time.Second, "length of the profiled put run")
+	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "also profile a fresh 3-node store under --profile-op at C=64, 100 B: node n1 to `FILE` (allocations to FILE.allocs), node nK to FILE.nK, the clients to FILE.client, and report CPU time per operation of each process")
+	fs.DurationVar(&cfg.ProfileDuration, "profile-duration", 10*time.Second, "length of the profiled run")
+	fs.StringVar(&cfg.ProfileOp, "profile-op", "put", "operation of the profiled run: put (W=2), get1 (R=1) or get2 (R=2)")
 	fs.BoolVar(&cfg.Quick, "quick", false, "a smoke run of about a minute: shorter windows, fewer keys")
 	fs.StringVar(&cfg.jsonPath, "json", "", "also write the raw results to `FILE` as JSON")
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the temp dir (data dirs and child logs)")
@@ -149,6 +151,9 @@ func parseBench(args []string, stderr io.Writer) (benchConfig, error) {
 	}
 	if cfg.Sizes, err = parseSizes(*sizes); err != nil {
 		return cfg, err
+	}
+	if !slices.Contains([]string{"put", "get1", "get2"}, cfg.ProfileOp) {
+		return cfg, usagef("--profile-op: unknown %q (want put, get1 or get2)", cfg.ProfileOp)
 	}
 	switch {
 	case cfg.Duration <= 0 || cfg.Warmup < 0 || cfg.OpTimeout <= 0:

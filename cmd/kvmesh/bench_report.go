@@ -82,6 +82,7 @@ type overloadResult struct {
 type profileResult struct {
 	Path    string    `json:"path"`
 	Allocs  string    `json:"allocs"`
+	Op      string    `json:"op"`
 	C       int       `json:"c"`
 	Size    int       `json:"size"`
 	Sample  sample    `json:"sample"`
@@ -467,8 +468,8 @@ func writeTable(w io.Writer, rep *benchReport) {
 		fmt.Fprintf(w, "| ratio | %s | %d | %s | %s | | | | | %s |\n", r.Name, r.C, sizeLabel(r.Size), val, verdict(r))
 	}
 	if p := rep.Profile; p != nil {
-		fmt.Fprintf(w, "\nCPU profiles under put W=2, C=%d, %s (%s ops/s): node n1 %s (allocations: %s), nodes nK %s.nK, the clients %s.client; read them with `%s`\n",
-			p.C, sizeLabel(p.Size), fmtRate(p.Sample.OpsPerSec), p.Path, p.Allocs, p.Path, p.Path, p.Command)
+		fmt.Fprintf(w, "\nCPU profiles under %s, C=%d, %s (%s ops/s): node n1 %s (allocations: %s), nodes nK %s.nK, the clients %s.client; read them with `%s`\n",
+			p.Op, p.C, sizeLabel(p.Size), fmtRate(p.Sample.OpsPerSec), p.Path, p.Allocs, p.Path, p.Path, p.Command)
 		var parts []string
 		total := 0.0
 		for _, c := range p.CPU {
@@ -476,7 +477,7 @@ func writeTable(w io.Writer, rep *benchReport) {
 			total += c.MicrosPerOp
 		}
 		if len(parts) > 0 {
-			fmt.Fprintf(w, "\nCPU time per put (us): %s; total %.1f\n", strings.Join(parts, ", "), total)
+			fmt.Fprintf(w, "\nCPU time per operation (us): %s; total %.1f\n", strings.Join(parts, ", "), total)
 		}
 	}
 	fmt.Fprintln(w)

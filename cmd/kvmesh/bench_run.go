@@ -534,7 +534,15 @@ func (b *bench) profile(ctx context.Context) (*profileResult, error) {
 	defer d.close()
 	d.w = "2"
 	c := min(64, ks.n)
-	b.logf("profile: put W=2 C=%d 100 B for %v, every node and the client profiled", c, b.cfg.ProfileDuration)
+	spec := loadSpec{kind: kindPut, c: c, val: b.value(100), dur: b.cfg.ProfileDuration, seed: 11, timeout: b.cfg.OpTimeout}
+	label := "put W=2"
+	switch b.cfg.ProfileOp {
+	case "get1":
+		spec.kind, spec.r, label = kindGet, 1, "get R=1"
+	case "get2":
+		spec.kind, spec.r, label = kindGet, 2, "get R=2"
+	}
+	b.logf("profile: %s C=%d 100 B for %v, every node and the client profiled", label, c, b.cfg.ProfileDuration)
 	cf, err := os.Create(path + ".client")
 	if err != nil {
 		return nil, err
@@ -548,13 +556,12 @@ func (b *bench) profile(ctx context.Context) (*profileResult, error) {
 	if err := pprof.StartCPUProfile(cf); err != nil {
 		return nil, err
 	}
-	s, err := runLoad(ctx, d, ks, loadSpec{kind: kindPut, c: c, val: b.value(100),
-		dur: b.cfg.ProfileDuration, seed: 11, timeout: b.cfg.OpTimeout})
+	s, err := runLoad(ctx, d, ks, spec)
 	pprof.StopCPUProfile()
 	if err != nil {
 		return nil, err
 	}
-	res := &profileResult{Path: path, Allocs: path + ".allocs", C: c, Size: 100, Sample: s,
+	res := &profileResult{Path: path, Allocs: path + ".allocs", Op: label, C: c, Size: 100, Sample: s,
 		Command: fmt.Sprintf("go tool pprof -top %s %s", b.exe, path)}
 	ops := float64(s.Ops)
 	perOp := func(name string, t0, t1 uint64) {

@@ -92,6 +92,7 @@ func TestParseBenchFlags(t *testing.T) {
 		{"--keys", "10", "--conc", "64"},
 		{"--rounds", "0"},
 		{"--b-exe", "/nonexistent/kvmesh"},
+		{"--profile-op", "scan"},
 		{"--b-exe", os.Args[0], "--systems", "fanout"},
 		{"extra"},
 	} {
