@@ -34,6 +34,7 @@ type benchConfig struct {
 	BExe             string        `json:"b_exe,omitempty"`
 	ProfileDuration  time.Duration `json:"profile_duration_ns"`
 	ProfileOp        string        `json:"profile_op,omitempty"`
+	ProfileNodes     int           `json:"profile_nodes,omitempty"`
 	Quick            bool          `json:"quick"`
 
 	jsonPath string
@@ -45,7 +46,8 @@ type benchConfig struct {
 const (
 	sysKvmesh   = "kvmesh"
 	sysKvmesh5  = "kvmesh5"
-	sysKvmeshB  = "kvmesh-b" // kvmesh from --b-exe, for A/B comparisons
+	sysKvmeshB  = "kvmesh-b"     // kvmesh from --b-exe, for A/B comparisons
+	sysKvmeshM  = "kvmesh-tmpfs" // kvmesh with its data in memory: puts without the disk's cost
 	sysJSSync   = "js-sync"
 	sysJSLazy   = "js-lazy"
 	sysFanout   = "fanout"
@@ -54,7 +56,7 @@ const (
 )
 
 var (
-	allSystems = []string{sysKvmesh, sysKvmesh5, sysJSSync, sysJSLazy, sysFanout, sysMem, sysOverload}
+	allSystems = []string{sysKvmesh, sysKvmeshM, sysKvmesh5, sysJSSync, sysJSLazy, sysFanout, sysMem, sysOverload}
 	allOps     = []string{kindPut, kindGet, kindMix90, kindMix50}
 )
 
@@ -66,7 +68,9 @@ without fsync on every write) as child processes of this binary, drives
 the same closed-loop load against each, alternating systems over several
 rounds, and prints one markdown table of medians and ratios.
 
-Systems: kvmesh (3 nodes), kvmesh5 (--scale-nodes nodes, puts), js-sync
+Systems: kvmesh (3 nodes), kvmesh-tmpfs (3 nodes with their data in
+/dev/shm, puts: what the disk costs), kvmesh5 (--scale-nodes nodes,
+puts), kvmesh-b (with --b-exe), js-sync
 (JetStream KV R3, SyncAlways), js-lazy (JetStream KV R3, default lazy
 fsync), fanout (core NATS: 1 request to 3 responders, first 2 replies;
 and a request/reply across a route), mem (resident memory while holding
@@ -99,8 +103,9 @@ func parseBench(args []string, stderr io.Writer) (benchConfig, error) {
 	fs.IntVar(&cfg.ScaleNodes, "scale-nodes", 5, "nodes of the kvmesh5 store (scale rows)")
 	fs.DurationVar(&cfg.OpTimeout, "op-timeout", 10*time.Second, "timeout of one operation")
 	fs.StringVar(&cfg.BExe, "b-exe", "", "also run system kvmesh-b: the kvmesh cells again, on 3 nodes run from `FILE` (another build of kvmesh), alternating with kvmesh in the same rounds; the table gets kvmesh-b / kvmesh ratios")
-	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "also profile a fresh 3-node store under --profile-op at C=64, 100 B: node n1 to `FILE` (allocations to FILE.allocs), node nK to FILE.nK, the clients to FILE.client, and report CPU time per operation of each process")
+	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "also profile a fresh store (--profile-nodes) under --profile-op at C=64, 100 B: node n1 to `FILE` (allocations to FILE.allocs), node nK to FILE.nK, the clients to FILE.client, and report CPU time per operation of each process")
 	fs.DurationVar(&cfg.ProfileDuration, "profile-duration", 10*time.Second, "length of the profiled run")
+	fs.IntVar(&cfg.ProfileNodes, "profile-nodes", 3, "nodes of the profiled store (3..9)")
 	fs.StringVar(&cfg.ProfileOp, "profile-op", "put", "operation of the profiled run: put (W=2), get1 (R=1) or get2 (R=2)")
 	fs.BoolVar(&cfg.Quick, "quick", false, "a smoke run of about a minute: shorter windows, fewer keys")
 	fs.StringVar(&cfg.jsonPath, "json", "", "also write the raw results to `FILE` as JSON")
@@ -168,6 +173,8 @@ func parseBench(args []string, stderr io.Writer) (benchConfig, error) {
 		return cfg, usagef("--overload-conc and --overload-duration must be > 0")
 	case cfg.ScaleNodes < 3 || cfg.ScaleNodes > 9:
 		return cfg, usagef("--scale-nodes must be 3..9")
+	case cfg.ProfileNodes < 3 || cfg.ProfileNodes > 9:
+		return cfg, usagef("--profile-nodes must be 3..9")
 	}
 	return cfg, nil
 }

@@ -202,18 +202,25 @@ func (ps *procs) newCluster(name string, size int) (*cluster, []string, error) {
 // startKvmesh starts a kvmesh store of size `kvmesh node` processes and
 // waits until every node serves. extra(i) adds flags to node i.
 func (ps *procs) startKvmesh(ctx context.Context, name string, size int, extra func(i int) []string) (*cluster, error) {
-	return ps.startKvmeshExe(ctx, "", name, size, extra)
+	return ps.startKvmeshIn(ctx, "", "", name, size, extra)
 }
 
-// startKvmeshExe is startKvmesh with the nodes run from exe (empty: this
-// binary).
-func (ps *procs) startKvmeshExe(ctx context.Context, exe, name string, size int, extra func(i int) []string) (*cluster, error) {
+// tmpfsDir holds the data of system kvmesh-tmpfs: a file system in
+// memory, where an fsync costs nothing.
+const tmpfsDir = "/dev/shm"
+
+// startKvmeshIn is startKvmesh with the nodes run from exe (empty: this
+// binary) and their data dirs under dataRoot (empty: the run's dir).
+func (ps *procs) startKvmeshIn(ctx context.Context, exe, dataRoot, name string, size int, extra func(i int) []string) (*cluster, error) {
 	cl, routes, err := ps.newCluster(name, size)
 	if err != nil {
 		return nil, err
 	}
 	for i, c := range cl.nodes {
 		c.exe = exe
+		if dataRoot != "" {
+			c.dataDir = filepath.Join(dataRoot, c.name)
+		}
 		args := []string{"node", "--id", fmt.Sprintf("n%d", i+1), "--data", c.dataDir,
 			"--listen", fmt.Sprintf("127.0.0.1:%d", c.clientPort),
 			"--cluster", fmt.Sprintf("127.0.0.1:%d", c.clusterPort),

@@ -19,11 +19,12 @@ import (
 // bench is one run of `kvmesh bench`: it owns the clusters, the drivers
 // and the results. Not safe for concurrent use.
 type bench struct {
-	cfg  benchConfig
-	ps   *procs
-	log  io.Writer
-	exe  string
-	base string
+	tmpfs string // the data dir of kvmesh-tmpfs, removed at the end
+	cfg   benchConfig
+	ps    *procs
+	log   io.Writer
+	exe   string
+	base  string
 
 	clusters  map[string]*cluster
 	drivers   map[string]driver
@@ -90,7 +91,7 @@ func planCells(cfg benchConfig, system string) []cell {
 					}
 				}
 			}
-		case sysKvmesh5:
+		case sysKvmesh5, sysKvmeshM:
 			if slices.Contains(cfg.Ops, kindPut) {
 				for _, c := range cfg.Conc {
 					out = append(out, cell{system, "put W=2", kindPut, 2, c, size})
@@ -149,6 +150,10 @@ func (b *bench) run(ctx context.Context) (*benchReport, error) {
 	defer func() {
 		for _, c := range b.closers {
 			c()
+		}
+		if b.tmpfs != "" {
+			b.stopCluster(b.clusters[sysKvmeshM])
+			os.RemoveAll(b.tmpfs) // memory, not disk: never kept
 		}
 	}()
 	rep := &benchReport{Config: b.cfg}
@@ -216,9 +221,19 @@ func (b *bench) startAll(ctx context.Context) error {
 	if b.has(sysKvmesh) || b.has(sysOverload) {
 		starts = append(starts, start{sysKvmesh, func() (*cluster, error) { return b.ps.startKvmesh(ctx, "kv3", 3, nil) }})
 	}
+	if b.has(sysKvmeshM) {
+		starts = append(starts, start{sysKvmeshM, func() (*cluster, error) {
+			dir, err := os.MkdirTemp(tmpfsDir, "kvmesh-bench-")
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", sysKvmeshM, err)
+			}
+			b.tmpfs = dir
+			return b.ps.startKvmeshIn(ctx, "", dir, "kvm", 3, nil)
+		}})
+	}
 	if b.has(sysKvmeshB) {
 		starts = append(starts, start{sysKvmeshB, func() (*cluster, error) {
-			return b.ps.startKvmeshExe(ctx, b.cfg.BExe, "kvb", 3, nil)
+			return b.ps.startKvmeshIn(ctx, b.cfg.BExe, "", "kvb", 3, nil)
 		}})
 	}
 	if b.has(sysKvmesh5) {
@@ -258,7 +273,7 @@ func (b *bench) startAll(ctx context.Context) error {
 	for _, s := range starts {
 		cl := b.clusters[s.system]
 		switch s.system {
-		case sysKvmesh, sysKvmesh5, sysKvmeshB:
+		case sysKvmesh, sysKvmesh5, sysKvmeshB, sysKvmeshM:
 			d, err := connectKvmesh(cl.urls(), "2")
 			if err != nil {
 				return err
@@ -447,8 +462,8 @@ func (b *bench) overload(ctx context.Context) (*overloadResult, error) {
 // loadedStore starts a fresh 3-node store (extra gives node i's extra
 // flags), connects to it with W=all and writes every key of ks once with
 // 100 B values. On error nothing is left running.
-func (b *bench) loadedStore(ctx context.Context, name string, ks *keyspace, extra func(i int) []string) (*cluster, *kvmeshDriver, sample, error) {
-	cl, err := b.ps.startKvmesh(ctx, name, 3, extra)
+func (b *bench) loadedStore(ctx context.Context, name string, nodes int, ks *keyspace, extra func(i int) []string) (*cluster, *kvmeshDriver, sample, error) {
+	cl, err := b.ps.startKvmesh(ctx, name, nodes, extra)
 	if err != nil {
 		return nil, nil, sample{}, err
 	}
@@ -478,7 +493,7 @@ func (b *bench) loadedStore(ctx context.Context, name string, ks *keyspace, extr
 func (b *bench) memory(ctx context.Context) (*memResult, error) {
 	ks := newKeyspace("m", b.cfg.MemKeys)
 	b.logf("memory: loading %d keys of 100 B with W=all", ks.n)
-	cl, d, s, err := b.loadedStore(ctx, "mem", ks, nil)
+	cl, d, s, err := b.loadedStore(ctx, "mem", 3, ks, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -524,7 +539,7 @@ func (b *bench) profile(ctx context.Context) (*profileResult, error) {
 		}
 		return fmt.Sprintf("%s.n%d", path, i+1)
 	}
-	cl, d, _, err := b.loadedStore(ctx, "prof", ks, func(i int) []string {
+	cl, d, _, err := b.loadedStore(ctx, "prof", b.cfg.ProfileNodes, ks, func(i int) []string {
 		return []string{"--cpuprofile", nodePath(i)}
 	})
 	if err != nil {

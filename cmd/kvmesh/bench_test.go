@@ -237,8 +237,9 @@ func TestBenchQuickEndToEnd(t *testing.T) {
 	jsonPath := filepath.Join(t.TempDir(), "bench.json")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
+	shmBefore := shmBenchDirs(t)
 	cmd := exec.CommandContext(ctx, exe, "bench", "--quick",
-		"--systems", "kvmesh,js-lazy,fanout,overload", "--ops", "put,get", "--conc", "1,4", "--sizes", "100",
+		"--systems", "kvmesh,kvmesh-tmpfs,js-lazy,fanout,overload", "--ops", "put,get", "--conc", "1,4", "--sizes", "100",
 		"--keys", "200", "--duration", "200ms", "--warmup", "20ms", "--rounds", "1",
 		"--overload-conc", "64", "--overload-duration", "300ms", "--dir", dir, "--json", jsonPath)
 	var stdout, stderr bytes.Buffer
@@ -252,6 +253,8 @@ func TestBenchQuickEndToEnd(t *testing.T) {
 		"| kvmesh | put W=2 | 4 | 100 B |",
 		"| kvmesh | get R=2 | 4 | 100 B |",
 		"| kvmesh | get R=1 | 1 | 100 B |",
+		"| kvmesh-tmpfs | put W=2 | 4 | 100 B |",
+		"| ratio | kvmesh put W=2 on tmpfs / JetStream default put | 4 | 100 B |",
 		"| js-lazy | put | 4 | 100 B |",
 		"| js-lazy | get | 1 | 100 B |",
 		"| fanout | fan-out 2 of 3 | 4 | 100 B |",
@@ -276,7 +279,7 @@ func TestBenchQuickEndToEnd(t *testing.T) {
 	if err := json.Unmarshal(b, &rep); err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Rows) != 3*2+2*2+2+1 { // kvmesh put, get R=2, R=1; js put, get; fan-out; req/reply
+	if len(rep.Rows) != 3*2+2+2*2+2+1 { // kvmesh put, get R=2, R=1; kvmesh-tmpfs put; js put, get; fan-out; req/reply
 		t.Errorf("%d rows in the JSON", len(rep.Rows))
 	}
 	for _, r := range rep.Rows {
@@ -285,6 +288,19 @@ func TestBenchQuickEndToEnd(t *testing.T) {
 		}
 	}
 	checkCleanedUp(t, dir)
+	if after := shmBenchDirs(t); len(after) > len(shmBefore) {
+		t.Errorf("kvmesh-tmpfs data left in %s: %v (before: %v)", tmpfsDir, after, shmBefore)
+	}
+}
+
+// shmBenchDirs lists the bench data dirs in tmpfsDir.
+func shmBenchDirs(t *testing.T) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(tmpfsDir, "kvmesh-bench-*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 func TestBenchInterruptKillsChildren(t *testing.T) {
