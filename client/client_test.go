@@ -36,15 +36,7 @@ const ringSubject = "kvmesh.kv.ring"
 // without a table.
 func fakeStoreRing(t *testing.T, subject string, ring func() []byte, handle func(m *nats.Msg) *nats.Msg, opts ...client.Option) *client.Client {
 	t.Helper()
-	srv, err := embedded.Start(embedded.Config{Name: "fake", Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Conn()
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, nc := client.TestServer(t, "fake")
 	for _, subject := range strings.Fields(subject) {
 		sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
 			var r *nats.Msg

@@ -9,7 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/kvmesh/kvmesh/embedded"
 	"github.com/kvmesh/kvmesh/protocol"
 )
 
@@ -95,15 +94,7 @@ type fakeRing struct {
 
 func newFakeRing(t *testing.T) (*fakeRing, *router) {
 	t.Helper()
-	srv, err := embedded.Start(embedded.Config{Name: "fake", Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Conn()
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, nc := testServer(t, "fake")
 	f := &fakeRing{nc: nc, asked: make(chan struct{}, 64), answer: make(chan []byte, 64), stop: make(chan struct{}),
 		clock: &fakeClock{t: time.Unix(1e9, 0)}}
 	sub, err := nc.Subscribe("kvmesh.kv.ring", func(m *nats.Msg) {

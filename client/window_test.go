@@ -8,7 +8,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/kvmesh/kvmesh/embedded"
 	"github.com/kvmesh/kvmesh/protocol"
 )
 
@@ -27,15 +26,7 @@ type heldBatch struct {
 
 func newHeldNode(t *testing.T) (*heldNode, *Client) {
 	t.Helper()
-	srv, err := embedded.Start(embedded.Config{Name: "n1", Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Conn()
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, nc := testServer(t, "n1")
 	h := &heldNode{t: t, nc: nc, batches: make(chan heldBatch, 100)}
 	subjects, _ := protocol.NewSubjects("")
 	sub, err := nc.Subscribe(subjects.KVNodeBatch("n1"), func(m *nats.Msg) {
