@@ -224,28 +224,18 @@ const minClientItemLen = 4
 
 func decodeClientBatch(b []byte) (*ClientBatch, error) {
 	d := &decoder{b: b, what: "client batch"}
-	n, err := d.mapLen()
-	if err != nil {
-		return nil, err
-	}
 	var r ClientBatch
-	var seen uint16
-	for range n {
-		k, err := d.field(clientBatchKeys, &seen)
-		if err != nil {
-			return nil, err
-		}
+	err := d.fields(clientBatchKeys, func(k string) (err error) {
 		switch k {
 		case "v":
 			r.V, err = d.version()
 		case "i":
 			r.Items, err = d.clientItems()
-		default:
-			err = d.skip()
 		}
-		if err != nil {
-			return nil, err
-		}
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	if r.V != Version {
 		return nil, Errorf(ErrMalformed, "client batch: protocol version %d, want %d", r.V, Version)
@@ -266,16 +256,7 @@ func (d *decoder) clientItems() ([]ClientItem, error) {
 }
 
 func (d *decoder) clientItem(it *ClientItem) error {
-	n, err := d.mapLen()
-	if err != nil {
-		return err
-	}
-	var seen uint16
-	for range n {
-		k, err := d.field(clientItemKeys, &seen)
-		if err != nil {
-			return err
-		}
+	err := d.fields(clientItemKeys, func(k string) (err error) {
 		switch k {
 		case "t":
 			it.Tag, err = d.uint()
@@ -296,12 +277,11 @@ func (d *decoder) clientItem(it *ClientItem) error {
 			it.Quorum, err = d.str()
 		case "c":
 			it.Context, err = d.str()
-		default:
-			err = d.skip()
 		}
-		if err != nil {
-			return err
-		}
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	if it.Op == 0 {
 		return d.errorf("item without op")
@@ -311,17 +291,8 @@ func (d *decoder) clientItem(it *ClientItem) error {
 
 func decodeClientBatchReply(b []byte) (*ClientBatchReply, error) {
 	d := &decoder{b: b, what: "client batch reply"}
-	n, err := d.mapLen()
-	if err != nil {
-		return nil, err
-	}
 	var r ClientBatchReply
-	var seen uint16
-	for range n {
-		k, err := d.field(clientReplyKeys, &seen)
-		if err != nil {
-			return nil, err
-		}
+	err := d.fields(clientReplyKeys, func(k string) (err error) {
 		switch k {
 		case "v":
 			r.V, err = d.version()
@@ -329,12 +300,11 @@ func decodeClientBatchReply(b []byte) (*ClientBatchReply, error) {
 			r.From, err = d.sender()
 		case "r":
 			r.Results, err = d.clientResults()
-		default:
-			err = d.skip()
 		}
-		if err != nil {
-			return nil, err
-		}
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	if r.V != Version {
 		return nil, Errorf(ErrMalformed, "client batch reply: protocol version %d, want %d", r.V, Version)
@@ -355,16 +325,7 @@ func (d *decoder) clientResults() ([]ClientResult, error) {
 }
 
 func (d *decoder) clientResult(res *ClientResult) error {
-	n, err := d.mapLen()
-	if err != nil {
-		return err
-	}
-	var seen uint16
-	for range n {
-		k, err := d.field(clientResultKeys, &seen)
-		if err != nil {
-			return err
-		}
+	err := d.fields(clientResultKeys, func(k string) (err error) {
 		switch k {
 		case "t":
 			res.Tag, err = d.uint()
@@ -380,12 +341,11 @@ func (d *decoder) clientResult(res *ClientResult) error {
 			res.Siblings, err = d.intField()
 		case "vals":
 			res.Values, err = d.values()
-		default:
-			err = d.skip()
 		}
-		if err != nil {
-			return err
-		}
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	switch {
 	case res.Code < 0 || res.Code > 999:

@@ -251,17 +251,8 @@ var (
 // accepted.
 func decodeRequest(b []byte) (*Request, error) {
 	d := &decoder{b: b, what: "request"}
-	n, err := d.mapLen()
-	if err != nil {
-		return nil, err
-	}
 	var r Request
-	var seen uint16
-	for range n {
-		k, err := d.field(requestKeys, &seen)
-		if err != nil {
-			return nil, err
-		}
+	err := d.fields(requestKeys, func(k string) (err error) {
 		switch k {
 		case "v":
 			r.V, err = d.version()
@@ -269,12 +260,11 @@ func decodeRequest(b []byte) (*Request, error) {
 			r.From, err = d.sender()
 		case "i":
 			r.Items, err = d.items()
-		default:
-			err = d.skip()
 		}
-		if err != nil {
-			return nil, err
-		}
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	// A missing key leaves its zero value, which the checks refuse.
 	if r.V != Version {
@@ -300,16 +290,7 @@ func (d *decoder) items() ([]Item, error) {
 
 // item decodes one Item and applies every check a handler relies on.
 func (d *decoder) item(it *Item) error {
-	n, err := d.mapLen()
-	if err != nil {
-		return err
-	}
-	var seen uint16
-	for range n {
-		k, err := d.field(itemKeys, &seen)
-		if err != nil {
-			return err
-		}
+	err := d.fields(itemKeys, func(k string) (err error) {
 		switch k {
 		case "t":
 			it.Tag, err = d.uint()
@@ -334,12 +315,11 @@ func (d *decoder) item(it *Item) error {
 			it.Del, err = d.bool()
 		case "w":
 			it.W, err = d.intField()
-		default:
-			err = d.skip()
 		}
-		if err != nil {
-			return err
-		}
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	if it.Op == 0 {
 		return Errorf(ErrMalformed, "request: unknown op 0")
@@ -370,17 +350,8 @@ func (d *decoder) item(it *Item) error {
 // accepted.
 func decodeReply(b []byte) (*Reply, error) {
 	d := &decoder{b: b, what: "reply"}
-	n, err := d.mapLen()
-	if err != nil {
-		return nil, err
-	}
 	var r Reply
-	var seen uint16
-	for range n {
-		k, err := d.field(replyKeys, &seen)
-		if err != nil {
-			return nil, err
-		}
+	err := d.fields(replyKeys, func(k string) (err error) {
 		switch k {
 		case "v":
 			r.V, err = d.version()
@@ -388,12 +359,11 @@ func decodeReply(b []byte) (*Reply, error) {
 			r.From, err = d.sender()
 		case "r":
 			r.Results, err = d.results()
-		default:
-			err = d.skip()
 		}
-		if err != nil {
-			return nil, err
-		}
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	if r.V != Version {
 		return nil, Errorf(ErrMalformed, "reply: protocol version %d, want %d", r.V, Version)
@@ -414,16 +384,7 @@ func (d *decoder) results() ([]Result, error) {
 }
 
 func (d *decoder) result(res *Result) error {
-	n, err := d.mapLen()
-	if err != nil {
-		return err
-	}
-	var seen uint16
-	for range n {
-		k, err := d.field(resultKeys, &seen)
-		if err != nil {
-			return err
-		}
+	err := d.fields(resultKeys, func(k string) (err error) {
 		switch k {
 		case "t":
 			res.Tag, err = d.uint()
@@ -437,12 +398,11 @@ func (d *decoder) result(res *Result) error {
 			res.Obj, err = d.objectOrNil()
 		case "ctx":
 			res.Ctx, err = d.clock()
-		default:
-			err = d.skip()
 		}
-		if err != nil {
-			return err
-		}
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	if res.Obj != nil {
 		if err := res.Obj.Validate(); err != nil {

@@ -438,6 +438,32 @@ func (d *decoder) mapLen() (int, error) {
 	return int(n), nil
 }
 
+// fields reads a map whose known keys are keys, each at most once: it
+// calls fn with each known key to decode that key's value, and skips the
+// values of other keys.
+func (d *decoder) fields(keys []string, fn func(key string) error) error {
+	n, err := d.mapLen()
+	if err != nil {
+		return err
+	}
+	var seen uint16
+	for range n {
+		k, err := d.field(keys, &seen)
+		if err != nil {
+			return err
+		}
+		if k == "" {
+			err = d.skip()
+		} else {
+			err = fn(k)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // field reads a map key and returns it if it is one of keys, or "" for a
 // key to skip. seen has bit i set once keys[i] was read in this map: a
 // repeated field is malformed.
