@@ -33,12 +33,19 @@ func KeyHash(key string) uint64 {
 		h ^= uint64(key[i])
 		h *= fnvPrime64
 	}
-	h ^= h >> 30
-	h *= 0xbf58476d1ce4e5b9
-	h ^= h >> 27
-	h *= 0x94d049bb133111eb
-	h ^= h >> 31
-	return h
+	return Mix64(h)
+}
+
+// Mix64 is the SplitMix64 finalizer (Stafford's Mix13): every output bit
+// depends on every input bit. KeyHash ends with it, and node/ring mixes
+// its partition and rendezvous scores with it.
+func Mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
 }
 
 // PartitionOf returns the partition of key among partitions (Q), a number

@@ -9,22 +9,11 @@ import "github.com/kvmesh/kvmesh/protocol"
 // runtime may change; FNV-1a 64 and the SplitMix64 finalizer are fixed,
 // published functions written out in full.
 //
-// The key hash lives in protocol, the one definition nodes and clients
-// share, with its golden test. Member ids hash the same way.
-// The partition and score hashes below are the ring's own: no client
-// computes placement, it fetches the table (protocol.Placement).
-
-// mix64 is the SplitMix64 finalizer (Stafford's Mix13). FNV-1a alone
-// leaves the low bits poorly mixed for short, similar inputs ("n1",
-// "n2"); after mix64 every output bit depends on every input bit.
-func mix64(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
-}
+// The key hash and the SplitMix64 finalizer live in protocol, the one
+// definition nodes and clients share, with their golden tests. Member ids
+// hash the same way. The partition and score hashes below are the ring's
+// own: no client computes placement, it fetches the table
+// (protocol.Placement).
 
 // PartitionOf returns the partition of key among q partitions, a number in
 // [0, q): protocol.PartitionOf, the definition clients use too. It is a
@@ -34,21 +23,16 @@ func mix64(x uint64) uint64 {
 // q must be at least 1; it comes from configuration, never from the
 // network, and PartitionOf panics otherwise as an integer division by zero
 // would.
-func PartitionOf(key string, q int) int {
-	if q < 1 {
-		panic("ring: PartitionOf with q < 1")
-	}
-	return protocol.PartitionOf(key, q)
-}
+func PartitionOf(key string, q int) int { return protocol.PartitionOf(key, q) }
 
 // memberHash is the hash of a node id that seeds its rendezvous scores:
-// the key hash (mix64 over FNV-1a) of the id.
+// the key hash (SplitMix64's finalizer over FNV-1a) of the id.
 func memberHash(id string) uint64 { return protocol.KeyHash(id) }
 
 // partitionHash is the per-partition salt of the rendezvous scores. The
-// golden-ratio offset keeps partition 0 away from mix64's fixed point 0.
+// golden-ratio offset keeps partition 0 away from Mix64's fixed point 0.
 func partitionHash(p int) uint64 {
-	return mix64(uint64(p) + 0x9e3779b97f4a7c15)
+	return protocol.Mix64(uint64(p) + 0x9e3779b97f4a7c15)
 }
 
 // score is the rendezvous (highest random weight) score of a member for a
@@ -56,5 +40,5 @@ func partitionHash(p int) uint64 {
 // choice. It depends on the pair only, never on the rest of the member set,
 // which is what keeps a join or leave from disturbing other pairs.
 func score(member, partition uint64) uint64 {
-	return mix64(member ^ partition)
+	return protocol.Mix64(member ^ partition)
 }

@@ -20,19 +20,6 @@ func TestPartitionOfIsProtocols(t *testing.T) {
 	}
 }
 
-// mix64 is the SplitMix64 output function: fed the generator's state it
-// reproduces the published SplitMix64 sequence for seed 0.
-func TestMix64IsSplitMix64(t *testing.T) {
-	want := []uint64{0xe220a8397b1dcdaf, 0x6e789e6aa1b965f4, 0x06c45d188009454f}
-	var state uint64
-	for i, w := range want {
-		state += 0x9e3779b97f4a7c15
-		if got := mix64(state); got != w {
-			t.Errorf("splitmix64 output %d = %#016x, want %#016x", i, got, w)
-		}
-	}
-}
-
 // Keys that differ only in a trailing counter, the common case, spread
 // evenly over partitions for any q, including small powers of two where
 // FNV's weak low bits would show. A chi-squared test; the keys are fixed,
