@@ -27,8 +27,9 @@ type procs struct {
 	exe  string // this binary
 	base string // the run's temp dir: data dirs and logs
 
-	mu   sync.Mutex
-	list []*child
+	mu      sync.Mutex
+	list    []*child
+	memDirs []string // data dirs in tmpfsDir: killAll removes them
 }
 
 // child is one process of the benchmark: a kvmesh node or a jsref server.
@@ -97,7 +98,8 @@ func (ps *procs) stop(c *child, graceful bool, grace time.Duration) {
 	<-c.exited
 }
 
-// killAll kills and reaps every child still running.
+// killAll kills and reaps every child still running, then removes the
+// data dirs memDir made.
 func (ps *procs) killAll() {
 	ps.mu.Lock()
 	list := ps.list
@@ -109,6 +111,26 @@ func (ps *procs) killAll() {
 	for _, c := range list {
 		<-c.exited
 	}
+	ps.mu.Lock()
+	dirs := ps.memDirs
+	ps.memDirs = nil
+	ps.mu.Unlock()
+	for _, d := range dirs {
+		os.RemoveAll(d) // memory, not disk: never kept
+	}
+}
+
+// memDir creates a data dir in tmpfsDir, which killAll removes once no
+// process writes to it any more.
+func (ps *procs) memDir() (string, error) {
+	dir, err := os.MkdirTemp(tmpfsDir, "kvmesh-bench-")
+	if err != nil {
+		return "", err
+	}
+	ps.mu.Lock()
+	ps.memDirs = append(ps.memDirs, dir)
+	ps.mu.Unlock()
+	return dir, nil
 }
 
 // waitReady waits until c's log shows a line containing marker, failing

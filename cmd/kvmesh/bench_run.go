@@ -19,12 +19,11 @@ import (
 // bench is one run of `kvmesh bench`: it owns the clusters, the drivers
 // and the results. Not safe for concurrent use.
 type bench struct {
-	tmpfs string // the data dir of kvmesh-tmpfs, removed at the end
-	cfg   benchConfig
-	ps    *procs
-	log   io.Writer
-	exe   string
-	base  string
+	cfg  benchConfig
+	ps   *procs
+	log  io.Writer
+	exe  string
+	base string
 
 	clusters  map[string]*cluster
 	drivers   map[string]driver
@@ -151,10 +150,6 @@ func (b *bench) run(ctx context.Context) (*benchReport, error) {
 		for _, c := range b.closers {
 			c()
 		}
-		if b.tmpfs != "" {
-			b.stopCluster(b.clusters[sysKvmeshM])
-			os.RemoveAll(b.tmpfs) // memory, not disk: never kept
-		}
 	}()
 	rep := &benchReport{Config: b.cfg}
 	started := time.Now()
@@ -223,11 +218,10 @@ func (b *bench) startAll(ctx context.Context) error {
 	}
 	if b.has(sysKvmeshM) {
 		starts = append(starts, start{sysKvmeshM, func() (*cluster, error) {
-			dir, err := os.MkdirTemp(tmpfsDir, "kvmesh-bench-")
+			dir, err := b.ps.memDir()
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", sysKvmeshM, err)
 			}
-			b.tmpfs = dir
 			return b.ps.startKvmeshIn(ctx, "", dir, "kvm", 3, nil)
 		}})
 	}
