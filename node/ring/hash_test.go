@@ -56,19 +56,6 @@ func TestPartitionOfUniform(t *testing.T) {
 	}
 }
 
-func TestPartitionOfPanicsOnInvalidQ(t *testing.T) {
-	for _, q := range []int{0, -1} {
-		func() {
-			defer func() {
-				if recover() == nil {
-					t.Errorf("PartitionOf(key, %d) did not panic", q)
-				}
-			}()
-			PartitionOf("key", q)
-		}()
-	}
-}
-
 func TestPartitionOfDoesNotAllocate(t *testing.T) {
 	key := "some/key/of/moderate/length"
 	if n := testing.AllocsPerRun(100, func() { PartitionOf(key, DefaultPartitions) }); n != 0 {
