@@ -1,7 +1,8 @@
-package store
+package disk
 
 import (
 	"os"
+	"strings"
 	"syscall"
 )
 
@@ -14,4 +15,13 @@ func fdatasync(f *os.File) error {
 			return err
 		}
 	}
+}
+
+// bootID is the kernel's random id of this boot.
+func bootID() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
