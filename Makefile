@@ -14,9 +14,12 @@ build:
 run: build
 	./$(BIN) dev
 
-## test: vet, then every unit, integration and e2e test with the race detector
+## test: vet, then every unit, integration and e2e test with the race
+## detector, then the node and store tests of the planted durability bug
+## (code that only a build with the kvmesh_planted tag has)
 test: vet
 	$(GO) test -race -count=1 -timeout 12m $(PKGS)
+	$(GO) test -race -count=1 -timeout 5m -tags kvmesh_planted -run 'Planted|EarlyAck' ./node/...
 
 unit:
 	$(GO) test -race -count=1 -short $(PKGS)
@@ -41,6 +44,7 @@ vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(GO) vet -tags kvmesh_planted $(PKGS)
 
 ## fuzz: run every fuzz target of the wire decoders for FUZZTIME each
 FUZZTIME ?= 20s

@@ -13,9 +13,10 @@ package e2e
 // (make soak) runs long ones, several runs each, and prints a summary
 // table. Other knobs: KVMESH_SEED (seed of the first run),
 // KVMESH_SOAK_RUNS, KVMESH_SOAK_FAULT (fault time per run),
-// KVMESH_NODE_FLAGS (extra node flags, e.g. --unsafe-early-ack to see a
-// nemesis catch the planted bug), KVMESH_KEEP=1 (keep evidence of passing
-// runs too).
+// KVMESH_NODE_FLAGS (extra node flags, e.g. --unsafe-early-ack=300ms to see a
+// nemesis catch the planted bug), KVMESH_PLANTED=1 (nodes built with the
+// kvmesh_planted tag, which that flag needs), KVMESH_KEEP=1 (keep evidence
+// of passing runs too).
 
 import (
 	"context"
@@ -235,6 +236,11 @@ func faultRun(t *testing.T, s faultSpec, p faultParams, seed int64, raceNodes bo
 			t.Fatalf("build race node binary: %v", err)
 		}
 		t.Logf("nodes built with -race: %s", bin)
+	}
+	if os.Getenv("KVMESH_PLANTED") != "" {
+		if bin, err = plantedNodeBin(); err != nil {
+			t.Fatalf("build planted node binary: %v", err)
+		}
 	}
 	c := startCluster(t, clusterOpts{size: clusterSize, base: dir, bin: bin, lab: lab,
 		extra: strings.Fields(os.Getenv("KVMESH_NODE_FLAGS"))})

@@ -8,6 +8,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -46,10 +47,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func buildNode(out string, race bool) error {
+func buildNode(out string, race bool, tags ...string) error {
 	args := []string{"build", "-o", out}
 	if race {
 		args = append(args, "-race")
+	}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
 	}
 	build := exec.Command("go", append(args, "github.com/kvmesh/kvmesh/cmd/kvmesh")...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
@@ -69,6 +73,22 @@ func raceNodeBin() (string, error) {
 		raceBin.err = buildNode(raceBin.path, true)
 	})
 	return raceBin.path, raceBin.err
+}
+
+var plantedBin struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// plantedNodeBin builds, once, a node binary with the planted
+// durability bug (the kvmesh_planted tag: --unsafe-early-ack).
+func plantedNodeBin() (string, error) {
+	plantedBin.once.Do(func() {
+		plantedBin.path = filepath.Join(binDir, "kvmesh-planted")
+		plantedBin.err = buildNode(plantedBin.path, false, "kvmesh_planted")
+	})
+	return plantedBin.path, plantedBin.err
 }
 
 // proc is one kvmesh node process. Its fields are used by one goroutine
@@ -117,6 +137,7 @@ type procCluster struct {
 	peers  []string
 	extra  []string // extra flags for every node
 	bin    string
+	secret string // the --secret-file every node shares
 	lab    *netLab
 	dialer nats.CustomDialer // nil outside namespaces
 }
@@ -155,6 +176,10 @@ func startCluster(t *testing.T, o clusterOpts) *procCluster {
 	base := o.base
 	if base == "" {
 		base = t.TempDir()
+	}
+	c.secret = filepath.Join(base, "secret")
+	if err := os.WriteFile(c.secret, []byte(rand.Text()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
 	}
 	var ports []int
 	if o.lab == nil {
@@ -211,7 +236,8 @@ func (c *procCluster) launch(p *proc) error {
 	args := []string{"node", "--id", p.id, "--data", p.dir,
 		"--listen", fmt.Sprintf("%s:%d", p.host, p.clientPort),
 		"--cluster", fmt.Sprintf("%s:%d", p.host, p.clusterPort),
-		"--peers", strings.Join(c.peers, ","), "--peer-wait", "10s"}
+		"--peers", strings.Join(c.peers, ","), "--peer-wait", "10s",
+		"--run-dir", p.dir + ".run", "--secret-file", c.secret}
 	args = append(args, c.extra...)
 	var cmd *exec.Cmd
 	if p.ns != "" {

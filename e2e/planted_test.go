@@ -14,15 +14,17 @@ import (
 
 // TestPlantedEarlyAckIsCaught shows that the checker can fail: every node
 // runs with --unsafe-early-ack, the planted durability bug (a replica
-// acknowledges a write before its bbolt commit, which it then holds back
-// 300 ms). The nemesis kills two owners of keys being written at the same
+// acknowledges a write, and lets it leave for the other replicas, before
+// its log append, which it then holds back 2 s: a kill -9 keeps the page
+// cache, so only a write held back from the file itself can be lost). Only a binary built
+// with the kvmesh_planted tag has the flag. The nemesis kills two owners of keys being written at the same
 // moment, right after a burst of acknowledged writes:
 //
 //  1. kill -9 a third node, so that for the keys it owns with the two
 //     victims (one of the 10 owner triples of 5 nodes) only the victims
 //     take the burst's writes;
 //  2. a burst of concurrent unique puts (W=2), all acknowledged;
-//  3. kill -9 both victims at once, inside the 300 ms window;
+//  3. kill -9 both victims at once, inside the 2 s window;
 //  4. restart all three and read every key with R=all.
 //
 // The checker must report lost acknowledged writes (P1). The run is
@@ -30,7 +32,7 @@ import (
 //
 // By hand: go test -race -count=1 -run TestPlantedEarlyAckIsCaught -v ./e2e/
 // (KVMESH_KEEP=1 keeps the history and logs). Any fault run can also be
-// pointed at the bug: KVMESH_NODE_FLAGS=--unsafe-early-ack go test -run
+// pointed at the bug: KVMESH_PLANTED=1 KVMESH_NODE_FLAGS=--unsafe-early-ack=300ms go test -run
 // TestFaultKill9Double -v ./e2e/ (whether that catches it depends on the
 // schedule; this test makes it certain).
 func TestPlantedEarlyAckIsCaught(t *testing.T) {
@@ -45,7 +47,11 @@ func TestPlantedEarlyAckIsCaught(t *testing.T) {
 		}
 		os.RemoveAll(dir)
 	})
-	c := startCluster(t, clusterOpts{size: clusterSize, base: dir, extra: []string{"--unsafe-early-ack"}})
+	bin, err := plantedNodeBin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := startCluster(t, clusterOpts{size: clusterSize, base: dir, bin: bin, extra: []string{"--unsafe-early-ack=2s"}})
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	victims, third := []*proc{c.procs[0], c.procs[1]}, c.procs[2]

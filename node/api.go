@@ -180,7 +180,7 @@ func (n *Node) serve(op string, req micro.Request, reply string) error {
 					n.respondError(reply, err)
 					return
 				}
-				n.respondGet(reply, obj)
+				n.respondGet(reply, key, obj)
 			},
 			write: func(ctx protocol.Clock, err error) {
 				if err != nil {
@@ -188,7 +188,7 @@ func (n *Node) serve(op string, req micro.Request, reply string) error {
 					return
 				}
 				h := nats.Header{protocol.HdrNode: {n.cfg.ID}}
-				if c := protocol.EncodeContext(ctx); c != "" {
+				if c := n.ctxKey.Seal(key, ctx); c != "" {
 					h.Set(protocol.HdrContext, c)
 				}
 				_ = n.nc.PublishMsg(&nats.Msg{Subject: reply, Header: h})
@@ -239,7 +239,7 @@ func (n *Node) startClientOp(o clientOp, done clientDone) error {
 	if err != nil {
 		return fmt.Errorf("w: %w", err)
 	}
-	ctx, err := protocol.DecodeContext(o.ctx)
+	ctx, err := n.ctxKey.Open(o.key, o.ctx)
 	if err != nil {
 		return err
 	}
@@ -268,12 +268,12 @@ func (n *Node) requestKey(op, subject string, hdr nats.Header) (string, error) {
 // respondGet answers a get: one live value raw in the payload, several as
 // a msgpack array, none as 404. The causal context is always included, so
 // a write after a delete can supersede the tombstone.
-func (n *Node) respondGet(reply string, obj *protocol.Object) {
+func (n *Node) respondGet(reply, key string, obj *protocol.Object) {
 	h := nats.Header{protocol.HdrNode: {n.cfg.ID}}
 	var live []protocol.Sibling
 	if obj != nil {
 		live = obj.Live()
-		if c := protocol.EncodeContext(obj.Clock); c != "" {
+		if c := n.ctxKey.Seal(key, obj.Clock); c != "" {
 			h.Set(protocol.HdrContext, c)
 		}
 	}

@@ -242,6 +242,10 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal("config without id and data dir validated")
 	}
 	cfg.ID, cfg.DataDir = "n1", t.TempDir()
+	if err := cfg.Validate(); err == nil {
+		t.Fatal("config without a secret validated")
+	}
+	cfg.Secret = testSecret
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -326,5 +330,55 @@ func TestForwardSkipsAnUnreachableOwner(t *testing.T) {
 	e, err := cl.Get(ctx, key, client.R("2"))
 	if err != nil || string(e.Value()) != "v" {
 		t.Fatalf("get: %q %v", e.Value(), err)
+	}
+}
+
+// TestContextOnlyForItsKey is finding 3 of issue 15: the context of key
+// A used on key B superseded B's acknowledged siblings that A's clock
+// happened to cover, and a made-up context with a counter near the limit
+// made the key unwritable. Contexts are sealed to their key and store
+// now: any other is refused with 400, and nothing changes.
+func TestContextOnlyForItsKey(t *testing.T) {
+	c := startCluster(t, 3)
+	ctx := testCtx(t)
+	cl := c.client(0)
+	ctxA, err := cl.Put(ctx, "a", []byte("a1"), client.W("all"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// B gets two concurrent siblings, blind writes through two nodes.
+	for i, v := range []string{"b1", "b2"} {
+		if _, err := c.client(i).Put(ctx, "b", []byte(v), client.W("all")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, err := cl.Get(ctx, "b", client.R("all"))
+	if err != nil || before.Siblings != 2 {
+		t.Fatalf("b before: %v, %v", before, err)
+	}
+	forged := "AQAAAAAAAAAAAAAAAAAAAAAAkZKibjHPQAAAAAAAAAA" // version 1, zero tag, {n1: 2^62}
+	for name, bad := range map[string]string{
+		"a's context on b": ctxA,
+		"made up":          forged,
+		"truncated":        before.Context[:len(before.Context)-3],
+	} {
+		_, err := cl.Put(ctx, "b", []byte("over"), client.Context(bad), client.W("all"))
+		if !errors.Is(err, client.ErrInvalidContext) {
+			t.Fatalf("%s: put = %v, want ErrInvalidContext", name, err)
+		}
+		if err := cl.Delete(ctx, "b", client.Context(bad)); !errors.Is(err, client.ErrInvalidContext) {
+			t.Fatalf("%s: delete = %v, want ErrInvalidContext", name, err)
+		}
+	}
+	after, err := cl.Get(ctx, "b", client.R("all"))
+	if err != nil || after.Siblings != 2 || after.Context != before.Context {
+		t.Fatalf("b changed after refused contexts: %v (%d siblings), %v", after.Values, after.Siblings, err)
+	}
+	// b's own context still works, through any node.
+	if _, err := c.client(2).Put(ctx, "b", []byte("merged"), client.Context(after.Context), client.W("all")); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := cl.Get(ctx, "b", client.R("all")); err != nil || string(e.Value()) != "merged" || e.Siblings != 1 {
+		t.Fatalf("b after a put with its context: %v, %v", e, err)
 	}
 }

@@ -73,13 +73,13 @@ func (n *Node) serveBatchItem(it *protocol.ClientItem, add func(protocol.ClientR
 	}
 	o := clientOp{op: batchOps[it.Op], key: it.Key, value: it.Value, quorum: it.Quorum, ctx: it.Context}
 	err := n.startClientOp(o, clientDone{
-		get: func(obj *protocol.Object, err error) { add(n.getResult(tag, obj, err)) },
+		get: func(obj *protocol.Object, err error) { add(n.getResult(tag, o.key, obj, err)) },
 		write: func(ctx protocol.Clock, err error) {
 			if err != nil {
 				add(protocol.ClientResultError(tag, err))
 				return
 			}
-			add(protocol.ClientResult{Tag: tag, Context: protocol.EncodeContext(ctx)})
+			add(protocol.ClientResult{Tag: tag, Context: n.ctxKey.Seal(o.key, ctx)})
 		},
 	})
 	if err != nil {
@@ -90,7 +90,7 @@ func (n *Node) serveBatchItem(it *protocol.ClientItem, add func(protocol.ClientR
 
 // getResult is respondGet's answer as a batch result: the live values and
 // their count, or ErrKeyNotFound; the causal context either way.
-func (n *Node) getResult(tag uint64, obj *protocol.Object, err error) protocol.ClientResult {
+func (n *Node) getResult(tag uint64, key string, obj *protocol.Object, err error) protocol.ClientResult {
 	if err != nil {
 		return protocol.ClientResultError(tag, err)
 	}
@@ -98,7 +98,7 @@ func (n *Node) getResult(tag uint64, obj *protocol.Object, err error) protocol.C
 	var ctx string
 	if obj != nil {
 		live = obj.Live()
-		ctx = protocol.EncodeContext(obj.Clock)
+		ctx = n.ctxKey.Seal(key, obj.Clock)
 	}
 	if len(live) == 0 {
 		r := protocol.ClientResultError(tag, protocol.ErrKeyNotFound)

@@ -30,6 +30,9 @@ func freePorts(t testing.TB, n int) []int {
 	return ports
 }
 
+// testSecret is the store secret of the tests' clusters.
+var testSecret = []byte("kvmesh test secret 0123456789")
+
 func startCluster(t testing.TB, size int, mutate ...func(*node.Config)) *testCluster {
 	t.Helper()
 	ports := freePorts(t, size)
@@ -42,6 +45,8 @@ func startCluster(t testing.TB, size int, mutate ...func(*node.Config)) *testClu
 		cfg := node.DefaultConfig()
 		cfg.ID = fmt.Sprintf("n%d", i+1)
 		cfg.DataDir = t.TempDir()
+		cfg.RunDir = t.TempDir()
+		cfg.Secret = testSecret
 		cfg.Listen = "127.0.0.1:0"
 		cfg.Cluster = fmt.Sprintf("127.0.0.1:%d", ports[i])
 		cfg.Peers = peers

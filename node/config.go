@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/kvmesh/kvmesh/node/disk"
 	"github.com/kvmesh/kvmesh/node/transport"
 	"github.com/kvmesh/kvmesh/protocol"
 )
@@ -14,12 +16,26 @@ import (
 // and change what you need; New calls Validate.
 type Config struct {
 	// ID names the node: the NATS server name, the subject token of its
-	// RPC subject and its actor id in causal clocks. Letters, digits, '-'
-	// and '_'; required. It must never be reused for a node whose data was
-	// lost (its clock counters would restart).
+	// RPC subject and the prefix of its actor ids in causal clocks.
+	// Letters, digits, '-' and '_'; required. A node whose data dir was
+	// lost may come back under the same id: it writes under a new actor
+	// (identity.go).
 	ID string
-	// DataDir holds the node's bbolt file (DataDir/kvmesh.db). Required.
+	// DataDir holds the node's store (DataDir/kvmesh.db and its log).
+	// Required.
 	DataDir string
+	// RunDir holds the node's run record (identity.go), which must not be
+	// inside DataDir and should not survive a reboot. Default: /dev/shm
+	// if the machine has it, else the temp dir.
+	RunDir string
+	// Secret is the store's shared secret, at least 16 random bytes: it
+	// keys the tag that seals each causal context to its key and store
+	// (protocol.ContextKey), so that no client can make one up. Every node
+	// of a store must have the same one. Required.
+	Secret []byte
+	// FS is the file system the node's files live on. Default disk.OS;
+	// the simulation tests give a disk.Sim's.
+	FS disk.FS
 
 	// Listen is the NATS client listener "host:port"; port 0 picks a free
 	// port. Default "127.0.0.1:4222".
@@ -68,11 +84,7 @@ type Config struct {
 	// simulation tests run many nodes in one process this way. Default nil.
 	Transport transport.Transport
 
-	// UnsafeEarlyAck acknowledges replica writes before they are committed
-	// (and commits them a moment later). It breaks durability on purpose,
-	// so the fault suite can prove it detects lost acknowledged writes.
-	// Never set it anywhere else. Default false.
-	UnsafeEarlyAck bool
+	plantedConfig // test-only settings of a build with the kvmesh_planted tag
 
 	// Logger receives the node's logs. Default: discard.
 	Logger *slog.Logger
@@ -106,6 +118,11 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		return fmt.Errorf("config: data dir is required")
 	}
+	if c.RunDir != "" {
+		if rel, err := filepath.Rel(c.DataDir, c.RunDir); err == nil && !strings.HasPrefix(rel, "..") {
+			return fmt.Errorf("config: run dir %s is inside the data dir: a restored copy of the data dir would bring it back", c.RunDir)
+		}
+	}
 	for _, m := range c.Members {
 		if err := protocol.ValidateNodeID(m); err != nil {
 			return fmt.Errorf("config: member %q: %w", m, err)
@@ -113,6 +130,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := protocol.NewSubjects(c.Prefix); err != nil {
 		return fmt.Errorf("config: prefix: %w", err)
+	}
+	if _, err := protocol.NewContextKey(c.Secret, c.Prefix); err != nil {
+		return fmt.Errorf("config: secret: %w", err)
 	}
 	switch {
 	case c.Replicas < 1 || c.Replicas > 15:

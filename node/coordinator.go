@@ -48,13 +48,19 @@ func (n *Node) startWrite(key string, val []byte, del bool, ctx protocol.Clock, 
 		return protocol.Errorf(protocol.ErrQuorumNotReached, "%s: w=%d with %d owners", op, w, len(owners))
 	}
 	write := func(ctx protocol.Clock) {
-		if isOwner(owners, n.cfg.ID) {
+		if isOwner(owners, n.cfg.ID) && n.st.Broken() == nil {
 			// Copy the value: the request's buffer is not ours to keep.
 			sib := protocol.Sibling{Value: append([]byte(nil), val...), Deleted: del}
 			n.coordinateWrite(key, p, owners, ctx, sib, w, done)
 			return
 		}
-		n.forwardWrite(owners, protocol.Item{Op: protocol.RPCCoordinate, Key: key, Val: val, Ctx: ctx, Del: del, W: w}, done)
+		// Only an owner whose store takes writes may issue the dot.
+		to := slices.DeleteFunc(slices.Clone(owners), func(o string) bool { return o == n.cfg.ID })
+		if len(to) == 0 {
+			done(nil, protocol.Errorf(protocol.ErrNodeUnavailable, "%s: the only owner, %s, cannot store writes: %v", op, n.cfg.ID, n.st.Broken()))
+			return
+		}
+		n.forwardWrite(to, protocol.Item{Op: protocol.RPCCoordinate, Key: key, Val: val, Ctx: ctx, Del: del, W: w}, done)
 	}
 	if del && len(ctx) == 0 {
 		// A delete without context deletes every value stored so far:

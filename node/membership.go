@@ -90,6 +90,14 @@ func (n *Node) startGossip() error {
 		if err != nil || a.From == n.cfg.ID {
 			return
 		}
+		if a.Secret != n.ctxKey.Fingerprint() {
+			if _, warned := n.otherSecret.LoadOrStore(a.From, true); !warned {
+				n.log.Error("a node of the store has another secret: each refuses the causal contexts the other issues (400). Give every node the same --secret-file",
+					"peer", a.From, "its secret", a.Secret, "this node's", n.ctxKey.Fingerprint())
+			}
+		} else {
+			n.otherSecret.Delete(a.From)
+		}
 		_, seen := n.heard.Swap(a.From, time.Now())
 		grew := n.mem.learn(append(a.Members, a.From)...)
 		if grew {
@@ -124,7 +132,7 @@ func (n *Node) startGossip() error {
 // announce publishes this node's member set once.
 func (n *Node) announce() {
 	b, err := protocol.EncodeAnnounce(&protocol.Announce{
-		V: protocol.Version, From: n.cfg.ID, Members: n.Members(), Time: timeNow(),
+		V: protocol.Version, From: n.cfg.ID, Members: n.Members(), Time: timeNow(), Secret: n.ctxKey.Fingerprint(),
 	})
 	if err == nil {
 		_ = n.nc.Publish(n.subjects.Gossip("members"), b)

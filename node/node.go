@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -18,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/kvmesh/kvmesh/embedded"
+	"github.com/kvmesh/kvmesh/node/disk"
 	"github.com/kvmesh/kvmesh/node/store"
 	"github.com/kvmesh/kvmesh/node/transport"
 	"github.com/kvmesh/kvmesh/protocol"
@@ -34,22 +34,27 @@ type Node struct {
 	cfg      Config
 	log      *slog.Logger
 	subjects protocol.Subjects
+	ctxKey   *protocol.ContextKey
 	maxValue int
 
-	srv    *embedded.Server
-	nc     *nats.Conn
-	st     *store.Store
-	issuer *issuer
-	actor  string // this incarnation's id in causal clocks
-	tr     transport.Transport
-	mem    *membership
-	svc    micro.Service
+	srv     *embedded.Server
+	nc      *nats.Conn
+	fs      disk.FS
+	st      *store.Store
+	issuer  *issuer
+	actor   string // this run's id in causal clocks (identity.go)
+	runFile string // the run record, marked when the store fails
+	runRec  runRecord
+	tr      transport.Transport
+	mem     *membership
+	svc     micro.Service
 
-	pending   pendingOps
-	outboxes  outboxes
-	forwarded forwarded
-	heard     sync.Map // member id -> time.Time of its last announcement
-	inflight  atomic.Int64
+	pending     pendingOps
+	outboxes    outboxes
+	forwarded   forwarded
+	heard       sync.Map // member id -> time.Time of its last announcement
+	otherSecret sync.Map // member id -> true: it announced another secret (logged once)
+	inflight    atomic.Int64
 
 	stop      chan struct{} // closed by Close: stops the loops
 	wg        sync.WaitGroup
@@ -64,6 +69,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	subjects, _ := protocol.NewSubjects(cfg.Prefix)
+	ctxKey, _ := protocol.NewContextKey(cfg.Secret, cfg.Prefix)
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -72,6 +78,7 @@ func New(cfg Config) (*Node, error) {
 		cfg:      cfg,
 		log:      log.With("node", cfg.ID),
 		subjects: subjects,
+		ctxKey:   ctxKey,
 		maxValue: protocol.MaxValueLen(int64(cfg.MaxPayload)),
 		stop:     make(chan struct{}),
 	}
@@ -85,6 +92,10 @@ func New(cfg Config) (*Node, error) {
 
 // ID returns the node's id.
 func (n *Node) ID() string { return n.cfg.ID }
+
+// Actor returns the actor id this run of the node issues dots under
+// (identity.go). Valid after Start.
+func (n *Node) Actor() string { return n.actor }
 
 // ClientURL is the URL clients connect to (the embedded server's client
 // listener). Valid after Start; empty without NATS.
@@ -123,26 +134,41 @@ func (n *Node) Start(ctx context.Context) error {
 }
 
 func (n *Node) start(ctx context.Context) error {
-	if err := os.MkdirAll(n.cfg.DataDir, 0o755); err != nil {
+	n.fs = n.cfg.FS
+	if n.fs == nil {
+		n.fs = disk.OS{}
+	}
+	if err := n.fs.MkdirAll(n.cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
 	sopts := store.DefaultOptions()
-	if n.cfg.UnsafeEarlyAck {
-		sopts.UnsafeEarlyAck = 300 * time.Millisecond
-		n.log.Warn("UNSAFE: acknowledging writes before they are committed (fault-suite planted bug)")
-	}
+	sopts.FS = n.fs
+	sopts.OnFail = n.storeFailed
+	n.plantStoreOptions(&sopts)
 	st, err := store.Open(n.cfg.dbPath(), sopts)
 	if err != nil {
+		if errors.Is(err, store.ErrCorrupt) {
+			return fmt.Errorf("%w\nThe node refuses to start on a damaged store: acknowledged writes may be missing from it. "+
+				"Run `kvmesh admin quarantine --data %s` to move its files aside (nothing is deleted), then start the node again: "+
+				"it starts empty under a new actor, and its peers refill it as keys are read (R=all reads repair at once)", err, n.cfg.DataDir)
+		}
 		return fmt.Errorf("open store: %w", err)
 	}
 	n.st = st
-	inc, err := startIncarnation(st)
-	if err != nil {
-		return fmt.Errorf("start incarnation: %w", err)
+	if err := checkSettings(st, n.cfg.DataDir, settings{Node: n.cfg.ID, Replicas: n.cfg.Replicas, Partitions: n.cfg.Partitions, Prefix: n.cfg.Prefix}); err != nil {
+		return err
 	}
-	n.actor = protocol.ActorID(n.cfg.ID, inc)
-	if inc > 0 {
-		n.log.Info("issuing dots as a new incarnation after an unclean stop", "actor", n.actor)
+	runDir := n.cfg.RunDir
+	if runDir == "" {
+		runDir = defaultRunDir()
+	}
+	var kept bool
+	n.actor, kept, n.runFile, n.runRec, err = startIdentity(n.fs, st, n.cfg.ID, runDir, time.Now())
+	if err != nil {
+		return fmt.Errorf("start identity: %w", err)
+	}
+	if !kept && !st.Created() {
+		n.log.Info("issuing dots as a new actor: this store's page cache or data may not hold every dot the last run sent", "actor", n.actor)
 	}
 	n.issuer = newIssuer(st, n.actor)
 	if n.mem, err = loadMembership(st, n.cfg.ID, n.cfg.Partitions, n.cfg.Replicas); err != nil {
@@ -273,9 +299,7 @@ func (n *Node) Close() error {
 		n.wg.Wait()
 		n.pending.failAll(protocol.Errorf(protocol.ErrNodeUnavailable, "node %s is shutting down", n.cfg.ID))
 		if n.st != nil {
-			// Every issued write was queued to the store, and Close
-			// commits them all before the clean mark.
-			errs = append(errs, n.st.CloseWithMeta(metaClean, []byte{1}))
+			errs = append(errs, n.st.Close())
 		}
 		if n.nc != nil {
 			n.nc.Close()
@@ -300,6 +324,28 @@ func (g natsLogger) Fatalf(f string, v ...any)  { g.l.Error(fmt.Sprintf(f, v...)
 func (g natsLogger) Errorf(f string, v ...any)  { g.l.Warn(fmt.Sprintf(f, v...)) }
 func (g natsLogger) Debugf(string, ...any)      {}
 func (g natsLogger) Tracef(string, ...any)      {}
+
+// storeFailed is the store's OnFail: from now on the node acknowledges no
+// write of its own replica (it forwards the writes it coordinates to the
+// other owners), and its page cache may have lost dots it sent out, so
+// the next start must take a new actor.
+func (n *Node) storeFailed(err error) {
+	n.log.Error("STORE FAILED: this node no longer stores writes; it serves reads and forwards writes to the other owners. Free space or replace the disk, then restart the node", "err", err)
+	rec := n.runRec
+	rec.Tainted = err.Error()
+	if werr := writeRunRecord(n.fs, n.runFile, rec); werr != nil {
+		n.log.Error("could not mark the run record after the store failed", "file", n.runFile, "err", werr)
+	}
+}
+
+// StoreError returns the error that stopped the node's store taking
+// writes, or nil while it is healthy.
+func (n *Node) StoreError() error {
+	if n.st == nil {
+		return nil
+	}
+	return n.st.Broken()
+}
 
 // timeNow is the node's wall clock for sibling timestamps.
 func timeNow() int64 { return time.Now().UnixNano() }

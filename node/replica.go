@@ -81,6 +81,10 @@ func (n *Node) serveItem(from string, it *protocol.Item, add func(protocol.Resul
 			fail(protocol.Errorf(protocol.ErrNodeUnavailable, "%s is not an owner of the key", n.cfg.ID))
 			return
 		}
+		if err := n.st.Broken(); err != nil {
+			fail(protocol.Errorf(protocol.ErrNodeUnavailable, "%s cannot store writes: %v", n.cfg.ID, err))
+			return
+		}
 		if it.W < 1 || it.W > len(owners) {
 			fail(protocol.Errorf(protocol.ErrInvalidOption, "w=%d with %d owners", it.W, len(owners)))
 			return

@@ -1,10 +1,8 @@
 package node_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
@@ -14,11 +12,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/kvmesh/kvmesh/node"
+	"github.com/kvmesh/kvmesh/node/disk"
 	"github.com/kvmesh/kvmesh/node/transport"
 	"github.com/kvmesh/kvmesh/protocol"
 )
@@ -127,51 +127,14 @@ func TestSim(t *testing.T) {
 	t.Logf("%d seeds (%d..%d): %s", len(seeds), seeds[0], seeds[len(seeds)-1], total.summary())
 }
 
-// TestSimCatchesEarlyAck proves the checker can fail: with the planted
-// durability bug (replicas acknowledge before their commit, which comes
-// 300ms later) the same scenario must lose acknowledged writes, and P1
-// must say so, for at least one of a handful of seeds. It counts only
-// unique-key puts, which nothing but a lost commit can make disappear.
-// (Under the planted bug set-adds are lost even without a crash: the
-// node's dot issuer takes the early acknowledgement for the commit and
-// issues the key's next write from the committed state, reusing a dot.)
-// The nemesis's isolate-one-then-crash-two fault crashes two owners of a
-// key right after they acknowledged a put that the third owner, cut off,
-// never saw.
-func TestSimCatchesEarlyAck(t *testing.T) {
-	seeds := []int64{1, 2, 3, 4, 5}
-	if s := os.Getenv("KVMESH_SIM_SEED"); s != "" {
-		seeds = simSeeds(t)
-	}
-	caught := 0
-	for _, seed := range seeds {
-		cfg := simConfigFor(seed)
-		cfg.earlyAck = true
-		cfg.faultTime = 15 * time.Second
-		// Every write waits for the 300ms commit delay, so it takes more
-		// clients to have unique keys acknowledged inside the window.
-		cfg.clients = 12
-		res := runSim(t, cfg)
-		t.Logf("seed %d with UnsafeEarlyAck: %s", seed, res.summary())
-		if res.lostPuts > 0 {
-			caught++
-			if caught == 1 {
-				lines := strings.Split(res.report(cfg, false), "\n")
-				t.Logf("what a failing seed reports (first lines):\n%s", strings.Join(lines[:min(len(lines), 7)], "\n"))
-			}
-		}
-	}
-	if caught == 0 {
-		t.Fatalf("no seed of %v lost an acknowledged write with UnsafeEarlyAck: the checker cannot catch the planted bug", seeds)
-	}
-}
-
-// simNode is one node slot: the running instance of an id, if any.
+// simNode is one node slot: the running instance of an id, if any, and
+// the simulated machine its files live on.
 type simNode struct {
 	n     *node.Node
 	ep    transport.Transport
 	up    bool
 	epoch int // incremented by each crash
+	disk  *disk.Sim
 }
 
 // simRun is the state of one seed's run inside its bubble.
@@ -189,9 +152,11 @@ type simRun struct {
 	stopOnce sync.Once
 	clients  sync.WaitGroup
 
-	mu      sync.Mutex
-	nodes   map[string]*simNode
-	crashes int
+	mu        sync.Mutex
+	nodes     map[string]*simNode
+	crashes   int
+	powerLoss int // crashes that lost power too, and wipes: each may add an actor
+	wiped     bool
 }
 
 // runSim runs one seed in a fresh bubble and returns the checkers'
@@ -263,7 +228,7 @@ func (r *simRun) run() *simResult {
 	}
 	time.Sleep(3 * time.Second)
 
-	res := &simResult{seed: r.cfg.seed, crashes: r.crashes, net: r.net.Stats(), loadTime: loadEnd}
+	res := &simResult{seed: r.cfg.seed, crashes: r.crashes, newActors: r.powerLoss, net: r.net.Stats(), loadTime: loadEnd}
 	// Every key written (reads of absent keys need no final read).
 	ops, invoked := r.hist.snapshot()
 	written := make(map[string]bool)
@@ -443,23 +408,44 @@ func (r *simRun) randomKey(rng *rand.Rand) string {
 	return fmt.Sprintf("u%d.%d", 1+rng.IntN(r.cfg.clients), 1+rng.IntN(int(r.now()/(20*time.Millisecond))+1))
 }
 
-func (r *simRun) nodeConfig(id string, ep transport.Transport) node.Config {
+func (r *simRun) dataDir(id string) string { return filepath.Join(r.base, id, "data") }
+func (r *simRun) runDir(id string) string  { return filepath.Join(r.base, id, "run") }
+
+func (r *simRun) nodeConfig(id string, ep transport.Transport, fsys disk.FS) node.Config {
 	cfg := node.DefaultConfig()
 	cfg.ID = id
-	cfg.DataDir = filepath.Join(r.base, id)
+	cfg.DataDir = r.dataDir(id)
+	cfg.RunDir = r.runDir(id)
+	cfg.FS = fsys
+	cfg.Secret = testSecret
 	cfg.Transport = ep
 	cfg.Members = r.ids
 	cfg.Replicas = simReplicas
 	cfg.RequestTimeout = simRequestTO
-	cfg.UnsafeEarlyAck = r.cfg.earlyAck
+	if r.cfg.earlyAck {
+		plantEarlyAck(&cfg)
+	}
 	cfg.Logger = slog.New(slog.NewTextHandler(r.trace, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	return cfg
 }
 
-// startNode starts id with a fresh endpoint on its data dir.
+// startNode starts id with a fresh endpoint on its data dir, on the
+// machine the slot has (a new one for a new slot).
 func (r *simRun) startNode(id string) error {
+	r.mu.Lock()
+	sn := r.nodes[id]
+	if sn == nil {
+		d, err := disk.NewSim(filepath.Join(r.base, id), uint64(r.cfg.seed)*1000+uint64(len(r.nodes)), r.runDir(id))
+		if err != nil {
+			r.mu.Unlock()
+			return err
+		}
+		sn = &simNode{disk: d}
+		r.nodes[id] = sn
+	}
+	r.mu.Unlock()
 	ep := r.net.Endpoint(id)
-	n, err := node.New(r.nodeConfig(id, ep))
+	n, err := node.New(r.nodeConfig(id, ep, sn.disk.FS()))
 	if err != nil {
 		return err
 	}
@@ -469,11 +455,6 @@ func (r *simRun) startNode(id string) error {
 		return err
 	}
 	r.mu.Lock()
-	sn := r.nodes[id]
-	if sn == nil {
-		sn = &simNode{}
-		r.nodes[id] = sn
-	}
 	sn.n, sn.ep, sn.up = n, ep, true
 	r.mu.Unlock()
 	return nil
@@ -486,13 +467,13 @@ func (r *simRun) restart(id string) {
 	r.trace.add("nemesis: restart %s", id)
 }
 
-// crash kills the given nodes at one instant, as kill -9 would: each
-// vanishes from the network, its store files (bbolt and the log) are
-// captured as they are on disk at that instant, and after the process is
-// closed the files are put back as captured. A graceful Close alone
-// would commit every write the store had accepted, which is not what a
-// crash does (and would hide an acknowledgement sent before its commit).
-func (r *simRun) crash(ids ...string) {
+// crash kills the given nodes at one instant: as kill -9 would (the
+// page cache keeps what they wrote), or with power, as a power loss would
+// (their disks keep only what was synced, the rest torn at random; tmpfs
+// is emptied and the boot changes). A graceful Close alone would commit
+// every write the store had accepted, which is not what a crash does:
+// the simulated disk refuses everything the dead process does.
+func (r *simRun) crash(power bool, ids ...string) {
 	var victims []*simNode
 	r.mu.Lock()
 	for _, id := range ids {
@@ -502,141 +483,82 @@ func (r *simRun) crash(ids ...string) {
 		victims = append(victims, sn)
 	}
 	r.crashes += len(ids)
+	if power {
+		r.powerLoss += len(ids)
+	}
 	r.mu.Unlock()
+	// The disks first: that is the instant of the crash (closing an
+	// endpoint waits for its handlers, and the dying node must not write
+	// anything meanwhile).
+	for _, sn := range victims {
+		sn.disk.Crash(power)
+	}
 	for _, sn := range victims {
 		_ = sn.ep.Close() // no message in or out from now on
 	}
-	snaps := make([]simDisk, len(ids))
-	for i, id := range ids {
-		d, err := simSnapshot(r.dbPath(id))
-		if err != nil {
-			r.t.Fatalf("seed %d: crash %s: %v", r.cfg.seed, id, err)
-		}
-		snaps[i] = d
-	}
 	for i, sn := range victims {
 		_ = sn.n.Close()
-		if err := snaps[i].restore(r.dbPath(ids[i])); err != nil {
-			r.t.Fatalf("seed %d: crash %s: restore: %v", r.cfg.seed, ids[i], err)
+		if _, err := sn.disk.Restart(); err != nil {
+			r.t.Fatalf("seed %d: crash %s: %v", r.cfg.seed, ids[i], err)
 		}
 	}
-	r.trace.add("nemesis: crash %s", strings.Join(ids, "+"))
+	kind := "crash"
+	if power {
+		kind = "power loss"
+	}
+	r.trace.add("nemesis: %s %s", kind, strings.Join(ids, "+"))
 }
 
-func (r *simRun) dbPath(id string) string { return filepath.Join(r.base, id, "kvmesh.db") }
-
-// simDisk is a store's files as a crash leaves them: the bbolt file and
-// its log segments, by name.
-type simDisk map[string][]byte
-
-// simStoreFiles lists the store files of the bbolt file at db: the file
-// and its log segments ("<db>.wal.<seq>").
-func simStoreFiles(db string) ([]string, error) {
-	entries, err := os.ReadDir(filepath.Dir(db))
-	if err != nil {
-		return nil, err
+// breakDisk makes id's disk fail every sync (EIO) or, if full, refuse
+// to grow: its store stops taking writes, and the node goes on serving
+// reads and forwarding writes.
+func (r *simRun) breakDisk(id string, full bool) {
+	r.mu.Lock()
+	sn := r.nodes[id]
+	r.powerLoss++ // its next run takes a new actor
+	r.mu.Unlock()
+	if full {
+		sn.disk.SetSpace(0)
+		r.trace.add("nemesis: disk of %s full", id)
+		return
 	}
-	var names []string
+	sn.disk.SetFault(disk.Fault{SyncErr: syscall.EIO})
+	r.trace.add("nemesis: disk of %s fails every sync", id)
+}
+
+// mend clears id's disk fault (the node is down).
+func (r *simRun) mend(id string) {
+	r.mu.Lock()
+	sn := r.nodes[id]
+	r.mu.Unlock()
+	sn.disk.SetFault(disk.Fault{})
+	sn.disk.SetSpace(-1)
+	r.trace.add("nemesis: disk of %s mended", id)
+}
+
+// wipe crashes id and empties its data dir, as a replaced disk or an
+// operator's rm -rf would, for a restart under the same id.
+func (r *simRun) wipe(id string) {
+	r.crash(false, id)
+	r.mu.Lock()
+	sn := r.nodes[id]
+	r.powerLoss++
+	r.wiped = true
+	r.mu.Unlock()
+	fsys := sn.disk.FS()
+	entries, err := fsys.ReadDir(r.dataDir(id))
+	if err != nil {
+		r.t.Fatalf("seed %d: wipe %s: %v", r.cfg.seed, id, err)
+	}
 	for _, e := range entries {
-		if e.Name() == filepath.Base(db) || strings.HasPrefix(e.Name(), filepath.Base(db)+".wal.") {
-			names = append(names, e.Name())
+		if err := fsys.Remove(filepath.Join(r.dataDir(id), e.Name())); err != nil {
+			r.t.Fatalf("seed %d: wipe %s: %v", r.cfg.seed, id, err)
 		}
 	}
-	return names, nil
-}
-
-// simSnapshot reads the store files of a node that may be committing, and
-// returns a state the store can open, as of one instant.
-//
-// The log is read first, then the bbolt file, then the log is listed
-// again: if no segment appeared, vanished or grew meanwhile, the copy is
-// one the disk held (a checkpoint that committed in between is covered:
-// the segments it covers are then skipped at Open). The bbolt file is read
-// consistently the same way: bbolt writes a transaction's pages before its
-// meta page and never overwrites a page the newest meta page references,
-// so a copy that reads the meta pages first is consistent if no commit
-// finished its meta write meanwhile: reading the meta pages again tells.
-func simSnapshot(db string) (simDisk, error) {
-	head := 2 * os.Getpagesize()
-	dir, base := filepath.Dir(db), filepath.Base(db)
-	for range 1000 {
-		names, err := simStoreFiles(db)
-		if err != nil {
-			return nil, err
-		}
-		d := simDisk{}
-		for _, name := range names {
-			if name == base {
-				continue
-			}
-			if d[name], err = os.ReadFile(filepath.Join(dir, name)); err != nil {
-				break // removed by a checkpoint: try again
-			}
-		}
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(db)
-		if err != nil {
-			return nil, err
-		}
-		f, err := os.Open(db)
-		if err != nil {
-			return nil, err
-		}
-		again := make([]byte, min(head, len(b)))
-		_, err = io.ReadFull(f, again)
-		f.Close()
-		if err != nil {
-			return nil, err
-		}
-		if !bytes.Equal(again, b[:len(again)]) {
-			continue
-		}
-		d[base] = b
-		if simLogUnchanged(db, d) {
-			return d, nil
-		}
+	if err := fsys.SyncDir(r.dataDir(id)); err != nil {
+		r.t.Fatalf("seed %d: wipe %s: %v", r.cfg.seed, id, err)
 	}
-	return nil, fmt.Errorf("snapshot %s: commits never paused", db)
-}
-
-// simLogUnchanged reports whether db's log segments are still those of d,
-// with the same sizes.
-func simLogUnchanged(db string, d simDisk) bool {
-	names, err := simStoreFiles(db)
-	if err != nil || len(names) != len(d) {
-		return false
-	}
-	for _, name := range names {
-		if name == filepath.Base(db) {
-			continue
-		}
-		fi, err := os.Stat(filepath.Join(filepath.Dir(db), name))
-		if b, ok := d[name]; !ok || err != nil || fi.Size() != int64(len(b)) {
-			return false
-		}
-	}
-	return true
-}
-
-// restore replaces the store files of db with d's.
-func (d simDisk) restore(db string) error {
-	names, err := simStoreFiles(db)
-	if err != nil {
-		return err
-	}
-	for _, name := range names {
-		if err := os.Remove(filepath.Join(filepath.Dir(db), name)); err != nil {
-			return err
-		}
-	}
-	for name, b := range d {
-		if err := os.WriteFile(filepath.Join(filepath.Dir(db), name), b, 0o600); err != nil {
-			return err
-		}
-	}
-	return nil
+	r.trace.add("nemesis: wipe %s", id)
 }
 
 // stopClients stops the load and waits for every client to return.
@@ -668,11 +590,18 @@ func (r *simRun) closeAll() {
 // duplicates), isolating one node, splitting 2|3, healing, crashing one
 // node, and isolating one node x then crashing two others together: the
 // two other owners of a key owned by x right after they acknowledged a
-// put of it issued after x was cut off (see awaitAck). Crashed nodes
-// restart after 1-4s; never more than two are down. At least one
-// isolate-and-crash-two happens per run.
+// put of it issued after x was cut off (see awaitAck), with a power loss,
+// so that only what they synced survives. A crash is a power loss one
+// time in three, else a kill -9. Now and then a node's disk fails (every
+// sync fails, or it is full) until it is restarted with the disk mended
+// 1-4s later, and in some runs one node's data dir is wiped and it comes
+// back empty under the same id. Crashed nodes restart after 1-4s; never
+// more than two are down. At least one isolate-and-crash-two happens per
+// run.
 func (r *simRun) nemesis(rng *rand.Rand) {
 	restartAt := make(map[string]time.Duration)
+	mendAt := make(map[string]time.Duration) // nodes whose disk fails
+	wipeOK := rng.IntN(3) == 0
 	forced := time.Second + time.Duration(rng.Int64N(int64(r.cfg.faultTime/2)))
 	time.Sleep(time.Second)
 	for r.now() < r.cfg.faultTime {
@@ -687,6 +616,14 @@ func (r *simRun) nemesis(rng *rand.Rand) {
 			if r.now() >= restartAt[id] {
 				delete(restartAt, id)
 				r.restart(id)
+			}
+		}
+		for _, id := range slices.Sorted(maps.Keys(mendAt)) {
+			if r.now() >= mendAt[id] {
+				delete(mendAt, id)
+				r.crash(false, id) // the operator restarts it with a mended disk
+				r.mend(id)
+				restartAt[id] = r.now() + time.Second
 			}
 		}
 		down := r.down()
@@ -725,7 +662,10 @@ func (r *simRun) nemesis(rng *rand.Rand) {
 				continue
 			}
 			id := r.upRandom(rng)
-			r.crash(id)
+			if _, failing := mendAt[id]; failing {
+				continue
+			}
+			r.crash(rng.IntN(3) == 0, id)
 			restartAt[id] = r.now() + time.Second + time.Duration(rng.Int64N(int64(3*time.Second)))
 		case x < 80:
 			if len(down) > 0 {
@@ -742,12 +682,36 @@ func (r *simRun) nemesis(rng *rand.Rand) {
 			} else {
 				r.trace.add("nemesis: %s was just acknowledged by its owners %s and %s", key, y, z)
 			}
-			r.crash(y, z)
+			_, fy := mendAt[y]
+			_, fz := mendAt[z]
+			if fy || fz {
+				r.net.Heal()
+				continue
+			}
+			r.crash(true, y, z)
 			at := r.now() + time.Second + time.Duration(rng.Int64N(int64(2*time.Second)))
 			restartAt[y], restartAt[z] = at, at
+		case x < 83:
+			if !wipeOK || r.wiped || len(down) > 0 || len(mendAt) > 0 {
+				continue
+			}
+			id := r.upRandom(rng)
+			r.wipe(id)
+			restartAt[id] = r.now() + time.Second
+		case x < 88:
+			if len(down) > 0 || len(mendAt) > 0 {
+				continue
+			}
+			id := r.upRandom(rng)
+			r.breakDisk(id, rng.IntN(2) == 0)
+			mendAt[id] = r.now() + time.Second + time.Duration(rng.Int64N(int64(3*time.Second)))
 		default:
 			// a quiet step
 		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(mendAt)) {
+		r.crash(false, id)
+		r.mend(id)
 	}
 }
 

@@ -35,27 +35,41 @@ type writeOp struct {
 
 // coordinateWrite starts a write of sib with the client's context ctx.
 // The node must be an owner of key. It issues the write's dot, queues the
-// local commit and sends the new object to the other owners at once, so
-// the local and remote fsyncs overlap. finish is called exactly once, from
-// some delivery goroutine; it must not block.
+// local commit and sends the new object to the other owners as soon as
+// it is in the local log, so the local and remote fsyncs overlap. finish
+// is called exactly once, from some delivery goroutine; it must not block.
 func (n *Node) coordinateWrite(key string, p int, owners []string, ctx protocol.Clock, sib protocol.Sibling, w int, finish func(protocol.Clock, error)) {
 	op := &writeOp{n: n, key: key, p: p, owners: owners, ctx: ctx, sib: sib, finish: finish,
 		tally: quorum.NewTally(owners, w)}
-	op.mu.Lock() // held until the timers exist: abort may come at once
+	op.mu.Lock() // held until the timer exists: abort may come at once
 	op.tag = n.pending.add(op)
 	op.timer = time.AfterFunc(n.cfg.RequestTimeout, op.timeout)
-	obj, err := n.issuer.issue(p, key, ctx, sib, op.stored)
-	op.obj = obj
 	op.mu.Unlock()
+	err := n.issuer.issue(p, key, ctx, sib, op.logged, op.stored)
 	if err != nil {
 		op.end(nil, err) // nothing was issued: the client gets the real reason
-		return
 	}
-	n.sendAll(op, owners, protocol.Item{Tag: op.tag, Op: protocol.RPCWrite, Key: key, Obj: obj})
+}
+
+// logged sends the new object to the other owners: it is in the local
+// log file now (see issuer).
+func (op *writeOp) logged(obj *protocol.Object) {
+	op.mu.Lock()
+	op.obj = obj
+	op.mu.Unlock()
+	op.n.sendAll(op, op.owners, protocol.Item{Tag: op.tag, Op: protocol.RPCWrite, Key: op.key, Obj: obj})
 }
 
 // stored is the local store's acknowledgement (after fsync) or failure.
-func (op *writeOp) stored(_ *protocol.Object, err error) {
+// A write that failed before it was logged went nowhere: it ends at once.
+func (op *writeOp) stored(err error) {
+	op.mu.Lock()
+	sent := op.obj != nil
+	op.mu.Unlock()
+	if err != nil && !sent {
+		op.end(nil, err)
+		return
+	}
 	if err != nil {
 		op.n.log.Error("local write failed after fan-out", "key", op.key, "err", err)
 	}

@@ -23,7 +23,7 @@ func randClientBatch(rng *rand.Rand) *ClientBatch {
 		}
 		it.Quorum = []string{"", "one", "quorum", "all", "2"}[rng.Intn(5)]
 		if rng.Intn(2) == 0 {
-			it.Context = EncodeContext(randClock(rng))
+			it.Context = sealContext(randClock(rng))
 		}
 	}
 	return b
@@ -46,7 +46,7 @@ func randClientBatchReply(rng *rand.Rand) *ClientBatchReply {
 			res.Siblings = len(res.Values)
 		}
 		if rng.Intn(2) == 0 {
-			res.Context = EncodeContext(randClock(rng))
+			res.Context = sealContext(randClock(rng))
 		}
 	}
 	return r

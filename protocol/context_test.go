@@ -11,36 +11,92 @@ import (
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
+// The tests seal the contexts they build with testContextKey for
+// testCtxKey; sealRaw seals raw bytes (a hostile clock) so that they pass
+// the tag and reach the clock decoder.
+var testContextKey, _ = NewContextKey([]byte("0123456789abcdef"), "kvmesh")
+
+const testCtxKey = "k"
+
+func sealContext(c Clock) string { return testContextKey.Seal(testCtxKey, c) }
+
+func openContext(s string) (Clock, error) { return testContextKey.Open(testCtxKey, s) }
+
+func sealRaw(b []byte) string {
+	raw := append([]byte{contextVersion}, testContextKey.tag(testCtxKey, b)...)
+	return b64(append(raw, b...))
+}
+
+// TestContextSealed is finding 3 of issue 15: a context is good only for
+// the key and the store it was issued for, whole and unaltered.
+func TestContextSealed(t *testing.T) {
+	c := Clock{{Node: "a", Counter: 3}, {Node: "b", Counter: 1}}
+	s := testContextKey.Seal("user.42", c)
+	if got, err := testContextKey.Open("user.42", s); err != nil || !reflect.DeepEqual(got, c) {
+		t.Fatalf("Open of its own context: %v, %v", got, err)
+	}
+	other, _ := NewContextKey([]byte("another secret, 16+"), "kvmesh")
+	otherPrefix, _ := NewContextKey([]byte("0123456789abcdef"), "other")
+	cases := map[string]func() (Clock, error){
+		"another key":    func() (Clock, error) { return testContextKey.Open("user.43", s) },
+		"another secret": func() (Clock, error) { return other.Open("user.42", s) },
+		"another store":  func() (Clock, error) { return otherPrefix.Open("user.42", s) },
+		"truncated":      func() (Clock, error) { return testContextKey.Open("user.42", s[:len(s)-2]) },
+		"made up":        func() (Clock, error) { return testContextKey.Open("user.42", b64(mustMarshal(t, c))) },
+		"huge counter": func() (Clock, error) {
+			return testContextKey.Open("user.42", b64(append([]byte{contextVersion}, append(make([]byte, contextTagLen), mustMarshal(t, Clock{{Node: "a", Counter: MaxCounter}})...)...)))
+		},
+	}
+	for i := range len(s) {
+		b := []byte(s)
+		b[i] ^= 1
+		alt := string(b)
+		cases[fmt.Sprintf("byte %d altered", i)] = func() (Clock, error) { return testContextKey.Open("user.42", alt) }
+	}
+	for name, open := range cases {
+		got, err := open()
+		if err == nil || got != nil || !errors.Is(err, ErrInvalidContext) {
+			t.Errorf("%s: Open = %v, %v; want ErrInvalidContext", name, got, err)
+		}
+	}
+	if _, err := NewContextKey([]byte("short"), "kvmesh"); !errors.Is(err, ErrInvalidOption) {
+		t.Fatalf("a 5-byte secret: %v", err)
+	}
+	if testContextKey.Fingerprint() == other.Fingerprint() || len(other.Fingerprint()) != 16 {
+		t.Fatalf("fingerprints %q %q", testContextKey.Fingerprint(), other.Fingerprint())
+	}
+}
+
 func TestContextRoundTrip(t *testing.T) {
 	for _, c := range []Clock{
 		{{Node: "a", Counter: 1}},
 		{{Node: "A", Counter: 1}, {Node: "a", Counter: 2}, {Node: "b-1", Counter: MaxCounter}},
 		manyDots(MaxClockEntries),
 	} {
-		s := EncodeContext(c)
+		s := sealContext(c)
 		if s == "" || strings.ContainsAny(s, "+/=") {
 			t.Fatalf("context %q is not unpadded URL base64", s)
 		}
-		got, err := DecodeContext(s)
+		got, err := openContext(s)
 		if err != nil {
-			t.Fatalf("DecodeContext(EncodeContext(%v)): %v", c, err)
+			t.Fatalf("openContext(sealContext(%v)): %v", c, err)
 		}
 		if !reflect.DeepEqual(got, c) {
 			t.Fatalf("got %v, want %v", got, c)
 		}
 	}
 	for _, c := range []Clock{nil, {}} {
-		if s := EncodeContext(c); s != "" {
-			t.Fatalf("EncodeContext(%#v) = %q", c, s)
+		if s := sealContext(c); s != "" {
+			t.Fatalf("sealContext(%#v) = %q", c, s)
 		}
 	}
-	if c, err := DecodeContext(""); c != nil || err != nil {
-		t.Fatalf("DecodeContext(\"\") = %v, %v", c, err)
+	if c, err := openContext(""); c != nil || err != nil {
+		t.Fatalf("openContext(\"\") = %v, %v", c, err)
 	}
 }
 
 func TestDecodeContextRejects(t *testing.T) {
-	valid := EncodeContext(Clock{{Node: "a", Counter: 1}})
+	valid := sealContext(Clock{{Node: "a", Counter: 1}})
 	cases := map[string]string{
 		"not base64":                "not base64!",
 		"standard alphabet":         valid[:2] + "+/" + valid[2:],
@@ -50,24 +106,26 @@ func TestDecodeContextRejects(t *testing.T) {
 		"oversized":                 strings.Repeat("A", MaxContextLen+1),
 		"oversized valid-looking":   valid + strings.Repeat("A", MaxContextLen),
 		"space inside":              valid[:2] + " " + valid[2:],
-		"msgpack: c1":               b64([]byte{0xc1}),
-		"msgpack: truncated":        b64([]byte{0x91, 0x92, 0xa1}),
-		"msgpack: trailing":         b64([]byte{0x90, 0x00}),
-		"msgpack: a map":            b64([]byte{0x80}),
-		"msgpack: a string":         b64([]byte{0xa1, 'x'}),
-		"msgpack: dot of 3":         b64([]byte{0x91, 0x93, 0xa1, 'a', 0x01, 0x01}),
-		"msgpack: counter string":   b64([]byte{0x91, 0x92, 0xa1, 'a', 0xa1, '1'}),
-		"msgpack: too deep":         b64(nest(MaxDepth + 1)),
+		"msgpack: c1":               sealRaw([]byte{0xc1}),
+		"msgpack: truncated":        sealRaw([]byte{0x91, 0x92, 0xa1}),
+		"msgpack: trailing":         sealRaw([]byte{0x90, 0x00}),
+		"msgpack: a map":            sealRaw([]byte{0x80}),
+		"msgpack: a string":         sealRaw([]byte{0xa1, 'x'}),
+		"msgpack: dot of 3":         sealRaw([]byte{0x91, 0x93, 0xa1, 'a', 0x01, 0x01}),
+		"msgpack: counter string":   sealRaw([]byte{0x91, 0x92, 0xa1, 'a', 0xa1, '1'}),
+		"msgpack: too deep":         sealRaw(nest(MaxDepth + 1)),
+		"untagged clock":            b64([]byte{0x91, 0x92, 0xa1, 'a', 0x01}),
 	}
 	for name, h := range hostile {
-		cases["hostile "+name] = b64(mustHex(t, h))
-		cases["hostile in clock "+name] = b64(append([]byte{0x91, 0x92, 0xa1, 'a'}, mustHex(t, h)...))
+		cases["hostile "+name] = sealRaw(mustHex(t, h))
+		cases["hostile in clock "+name] = sealRaw(append([]byte{0x91, 0x92, 0xa1, 'a'}, mustHex(t, h)...))
+		cases["hostile untagged "+name] = b64(mustHex(t, h))
 	}
 	for name, c := range badClocks() {
-		cases["clock "+name] = EncodeContext(c)
+		cases["clock "+name] = sealContext(c)
 	}
 	for name, s := range cases {
-		c, err := DecodeContext(s)
+		c, err := openContext(s)
 		if err == nil || c != nil {
 			t.Errorf("%s: accepted %v", name, c)
 			continue
@@ -81,8 +139,8 @@ func TestDecodeContextRejects(t *testing.T) {
 
 // The empty clock has three spellings: no header, msgpack nil, msgpack [].
 func TestDecodeContextEmptyForms(t *testing.T) {
-	for _, s := range []string{"", b64([]byte{0xc0}), b64([]byte{0x90})} {
-		c, err := DecodeContext(s)
+	for _, s := range []string{"", sealRaw([]byte{0xc0}), sealRaw([]byte{0x90})} {
+		c, err := openContext(s)
 		if err != nil || len(c) != 0 {
 			t.Errorf("%q: %v, %v", s, c, err)
 		}
@@ -94,20 +152,20 @@ func TestDecodeContextEmptyForms(t *testing.T) {
 func TestDecodeContextAtTheLimit(t *testing.T) {
 	raw := []byte{0xdc, 0, 0} // array16, length set below
 	n := 0
-	for len(raw)+4 <= MaxContextLen*3/4 {
+	for len(raw)+4 <= MaxContextLen*3/4-1-contextTagLen {
 		raw = append(raw, 0x92, 0xa1, 'a', 0x01) // ["a", 1]
 		n++
 	}
 	raw[1], raw[2] = byte(n>>8), byte(n)
-	s := b64(raw)
+	s := sealRaw(raw)
 	if len(s) > MaxContextLen {
 		t.Fatalf("test context is %d bytes", len(s))
 	}
-	_, err := DecodeContext(s)
+	_, err := openContext(s)
 	if !errors.Is(err, ErrInvalidContext) {
 		t.Fatalf("%d duplicate entries: %v", n, err)
 	}
-	assertBounded(t, "DecodeContext", len(s), func() { _, _ = DecodeContext(s) })
+	assertBounded(t, "Open", len(s), func() { _, _ = openContext(s) })
 }
 
 // How big a clock fits in the Kvmesh-Context header. Clock.Validate takes
@@ -129,14 +187,14 @@ func TestContextOfLargestClock(t *testing.T) {
 	}
 	const fits = 128 // entries with 64-byte ids that must fit
 	c := clock(fits, MaxNodeIDLen)
-	s := EncodeContext(c)
+	s := sealContext(c)
 	if len(s) > MaxContextLen {
 		t.Fatalf("a clock of %d entries with %d-byte ids encodes to %d bytes, over MaxContextLen %d", fits, MaxNodeIDLen, len(s), MaxContextLen)
 	}
-	if got, err := DecodeContext(s); err != nil || !reflect.DeepEqual(got, c) {
+	if got, err := openContext(s); err != nil || !reflect.DeepEqual(got, c) {
 		t.Fatalf("round trip: %v", err)
 	}
-	worst := EncodeContext(clock(MaxClockEntries, MaxNodeIDLen))
+	worst := sealContext(clock(MaxClockEntries, MaxNodeIDLen))
 	if len(worst) > MaxContextLen {
 		t.Logf("note: the largest valid clock (%d entries of %d-byte ids) encodes to %d bytes, over MaxContextLen %d",
 			MaxClockEntries, MaxNodeIDLen, len(worst), MaxContextLen)

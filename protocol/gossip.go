@@ -14,6 +14,10 @@ type Announce struct {
 	From    string   `msgpack:"f"`
 	Members []string `msgpack:"m"`
 	Time    int64    `msgpack:"t"` // unix nanoseconds at the sender
+	// Secret is the fingerprint of the sender's store secret
+	// (ContextKey.Fingerprint): nodes with different secrets refuse each
+	// other's causal contexts, and say so.
+	Secret string `msgpack:"s,omitempty"`
 }
 
 // EncodeAnnounce encodes a for the wire.
@@ -33,6 +37,9 @@ func DecodeAnnounce(b []byte) (*Announce, error) {
 	}
 	if err := ValidateNodeID(a.From); err != nil {
 		return nil, Errorf(ErrMalformed, "announce: bad sender id")
+	}
+	if len(a.Secret) > 64 {
+		return nil, Errorf(ErrMalformed, "announce: secret fingerprint of %d bytes", len(a.Secret))
 	}
 	if len(a.Members) > MaxMembers {
 		return nil, Errorf(ErrMalformed, "announce: %d members, limit %d", len(a.Members), MaxMembers)

@@ -247,8 +247,8 @@ func TestPropertyObject(t *testing.T) {
 
 func TestPropertyClock(t *testing.T) {
 	rng := rand.New(rand.NewSource(propertySeed))
-	encode := func(c Clock) ([]byte, error) { return []byte(EncodeContext(c)), nil }
-	decode := func(b []byte) (Clock, error) { return DecodeContext(string(b)) }
+	encode := func(c Clock) ([]byte, error) { return []byte(sealContext(c)), nil }
+	decode := func(b []byte) (Clock, error) { return openContext(string(b)) }
 	check := func(t testing.TB, b []byte) Clock { return checkDecodeContext(t, string(b)) }
 	for i := 0; i < 300; {
 		c := randClock(rng)

@@ -1,7 +1,6 @@
 package protocol
 
 import (
-	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -160,31 +159,70 @@ func ValidateNodeID(id string) error {
 	return nil
 }
 
-// ActorID is the id a node writes its dots under in causal clocks: the
-// node id for its first incarnation, then "<id>.<incarnation>". A node
-// restarted after a crash takes a new incarnation, because writes it had
-// sent to other replicas but not yet committed itself are lost to it:
-// issuing dots under its old actor could reuse one of theirs and drop an
-// acknowledged write (Riak's KV679).
-func ActorID(node string, incarnation uint64) string {
-	if incarnation == 0 {
-		return node
+// An actor is what a clock entry and a dot name: one run of one node's
+// store, "<node id>.<suffix>". The suffix is ActorSuffixLen characters of
+// base32hex (0-9, a-v), the first seven the unix second the actor was
+// made, the other eight 40 random bits, so actor ids sort by age within a
+// node and a node never reuses one (see node/identity.go). A bare node id
+// is an actor too (tests and tools write such clocks).
+const ActorSuffixLen = 15
+
+const base32hex = "0123456789abcdefghijklmnopqrstuv"
+
+// NewActorID returns the actor id made at unix second created from 40
+// random bits.
+func NewActorID(node string, created int64, random uint64) string {
+	b := make([]byte, 0, len(node)+1+ActorSuffixLen)
+	b = append(b, node...)
+	b = append(b, '.')
+	b = appendBase32(b, uint64(max(created, 0)), 7)
+	return string(appendBase32(b, random, 8))
+}
+
+func appendBase32(b []byte, v uint64, digits int) []byte {
+	for i := digits - 1; i >= 0; i-- {
+		b = append(b, base32hex[(v>>(5*i))&31])
 	}
-	return node + "." + strconv.FormatUint(incarnation, 10)
+	return b
+}
+
+// ActorNode returns the node id part of an actor id.
+func ActorNode(a string) string {
+	id, _, _ := strings.Cut(a, ".")
+	return id
+}
+
+// ActorCreated returns the unix second actor a was made (0 for a bare
+// node id): clock pruning drops the oldest first.
+func ActorCreated(a string) int64 {
+	_, suffix, found := strings.Cut(a, ".")
+	if !found || len(suffix) != ActorSuffixLen {
+		return 0
+	}
+	var v int64
+	for i := range 7 {
+		v = v<<5 | int64(strings.IndexByte(base32hex, suffix[i]))
+	}
+	return v
 }
 
 // ValidateActorID checks a clock actor: a node id, optionally followed by
-// "." and a decimal incarnation number without leading zeros.
+// "." and an ActorSuffixLen-character base32hex suffix.
 func ValidateActorID(a string) error {
-	id, inc, found := strings.Cut(a, ".")
+	id, suffix, found := strings.Cut(a, ".")
 	if err := ValidateNodeID(id); err != nil {
 		return err
 	}
 	if !found {
 		return nil
 	}
-	if n, err := strconv.ParseUint(inc, 10, 64); err != nil || n == 0 || strconv.FormatUint(n, 10) != inc {
-		return Errorf(ErrInvalidOption, "actor %q: bad incarnation", clip(a, 80))
+	if len(suffix) != ActorSuffixLen {
+		return Errorf(ErrInvalidOption, "actor %q: bad suffix", clip(a, 80))
+	}
+	for i := 0; i < len(suffix); i++ {
+		if strings.IndexByte(base32hex, suffix[i]) < 0 {
+			return Errorf(ErrInvalidOption, "actor %q: bad suffix", clip(a, 80))
+		}
 	}
 	return nil
 }

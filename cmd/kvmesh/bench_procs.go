@@ -238,6 +238,10 @@ func (ps *procs) startKvmeshIn(ctx context.Context, exe, dataRoot, name string, 
 	if err != nil {
 		return nil, err
 	}
+	secretFile := filepath.Join(filepath.Dir(cl.nodes[0].dataDir), name+".secret")
+	if _, _, err := loadSecret(secretFile, true); err != nil {
+		return nil, err
+	}
 	for i, c := range cl.nodes {
 		c.exe = exe
 		if dataRoot != "" {
@@ -248,7 +252,8 @@ func (ps *procs) startKvmeshIn(ctx context.Context, exe, dataRoot, name string, 
 			"--cluster", fmt.Sprintf("127.0.0.1:%d", c.clusterPort),
 			"--cluster-name", name,
 			"--peers", strings.Join(routes, ","),
-			"--peer-wait", "20s", "--log-level", "warn"}
+			"--peer-wait", "20s", "--log-level", "warn",
+			"--secret-file", secretFile, "--run-dir", c.dataDir + ".run"}
 		if extra != nil {
 			args = append(args, extra(i)...)
 		}

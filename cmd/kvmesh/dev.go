@@ -41,6 +41,12 @@ func cmdDev(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	tuneGC()
+	// One secret for the dev cluster, kept with its data so that contexts
+	// stay good across restarts.
+	secret, _, err := loadSecret(filepath.Join(*data, "secret"), true)
+	if err != nil {
+		return err
+	}
 	var peers []string
 	for i := 0; i < *nodes; i++ {
 		peers = append(peers, fmt.Sprintf("nats-route://127.0.0.1:%d", *cport+i))
@@ -56,6 +62,7 @@ func cmdDev(args []string, stdout, stderr io.Writer) error {
 		cfg := node.DefaultConfig()
 		cfg.ID = fmt.Sprintf("n%d", i+1)
 		cfg.DataDir = filepath.Join(*data, cfg.ID)
+		cfg.Secret = secret
 		cfg.Listen = fmt.Sprintf("127.0.0.1:%d", *port+i)
 		cfg.Cluster = fmt.Sprintf("127.0.0.1:%d", *cport+i)
 		cfg.Peers = peers

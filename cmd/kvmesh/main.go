@@ -16,7 +16,8 @@ const usage = `kvmesh: a Dynamo-style key-value store on an embedded NATS mesh
 
 Usage:
   kvmesh dev   [--data ./data] [--port 4222]          run a local 3-node cluster
-  kvmesh node  --id ID --data DIR [--listen H:P] [--cluster H:P] [--peers URL,...]
+  kvmesh node  --id ID --data DIR [--listen H:P] [--cluster H:P] [--peers URL,...] [--secret-file F]
+  kvmesh secret                                        print a new store secret (for --secret-file)
   kvmesh put   KEY VALUE [-w W] [--context CTX|--blind] replace (VALUE "-" reads stdin)
   kvmesh get   KEY [-r R]                              read
   kvmesh del   KEY [-w W] [--context CTX]              delete
@@ -44,6 +45,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdNode(args[1:], stderr)
 	case "dev":
 		err = cmdDev(args[1:], stdout, stderr)
+	case "secret":
+		err = cmdSecret(args[1:], stdout)
 	case "put":
 		err = cmdPut(args[1:], stdin, stdout, stderr)
 	case "get":

@@ -14,7 +14,8 @@ import (
 func startNode(t *testing.T) string {
 	t.Helper()
 	cfg := node.DefaultConfig()
-	cfg.ID, cfg.DataDir = "solo", t.TempDir()
+	cfg.ID, cfg.DataDir, cfg.RunDir = "solo", t.TempDir(), t.TempDir()
+	cfg.Secret = []byte("kvmesh cmd test secret")
 	cfg.Listen, cfg.Cluster = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Replicas = 1
 	n, err := node.New(cfg)

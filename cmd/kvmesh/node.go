@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -17,7 +18,7 @@ import (
 )
 
 // nodeFlags registers the flags of one node on fs.
-func nodeFlags(fs *flag.FlagSet, cfg *node.Config, peers *string, logLevel *string) {
+func nodeFlags(fs *flag.FlagSet, cfg *node.Config, peers *string, logLevel *string, secretFile *string) {
 	fs.StringVar(&cfg.ID, "id", "", "node id: letters, digits, '-' and '_' (required)")
 	fs.StringVar(&cfg.DataDir, "data", "", "data directory (required)")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "NATS client listener host:port (port 0: any free port)")
@@ -36,7 +37,9 @@ func nodeFlags(fs *flag.FlagSet, cfg *node.Config, peers *string, logLevel *stri
 	fs.DurationVar(&cfg.RequestTimeout, "timeout", cfg.RequestTimeout, "request timeout at the coordinator")
 	fs.DurationVar(&cfg.PeerWait, "peer-wait", cfg.PeerWait, "how long to wait for peers at start")
 	fs.StringVar(logLevel, "log-level", "info", "debug, info, warn or error")
-	fs.BoolVar(&cfg.UnsafeEarlyAck, "unsafe-early-ack", false, "TESTING ONLY: acknowledge writes before they are durable (the fault suite's planted bug)")
+	fs.StringVar(secretFile, "secret-file", "", "file holding the store's secret, the same on every node (default DATA/secret, created if missing; kvmesh secret makes one)")
+	fs.StringVar(&cfg.RunDir, "run-dir", "", "directory of the node's run record, outside the data dir, ideally tmpfs (default /dev/shm, else the temp dir)")
+	plantedFlags(fs, cfg)
 }
 
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
@@ -59,10 +62,10 @@ func splitList(s string) []string {
 
 func cmdNode(args []string, stderr io.Writer) error {
 	cfg := node.DefaultConfig()
-	var peers, level string
+	var peers, level, secretFile string
 	fs := flag.NewFlagSet("node", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	nodeFlags(fs, &cfg, &peers, &level)
+	nodeFlags(fs, &cfg, &peers, &level, &secretFile)
 	defer cpuProfileFlag(fs)()
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -76,6 +79,20 @@ func cmdNode(args []string, stderr io.Writer) error {
 		return err
 	}
 	cfg.NATSLog = true
+	if cfg.DataDir == "" {
+		return usagef("--data is required")
+	}
+	create := secretFile == ""
+	if create {
+		secretFile = filepath.Join(cfg.DataDir, "secret")
+	}
+	var created bool
+	if cfg.Secret, created, err = loadSecret(secretFile, create); err != nil {
+		return err
+	}
+	if created {
+		cfg.Logger.Warn("created a new store secret: every node of the store needs the same one (copy it and pass --secret-file)", "file", secretFile)
+	}
 	tuneGC()
 	n, err := node.New(cfg)
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -14,11 +13,12 @@ import (
 
 // op is one queued write and, once applied, its outcome.
 type op struct {
-	p    int
-	key  string // for error messages
-	bkey []byte // partition prefix + key
-	f    MergeFunc
-	done func(*protocol.Object, error)
+	p      int
+	key    string // for error messages
+	bkey   []byte // partition prefix + key
+	f      MergeFunc
+	logged func()
+	done   func(*protocol.Object, error)
 
 	res *protocol.Object
 	err error
@@ -65,7 +65,7 @@ func (s *Store) run() {
 	}
 	if s.closeErr == nil && s.broken() == nil {
 		// Everything is in bbolt: the segment can go.
-		if err := removeSegments(s.path, s.wal.seq); err != nil {
+		if err := removeSegments(s.fs, s.path, s.wal.seq); err != nil {
 			s.closeErr = fmt.Errorf("store: close: %w", err)
 		}
 	}
@@ -93,11 +93,12 @@ func (s *Store) drain(batch []*op) []*op {
 }
 
 // commit merges batch in memory, appends the resulting records to the log
-// and syncs it, makes them visible in the memtable, then calls the done
-// callbacks in queue order.
+// as one frame, calls the logged callbacks, syncs the log, makes the
+// records visible in the memtable, then calls the done callbacks in
+// queue order.
 func (s *Store) commit(batch []*op) {
 	err := s.broken()
-	w := batchTxn{s: s, cur: make(map[string]*protocol.Object, len(batch)), buf: s.buf[:0]}
+	w := batchTxn{s: s, cur: make(map[string]*protocol.Object, len(batch)), buf: beginFrame(s.buf[:0])}
 	if err == nil {
 		for _, o := range batch {
 			o.res, o.err = w.apply(o)
@@ -110,20 +111,32 @@ func (s *Store) commit(batch []*op) {
 			err = s.hooks.inTxn()
 		}
 	}
-	if err == nil && s.opts.UnsafeEarlyAck > 0 {
-		for _, o := range batch {
-			if o.done != nil {
-				o.done(o.res, o.err)
-				o.done = nil
-			}
-		}
-		time.Sleep(s.opts.UnsafeEarlyAck)
+	if err == nil {
+		s.plantedEarlyAck(batch)
 	}
-	if err == nil && len(w.buf) > 0 {
-		if err = s.wal.append(w.buf); err != nil {
-			// What reached the file is unknown, and a record appended
-			// after a torn one would be lost at replay: no more writes.
+	if err == nil && len(w.changes) > 0 {
+		sealFrame(w.buf, 0, s.wal.nonce)
+		if err = s.wal.write(w.buf); err == nil {
+			for _, o := range batch {
+				if o.logged != nil && o.err == nil {
+					o.logged()
+				}
+			}
+			if s.hooks.beforeSync != nil {
+				s.hooks.beforeSync(s.wal.size == segHeaderLen+int64(len(w.buf)))
+			}
+			err = s.wal.sync()
+		}
+		if err != nil {
+			// What reached the file is unknown, and a frame appended
+			// after a torn one would read as corruption: no more writes.
 			s.fail(err)
+		}
+	} else if err == nil {
+		for _, o := range batch { // nothing new to log: what they saw is durable
+			if o.logged != nil && o.err == nil {
+				o.logged()
+			}
 		}
 	}
 	if cap(w.buf) <= maxKeptBuffer {
@@ -254,7 +267,7 @@ func (s *Store) checkpoint(t *memtable) {
 	for start := 0; start < len(entries) || start == 0; start += checkpointChunk {
 		chunk := entries[start:min(start+checkpointChunk, len(entries))]
 		last := start+checkpointChunk >= len(entries)
-		err := s.db.Update(func(tx *bolt.Tx) error {
+		err := s.update(func(tx *bolt.Tx) error {
 			b := tx.Bucket(bucketData)
 			for _, e := range chunk {
 				if err := b.Put(e.bkey, e.enc); err != nil {
@@ -289,17 +302,23 @@ func (s *Store) checkpoint(t *memtable) {
 	s.statsMu.Unlock()
 	// The records are in bbolt and the checkpoint says so: a segment that
 	// survives its removal is skipped at Open.
-	_ = removeSegments(s.path, t.seq)
+	_ = removeSegments(s.fs, s.path, t.seq)
 }
 
 // fail stops the store taking writes after an I/O error of the log or of
-// a checkpoint. The first error is kept.
+// a checkpoint. The first error is kept. OnFail runs under failMu, so
+// nobody sees the store broken (and so nobody learns a write failed)
+// before OnFail has returned.
 func (s *Store) fail(err error) {
 	s.failMu.Lock()
-	if s.failed == nil {
-		s.failed = fmt.Errorf("store failed, restart the node: %w", err)
+	defer s.failMu.Unlock()
+	if s.failed != nil {
+		return
 	}
-	s.failMu.Unlock()
+	s.failed = fmt.Errorf("store failed, restart the node: %w", err)
+	if s.opts.OnFail != nil {
+		s.opts.OnFail(s.failed)
+	}
 }
 
 // broken returns the error that stopped the store taking writes, or nil.
@@ -342,10 +361,11 @@ func (w *batchTxn) apply(o *op) (*protocol.Object, error) {
 	if err := nw.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: store: merge of %d/%q made an invalid object: %w", protocol.ErrInternal, o.p, o.key, err)
 	}
-	v, err := protocol.EncodeObject(nw)
+	enc, err := protocol.EncodeObject(nw)
 	if err != nil {
 		return nil, fmt.Errorf("%w: store: encode %d/%q: %w", protocol.ErrInternal, o.p, o.key, err)
 	}
+	v := sealRecord(o.bkey, enc)
 	w.buf = appendRecord(w.buf, o.bkey, v)
 	w.changes = append(w.changes, memEntry{bkey: o.bkey, obj: nw, enc: v})
 	w.cur[string(o.bkey)] = nw
@@ -366,7 +386,7 @@ func (w *batchTxn) load(o *op) (*protocol.Object, error) {
 	if v == nil || err != nil {
 		return nil, err
 	}
-	return decodeRecord(o.p, o.key, v)
+	return decodeRecord(o.p, o.key, o.bkey, v)
 }
 
 // stored returns the key's bbolt record, valid until endRead.
@@ -378,7 +398,12 @@ func (w *batchTxn) stored(o *op) ([]byte, error) {
 		}
 		w.tx = tx
 	}
-	return w.tx.Bucket(bucketData).Get(o.bkey), nil
+	var v []byte
+	err := recovered(w.s.path, func() error {
+		v = w.tx.Bucket(bucketData).Get(o.bkey)
+		return nil
+	})
+	return v, err
 }
 
 // endRead ends the batch's read transaction, before the log sync: an open

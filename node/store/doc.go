@@ -2,9 +2,14 @@
 //
 // A record is one key of one partition: the bbolt key is the partition as
 // two big-endian bytes followed by the key bytes, in the "data" bucket, and
-// the value is a protocol.EncodeObject record. Keys of a partition are
+// the value is a protocol.EncodeObject record behind a CRC-32C of the key
+// and the record, checked at every read. Keys of a partition are
 // therefore contiguous and in key order, which Scan (and anti-entropy)
-// relies on. A "meta" bucket holds small node metadata.
+// relies on. A "meta" bucket holds the store's format version, the random
+// id it was created with, a clean-shutdown mark and small node metadata.
+//
+// Every file operation goes through a disk.FS, so that tests can crash
+// the store as a power loss would (disk.Sim).
 //
 // # Writes
 //
@@ -12,9 +17,11 @@
 // and returns the one to store. Writes go through a bounded queue to one
 // committer goroutine, which takes the first queued write (blocking), then
 // whatever else is already queued (without waiting) up to MaxBatch, merges
-// them all in memory, appends their records to a write-ahead log and
-// syncs it (one sequential write and one fdatasync per batch), and only
-// then makes them visible and calls each write's done callback. A lone
+// them all in memory, appends their records to a write-ahead log as one
+// frame, calls the logged callbacks of ApplyLogged (the write is in the
+// page cache now), syncs the log (one sequential write and one fdatasync
+// per batch), and only then makes them visible and calls each write's done
+// callback. A lone
 // writer therefore commits at once (there is no batching timer, unlike
 // bbolt's DB.Batch), and under load many writes share one sync. Writes to
 // the same key in one batch apply in queue order, each merge seeing the
@@ -26,6 +33,16 @@
 // checkpoint rather than once per batch, and syncs twice per checkpoint
 // rather than per batch. Open replays what no checkpoint covered (wal.go
 // has the format and the crash cases).
+//
+// # Damage
+//
+// A crash can only tear the log's last, unsynced frame. Damage anywhere
+// else (a bad frame followed by a valid one, an older segment, a bbolt
+// page or record after an unclean stop) fails Open with a *CorruptError
+// naming the file and the offset, and changes nothing: Quarantine moves
+// the files aside so that the node can start empty and be refilled by its
+// peers. A failed log write or sync, or a failed checkpoint, stops all
+// writes for good (Broken, Options.OnFail); reads go on.
 //
 // # Reads
 //

@@ -49,12 +49,17 @@ func validMetaName(name string) error {
 	return nil
 }
 
-// decodeRecord decodes a stored record of (p, key). A record that does not
-// decode is disk corruption or a bug, not bad input from a client, so the
-// error is ErrInternal; it also wraps the decoder's error (ErrMalformed,
+// decodeRecord decodes a stored record of (p, key), whose bbolt key is
+// bkey. A record that fails its checksum or does not decode is disk
+// corruption or a bug, not bad input from a client, so the error is
+// ErrInternal; it also wraps the decoder's error (ErrMalformed,
 // ErrInvalidContext) for errors.Is.
-func decodeRecord(p int, key string, v []byte) (*protocol.Object, error) {
-	o, err := protocol.DecodeObject(v)
+func decodeRecord(p int, key string, bkey, v []byte) (*protocol.Object, error) {
+	enc, ok := openRecord(bkey, v)
+	if !ok {
+		return nil, fmt.Errorf("%w: store: record %d/%q fails its checksum: %w", protocol.ErrInternal, p, key, ErrCorrupt)
+	}
+	o, err := protocol.DecodeObject(enc)
 	if err != nil {
 		return nil, fmt.Errorf("%w: store: record %d/%q is corrupt: %w", protocol.ErrInternal, p, key, err)
 	}

@@ -40,7 +40,7 @@ func (s *Store) Get(p int, key string) (*protocol.Object, error) {
 			return nil
 		}
 		// DecodeObject copies what it keeps: v is only valid in the txn.
-		o, err = decodeRecord(p, key, v)
+		o, err = decodeRecord(p, key, bk, v)
 		return err
 	})
 	if err != nil {
@@ -115,7 +115,7 @@ func (s *Store) Scan(p int, fn func(key string, o *protocol.Object) bool) error 
 					recs = append(recs, record{key, nil})
 					continue
 				}
-				o, err := decodeRecord(p, key, v)
+				o, err := decodeRecord(p, key, k, v)
 				if err != nil {
 					bad, badKey = err, bytes.Clone(k)
 					return nil
@@ -210,7 +210,7 @@ func (s *Store) PutMeta(name string, v []byte) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketMeta).Put([]byte(name), v)
 	})
 	if err != nil {
@@ -225,7 +225,7 @@ func (s *Store) view(fn func(*bolt.Tx) error) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	err := s.db.View(fn)
+	err := recovered(s.path, func() error { return s.db.View(fn) })
 	if err != nil && errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return ErrClosed
 	}

@@ -103,8 +103,9 @@ func TestScan(t *testing.T) {
 	}
 }
 
-// corruptRecords are stored values that must not decode, each with the
-// sentinel the decoder reports.
+// corruptRecords are object encodings that must not decode, each with
+// the sentinel the decoder reports. The tests store them behind a valid
+// checksum (sealRecord), so that they reach the decoder.
 var corruptRecords = []struct {
 	name string
 	v    []byte
@@ -148,11 +149,20 @@ func TestCorruptRecord(t *testing.T) {
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, c := range corruptRecords {
-			if err := tx.Bucket(bucketData).Put(append([]byte{0, 4}, "m-"+c.name...), c.v); err != nil {
+			bk := append([]byte{0, 4}, "m-"+c.name...)
+			if err := tx.Bucket(bucketData).Put(bk, sealRecord(bk, c.v)); err != nil {
 				return err
 			}
 		}
-		return nil
+		// A record whose checksum fails: a flipped bit in its value.
+		bk := []byte("\x00\x04m-flipped bit")
+		v := sealRecord(bk, mustEncode(object("n1", 1, "value")))
+		v[len(v)-1] ^= 0x10
+		if err := tx.Bucket(bucketData).Put(bk, v); err != nil {
+			return err
+		}
+		// A valid record under another key than the one it was sealed for.
+		return tx.Bucket(bucketData).Put([]byte("\x00\x04m-misplaced"), sealRecord([]byte("\x00\x04other"), mustEncode(object("n1", 1, "value"))))
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -166,7 +176,16 @@ func TestCorruptRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	for _, c := range corruptRecords {
+	cases := append(slices.Clone(corruptRecords), struct {
+		name string
+		v    []byte
+		want error
+	}{"flipped bit", nil, ErrCorrupt}, struct {
+		name string
+		v    []byte
+		want error
+	}{"misplaced", nil, ErrCorrupt})
+	for _, c := range cases {
 		key := "m-" + c.name
 		o, err := s.Get(4, key)
 		if o != nil || !errors.Is(err, protocol.ErrInternal) || !errors.Is(err, c.want) || !strings.Contains(err.Error(), key) {
@@ -191,7 +210,8 @@ func TestCorruptRecord(t *testing.T) {
 	// The corrupt bytes are untouched.
 	err = s.db.View(func(tx *bolt.Tx) error {
 		for _, c := range corruptRecords {
-			if v := tx.Bucket(bucketData).Get(append([]byte{0, 4}, "m-"+c.name...)); string(v) != string(c.v) {
+			bk := append([]byte{0, 4}, "m-"+c.name...)
+			if v := tx.Bucket(bucketData).Get(bk); string(v) != string(sealRecord(bk, c.v)) {
 				return fmt.Errorf("%s was overwritten", c.name)
 			}
 		}
@@ -202,8 +222,9 @@ func TestCorruptRecord(t *testing.T) {
 	}
 }
 
-// FuzzRecord stores arbitrary bytes as a record and reads, scans and
-// writes it through the store: errors are fine, panics are not.
+// FuzzRecord stores arbitrary bytes as an object's encoding (behind a
+// valid checksum) and reads, scans and writes it through the store:
+// errors are fine, panics are not.
 func FuzzRecord(f *testing.F) {
 	for _, c := range corruptRecords {
 		f.Add(c.v)
@@ -212,7 +233,7 @@ func FuzzRecord(f *testing.F) {
 	s, _ := openTest(f, Options{})
 	bk := []byte{0, 1, 'k'}
 	f.Fuzz(func(t *testing.T, v []byte) {
-		err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketData).Put(bk, v) })
+		err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketData).Put(bk, sealRecord(bk, v)) })
 		if err != nil {
 			t.Fatal(err)
 		}

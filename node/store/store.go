@@ -2,10 +2,14 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -14,6 +18,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
+	"github.com/kvmesh/kvmesh/node/disk"
 	"github.com/kvmesh/kvmesh/protocol"
 )
 
@@ -44,8 +49,8 @@ type Options struct {
 	// in the batch being written). Apply refuses more with
 	// protocol.ErrOverloaded. Default 8192 writes.
 	MaxQueue int
-	// MaxBatch bounds the writes applied in one bbolt transaction, and so
-	// the work one fsync covers. Default 1024 writes.
+	// MaxBatch bounds the writes applied in one batch, and so the work one
+	// fsync covers. Default 1024 writes.
 	MaxBatch int
 	// OpenTimeout is how long Open waits for the file lock, which another
 	// process using the same file holds. Default 1s.
@@ -57,16 +62,20 @@ type Options struct {
 	// checkpoints rewrite each bbolt page for more writes at once; the log
 	// Open replays after a crash is at most twice this. Default 8 MiB.
 	MemtableBytes int
-	// UnsafeEarlyAck, when > 0, calls each write's done callback before its
-	// transaction commits and then holds the commit back this long: the
-	// durability bug the fault suite must catch (an acknowledgement sent
-	// before the bbolt commit). Never set it outside that test. Default 0.
-	UnsafeEarlyAck time.Duration
+	// FS is the file system the store's files live on. Default disk.OS.
+	FS disk.FS
+	// OnFail, if set, is called once when the store stops taking writes
+	// after an I/O error (Broken returns the error from then on), from the
+	// goroutine that hit it, before any write of the failed batch is
+	// reported. It must not block or call the Store.
+	OnFail func(error)
+
+	planted // test-only options of a build with the kvmesh_planted tag
 }
 
 // DefaultOptions returns the options Open uses for zero fields.
 func DefaultOptions() Options {
-	return Options{MaxQueue: 8192, MaxBatch: 1024, OpenTimeout: time.Second, MemtableBytes: 8 << 20}
+	return Options{MaxQueue: 8192, MaxBatch: 1024, OpenTimeout: time.Second, MemtableBytes: 8 << 20, FS: disk.OS{}}
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -85,6 +94,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MemtableBytes == 0 {
 		o.MemtableBytes = d.MemtableBytes
+	}
+	if o.FS == nil {
+		o.FS = d.FS
 	}
 	return o, nil
 }
@@ -112,9 +124,12 @@ type Stats struct {
 // committer goroutine and Close stops it. All methods are safe for
 // concurrent use.
 type Store struct {
-	db   *bolt.DB
-	path string
-	opts Options
+	db      *bolt.DB
+	fs      disk.FS
+	path    string
+	opts    Options
+	id      string // metaStoreID
+	created bool   // Open created the store
 
 	// The committer's own: the log, its encoding buffer, and the memtable
 	// being checkpointed (nil when none; it may have been unfrozen
@@ -149,24 +164,155 @@ type Store struct {
 
 	// hooks are for tests in this package, set before the first write.
 	hooks struct {
-		inTxn        func() error // after a batch's merges, before its log append; an error fails the batch
-		afterCommit  func()       // after the batch's log sync, before any done
-		inCheckpoint func() error // last thing in a checkpoint's transaction; an error aborts it
+		inTxn        func() error     // after a batch's merges, before its log append; an error fails the batch
+		beforeSync   func(first bool) // after a batch's log write and logged callbacks, before its sync; first: its frame is the segment's first
+		afterCommit  func()           // after the batch's log sync, before any done
+		inCheckpoint func() error     // last thing in a checkpoint's transaction; an error aborts it
 	}
 }
 
-// Open opens (creating if needed) the bbolt file at path, moves what the
-// write-ahead log beside it holds into bbolt, and starts the committer.
-// If another process holds the file, Open fails after opts.OpenTimeout
-// with an error wrapping bbolt's ErrTimeout. A log segment that is
-// corrupt anywhere but at the tail of the newest one fails Open.
+// Store metadata entries of the store itself. They are part of the
+// on-disk format.
+const (
+	metaFormat  = "format"   // one byte: formatVersion
+	metaStoreID = "store-id" // the random id this store was created with
+	metaClean   = "clean"    // 1: the last run closed cleanly
+)
+
+// formatVersion is the on-disk format this code reads and writes: the
+// log of wal.go and stored records with a checksum. Format 1 (kvmesh
+// before it) had neither.
+const formatVersion = 2
+
+// Open opens (creating if needed) the store whose bbolt file is at path,
+// moves what the write-ahead log beside it holds into bbolt, and starts
+// the committer. If another process holds the file, Open fails after
+// opts.OpenTimeout with an error wrapping bbolt's ErrTimeout. A file that
+// is damaged where a crash cannot have damaged it (see wal.go), a bbolt
+// file that fails its consistency check after an unclean stop, or a store
+// of another format fails Open with a *CorruptError or an error naming
+// the format; nothing is changed then.
 func Open(path string, opts Options) (*Store, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout: opts.OpenTimeout,
+	fsys := opts.FS
+	if _, err := fsys.Stat(path); err == nil {
+		// bbolt asserts (panics) on a damaged page, and when it rebuilds
+		// the freelist at open it does so on a goroutine of its own, where
+		// no recover reaches: look at the file first, read-only.
+		if err := scrubIfUnclean(fsys, path, opts.OpenTimeout); err != nil {
+			return nil, err
+		}
+	}
+	var db *bolt.DB
+	err = fsys.Atomic(func() error {
+		var err error
+		db, err = bolt.Open(path, 0o600, boltOptions(fsys, opts.OpenTimeout, false))
+		return err
+	})
+	if err != nil {
+		return nil, openError(path, opts.OpenTimeout, err)
+	}
+	s := &Store{
+		db:     db,
+		fs:     fsys,
+		path:   path,
+		opts:   opts,
+		queue:  make(chan *op, opts.MaxQueue),
+		exited: make(chan struct{}),
+	}
+	// bbolt does not sync the directory when it creates its file; the
+	// log segment Open creates next does (createSegment), and nothing is
+	// acknowledged before.
+	clean, err := s.openMeta()
+	if err == nil && !clean && !s.created {
+		err = s.check()
+	}
+	if err == nil {
+		s.wal, err = s.recoverLog()
+	}
+	if err != nil {
+		_ = db.Close()
+		var ce *CorruptError
+		if errors.As(err, &ce) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	s.active = newMemtable(s.wal.seq)
+	go s.run()
+	return s, nil
+}
+
+// openMeta creates the buckets and the store's identity if the store is
+// new, checks its format otherwise, and marks it running. It reports
+// whether the last run closed cleanly.
+func (s *Store) openMeta() (clean bool, err error) {
+	segs, err := listSegments(s.fs, s.path)
+	if err != nil {
+		return false, err
+	}
+	err = s.update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		data, err := tx.CreateBucketIfNotExists(bucketData)
+		if err != nil {
+			return err
+		}
+		switch f := meta.Get([]byte(metaFormat)); {
+		case f == nil:
+			if k, _ := data.Cursor().First(); k != nil || len(segs) > 0 {
+				return fmt.Errorf("store: %s was written by an older kvmesh (format 1) that this one (format %d) cannot read: move it aside", s.path, formatVersion)
+			}
+			if k, _ := meta.Cursor().First(); k != nil {
+				return fmt.Errorf("store: %s has metadata but no format: not a kvmesh store", s.path)
+			}
+			var id [8]byte
+			if _, err := rand.Read(id[:]); err != nil {
+				return err
+			}
+			s.created = true
+			if err := meta.Put([]byte(metaFormat), []byte{formatVersion}); err != nil {
+				return err
+			}
+			if err := meta.Put([]byte(metaStoreID), []byte(hex.EncodeToString(id[:]))); err != nil {
+				return err
+			}
+		case len(f) != 1 || f[0] != formatVersion:
+			return fmt.Errorf("store: %s has format %v; this kvmesh reads format %d", s.path, f, formatVersion)
+		}
+		id := meta.Get([]byte(metaStoreID))
+		if len(id) != 16 {
+			return &CorruptError{File: s.path, Offset: -1, Reason: "bad store id"}
+		}
+		s.id = string(id)
+		c := meta.Get([]byte(metaClean))
+		clean = len(c) == 1 && c[0] == 1
+		return meta.Put([]byte(metaClean), []byte{0})
+	})
+	return clean, err
+}
+
+// check runs bbolt's consistency check of every page (double frees,
+// unreachable or doubly used pages), after a run that did not close
+// cleanly; scrubIfUnclean has read every record already.
+func (s *Store) check() error {
+	return s.view(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			return &CorruptError{File: s.path, Offset: -1, Reason: "bbolt consistency check: " + err.Error()}
+		}
+		return nil
+	})
+}
+
+func boltOptions(fsys disk.FS, timeout time.Duration, readOnly bool) *bolt.Options {
+	return &bolt.Options{
+		Timeout:  timeout,
+		ReadOnly: readOnly,
 		// Writes must be on disk before they are acknowledged: NoSync and
 		// NoGrowSync stay false. Not syncing the freelist is safe: Open
 		// rebuilds it from the pages. The hashmap freelist allocates in
@@ -175,37 +321,73 @@ func Open(path string, opts Options) (*Store, error) {
 		NoFreelistSync:  true,
 		FreelistType:    bolt.FreelistMapType,
 		InitialMmapSize: initialMmapSize,
-	})
+		OpenFile:        fsys.OpenRaw,
+	}
+}
+
+func openError(path string, timeout time.Duration, err error) error {
+	switch {
+	case errors.Is(err, berrors.ErrTimeout):
+		return fmt.Errorf("store: open %s: another process holds it (waited %v): %w", path, timeout, err)
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
+		return &CorruptError{File: path, Offset: -1, Reason: err.Error()}
+	}
+	return fmt.Errorf("store: open %s: %w", path, err)
+}
+
+// scrubIfUnclean opens the bbolt file read-only and, unless its last run
+// closed cleanly, reads every record and checks its checksum: a damaged
+// page or record is a *CorruptError instead of a panic. Reading is done
+// on a goroutine that recovers bbolt's assertions. It reads the whole
+// file, so it runs only after a crash.
+func scrubIfUnclean(fsys disk.FS, path string, timeout time.Duration) error {
+	db, err := bolt.Open(path, 0o600, boltOptions(fsys, timeout, true))
 	if err != nil {
-		if errors.Is(err, berrors.ErrTimeout) {
-			return nil, fmt.Errorf("store: open %s: another process holds it (waited %v): %w", path, opts.OpenTimeout, err)
+		return openError(path, timeout, err)
+	}
+	defer db.Close()
+	done := make(chan error, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				done <- &CorruptError{File: path, Offset: -1, Reason: fmt.Sprintf("bbolt: %v", r)}
+			}
+		}()
+		done <- db.View(func(tx *bolt.Tx) error {
+			meta, data := tx.Bucket(bucketMeta), tx.Bucket(bucketData)
+			if meta == nil || data == nil {
+				return nil // new, or not a store: openMeta says which
+			}
+			if c := meta.Get([]byte(metaClean)); len(c) == 1 && c[0] == 1 {
+				return nil
+			}
+			c := data.Cursor()
+			for k, v := c.First(); k != nil; k, v = c.Next() {
+				if _, ok := openRecord(k, v); !ok || len(k) < 3 {
+					return &CorruptError{File: path, Offset: -1, Reason: fmt.Sprintf("record of key %q fails its checksum", k)}
+				}
+			}
+			return nil
+		})
+	}()
+	return <-done
+}
+
+// update runs fn in a bbolt write transaction through the file-system
+// seam, so that a simulated crash happens between transactions.
+func (s *Store) update(fn func(*bolt.Tx) error) error {
+	return s.fs.Atomic(func() error { return recovered(s.path, func() error { return s.db.Update(fn) }) })
+}
+
+// recovered runs fn, turning a panic (bbolt asserts on a damaged page)
+// into a *CorruptError: the disk, not the node, is broken.
+func recovered(path string, fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &CorruptError{File: path, Offset: -1, Reason: fmt.Sprintf("bbolt: %v", r)}
 		}
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
-	}
-	s := &Store{
-		db:     db,
-		path:   path,
-		opts:   opts,
-		queue:  make(chan *op, opts.MaxQueue),
-		exited: make(chan struct{}),
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		if _, err := tx.CreateBucketIfNotExists(bucketMeta); err != nil {
-			return err
-		}
-		_, err := tx.CreateBucketIfNotExists(bucketData)
-		return err
-	})
-	if err == nil {
-		s.wal, err = recoverLog(db, path)
-	}
-	if err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
-	}
-	s.active = newMemtable(s.wal.seq)
-	go s.run()
-	return s, nil
+	}()
+	return fn()
 }
 
 // recoverLog puts the records of the log segments that no checkpoint
@@ -213,9 +395,9 @@ func Open(path string, opts Options) (*Store, error) {
 // records, the last of which records them as covered; then it removes
 // every segment and starts an empty one. A crash during recovery replays
 // the same records again.
-func recoverLog(db *bolt.DB, path string) (*wal, error) {
+func (s *Store) recoverLog() (*wal, error) {
 	var applied uint64
-	err := db.View(func(tx *bolt.Tx) error {
+	err := s.db.View(func(tx *bolt.Tx) error {
 		if v := tx.Bucket(bucketMeta).Get([]byte(metaWALApplied)); len(v) == 8 {
 			applied = binary.BigEndian.Uint64(v)
 		}
@@ -224,7 +406,7 @@ func recoverLog(db *bolt.DB, path string) (*wal, error) {
 	if err != nil {
 		return nil, err
 	}
-	seqs, err := listSegments(path)
+	seqs, err := listSegments(s.fs, s.path)
 	if err != nil {
 		return nil, err
 	}
@@ -234,7 +416,7 @@ func recoverLog(db *bolt.DB, path string) (*wal, error) {
 		last = seqs[len(seqs)-1]
 		var recs [][2][]byte
 		put := func(meta bool) error {
-			err := db.Update(func(tx *bolt.Tx) error {
+			err := s.update(func(tx *bolt.Tx) error {
 				b := tx.Bucket(bucketData)
 				for _, r := range recs {
 					if err := b.Put(r[0], r[1]); err != nil {
@@ -250,17 +432,21 @@ func recoverLog(db *bolt.DB, path string) (*wal, error) {
 			return err
 		}
 		for i, seq := range seqs {
-			var perr error
-			err := readSegment(path, seq, i == len(seqs)-1, func(bkey, v []byte) {
-				recs = append(recs, [2][]byte{bkey, v})
-				if len(recs) == checkpointChunk && perr == nil {
-					perr = put(false)
+			err := readSegment(s.fs, s.path, seq, i == len(seqs)-1, func(bkey, v []byte) error {
+				if _, ok := openRecord(bkey, v); !ok {
+					return &CorruptError{File: segmentPath(s.path, seq), Offset: -1, Reason: fmt.Sprintf("record of %x fails its checksum", bkey)}
 				}
+				recs = append(recs, [2][]byte{bkey, v})
+				if len(recs) == checkpointChunk {
+					return put(false)
+				}
+				return nil
 			})
-			if err == nil {
-				err = perr
-			}
 			if err != nil {
+				var ce *CorruptError
+				if errors.As(err, &ce) {
+					return nil, err
+				}
 				return nil, fmt.Errorf("replay of log segment %016x: %w", seq, err)
 			}
 		}
@@ -268,35 +454,40 @@ func recoverLog(db *bolt.DB, path string) (*wal, error) {
 			return nil, fmt.Errorf("replay of the log: %w", err)
 		}
 	}
-	if err := removeSegments(path, math.MaxUint64); err != nil {
+	if err := removeSegments(s.fs, s.path, math.MaxUint64); err != nil {
 		return nil, err
 	}
-	return createSegment(path, last+1)
+	return createSegment(s.fs, s.path, last+1)
 }
 
-// Close stops taking writes, commits every write it had accepted (calling
-// their done callbacks), stops the committer and closes the file. It is
-// idempotent: every call waits until the store is closed and returns the
-// same error. Methods called after Close return ErrClosed.
-func (s *Store) Close() error { return s.CloseWithMeta("", nil) }
+// ID returns the random id the store was created with: a new data dir, a
+// wiped one or a replaced disk gets a new one.
+func (s *Store) ID() string { return s.id }
 
-// CloseWithMeta is Close that, after the last accepted write committed,
-// stores the metadata entry name = v in a final transaction (no entry when
-// name is empty). A node marks a clean shutdown this way: the mark is on
-// disk only if everything acknowledged before it is too.
-func (s *Store) CloseWithMeta(name string, v []byte) error {
+// Created reports whether Open created the store (an empty data dir).
+func (s *Store) Created() bool { return s.created }
+
+// Broken returns the error that stopped the store taking writes, or nil.
+func (s *Store) Broken() error { return s.broken() }
+
+// Close stops taking writes, commits every write it had accepted (calling
+// their done callbacks), stops the committer, marks the store clean if
+// all of it reached disk, and closes the file. It is idempotent: every
+// call waits until the store is closed and returns the same error.
+// Methods called after Close return ErrClosed.
+func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.closed.Store(true)
 		close(s.queue)
 		s.mu.Unlock()
 		<-s.exited // the committer checkpointed the log into bbolt, or set closeErr
-		if name != "" && s.closeErr == nil {
-			err := s.db.Update(func(tx *bolt.Tx) error {
-				return tx.Bucket(bucketMeta).Put([]byte(name), v)
+		if s.closeErr == nil {
+			err := s.update(func(tx *bolt.Tx) error {
+				return tx.Bucket(bucketMeta).Put([]byte(metaClean), []byte{1})
 			})
 			if err != nil {
-				s.closeErr = fmt.Errorf("store: close: put meta %s: %w", name, err)
+				s.closeErr = fmt.Errorf("store: close: mark clean: %w", err)
 			}
 		}
 		if err := s.db.Close(); err != nil && s.closeErr == nil {
@@ -306,20 +497,65 @@ func (s *Store) CloseWithMeta(name string, v []byte) error {
 	return s.closeErr
 }
 
+// Quarantine moves the store at path (its bbolt file and log segments)
+// into a new directory beside it, "quarantine-<UTC time>", and syncs
+// both: nothing is deleted, and the next Open of path creates a new, empty
+// store with a new id. The store must not be open. It returns the new
+// directory.
+func Quarantine(fsys disk.FS, path string, now time.Time) (string, error) {
+	if fsys == nil {
+		fsys = disk.OS{}
+	}
+	dir := filepath.Join(filepath.Dir(path), "quarantine-"+now.UTC().Format("20060102T150405.000000000Z"))
+	if err := fsys.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	names := []string{path}
+	seqs, err := listSegments(fsys, path)
+	if err != nil {
+		return "", err
+	}
+	for _, seq := range seqs {
+		names = append(names, segmentPath(path, seq))
+	}
+	for _, name := range names {
+		err := fsys.Rename(name, filepath.Join(dir, filepath.Base(name)))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+	}
+	if err := fsys.SyncDir(dir); err != nil {
+		return "", err
+	}
+	return dir, fsys.SyncDir(filepath.Dir(path))
+}
+
 // Apply queues a write of (p, key) and returns at once: it never blocks.
 //
 // If Apply returns nil, done is called exactly once, with the object now
 // stored (nil if the key is still absent) or with the write's error, and
-// only after the log record holding the write was synced to disk. If Apply returns an error, nothing was queued and done
-// is never called: protocol.ErrOverloaded when MaxQueue writes are
-// pending, ErrClosed after Close, protocol.ErrInvalidKey for a bad key or
-// partition. done may be nil.
+// only after the log record holding the write was synced to disk. If
+// Apply returns an error, nothing was queued and done is never called:
+// protocol.ErrOverloaded when MaxQueue writes are pending, ErrClosed after
+// Close, protocol.ErrInvalidKey for a bad key or partition. done may be
+// nil.
 //
 // done runs on the committer goroutine: it must not block or call Update,
 // or every write of the node stalls. Handing the result to a buffered
 // channel or starting a send is fine; calling Apply is fine. The object
 // passed to done is the store's own: read it, never modify it.
 func (s *Store) Apply(p int, key string, f MergeFunc, done func(*protocol.Object, error)) error {
+	return s.ApplyLogged(p, key, f, nil, done)
+}
+
+// ApplyLogged is Apply that also calls logged, if the merge succeeded,
+// once the write's record is in the log file but before the log is
+// synced: from then on a process crash cannot lose the write (the page
+// cache holds it), while a power loss still may. A coordinator sends a
+// new version to the other replicas from logged, so that what leaves the
+// node is always in its own log first (see node/identity.go). logged runs
+// on the committer goroutine, like done, and comes before it.
+func (s *Store) ApplyLogged(p int, key string, f MergeFunc, logged func(), done func(*protocol.Object, error)) error {
 	bk, err := dataKey(p, key)
 	if err != nil {
 		return err
@@ -327,7 +563,7 @@ func (s *Store) Apply(p int, key string, f MergeFunc, done func(*protocol.Object
 	if f == nil {
 		return protocol.Errorf(protocol.ErrInternal, "store: nil merge func for %d/%q", p, key)
 	}
-	o := &op{p: p, key: key, bkey: bk, f: f, done: done}
+	o := &op{p: p, key: key, bkey: bk, f: f, logged: logged, done: done}
 
 	s.mu.RLock()
 	defer s.mu.RUnlock()

@@ -12,6 +12,7 @@ import (
 
 	berrors "go.etcd.io/bbolt/errors"
 
+	"github.com/kvmesh/kvmesh/node/disk"
 	"github.com/kvmesh/kvmesh/protocol"
 )
 
@@ -156,11 +157,11 @@ func TestMeta(t *testing.T) {
 
 func TestOptions(t *testing.T) {
 	d := DefaultOptions()
-	if d.MaxQueue != 8192 || d.MaxBatch != 1024 || d.OpenTimeout != time.Second || d.MemtableBytes != 8<<20 {
+	if d.MaxQueue != 8192 || d.MaxBatch != 1024 || d.OpenTimeout != time.Second || d.MemtableBytes != 8<<20 || d.FS != (disk.OS{}) {
 		t.Fatalf("DefaultOptions = %+v", d)
 	}
 	got, err := Options{MaxBatch: 7}.withDefaults()
-	if err != nil || got != (Options{MaxQueue: 8192, MaxBatch: 7, OpenTimeout: time.Second, MemtableBytes: 8 << 20}) {
+	if err != nil || got.MaxQueue != 8192 || got.MaxBatch != 7 || got.OpenTimeout != time.Second || got.MemtableBytes != 8<<20 || got.FS != (disk.OS{}) {
 		t.Fatalf("withDefaults = (%+v, %v)", got, err)
 	}
 	for _, o := range []Options{{MaxQueue: -1}, {MaxBatch: -1}, {OpenTimeout: -1}, {MemtableBytes: -1}} {

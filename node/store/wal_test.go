@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,67 +11,14 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/kvmesh/kvmesh/protocol"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/kvmesh/kvmesh/node/disk"
+	"github.com/kvmesh/kvmesh/protocol"
 )
 
 // smallMemtable makes a checkpoint every few writes.
 const smallMemtable = 2 << 10
-
-func TestRecordRoundTrip(t *testing.T) {
-	var buf []byte
-	want := [][2]string{{"\x00\x01a", "\x01v"}, {"\x00\x02" + strings.Repeat("k", protocol.MaxKeyLen), strings.Repeat("v", 5000)}}
-	for _, r := range want {
-		buf = appendRecord(buf, []byte(r[0]), []byte(r[1]))
-	}
-	var got [][2]string
-	for off := 0; off < len(buf); {
-		k, v, n, ok := parseRecord(buf[off:])
-		if !ok {
-			t.Fatalf("record at %d does not parse", off)
-		}
-		got = append(got, [2]string{string(k), string(v)})
-		off += n
-	}
-	if !slices.Equal(got, want) {
-		t.Fatalf("round trip = %q", got)
-	}
-	// Every cut of a record, and every flipped bit, is refused.
-	one := appendRecord(nil, []byte("\x00\x01key"), []byte("\x01value"))
-	for i := range len(one) {
-		if _, _, _, ok := parseRecord(one[:i]); ok {
-			t.Fatalf("record cut at %d parses", i)
-		}
-		for bit := range 8 {
-			b := bytes.Clone(one)
-			b[i] ^= 1 << bit
-			if _, _, _, ok := parseRecord(b); ok {
-				t.Fatalf("record with bit %d of byte %d flipped parses", bit, i)
-			}
-		}
-	}
-	// Zeros (a preallocated or never-written region) end a log.
-	if _, _, _, ok := parseRecord(make([]byte, 64)); ok {
-		t.Fatal("zeros parse as a record")
-	}
-}
-
-// FuzzLogRecord feeds arbitrary bytes to the log parser, as a torn or
-// damaged segment would: no panic, and whatever parses lies inside b.
-func FuzzLogRecord(f *testing.F) {
-	f.Add(appendRecord(nil, []byte("\x00\x01key"), []byte("\x01value")))
-	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0})
-	f.Add([]byte{6, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 'k', 1})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		k, v, n, ok := parseRecord(b)
-		if !ok {
-			return
-		}
-		if n > len(b) || len(k) < 3 || len(v) < 1 || walHeader+2+len(k)+len(v) != n {
-			t.Fatalf("parse of %d bytes = key %d, value %d, length %d", len(b), len(k), len(v), n)
-		}
-	})
-}
 
 // TestCheckpoints writes through many checkpoints while reading: every
 // read sees the newest value whether it is in the active memtable, the
@@ -111,7 +57,7 @@ func TestCheckpoints(t *testing.T) {
 	}
 	// Only the segments no checkpoint covered yet remain: at most the
 	// active one and one being checkpointed.
-	if seqs, err := listSegments(path); err != nil || len(seqs) > 2 {
+	if seqs, err := listSegments(disk.OS{}, path); err != nil || len(seqs) > 2 {
 		t.Fatalf("segments left = %v, %v", seqs, err)
 	}
 }
@@ -181,43 +127,6 @@ func TestScanMergesMemoryAndBbolt(t *testing.T) {
 	}
 }
 
-// TestRecoverAfterCrash opens copies of the files taken while the store
-// runs (as kill -9 leaves them), at points between checkpoints: every
-// acknowledged write is there, with its last value.
-func TestRecoverAfterCrash(t *testing.T) {
-	s, path := openTest(t, Options{MemtableBytes: smallMemtable})
-	want := map[string]string{}
-	for i := range 120 {
-		key := fmt.Sprintf("k%d", i%37)
-		v := fmt.Sprintf("v%d", i)
-		if _, err := s.Update(context.Background(), 1, key, put(v)); err != nil {
-			t.Fatal(err)
-		}
-		want[key] = v
-		if i%25 != 24 {
-			continue
-		}
-		waitCheckpointIdle(t, s)
-		image := crashImage(t, path)
-		c, err := Open(image, Options{})
-		if err != nil {
-			t.Fatalf("open crash image after %d writes: %v", i+1, err)
-		}
-		for k, v := range want {
-			if got := value(mustGet(t, c, 1, k)); got != v {
-				t.Fatalf("crash image after %d writes: %s = %q, want %q", i+1, k, got, v)
-			}
-		}
-		// The replay was checkpointed: the image's log is one empty segment.
-		if seqs, _ := listSegments(image); len(seqs) != 1 {
-			t.Fatalf("segments after replay = %v", seqs)
-		}
-		if err := c.Close(); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // waitCheckpointIdle waits until no checkpoint is running, so that a file
 // copy is not taken halfway through bbolt's commit (which a real crash
 // survives, but a copy of a file being written does not show).
@@ -241,80 +150,6 @@ func waitCheckpointIdle(t *testing.T, s *Store) {
 	}
 }
 
-// TestTornTail appends a torn record, and garbage, to the newest segment:
-// Open keeps every whole record before it and drops the rest.
-func TestTornTail(t *testing.T) {
-	s, path := openTest(t, Options{})
-	for _, k := range []string{"a", "b", "c"} {
-		if _, err := s.Update(context.Background(), 2, k, put(k)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	image := crashImage(t, path)
-	seqs, err := listSegments(image)
-	if err != nil || len(seqs) != 1 {
-		t.Fatalf("segments = %v, %v", seqs, err)
-	}
-	rec := appendRecord(nil, []byte("\x00\x02d"), mustEncode(object("n1", 1, "d")))
-	for _, tail := range [][]byte{rec[:len(rec)-1], rec[:5], []byte("garbage after the last record")} {
-		img := filepath.Join(t.TempDir(), "node.db")
-		copyFile(t, image, img)
-		seg := segmentPath(img, seqs[0])
-		copyFile(t, segmentPath(image, seqs[0]), seg)
-		f, err := os.OpenFile(seg, os.O_APPEND|os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := f.Write(tail); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-		c, err := Open(img, Options{})
-		if err != nil {
-			t.Fatalf("Open with a torn tail of %d bytes: %v", len(tail), err)
-		}
-		for _, k := range []string{"a", "b", "c"} {
-			if got := value(mustGet(t, c, 2, k)); got != k {
-				t.Fatalf("%s = %q after a torn tail", k, got)
-			}
-		}
-		if o := mustGet(t, c, 2, "d"); o != nil {
-			t.Fatalf("torn record d was replayed: %+v", o)
-		}
-		if err := c.Close(); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// TestCorruptOlderSegment damages a segment that is not the newest: its
-// records were acknowledged, so Open refuses rather than lose them.
-func TestCorruptOlderSegment(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "node.db")
-	s, err := Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	applied := uint64(1) // Close checkpointed segment 1 (empty)
-	good := appendRecord(nil, []byte("\x00\x01k"), mustEncode(object("n1", 1, "v")))
-	bad := bytes.Clone(good)
-	bad[len(bad)-1] ^= 0xff
-	if err := os.WriteFile(segmentPath(path, applied+1), append(bytes.Clone(good), bad...), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(segmentPath(path, applied+2), good, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	_, err = Open(path, Options{})
-	if !errors.Is(err, protocol.ErrInternal) || !strings.Contains(err.Error(), "corrupt") {
-		t.Fatalf("Open with a corrupt older segment = %v, want a corruption error", err)
-	}
-}
-
 // TestStaleSegmentSkipped puts back a segment a checkpoint already
 // covered (a removal a crash undid) holding an older value: Open must not
 // replay it over the newer one.
@@ -327,7 +162,7 @@ func TestStaleSegmentSkipped(t *testing.T) {
 	if _, err := s.Update(context.Background(), 1, "k", put("old")); err != nil {
 		t.Fatal(err)
 	}
-	seqs, _ := listSegments(path)
+	seqs, _ := listSegments(disk.OS{}, path)
 	stale, err := os.ReadFile(segmentPath(path, seqs[0]))
 	if err != nil {
 		t.Fatal(err)
@@ -465,7 +300,7 @@ func TestLogBoundedWhenKeysFitInMemory(t *testing.T) {
 		t.Fatalf("Stats = %+v, want checkpoints made by the log's size", st)
 	}
 	waitCheckpointIdle(t, s)
-	seqs, err := listSegments(path)
+	seqs, err := listSegments(disk.OS{}, path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,11 +31,15 @@ import (
 // the client's own siblings to one, but it is a lost update unless the
 // reply also shows the client those siblings.
 //
+// A clock that would exceed protocol.MaxClockEntries entries is pruned
+// (see Prune); a write is never refused for the size of its clock.
+//
 // Update returns an error wrapping protocol.ErrTooManySiblings if the new
 // object would hold more than protocol.MaxSiblings siblings (tombstones
 // included), and one wrapping protocol.ErrInvalidContext if ctx is not a
-// valid clock, if c would exceed protocol.MaxCounter or if the clock would
-// exceed protocol.MaxClockEntries. An invalid node id gives the error of
+// valid clock, if c would exceed protocol.MaxCounter, or if the clock
+// still exceeds protocol.MaxClockEntries after pruning (more distinct
+// live writers than that). An invalid node id gives the error of
 // protocol.ValidateActorID. On error nothing is returned and nothing
 // changed. local must be valid (protocol.Object.Validate); it is not
 // modified.
@@ -80,10 +84,6 @@ func Update(local *protocol.Object, ctx protocol.Clock, node string, s protocol.
 	} else {
 		clock = slices.Insert(clock, i, dot)
 	}
-	if len(clock) > protocol.MaxClockEntries {
-		return nil, protocol.Errorf(protocol.ErrInvalidContext,
-			"clock would have %d entries, limit %d", len(clock), protocol.MaxClockEntries)
-	}
 	if kept+1 > protocol.MaxSiblings {
 		return nil, protocol.Errorf(protocol.ErrTooManySiblings,
 			"write would leave %d siblings, limit %d", kept+1, protocol.MaxSiblings)
@@ -99,6 +99,11 @@ func Update(local *protocol.Object, ctx protocol.Clock, node string, s protocol.
 	s.Dot = dot
 	i, _ = slices.BinarySearchFunc(sibs, s, cmpSibling)
 	sibs = slices.Insert(sibs, i, s)
+	clock = Prune(clock, sibs)
+	if len(clock) > protocol.MaxClockEntries {
+		return nil, protocol.Errorf(protocol.ErrInvalidContext,
+			"clock has %d entries even pruned, limit %d", len(clock), protocol.MaxClockEntries)
+	}
 	return &protocol.Object{Clock: clock, Siblings: sibs}, nil
 }
 
@@ -108,7 +113,11 @@ func Update(local *protocol.Object, ctx protocol.Clock, node string, s protocol.
 // dot) without keeping it, which means a later write superseded it. A
 // sibling both hold is kept once. Siblings come out sorted by dot.
 //
-// Sync is commutative, associative and idempotent (Equal-wise), so
+// The joined clock is pruned (see Prune), so that two valid objects always
+// merge into one a replica stores.
+//
+// Sync is commutative and idempotent, and associative while no clock
+// needs pruning (Equal-wise), so
 // replicas converge whatever order they exchange state in. If the two
 // objects disagree on the value of one dot, which a correct cluster never
 // does, Sync keeps the same one either way (the later Time, then a
@@ -173,7 +182,7 @@ func Sync(a, b *protocol.Object) *protocol.Object {
 		}
 		out = append(out, x)
 	}
-	return &protocol.Object{Clock: Join(ac, bc), Siblings: out}
+	return &protocol.Object{Clock: Prune(Join(ac, bc), out), Siblings: out}
 }
 
 // Equal reports whether a and b hold the same clock and the same siblings
