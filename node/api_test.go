@@ -128,6 +128,40 @@ func TestPutContextSupersedesOwnWrite(t *testing.T) {
 	}
 }
 
+// TestPutAfterDeleteGivesAContext: a blind put after a delete leaves the
+// value beside the tombstone; its reply context must still cover it, so
+// that the writer's next put supersedes it instead of piling up siblings
+// (it used to come back empty).
+func TestPutAfterDeleteGivesAContext(t *testing.T) {
+	c := startCluster(t, 3)
+	ctx := testCtx(t)
+	cl := c.client(0)
+	if _, err := cl.Put(ctx, "k", []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Delete(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	var cctx string
+	for i := range 5 {
+		var err error
+		cctx, err = cl.Put(ctx, "k", []byte(fmt.Sprint(i)), client.Context(cctx))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cctx == "" {
+			t.Fatalf("put %d after the delete returned no context", i)
+		}
+	}
+	e, err := cl.Get(ctx, "k", client.R("all"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Siblings != 1 || string(e.Value()) != "4" {
+		t.Fatalf("got %q (%d siblings), want \"4\" alone", e.Values, e.Siblings)
+	}
+}
+
 func TestResolverMergesSiblings(t *testing.T) {
 	c := startCluster(t, 3)
 	ctx := testCtx(t)

@@ -143,30 +143,42 @@ func opName(s protocol.Sibling) string {
 	return "put"
 }
 
-// writeContext is the causal context a put reply gives back, so that the
-// client's next write of the key supersedes this one. It must cover only
-// what the client has seen: its own context and the new dot. The whole
-// new clock is safe when the write left a single sibling (everything else
-// it covers is superseded already); a bare version-vector entry for this
-// node is safe only when no other sibling of this node survives, because
-// the entry would cover it too.
+// writeContext is the causal context a put or delete reply gives back, so
+// that the client's next write of the key supersedes this one. It may
+// cover only what the client has seen (its own context and the new dot)
+// and tombstones, which hold no value a client could lose. So:
+//
+//   - the whole new clock when no live sibling but the new one survives
+//     (everything else it covers is superseded or deleted already);
+//   - else the client's context plus a version-vector entry for this
+//     node, when no other live sibling of this node survives (the entry
+//     covers every dot of the node up to the new one);
+//   - else the client's context alone: a following write with it keeps
+//     this one as a sibling, and the client has to read to supersede it.
+//     That takes two live writes through the same node that did not see
+//     each other.
 func writeContext(obj *protocol.Object, ctx protocol.Clock, self string) protocol.Clock {
 	if obj == nil {
 		return ctx
 	}
-	if len(obj.Siblings) == 1 {
-		return obj.Clock
-	}
-	own := 0
+	newDot := protocol.Dot{Node: self, Counter: version.Get(obj.Clock, self)}
+	others, own := 0, 0 // live siblings besides the new one; of them, this node's
 	for _, s := range obj.Siblings {
+		if s.Deleted || s.Dot == newDot {
+			continue
+		}
+		others++
 		if s.Dot.Node == self {
 			own++
 		}
 	}
-	if own != 1 {
-		return ctx
+	switch {
+	case others == 0:
+		return obj.Clock
+	case own == 0:
+		return version.Join(ctx, protocol.Clock{newDot})
 	}
-	return version.Join(ctx, protocol.Clock{{Node: self, Counter: version.Get(obj.Clock, self)}})
+	return ctx
 }
 
 func isOwner(owners []string, id string) bool { return slices.Contains(owners, id) }
