@@ -149,6 +149,10 @@ type clusterOpts struct {
 	base  string   // data dirs and logs; "" for t.TempDir()
 	bin   string   // node binary; "" for kvmeshBin
 	lab   *netLab  // when set, node i runs in lab.nodes[i] on lab.ips[i]
+	// dataFS, when set, is the size of a tmpfs mounted on each node's
+	// data dir (mount's size= option, e.g. "256m"), so that a nemesis
+	// can fill it. Needs root.
+	dataFS string
 }
 
 // freePorts reserves n loopback ports (embedded.FreePorts): below the
@@ -200,6 +204,16 @@ func startCluster(t *testing.T, o clusterOpts) *procCluster {
 		c.procs = append(c.procs, p)
 		c.peers = append(c.peers, fmt.Sprintf("nats-route://%s:%d", p.host, p.clusterPort))
 	}
+	// Registered before the kills, so that it runs after them.
+	if o.dataFS != "" {
+		t.Cleanup(func() {
+			for _, p := range c.procs {
+				if out, err := exec.Command("umount", p.dir).CombinedOutput(); err != nil {
+					t.Errorf("umount %s: %v: %s", p.dir, err, out)
+				}
+			}
+		})
+	}
 	t.Cleanup(func() {
 		for _, p := range c.procs {
 			c.kill(p)
@@ -211,6 +225,11 @@ func startCluster(t *testing.T, o clusterOpts) *procCluster {
 			}
 		}
 	})
+	if o.dataFS != "" {
+		for _, p := range c.procs {
+			mountTmpfs(t, p.dir, o.dataFS)
+		}
+	}
 	for _, p := range c.procs {
 		if err := c.launch(p); err != nil {
 			t.Fatal(err)
@@ -433,4 +452,33 @@ func tail(s string, n int) string {
 		return s
 	}
 	return "..." + s[len(s)-n:]
+}
+
+// mountTmpfs mounts a tmpfs of the given size on dir (created). The
+// caller unmounts it.
+func mountTmpfs(t *testing.T, dir, size string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount a tmpfs on %s: %v: %s", dir, err, out)
+	}
+}
+
+// requireMount skips (loudly; fails under CI) a test that mounts file
+// systems when this process cannot.
+func requireMount(t *testing.T) {
+	t.Helper()
+	dir := t.TempDir()
+	out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir).CombinedOutput()
+	if err == nil {
+		_ = exec.Command("umount", dir).Run()
+		return
+	}
+	msg := fmt.Sprintf("disk-full tests mount a small tmpfs and need root: %v: %s", err, out)
+	if os.Getenv("CI") != "" {
+		t.Fatal("under CI: " + msg)
+	}
+	t.Skip("SKIPPED (loudly): " + msg)
 }

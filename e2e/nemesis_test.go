@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -273,4 +276,117 @@ func (c *procCluster) byID(id string) *proc {
 		}
 	}
 	return nil
+}
+
+// nemesisWipe: every 6 s ± 2 s, kill -9 one node, chosen once per run,
+// remove its whole data dir, and restart it under the same id on the
+// empty dir 1-2 s later: a replaced disk. The node must take a new actor
+// (else its writes would reuse dots its peers hold, finding 1 of issue
+// 15), and it refills from its peers by read repair. Only that node is
+// ever wiped, so every acknowledged write keeps a replica on a node that
+// was not; the run does not claim read-your-writes (a read may meet the
+// wiped replica and one that missed the write).
+func nemesisWipe(ctx context.Context, e *faultEnv) error {
+	p := e.c.procs[e.rnd.IntN(len(e.c.procs))]
+	e.sched.logf("wipe victim %s", p.id)
+	for {
+		if !sleepCtx(ctx, e.around(6*time.Second, 2*time.Second)) {
+			return nil
+		}
+		pid := p.pid()
+		e.c.kill(p)
+		if err := os.RemoveAll(p.dir); err != nil {
+			return err
+		}
+		e.sched.fault("kill -9 %s (pid %d) and remove its data dir", p.id, pid)
+		sleepCtx(ctx, e.between(time.Second, 2*time.Second))
+		if err := e.startAll(p); err != nil {
+			return err
+		}
+	}
+}
+
+// nemesisDiskFull: fill one node's data file system (a small tmpfs, see
+// clusterOpts.dataFS) until writes fail with ENOSPC, wait until the node
+// logs that its store failed (it then forwards the writes it coordinates
+// and serves reads), hold it so for 3-5 s, then free the space, kill -9
+// it and restart it: it must start (a short write is a torn tail, not
+// corruption) and have lost nothing it acknowledged. Every 4 s ± 1 s
+// after the last restart, a random node.
+func nemesisDiskFull(ctx context.Context, e *faultEnv) error {
+	for {
+		if !sleepCtx(ctx, e.around(4*time.Second, time.Second)) {
+			return nil
+		}
+		p := e.c.procs[e.rnd.IntN(len(e.c.procs))]
+		logBefore := logSize(p)
+		fill := filepath.Join(p.dir, "fill")
+		n, err := fillDisk(fill)
+		if err != nil {
+			return err
+		}
+		e.sched.fault("filled %s's data file system (%d MiB of filler)", p.id, n>>20)
+		failed := awaitLog(ctx, p, logBefore, "STORE FAILED", 20*time.Second)
+		if failed {
+			e.sched.logf("%s logged STORE FAILED", p.id)
+			sleepCtx(ctx, e.between(3*time.Second, 5*time.Second))
+		} else if ctx.Err() == nil {
+			_ = os.Remove(fill)
+			return fmt.Errorf("%s did not log STORE FAILED within 20s of its disk filling up", p.id)
+		}
+		if err := os.Remove(fill); err != nil {
+			return err
+		}
+		pid := p.pid()
+		e.c.kill(p)
+		e.sched.logf("freed the space; kill -9 %s (pid %d)", p.id, pid)
+		if err := e.startAll(p); err != nil {
+			return err
+		}
+	}
+}
+
+// fillDisk writes zeros to name until the file system is full and
+// returns how many bytes it wrote.
+func fillDisk(name string) (int64, error) {
+	f, err := os.Create(name)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	var n int64
+	for {
+		m, err := f.Write(buf)
+		n += int64(m)
+		if errors.Is(err, syscall.ENOSPC) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+func logSize(p *proc) int64 {
+	fi, err := os.Stat(p.logPath)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// awaitLog waits until p's log, past offset from, holds s; false after
+// timeout or when ctx ends.
+func awaitLog(ctx context.Context, p *proc, from int64, s string, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(p.logPath); err == nil && int64(len(b)) > from && strings.Contains(string(b[from:]), s) {
+			return true
+		}
+		if !sleepCtx(ctx, 50*time.Millisecond) {
+			return false
+		}
+	}
+	return false
 }

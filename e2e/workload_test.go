@@ -20,6 +20,7 @@ const (
 	numWorkers = 8
 	numHotKeys = 10
 	numRegKeys = 20
+	numOwnKeys = 2 // overwritten keys per worker
 )
 
 // workload drives the clients of a fault run and records every operation
@@ -27,7 +28,15 @@ const (
 // i mod 5) and its own seeded random source; together they run at a
 // bounded rate:
 //
-//   - 35% puts of unique keys (value = a sealed unique id);
+//   - 25% puts of unique keys (value = a sealed unique id);
+//   - 10% overwrites of one of the worker's 2 own keys, which only it
+//     writes: a put with the context of its last acknowledged write of
+//     the key (none after a delete), or of a read when that write's
+//     outcome is unknown; a third of them are deletes, half of those
+//     without a context. Each write records the values its context
+//     covers (history.Op.Over): a value it superseded must never come
+//     back (P7), and a put is excused from P1 only by a write or delete
+//     that could supersede it;
 //   - 5% blind puts (no context) of a unique value to one of 20 register
 //     keys that every worker writes: without a context each is concurrent
 //     with everything stored, so every acknowledged one must stay a
@@ -38,8 +47,9 @@ const (
 //     sibling sets plus a new element, put with the get's context;
 //   - 20% reads: a hot key, a register key or a recently acknowledged
 //     unique key;
-//   - 10% deletes of one of the worker's own acknowledged keys, with the
-//     context its put returned.
+//   - 10% deletes of one of the worker's own acknowledged unique keys,
+//     half with the context its put returned, half without (the node
+//     then reads a majority first and supersedes what it saw).
 //
 // A workload is safe for concurrent use by its workers.
 type workload struct {
@@ -51,6 +61,7 @@ type workload struct {
 	hot       []string
 	regs      []string       // register keys, written blind by every worker
 	hotOf     [][]string     // the hot keys each worker writes
+	ownOf     [][]string     // the overwritten keys of each worker
 	writers   map[string]int // writers per hot key
 
 	mu    sync.Mutex
@@ -60,7 +71,12 @@ type workload struct {
 
 func newWorkload(clients []*client.Client, seed int64, rate int) *workload {
 	w := &workload{t0: time.Now(), clients: clients, rate: rate, opTimeout: 5 * time.Second, seed: seed,
-		hotOf: make([][]string, len(clients)), writers: map[string]int{}}
+		hotOf: make([][]string, len(clients)), ownOf: make([][]string, len(clients)), writers: map[string]int{}}
+	for i := range clients {
+		for k := range numOwnKeys {
+			w.ownOf[i] = append(w.ownOf[i], fmt.Sprintf("o.%d.%d", i, k))
+		}
+	}
 	for k := 0; k < numRegKeys; k++ {
 		w.regs = append(w.regs, fmt.Sprintf("r.%d", k))
 	}
@@ -194,12 +210,23 @@ type workerState struct {
 	rnd *rand.Rand
 	seq int
 	own []ownKey // its acknowledged, not yet deleted unique keys
+	ow  map[string]*overState
 }
 
 type ownKey struct{ key, ctx string }
 
+// overState is what a worker knows of one of its overwritten keys.
+type overState struct {
+	ctx   string   // the context for the next write ("" after a delete)
+	over  []string // the values ctx certainly covers
+	stale bool     // the last write's outcome is unknown: read first
+}
+
 func (w *workload) worker(ctx context.Context, id int, tokens <-chan struct{}) {
-	s := &workerState{id: id, cl: w.clients[id], rnd: rand.New(rand.NewPCG(uint64(w.seed), uint64(id)))}
+	s := &workerState{id: id, cl: w.clients[id], rnd: rand.New(rand.NewPCG(uint64(w.seed), uint64(id))), ow: map[string]*overState{}}
+	for _, k := range w.ownOf[id] {
+		s.ow[k] = &overState{}
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -207,8 +234,10 @@ func (w *workload) worker(ctx context.Context, id int, tokens <-chan struct{}) {
 		case <-tokens:
 		}
 		switch x := s.rnd.IntN(100); {
-		case x < 35:
+		case x < 25:
 			w.put(s)
+		case x < 35:
+			w.overwrite(s)
 		case x < 40:
 			w.blind(s)
 		case x < 70:
@@ -242,6 +271,60 @@ func (w *workload) put(s *workerState) {
 		w.mu.Lock()
 		w.acked = append(w.acked, key)
 		w.mu.Unlock()
+	}
+}
+
+// overwrite writes or deletes one of the worker's own keys, superseding
+// what it last wrote there.
+func (w *workload) overwrite(s *workerState) {
+	mine := w.ownOf[s.id]
+	key := mine[s.rnd.IntN(len(mine))]
+	st := s.ow[key]
+	if st.stale {
+		rd, ok := w.get(s, key)
+		if !ok {
+			return
+		}
+		st.ctx, st.over, st.stale = rd.Context, rd.Values, false
+	}
+	s.seq++
+	var opts []client.CallOption
+	if st.ctx != "" {
+		opts = append(opts, client.Context(st.ctx))
+	}
+	op := history.Op{Worker: s.id, Key: key, Context: st.ctx, Over: st.over, Start: w.now()}
+	ctx, cancel := w.opContext()
+	var pctx string
+	var err error
+	if s.rnd.IntN(3) == 0 {
+		op.Kind = history.KindDel
+		if s.rnd.IntN(2) == 0 {
+			op.Context, op.Over, opts = "", nil, nil
+		}
+		err = s.cl.Delete(ctx, key, opts...)
+	} else {
+		op.Kind = history.KindPut
+		op.Value = history.Seal(fmt.Sprintf("o:%s:w%d-%d", key, s.id, s.seq))
+		pctx, err = s.cl.Put(ctx, key, []byte(op.Value), opts...)
+	}
+	cancel()
+	op.End = w.now()
+	op.Outcome, op.Err = outcome(err)
+	w.record(op)
+	switch {
+	case op.Outcome == history.Unknown:
+		st.stale = true
+	case op.Outcome == history.Fail:
+	case op.Kind == history.KindDel:
+		st.ctx, st.over = "", nil
+	case pctx == op.Context:
+		// The reply gave back the context sent: another live value
+		// written through the same node survives beside this one (an
+		// earlier write of unknown outcome), so no context covers this
+		// one yet. Read first, as a client must then.
+		st.stale = true
+	default:
+		st.ctx, st.over = pctx, []string{op.Value}
 	}
 }
 
@@ -301,10 +384,13 @@ func (w *workload) add(s *workerState) {
 
 func (w *workload) read(s *workerState) {
 	key := w.hot[s.rnd.IntN(len(w.hot))]
-	switch s.rnd.IntN(6) {
+	switch s.rnd.IntN(7) {
 	case 0, 1: // a hot key
 	case 2:
 		key = w.regs[s.rnd.IntN(len(w.regs))]
+	case 3: // anyone's overwritten key
+		own := w.ownOf[s.rnd.IntN(len(w.ownOf))]
+		key = own[s.rnd.IntN(len(own))]
 	default:
 		w.mu.Lock()
 		if n := len(w.acked); n > 0 {
@@ -321,8 +407,14 @@ func (w *workload) del(s *workerState) {
 	k := s.own[i]
 	s.own = slices.Delete(s.own, i, i+1)
 	op := history.Op{Worker: s.id, Kind: history.KindDel, Key: k.key, Context: k.ctx, Start: w.now()}
+	var opts []client.CallOption
+	if s.rnd.IntN(2) == 0 {
+		op.Context = "" // the node reads a majority first
+	} else {
+		opts = append(opts, client.Context(k.ctx))
+	}
 	ctx, cancel := w.opContext()
-	err := s.cl.Delete(ctx, k.key, client.Context(k.ctx))
+	err := s.cl.Delete(ctx, k.key, opts...)
 	cancel()
 	op.End = w.now()
 	op.Outcome, op.Err = outcome(err)

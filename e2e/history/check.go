@@ -20,7 +20,8 @@ type Config struct {
 // Finding is one violation a checker found.
 type Finding struct {
 	// Prop names the property: "P1 lost", "P1 unverified", "P2 phantom",
-	// "P2 corrupt", "P3 resurrected", "P5 siblings", "P6 stale read".
+	// "P2 corrupt", "P3 resurrected", "P5 siblings", "P6 stale read",
+	// "P7 superseded".
 	Prop   string `json:"prop"`
 	Key    string `json:"key"`
 	Op     int    `json:"op,omitempty"` // the operation concerned; 0 for a final read
@@ -52,12 +53,13 @@ type Report struct {
 	Resurrected []Finding // P3: a deleted key came back
 	Siblings    []Finding // P5: more siblings than writers could leave
 	StaleReads  []Finding // P6: a read missed a write acknowledged before it began
+	Superseded  []Finding // P7: a value an acknowledged write superseded came back
 }
 
 // Failures returns every finding, P1 first.
 func (r *Report) Failures() []Finding {
 	var all []Finding
-	for _, fs := range [][]Finding{r.Lost, r.Unverified, r.Phantoms, r.Resurrected, r.Siblings, r.StaleReads} {
+	for _, fs := range [][]Finding{r.Lost, r.Unverified, r.Phantoms, r.Resurrected, r.Siblings, r.StaleReads, r.Superseded} {
 		all = append(all, fs...)
 	}
 	return all
@@ -73,10 +75,10 @@ func (r *Report) Availability() float64 {
 
 // Summary is a one-line account of the report.
 func (r *Report) Summary() string {
-	return fmt.Sprintf("ops %d (ok %d, failed %d, unknown %d; availability %.1f%%), acked writes %d (puts %d, adds %d, deletes %d), stable elements %d, max siblings %d (%s); lost %d, unverified %d, phantoms %d, resurrected %d, sibling excess %d, stale reads %d",
+	return fmt.Sprintf("ops %d (ok %d, failed %d, unknown %d; availability %.1f%%), acked writes %d (puts %d, adds %d, deletes %d), stable elements %d, max siblings %d (%s); lost %d, unverified %d, phantoms %d, resurrected %d, sibling excess %d, stale reads %d, superseded %d",
 		r.Ops, r.OK, r.Failed, r.Unknown, r.Availability(), r.AckedWrites, r.AckedPuts, r.AckedAdds, r.AckedDel,
 		r.StableElems, r.MaxSiblings, r.MaxSiblingsKey,
-		len(r.Lost), len(r.Unverified), len(r.Phantoms), len(r.Resurrected), len(r.Siblings), len(r.StaleReads))
+		len(r.Lost), len(r.Unverified), len(r.Phantoms), len(r.Resurrected), len(r.Siblings), len(r.StaleReads), len(r.Superseded))
 }
 
 // keyOps are the operations of one key, in the order they were invoked.
@@ -88,7 +90,7 @@ type keyOps struct {
 	values map[string]bool // every value an invoked (not Fail) put or add wrote
 }
 
-// Check runs the checkers P1, P2, P3, P5 and (when cfg.Strict) P6 over a
+// Check runs the checkers P1, P2, P3, P5, P7 and (when cfg.Strict) P6 over a
 // history and the final reads taken after the faults healed. finals
 // must hold every key the history wrote; a key without a successful final
 // read leaves its acknowledged writes unverified, which is a failure.
@@ -155,6 +157,7 @@ func Check(ops []Op, finals map[string]Final, cfg Config) *Report {
 		r.checkLost(k, f, haveFinal)
 		r.checkResurrected(k, f, haveFinal)
 		r.checkSiblings(k, f, haveFinal, cfg)
+		r.checkSuperseded(k, f, haveFinal, cfg)
 		if cfg.Strict {
 			r.checkStale(k)
 		}
@@ -187,23 +190,18 @@ func (r *Report) checkPhantoms(k *keyOps, f Final, haveFinal bool) {
 	}
 }
 
-// checkLost is P1: every acknowledged unique put is in the final read
-// unless a delete of its key was invoked (and not refused); every
+// checkLost is P1: every acknowledged put is in the final read unless a
+// later write may have superseded it (see mayBeSuperseded); every
 // acknowledged set element is in the union of the final siblings.
 func (r *Report) checkLost(k *keyOps, f Final, haveFinal bool) {
-	deleted := false
-	for _, d := range k.dels {
-		if d.Outcome != Fail {
-			deleted = true
-		}
-	}
 	var union map[string]bool
 	for _, p := range k.puts {
 		if p.Outcome != OK {
 			continue
 		}
+		excused := p.Kind == KindPut && mayBeSuperseded(k, p)
 		if !haveFinal || f.Err != "" {
-			if p.Kind == KindAdd || !deleted {
+			if p.Kind == KindAdd || !excused {
 				why := "no final read"
 				if haveFinal {
 					why = "final read failed: " + f.Err
@@ -214,7 +212,7 @@ func (r *Report) checkLost(k *keyOps, f Final, haveFinal bool) {
 		}
 		switch p.Kind {
 		case KindPut:
-			if deleted {
+			if excused {
 				continue
 			}
 			if !f.Found || !slices.Contains(f.Values, p.Value) {
@@ -233,6 +231,100 @@ func (r *Report) checkLost(k *keyOps, f Final, haveFinal bool) {
 			} else {
 				r.Lost = append(r.Lost, Finding{"P1 lost", k.key, p.ID,
 					fmt.Sprintf("acknowledged element %q (acked at %s) is not in the union of the %d final siblings", p.Elem, ns(p.End), f.Siblings)})
+			}
+		}
+	}
+}
+
+// mayBeSuperseded reports whether put p may have been superseded, so
+// that its value may be gone at the end: a delete of its key that was
+// not refused and ended after p began (a delete's context, or the read a
+// blind delete does first, can cover p only then; one of unknown outcome
+// without a context may do its read at any time), or a later write not
+// refused whose context covers p's value (Over).
+func mayBeSuperseded(k *keyOps, p *Op) bool {
+	for _, d := range k.dels {
+		if d.Outcome != Fail && (d.End > p.Start || d.Outcome == Unknown && d.Context == "") {
+			return true
+		}
+	}
+	for _, w := range k.puts {
+		if w != p && w.Outcome != Fail && slices.Contains(w.Over, p.Value) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkSuperseded is P7: a value that a write known to have taken effect
+// superseded never comes back. A write took effect if it was
+// acknowledged, or (a put) if some read returned its value; it
+// supersedes the values in its Over and, for an acknowledged delete
+// without a context under strict quorums (it reads a majority first),
+// every put acknowledged before it began. The final read must hold none
+// of them; under strict quorums no read that began after the write was
+// acknowledged may either.
+func (r *Report) checkSuperseded(k *keyOps, f Final, haveFinal bool, cfg Config) {
+	seen := map[string]bool{}
+	for _, rd := range k.reads {
+		if rd.Outcome == OK {
+			for _, v := range rd.Values {
+				seen[v] = true
+			}
+		}
+	}
+	type cover struct {
+		by    *Op
+		acked bool
+	}
+	over := map[string]cover{} // superseded value -> a write that superseded it
+	add := func(v string, by *Op) {
+		if c, ok := over[v]; !ok || !c.acked && by.Outcome == OK {
+			over[v] = cover{by, by.Outcome == OK}
+		}
+	}
+	writes := append(slices.Clone(k.puts), k.dels...)
+	for _, w := range writes {
+		if w.Kind == KindAdd {
+			continue
+		}
+		if w.Outcome != OK && !(w.Kind == KindPut && seen[w.Value]) {
+			continue
+		}
+		for _, v := range w.Over {
+			add(v, w)
+		}
+		if w.Kind == KindDel && w.Context == "" && w.Outcome == OK && cfg.Strict {
+			for _, p := range k.puts {
+				if p.Kind == KindPut && p.Outcome == OK && p.End < w.Start {
+					add(p.Value, w)
+				}
+			}
+		}
+	}
+	if len(over) == 0 {
+		return
+	}
+	if haveFinal && f.Err == "" && f.Found {
+		for _, v := range f.Values {
+			// A deleted key with nothing written after its delete is P3's.
+			if c, ok := over[v]; ok && !(c.by.Kind == KindDel && !writtenAfter(k, c.by.Start, 1<<62)) {
+				r.Superseded = append(r.Superseded, Finding{"P7 superseded", k.key, 0,
+					fmt.Sprintf("final read returns %q, which %s %d (%s) superseded", clip(v), c.by.Kind, c.by.ID, c.by.Outcome)})
+			}
+		}
+	}
+	if !cfg.Strict {
+		return
+	}
+	for _, rd := range k.reads {
+		if rd.Outcome != OK {
+			continue
+		}
+		for _, v := range rd.Values {
+			if c, ok := over[v]; ok && c.acked && c.by.End < rd.Start && !(c.by.Kind == KindDel && !writtenAfter(k, c.by.Start, rd.End)) { // else P6's
+				r.Superseded = append(r.Superseded, Finding{"P7 superseded", k.key, rd.ID,
+					fmt.Sprintf("read began at %s and returned %q, which %s %d superseded, acknowledged at %s", ns(rd.Start), clip(v), c.by.Kind, c.by.ID, ns(c.by.End))})
 			}
 		}
 	}

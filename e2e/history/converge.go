@@ -30,9 +30,11 @@ func (d Divergence) String() string { return d.Key + ": " + d.Detail }
 // tombstone flag, time). It also checks the sibling-explosion guard of
 // P5 on every clock: its entries are actors of the key's holders only,
 // and a node has at most incarnations[node] of them (default 1). A node
-// issues dots as "<id>" and, after each unclean stop, as a new
-// incarnation "<id>.<k>" (see ActorNode), so a node killed twice may have
-// three. An empty result means converged.
+// issues dots under an actor "<id>.<suffix>" (see ActorNode), and takes a
+// new one when it starts on a store it cannot trust to hold every dot it
+// sent out (a power loss, a wiped data dir, a failed sync); a plain
+// kill -9 keeps it. So a node stopped uncleanly twice has at most three.
+// An empty result means converged.
 func Diverged(keys []string, dumps Dumps, n int, incarnations map[string]int) []Divergence {
 	nodes := make([]string, 0, len(dumps))
 	for id := range dumps {
@@ -75,8 +77,8 @@ func Diverged(keys []string, dumps Dumps, n int, incarnations map[string]int) []
 	return out
 }
 
-// ActorNode is the node id of a clock actor: "n1" for "n1" and for its
-// incarnations "n1.1", "n1.2", ... (node ids cannot contain '.').
+// ActorNode is the node id of a clock actor: "n1" for "n1" and for
+// "n1.<suffix>" (node ids cannot contain '.'; protocol.ActorNode).
 func ActorNode(actor string) string {
 	node, _, _ := strings.Cut(actor, ".")
 	return node

@@ -83,6 +83,11 @@ type Op struct {
 	// Context is the causal context a read returned, or the one a write
 	// sent.
 	Context string `json:"ctx,omitempty"`
+	// Over lists the values a write's Context certainly covers, so that
+	// the write supersedes them: the value of the put whose answer gave
+	// the context, or the values of the read that did. Empty for a blind
+	// write.
+	Over []string `json:"over,omitempty"`
 }
 
 // Writes reports whether op writes a value (a put or an add).

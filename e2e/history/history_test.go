@@ -13,13 +13,18 @@ var (
 	v1   = Seal("u:u1:1")
 	v2   = Seal("u:u2:2")
 	v3   = Seal("u:u3:3")
+	oa   = Seal("o:o1:a")
+	ob   = Seal("o:o1:b")
+	oc   = Seal("o:o1:c")
 	setA = EncodeSet([]string{"a"})
 	setB = EncodeSet([]string{"a", "b"})
 )
 
 // good is a history every checker accepts: a put read back, two set-adds
 // (the second read the first), a put deleted and then not found, a put
-// of unknown outcome that never showed up.
+// of unknown outcome that never showed up; a key overwritten with the
+// context of each put (a, then b over a), deleted with the context of b,
+// and written again blind (c).
 func good() ([]Op, map[string]Final) {
 	ops := []Op{
 		{ID: 1, Kind: KindPut, Key: "u1", Start: 0, End: 10, Outcome: OK, Value: v1},
@@ -33,12 +38,18 @@ func good() ([]Op, map[string]Final) {
 		{ID: 9, Kind: KindRead, Key: "u2", Start: 40, End: 50, Outcome: OK},
 		{ID: 10, Kind: KindPut, Key: "u3", Start: 0, End: 10, Outcome: Unknown, Err: "timeout", Value: v3},
 		{ID: 11, Kind: KindRead, Key: "u1", Start: 5, End: 8, Outcome: Unknown, Err: "timeout"},
+		{ID: 12, Kind: KindPut, Key: "o1", Start: 0, End: 10, Outcome: OK, Value: oa},
+		{ID: 13, Kind: KindPut, Key: "o1", Start: 20, End: 30, Outcome: OK, Value: ob, Context: "c-a", Over: []string{oa}},
+		{ID: 14, Kind: KindDel, Key: "o1", Start: 40, End: 50, Outcome: OK, Context: "c-b", Over: []string{ob}},
+		{ID: 15, Kind: KindPut, Key: "o1", Start: 60, End: 70, Outcome: OK, Value: oc},
+		{ID: 16, Kind: KindRead, Key: "o1", Start: 80, End: 90, Outcome: OK, Found: true, Values: []string{oc}, Siblings: 1},
 	}
 	finals := map[string]Final{
 		"u1": {Key: "u1", Found: true, Values: []string{v1}, Siblings: 1},
 		"h1": {Key: "h1", Found: true, Values: []string{setB}, Siblings: 1},
 		"u2": {Key: "u2"},
 		"u3": {Key: "u3"},
+		"o1": {Key: "o1", Found: true, Values: []string{oc}, Siblings: 1},
 	}
 	return ops, finals
 }
@@ -51,10 +62,10 @@ func TestGoodHistoryPasses(t *testing.T) {
 	if f := r.Failures(); len(f) != 0 {
 		t.Fatalf("good history rejected: %v", f)
 	}
-	if r.Ops != 11 || r.OK != 9 || r.Unknown != 2 || r.AckedWrites != 5 || r.AckedPuts != 2 || r.AckedAdds != 2 || r.AckedDel != 1 || r.StableElems != 2 {
+	if r.Ops != 16 || r.OK != 14 || r.Unknown != 2 || r.AckedWrites != 9 || r.AckedPuts != 5 || r.AckedAdds != 2 || r.AckedDel != 2 || r.StableElems != 2 {
 		t.Fatalf("counts: %s", r.Summary())
 	}
-	if r.MaxSiblings != 1 || r.Availability() < 81 || r.Availability() > 82 {
+	if r.MaxSiblings != 1 || r.Availability() != 87.5 {
 		t.Fatalf("max siblings %d, availability %.1f", r.MaxSiblings, r.Availability())
 	}
 	// The unknown put may also have taken effect.
@@ -80,6 +91,12 @@ func TestEachCheckerCanFail(t *testing.T) {
 		{"P1 acked put replaced by another value", func(ops []Op, f map[string]Final) []Op {
 			f["u1"] = Final{Key: "u1", Found: true, Values: []string{v3}, Siblings: 1}
 			ops[9].Key = "u1" // the unknown put wrote u1 (so v3 is no phantom)
+			return ops
+		}, "P1 lost"},
+		{"P1 put after a delete missing", func(ops []Op, f map[string]Final) []Op {
+			// A delete of o1 was invoked, but before c: it excuses a and
+			// b, not c.
+			f["o1"] = Final{Key: "o1"}
 			return ops
 		}, "P1 lost"},
 		{"P1 acked element missing", func(ops []Op, f map[string]Final) []Op {
@@ -131,6 +148,24 @@ func TestEachCheckerCanFail(t *testing.T) {
 			ops[8].Found, ops[8].Values, ops[8].Siblings = true, []string{v2}, 1
 			return ops
 		}, "P6 stale read"},
+		{"P7 overwritten value back at the end", func(ops []Op, f map[string]Final) []Op {
+			f["o1"] = Final{Key: "o1", Found: true, Values: []string{oa, oc}, Siblings: 2}
+			return ops
+		}, "P7 superseded"},
+		{"P7 value deleted with its context back beside a later write", func(ops []Op, f map[string]Final) []Op {
+			f["o1"] = Final{Key: "o1", Found: true, Values: []string{ob, oc}, Siblings: 2}
+			return ops
+		}, "P7 superseded"},
+		{"P7 value read after an acknowledged overwrite", func(ops []Op, f map[string]Final) []Op {
+			ops[15].Values, ops[15].Siblings = []string{oa, oc}, 2
+			return ops
+		}, "P7 superseded"},
+		{"P7 value back after a blind delete and a later write", func(ops []Op, f map[string]Final) []Op {
+			ops[13].Context, ops[13].Over = "", nil
+			ops[12].Over = nil // b written blind too: only the delete covers a and b
+			f["o1"] = Final{Key: "o1", Found: true, Values: []string{oa, oc}, Siblings: 2}
+			return ops
+		}, "P7 superseded"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
