@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,8 +15,15 @@ import (
 // startNode runs a single-node store (N=1) on free ports.
 func startNode(t *testing.T) string {
 	t.Helper()
+	return startNodeIn(t, t.TempDir()).ClientURL()
+}
+
+// startNodeIn runs a single-node store (N=1) on free ports with its data
+// in dir; the test's cleanup closes it.
+func startNodeIn(t *testing.T, dir string) *node.Node {
+	t.Helper()
 	cfg := node.DefaultConfig()
-	cfg.ID, cfg.DataDir, cfg.RunDir = "solo", t.TempDir(), t.TempDir()
+	cfg.ID, cfg.DataDir, cfg.RunDir = "solo", dir, t.TempDir()
 	cfg.Secret = []byte("kvmesh cmd test secret")
 	cfg.Listen, cfg.Cluster = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Replicas = 1
@@ -28,7 +37,7 @@ func startNode(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close() })
-	return n.ClientURL()
+	return n
 }
 
 func kvmesh(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
@@ -101,5 +110,36 @@ func TestServerUnreachable(t *testing.T) {
 	code, _, errs := kvmesh(t, "", "get", "k", "--server", "nats://127.0.0.1:1", "--timeout", "1s")
 	if code != 1 || !strings.Contains(errs, "connect") {
 		t.Fatalf("unreachable: %d %q", code, errs)
+	}
+}
+
+// TestAdminQuarantine: quarantine refuses a running node's store, moves a
+// stopped one's aside (printing where), and the node then starts on an
+// empty store.
+func TestAdminQuarantine(t *testing.T) {
+	dir := t.TempDir()
+	n := startNodeIn(t, dir)
+	t.Setenv("KVMESH_URL", n.ClientURL())
+	if code, _, errs := kvmesh(t, "", "put", "k", "v"); code != 0 {
+		t.Fatalf("put: %d %s", code, errs)
+	}
+	code, _, errs := kvmesh(t, "", "admin", "quarantine", "--data", dir)
+	if code != 1 || !strings.Contains(errs, "stop its node first") {
+		t.Fatalf("quarantine of a running node's store: %d %q", code, errs)
+	}
+	n.Close()
+	code, out, errs := kvmesh(t, "", "admin", "quarantine", "--data", dir)
+	if code != 0 || !strings.HasPrefix(out, filepath.Join(dir, "quarantine-")) {
+		t.Fatalf("quarantine: %d %q %q", code, out, errs)
+	}
+	if _, err := os.Stat(filepath.Join(strings.TrimSpace(out), "kvmesh.db")); err != nil {
+		t.Fatalf("the store is not in %s: %v", out, err)
+	}
+	t.Setenv("KVMESH_URL", startNodeIn(t, dir).ClientURL())
+	if code, _, errs := kvmesh(t, "", "get", "k"); code != 1 || !strings.Contains(errs, "not found") {
+		t.Fatalf("get after the quarantine: %d %q", code, errs)
+	}
+	if code, _, _ := kvmesh(t, "", "admin", "quarantine"); code != 2 {
+		t.Fatalf("quarantine without --data: exit %d, want 2", code)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -500,11 +501,25 @@ func (s *Store) Close() error {
 // Quarantine moves the store at path (its bbolt file and log segments)
 // into a new directory beside it, "quarantine-<UTC time>", and syncs
 // both: nothing is deleted, and the next Open of path creates a new, empty
-// store with a new id. The store must not be open. It returns the new
-// directory.
+// store with a new id. It refuses a store that is open (it takes bbolt's
+// file lock while it moves the files). It returns the new directory.
 func Quarantine(fsys disk.FS, path string, now time.Time) (string, error) {
 	if fsys == nil {
 		fsys = disk.OS{}
+	}
+	f, err := fsys.OpenRaw(path, os.O_RDONLY, 0)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return "", err
+	default:
+		defer f.Close()
+		if err := disk.TryLock(f); err != nil {
+			if errors.Is(err, disk.ErrLocked) {
+				return "", fmt.Errorf("quarantine %s: the store is open: stop its node first", path)
+			}
+			return "", fmt.Errorf("quarantine %s: %w", path, err)
+		}
 	}
 	dir := filepath.Join(filepath.Dir(path), "quarantine-"+now.UTC().Format("20060102T150405.000000000Z"))
 	if err := fsys.MkdirAll(dir, 0o700); err != nil {

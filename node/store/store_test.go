@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -192,6 +193,41 @@ func TestSecondOpenFailsFast(t *testing.T) {
 	}
 	if d := time.Since(start); d > 10*time.Second {
 		t.Fatalf("second Open took %v", d)
+	}
+}
+
+// TestQuarantineRefusesAnOpenStore: moving a running store's files aside
+// would lose what it writes next; Quarantine takes bbolt's lock first.
+// Closed, the store moves, and Open makes a new, empty one.
+func TestQuarantineRefusesAnOpenStore(t *testing.T) {
+	s, path := openTest(t, Options{})
+	if _, err := s.Update(context.Background(), 0, "k", put("v")); err != nil {
+		t.Fatal(err)
+	}
+	id := s.ID()
+	if _, err := Quarantine(nil, path, time.Now()); err == nil || !strings.Contains(err.Error(), "the store is open") {
+		t.Fatalf("Quarantine of an open store = %v", err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("the refused quarantine moved the file: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	dir, err := Quarantine(nil, path, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, filepath.Base(path))); err != nil {
+		t.Fatalf("not in quarantine: %v", err)
+	}
+	s2, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if s2.ID() == id || !s2.Created() {
+		t.Fatalf("after the quarantine Open found store %s (created %v), was %s", s2.ID(), s2.Created(), id)
 	}
 }
 

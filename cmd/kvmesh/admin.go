@@ -1,0 +1,51 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/kvmesh/kvmesh/node"
+)
+
+// cmdAdmin runs an operator's verb on a node's files.
+func cmdAdmin(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usagef("admin needs a verb: quarantine")
+	}
+	switch args[0] {
+	case "quarantine":
+		return cmdQuarantine(args[1:], stdout, stderr)
+	default:
+		return usagef("unknown admin verb %q (want quarantine)", args[0])
+	}
+}
+
+// cmdQuarantine moves a stopped node's damaged store aside and prints
+// where it went.
+func cmdQuarantine(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("admin quarantine", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", "", "the stopped node's data dir (required)")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: kvmesh admin quarantine --data DIR\n\n"+
+			"Moves the store of a stopped node aside, into DIR/quarantine-<time>/, and prints that directory.\n"+
+			"Nothing is deleted. The node then starts empty, under a new actor, and its peers refill it.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	if *data == "" {
+		return usagef("--data is required")
+	}
+	dir, err := node.QuarantineStore(*data)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(stdout, dir)
+	return err
+}
