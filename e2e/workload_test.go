@@ -213,7 +213,7 @@ type workerState struct {
 	ow  map[string]*overState
 }
 
-type ownKey struct{ key, ctx string }
+type ownKey struct{ key, value, ctx string }
 
 // overState is what a worker knows of one of its overwritten keys.
 type overState struct {
@@ -267,7 +267,7 @@ func (w *workload) put(s *workerState) {
 	op.Outcome, op.Err = outcome(err)
 	w.record(op)
 	if op.Outcome == history.OK {
-		s.own = append(s.own, ownKey{key, pctx})
+		s.own = append(s.own, ownKey{key, op.Value, pctx})
 		w.mu.Lock()
 		w.acked = append(w.acked, key)
 		w.mu.Unlock()
@@ -406,10 +406,12 @@ func (w *workload) del(s *workerState) {
 	i := s.rnd.IntN(len(s.own))
 	k := s.own[i]
 	s.own = slices.Delete(s.own, i, i+1)
-	op := history.Op{Worker: s.id, Kind: history.KindDel, Key: k.key, Context: k.ctx, Start: w.now()}
+	// The context of the key's only put, on a key nobody else writes,
+	// covers its value.
+	op := history.Op{Worker: s.id, Kind: history.KindDel, Key: k.key, Context: k.ctx, Over: []string{k.value}, Start: w.now()}
 	var opts []client.CallOption
 	if s.rnd.IntN(2) == 0 {
-		op.Context = "" // the node reads a majority first
+		op.Context, op.Over = "", nil // the node reads a majority first
 	} else {
 		opts = append(opts, client.Context(k.ctx))
 	}

@@ -155,11 +155,11 @@ func Check(ops []Op, finals map[string]Final, cfg Config) *Report {
 		f, haveFinal := finals[name]
 		r.checkPhantoms(k, f, haveFinal)
 		r.checkLost(k, f, haveFinal)
-		r.checkResurrected(k, f, haveFinal)
+		r.checkResurrected(k, f, haveFinal, cfg)
 		r.checkSiblings(k, f, haveFinal, cfg)
 		r.checkSuperseded(k, f, haveFinal, cfg)
 		if cfg.Strict {
-			r.checkStale(k)
+			r.checkStale(k, cfg)
 		}
 	}
 	return r
@@ -256,14 +256,12 @@ func mayBeSuperseded(k *keyOps, p *Op) bool {
 	return false
 }
 
-// checkSuperseded is P7: a value that a write known to have taken effect
-// superseded never comes back. A write took effect if it was
-// acknowledged, or (a put) if some read returned its value; it
-// supersedes the values in its Over and, for an acknowledged delete
-// without a context under strict quorums (it reads a majority first),
-// every put acknowledged before it began. The final read must hold none
-// of them; under strict quorums no read that began after the write was
-// acknowledged may either.
+// checkSuperseded is P7: a value that a put known to have taken effect
+// superseded never comes back. A put took effect if it was acknowledged
+// or some read returned its value; it supersedes the values its context
+// certainly covers (Over). The final read must hold none of them; under
+// strict quorums no read that began after the put was acknowledged may
+// either. (What deletes supersede is P3's and P6's.)
 func (r *Report) checkSuperseded(k *keyOps, f Final, haveFinal bool, cfg Config) {
 	seen := map[string]bool{}
 	for _, rd := range k.reads {
@@ -273,44 +271,22 @@ func (r *Report) checkSuperseded(k *keyOps, f Final, haveFinal bool, cfg Config)
 			}
 		}
 	}
-	type cover struct {
-		by    *Op
-		acked bool
-	}
-	over := map[string]cover{} // superseded value -> a write that superseded it
-	add := func(v string, by *Op) {
-		if c, ok := over[v]; !ok || !c.acked && by.Outcome == OK {
-			over[v] = cover{by, by.Outcome == OK}
-		}
-	}
-	writes := append(slices.Clone(k.puts), k.dels...)
-	for _, w := range writes {
-		if w.Kind == KindAdd {
-			continue
-		}
-		if w.Outcome != OK && !(w.Kind == KindPut && seen[w.Value]) {
+	over := map[string]*Op{} // superseded value -> a put that superseded it, acknowledged ones first
+	for _, w := range k.puts {
+		if w.Kind != KindPut || w.Outcome != OK && !seen[w.Value] {
 			continue
 		}
 		for _, v := range w.Over {
-			add(v, w)
-		}
-		if w.Kind == KindDel && w.Context == "" && w.Outcome == OK && cfg.Strict {
-			for _, p := range k.puts {
-				if p.Kind == KindPut && p.Outcome == OK && p.End < w.Start {
-					add(p.Value, w)
-				}
+			if by, ok := over[v]; !ok || by.Outcome != OK && w.Outcome == OK {
+				over[v] = w
 			}
 		}
 	}
-	if len(over) == 0 {
-		return
-	}
 	if haveFinal && f.Err == "" && f.Found {
 		for _, v := range f.Values {
-			// A deleted key with nothing written after its delete is P3's.
-			if c, ok := over[v]; ok && !(c.by.Kind == KindDel && !writtenAfter(k, c.by.Start, 1<<62)) {
+			if by, ok := over[v]; ok {
 				r.Superseded = append(r.Superseded, Finding{"P7 superseded", k.key, 0,
-					fmt.Sprintf("final read returns %q, which %s %d (%s) superseded", clip(v), c.by.Kind, c.by.ID, c.by.Outcome)})
+					fmt.Sprintf("final read returns %q, which put %d (%s) superseded", clip(v), by.ID, by.Outcome)})
 			}
 		}
 	}
@@ -322,27 +298,53 @@ func (r *Report) checkSuperseded(k *keyOps, f Final, haveFinal bool, cfg Config)
 			continue
 		}
 		for _, v := range rd.Values {
-			if c, ok := over[v]; ok && c.acked && c.by.End < rd.Start && !(c.by.Kind == KindDel && !writtenAfter(k, c.by.Start, rd.End)) { // else P6's
+			if by, ok := over[v]; ok && by.Outcome == OK && by.End < rd.Start {
 				r.Superseded = append(r.Superseded, Finding{"P7 superseded", k.key, rd.ID,
-					fmt.Sprintf("read began at %s and returned %q, which %s %d superseded, acknowledged at %s", ns(rd.Start), clip(v), c.by.Kind, c.by.ID, ns(c.by.End))})
+					fmt.Sprintf("read began at %s and returned %q, which put %d superseded, acknowledged at %s", ns(rd.Start), clip(v), by.ID, ns(by.End))})
 			}
 		}
 	}
 }
 
-// checkResurrected is P3: a key whose delete was acknowledged, and that
-// nobody wrote again after that delete began, is absent at the end.
-func (r *Report) checkResurrected(k *keyOps, f Final, haveFinal bool) {
+// checkResurrected is P3: no value an acknowledged delete superseded
+// (see deleteCovers) is in the final read.
+func (r *Report) checkResurrected(k *keyOps, f Final, haveFinal bool, cfg Config) {
 	if !haveFinal || f.Err != "" || !f.Found {
 		return
 	}
 	for _, d := range k.dels {
-		if d.Outcome != OK || writtenAfter(k, d.Start, 1<<62) {
+		if d.Outcome != OK {
 			continue
 		}
-		r.Resurrected = append(r.Resurrected, Finding{"P3 resurrected", k.key, d.ID,
-			fmt.Sprintf("delete acknowledged at %s, nothing written after it, yet the final read returns %s", ns(d.End), finalString(f))})
+		for _, v := range f.Values {
+			if deleteCovers(k, d, v, cfg) {
+				r.Resurrected = append(r.Resurrected, Finding{"P3 resurrected", k.key, d.ID,
+					fmt.Sprintf("delete acknowledged at %s superseded %q, yet the final read returns %s", ns(d.End), clip(v), finalString(f))})
+			}
+		}
 	}
+}
+
+// deleteCovers reports whether delete d, had it taken effect, superseded
+// value v: v is among the values its context covered (Over), or, for a
+// delete without a context under strict quorums (the node reads a
+// majority first and supersedes what it saw), v was written by a put
+// acknowledged before d began. A put of unknown outcome may have reached
+// only a minority that the delete's read missed, and a put still running
+// when it began may come after it: their values survive it, as siblings.
+func deleteCovers(k *keyOps, d *Op, v string, cfg Config) bool {
+	if d.Context != "" {
+		return slices.Contains(d.Over, v)
+	}
+	if !cfg.Strict {
+		return false
+	}
+	for _, p := range k.puts {
+		if p.Kind == KindPut && p.Value == v && p.Outcome == OK && p.End < d.Start {
+			return true
+		}
+	}
+	return false
 }
 
 // writtenAfter reports whether a put or add of k (not refused) was
@@ -413,7 +415,7 @@ func (r *Report) checkSiblings(k *keyOps, f Final, haveFinal bool, cfg Config) {
 //     (blind puts supersede nothing); and after an acknowledged delete
 //     (nothing written since), no value;
 //   - hot key: every element whose add was acknowledged.
-func (r *Report) checkStale(k *keyOps) {
+func (r *Report) checkStale(k *keyOps, cfg Config) {
 	for _, rd := range k.reads {
 		if rd.Outcome != OK {
 			continue
@@ -449,9 +451,12 @@ func (r *Report) checkStale(k *keyOps) {
 			continue
 		}
 		for _, d := range k.dels {
-			if d.Outcome == OK && d.End < rd.Start && !writtenAfter(k, d.Start, rd.End) {
+			if d.Outcome != OK || d.End >= rd.Start {
+				continue
+			}
+			if i := slices.IndexFunc(rd.Values, func(v string) bool { return deleteCovers(k, d, v, cfg) }); i >= 0 {
 				r.StaleReads = append(r.StaleReads, Finding{"P6 stale read", k.key, rd.ID,
-					fmt.Sprintf("read began at %s, after delete %d was acknowledged at %s, and returned %s", ns(rd.Start), d.ID, ns(d.End), readString(rd))})
+					fmt.Sprintf("read began at %s, after delete %d, which superseded %q, was acknowledged at %s, and returned %s", ns(rd.Start), d.ID, clip(rd.Values[i]), ns(d.End), readString(rd))})
 				break
 			}
 		}
