@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kvmesh/kvmesh/node/clock"
 	"github.com/kvmesh/kvmesh/node/disk"
 	"github.com/kvmesh/kvmesh/node/transport"
 	"github.com/kvmesh/kvmesh/protocol"
@@ -36,6 +37,10 @@ type Config struct {
 	// FS is the file system the node's files live on. Default disk.OS;
 	// the simulation tests give a disk.Sim's.
 	FS disk.FS
+	// Clock is the node's wall clock and timers: request timeouts,
+	// hedges, heartbeats, sibling timestamps. Default clock.Real; tests
+	// give a clock.Fake they advance by hand.
+	Clock clock.Clock
 
 	// Listen is the NATS client listener "host:port"; port 0 picks a free
 	// port. Default "127.0.0.1:4222".

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 
+	"github.com/kvmesh/kvmesh/node/coord"
 	"github.com/kvmesh/kvmesh/protocol"
 )
 
@@ -29,7 +30,7 @@ func (n *Node) startGet(key string, r int, done func(*protocol.Object, error)) e
 // called exactly once unless startWrite returns an error, in which case
 // nothing started and nothing was written.
 func (n *Node) startWrite(key string, val []byte, del bool, ctx protocol.Clock, w int, done func(protocol.Clock, error)) error {
-	op := opName(protocol.Sibling{Deleted: del})
+	op := coord.OpName(del)
 	if err := protocol.ValidateKey(key); err != nil {
 		return err
 	}
@@ -48,7 +49,7 @@ func (n *Node) startWrite(key string, val []byte, del bool, ctx protocol.Clock, 
 		return protocol.Errorf(protocol.ErrQuorumNotReached, "%s: w=%d with %d owners", op, w, len(owners))
 	}
 	write := func(ctx protocol.Clock) {
-		if isOwner(owners, n.cfg.ID) && n.st.Broken() == nil {
+		if slices.Contains(owners, n.cfg.ID) && n.st.Broken() == nil {
 			// Copy the value: the request's buffer is not ours to keep.
 			sib := protocol.Sibling{Value: append([]byte(nil), val...), Deleted: del}
 			n.coordinateWrite(key, p, owners, ctx, sib, w, done)

@@ -35,9 +35,8 @@ const maxForwarded = 1 << 16
 
 // once runs start for the first copy of (from, tag) and hands its result
 // to every copy's add. It reports whether this copy started the write.
-func (f *forwarded) once(from string, tag uint64, ttl time.Duration, add func(protocol.Result), start func(finish func(protocol.Result))) bool {
+func (f *forwarded) once(now time.Time, from string, tag uint64, ttl time.Duration, add func(protocol.Result), start func(finish func(protocol.Result))) bool {
 	k := from + "/" + strconv.FormatUint(tag, 36)
-	now := time.Now()
 	f.mu.Lock()
 	if f.m == nil {
 		f.m = make(map[string]*forwardEntry)

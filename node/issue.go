@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/kvmesh/kvmesh/node/store"
 	"github.com/kvmesh/kvmesh/node/version"
@@ -22,6 +23,7 @@ import (
 type issuer struct {
 	st      *store.Store
 	self    string
+	now     func() time.Time // sibling timestamps
 	seed    maphash.Seed
 	stripes [64]stripe
 }
@@ -31,8 +33,8 @@ type stripe struct {
 	pending map[string]*protocol.Object // issued, local commit not yet known
 }
 
-func newIssuer(st *store.Store, self string) *issuer {
-	is := &issuer{st: st, self: self, seed: maphash.MakeSeed()}
+func newIssuer(st *store.Store, self string, now func() time.Time) *issuer {
+	is := &issuer{st: st, self: self, now: now, seed: maphash.MakeSeed()}
 	for i := range is.stripes {
 		is.stripes[i].pending = make(map[string]*protocol.Object)
 	}
@@ -57,7 +59,7 @@ func (is *issuer) issue(p int, key string, ctx protocol.Clock, sib protocol.Sibl
 			return err
 		}
 	}
-	sib.Time = timeNow()
+	sib.Time = is.now().UnixNano()
 	obj, err := version.Update(base, ctx, is.self, sib)
 	if err != nil {
 		return err

@@ -98,7 +98,7 @@ func (n *Node) startGossip() error {
 		} else {
 			n.otherSecret.Delete(a.From)
 		}
-		_, seen := n.heard.Swap(a.From, time.Now())
+		_, seen := n.heard.Swap(a.From, n.clock.Now())
 		grew := n.mem.learn(append(a.Members, a.From)...)
 		if grew {
 			n.log.Info("members changed", "members", n.Members())
@@ -115,13 +115,13 @@ func (n *Node) startGossip() error {
 	go func() {
 		defer n.wg.Done()
 		defer func() { _ = sub.Unsubscribe() }()
-		t := time.NewTicker(n.cfg.Heartbeat)
+		t := n.clock.NewTicker(n.cfg.Heartbeat)
 		defer t.Stop()
 		for {
 			select {
 			case <-n.stop:
 				return
-			case <-t.C:
+			case <-t.C():
 				n.announce()
 			}
 		}
@@ -132,7 +132,7 @@ func (n *Node) startGossip() error {
 // announce publishes this node's member set once.
 func (n *Node) announce() {
 	b, err := protocol.EncodeAnnounce(&protocol.Announce{
-		V: protocol.Version, From: n.cfg.ID, Members: n.Members(), Time: timeNow(), Secret: n.ctxKey.Fingerprint(),
+		V: protocol.Version, From: n.cfg.ID, Members: n.Members(), Time: n.clock.Now().UnixNano(), Secret: n.ctxKey.Fingerprint(),
 	})
 	if err == nil {
 		_ = n.nc.Publish(n.subjects.Gossip("members"), b)
@@ -145,7 +145,7 @@ func (n *Node) announce() {
 // the seam of the failure detector that comes with dynamic membership.
 func (n *Node) Heard() []string {
 	out := []string{n.cfg.ID}
-	cutoff := time.Now().Add(-3 * n.cfg.Heartbeat)
+	cutoff := n.clock.Now().Add(-3 * n.cfg.Heartbeat)
 	for _, m := range n.Members() {
 		if v, ok := n.heard.Load(m); ok && v.(time.Time).After(cutoff) {
 			out = append(out, m)

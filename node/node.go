@@ -11,12 +11,12 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/kvmesh/kvmesh/embedded"
+	"github.com/kvmesh/kvmesh/node/clock"
 	"github.com/kvmesh/kvmesh/node/disk"
 	"github.com/kvmesh/kvmesh/node/store"
 	"github.com/kvmesh/kvmesh/node/transport"
@@ -40,6 +40,7 @@ type Node struct {
 	srv     *embedded.Server
 	nc      *nats.Conn
 	fs      disk.FS
+	clock   clock.Clock
 	st      *store.Store
 	issuer  *issuer
 	actor   string // this run's id in causal clocks (identity.go)
@@ -80,7 +81,11 @@ func New(cfg Config) (*Node, error) {
 		subjects: subjects,
 		ctxKey:   ctxKey,
 		maxValue: protocol.MaxValueLen(int64(cfg.MaxPayload)),
+		clock:    cfg.Clock,
 		stop:     make(chan struct{}),
+	}
+	if n.clock == nil {
+		n.clock = clock.Real{}
 	}
 	n.pending.ops = make(map[uint64]rpcOp)
 	// Tags start at a random point so that a restarted node's tags do not
@@ -163,14 +168,14 @@ func (n *Node) start(ctx context.Context) error {
 		runDir = defaultRunDir()
 	}
 	var kept bool
-	n.actor, kept, n.runFile, n.runRec, err = startIdentity(n.fs, st, n.cfg.ID, runDir, time.Now())
+	n.actor, kept, n.runFile, n.runRec, err = startIdentity(n.fs, st, n.cfg.ID, runDir, n.clock.Now())
 	if err != nil {
 		return fmt.Errorf("start identity: %w", err)
 	}
 	if !kept && !st.Created() {
 		n.log.Info("issuing dots as a new actor: this store's page cache or data may not hold every dot the last run sent", "actor", n.actor)
 	}
-	n.issuer = newIssuer(st, n.actor)
+	n.issuer = newIssuer(st, n.actor, n.clock.Now)
 	if n.mem, err = loadMembership(st, n.cfg.ID, n.cfg.Partitions, n.cfg.Replicas); err != nil {
 		return err
 	}
@@ -346,9 +351,6 @@ func (n *Node) StoreError() error {
 	}
 	return n.st.Broken()
 }
-
-// timeNow is the node's wall clock for sibling timestamps.
-func timeNow() int64 { return time.Now().UnixNano() }
 
 // ConnectedPeers returns the ids of the nodes this node's embedded server
 // has routes to right now.

@@ -3,8 +3,8 @@ package node
 import (
 	"math"
 	"sync"
-	"time"
 
+	"github.com/kvmesh/kvmesh/node/clock"
 	"github.com/kvmesh/kvmesh/protocol"
 )
 
@@ -102,7 +102,7 @@ func (ob *outbox) flush(items []protocol.Item, ops []rpcOp) {
 	n := ob.n
 	b := &batchOp{n: n, ops: ops}
 	tag := n.pending.add(b)
-	b.timer = time.AfterFunc(2*n.cfg.RequestTimeout, func() { n.pending.remove(tag) })
+	b.timer = n.clock.AfterFunc(2*n.cfg.RequestTimeout, func() { n.pending.remove(tag) })
 	data, err := protocol.EncodeRequest(&protocol.Request{V: protocol.Version, From: n.cfg.ID, Items: items})
 	if err == nil {
 		err = n.tr.Send(ob.to, tag, data)
@@ -132,7 +132,7 @@ func (ob *outbox) failQueued() {
 type batchOp struct {
 	n     *Node
 	ops   []rpcOp
-	timer *time.Timer
+	timer clock.Timer
 	once  sync.Once
 }
 

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"errors"
 	"sync"
 
 	"github.com/kvmesh/kvmesh/protocol"
@@ -97,15 +96,4 @@ func (n *Node) HandleUnreachable(tag uint64, to string) {
 		n.pending.remove(tag)
 		op.result(to, nil, protocol.Errorf(protocol.ErrNodeUnavailable, "%s: no responders", to))
 	}
-}
-
-// quorumErr is tally.Err(op), except that a quorum missed because
-// replicas refused the work as overloaded is reported as ErrOverloaded:
-// a client should back off, not treat it as a failure.
-func quorumErr(t interface{ Err(string) error }, op string) error {
-	err := t.Err(op)
-	if err != nil && errors.Is(err, protocol.ErrOverloaded) {
-		return &protocol.Error{Code: protocol.ErrOverloaded.Code, Name: protocol.ErrOverloaded.Name, Msg: err.Error()}
-	}
-	return err
 }

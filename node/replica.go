@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/kvmesh/kvmesh/protocol"
@@ -77,7 +78,7 @@ func (n *Node) serveItem(from string, it *protocol.Item, add func(protocol.Resul
 		}
 	case protocol.RPCCoordinate:
 		owners := r.Owners(p)
-		if !isOwner(owners, n.cfg.ID) {
+		if !slices.Contains(owners, n.cfg.ID) {
 			fail(protocol.Errorf(protocol.ErrNodeUnavailable, "%s is not an owner of the key", n.cfg.ID))
 			return
 		}
@@ -95,7 +96,7 @@ func (n *Node) serveItem(from string, it *protocol.Item, add func(protocol.Resul
 		}
 		tag := it.Tag
 		addTagged := func(res protocol.Result) { res.Tag = tag; add(res) }
-		n.forwarded.once(from, tag, 2*n.cfg.RequestTimeout, addTagged, func(finish func(protocol.Result)) {
+		n.forwarded.once(n.clock.Now(), from, tag, 2*n.cfg.RequestTimeout, addTagged, func(finish func(protocol.Result)) {
 			sib := protocol.Sibling{Value: it.Val, Deleted: it.Del}
 			n.coordinateWrite(it.Key, p, owners, it.Ctx, sib, it.W, func(ctx protocol.Clock, err error) {
 				if err != nil {

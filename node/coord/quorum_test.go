@@ -1,4 +1,4 @@
-package node
+package coord
 
 import (
 	"errors"
@@ -13,7 +13,7 @@ func TestQuorumMissedByOverloadIsOverloaded(t *testing.T) {
 	tl.OK("n1")
 	tl.Fail("n2", protocol.Errorf(protocol.ErrOverloaded, "store: 8192 writes pending"))
 	tl.Fail("n3", protocol.Errorf(protocol.ErrNodeUnavailable, "no responders"))
-	err := quorumErr(tl, "put")
+	err := QuorumErr(tl, "put")
 	if code, name := protocol.Classify(err); code != 503 || name != "overloaded" {
 		t.Fatalf("classified %d %s (%v), want 503 overloaded", code, name, err)
 	}
@@ -22,7 +22,7 @@ func TestQuorumMissedByOverloadIsOverloaded(t *testing.T) {
 	tl.OK("n1")
 	tl.Fail("n2", protocol.Errorf(protocol.ErrNodeUnavailable, "no responders"))
 	tl.Fail("n3", protocol.Errorf(protocol.ErrNodeUnavailable, "no responders"))
-	if err := quorumErr(tl, "put"); !errors.Is(err, protocol.ErrQuorumNotReached) {
+	if err := QuorumErr(tl, "put"); !errors.Is(err, protocol.ErrQuorumNotReached) {
 		t.Fatalf("%v, want quorum not reached", err)
 	}
 }

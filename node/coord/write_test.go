@@ -1,4 +1,4 @@
-package node
+package coord
 
 import (
 	"slices"
@@ -42,7 +42,7 @@ func TestWriteContext(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := writeContext(tc.obj, sent, "n1"); !slices.Equal(got, tc.want) {
+			if got := WriteContext(tc.obj, sent, "n1"); !slices.Equal(got, tc.want) {
 				t.Fatalf("got %v, want %v", got, tc.want)
 			}
 		})

@@ -1,0 +1,161 @@
+package coord
+
+import (
+	"time"
+
+	"github.com/kvmesh/kvmesh/node/quorum"
+	"github.com/kvmesh/kvmesh/node/version"
+	"github.com/kvmesh/kvmesh/protocol"
+)
+
+// Write coordinates one put or delete at an owner of the key: the driver
+// issues the write's dot from the local object and queues the local
+// commit (Issue); as soon as the new object is in the local log
+// (OnLogged) it goes to the other owners, so the local and remote fsyncs
+// overlap; the write answers after w durable acknowledgements, the local
+// one (OnStored) included. If w cannot be reached it waits for every
+// owner's answer, or the timeout, so the error says how many replicas
+// hold the write.
+type Write struct {
+	id       string // this node
+	actor    string // the actor this node issues dots under
+	key      string
+	owners   []string
+	ctx      protocol.Clock // the client's context
+	del      bool
+	tally    *quorum.Tally
+	answered int              // distinct owners that answered
+	obj      *protocol.Object // the new object, once logged
+	done     bool
+}
+
+// NewWrite starts a write of key, a delete when del, with the client's
+// context ctx, at node id (an owner of the key, issuing as actor),
+// answered after w acknowledgements of owners. w must be
+// 1..len(owners).
+func NewWrite(id, actor, key string, owners []string, ctx protocol.Clock, del bool, w int, now time.Time, timeout time.Duration) (*Write, Effects) {
+	op := &Write{id: id, actor: actor, key: key, owners: owners, ctx: ctx, del: del, tally: quorum.NewTally(owners, w)}
+	return op, Effects{Arm: []Deadline{{Timeout, now.Add(timeout)}}, Issue: true}
+}
+
+// OnIssueFailed ends a write whose dot was not issued: nothing was
+// written anywhere, and err says why.
+func (op *Write) OnIssueFailed(err error) Effects { return op.end(Answer{Err: err}) }
+
+// OnLogged takes the new object once its record is in the local log
+// file: it may leave the node now, to the other owners.
+func (op *Write) OnLogged(obj *protocol.Object) Effects {
+	if op.done {
+		return Effects{}
+	}
+	op.obj = obj
+	var eff Effects
+	for _, o := range op.owners {
+		if o != op.id {
+			eff.Send = append(eff.Send, Send{To: o, Item: protocol.Item{Op: protocol.RPCWrite, Key: op.key, Obj: obj}})
+		}
+	}
+	return eff
+}
+
+// OnStored takes the local commit's outcome: nil once it is durable. A
+// write that failed before it was logged went nowhere and ends with the
+// error; one that failed after counts as this replica's failure.
+func (op *Write) OnStored(err error, now time.Time) Effects {
+	if err != nil && op.obj == nil {
+		return op.end(Answer{Err: err})
+	}
+	return op.OnResult(op.id, nil, err, now)
+}
+
+// OnResult takes one owner's acknowledgement, or its failure (in res or,
+// when it could not be reached, err).
+func (op *Write) OnResult(from string, res *protocol.Result, err error, now time.Time) Effects {
+	if op.done {
+		return Effects{}
+	}
+	err = resultErr(res, err)
+	var changed bool
+	if err != nil {
+		changed = op.tally.Fail(from, err)
+	} else {
+		changed = op.tally.OK(from)
+	}
+	if changed {
+		op.answered++
+	}
+	switch {
+	case op.tally.Succeeded():
+		return op.end(Answer{Ctx: WriteContext(op.obj, op.ctx, op.actor)})
+	case op.answered == len(op.owners):
+		return op.end(Answer{Err: QuorumErr(op.tally, OpName(op.del))})
+	}
+	return Effects{}
+}
+
+// OnDeadline takes the write's timeout.
+func (op *Write) OnDeadline(t Timer, now time.Time) Effects {
+	if t != Timeout {
+		return Effects{}
+	}
+	return op.end(Answer{Err: QuorumErr(op.tally, OpName(op.del))})
+}
+
+// Abort ends the write with err (the node is shutting down).
+func (op *Write) Abort(err error) Effects { return op.end(Answer{Err: err}) }
+
+func (op *Write) end(a Answer) Effects {
+	if op.done {
+		return Effects{}
+	}
+	op.done = true
+	return Effects{Answer: &a, Done: true}
+}
+
+// OpName is "delete" for a delete, else "put".
+func OpName(del bool) string {
+	if del {
+		return "delete"
+	}
+	return "put"
+}
+
+// WriteContext is the causal context a put or delete reply gives back
+// (obj is the new object, ctx the client's context, self the actor that
+// issued the write), so that the client's next write of the key
+// supersedes this one. It may cover only what the client has seen (its
+// own context and the new dot) and tombstones, which hold no value a
+// client could lose. So:
+//
+//   - the whole new clock when no live sibling but the new one survives
+//     (everything else it covers is superseded or deleted already);
+//   - else the client's context plus a version-vector entry for this
+//     node, when no other live sibling of this node survives (the entry
+//     covers every dot of the node up to the new one);
+//   - else the client's context alone: a following write with it keeps
+//     this one as a sibling, and the client has to read to supersede it.
+//     That takes two live writes through the same node that did not see
+//     each other.
+func WriteContext(obj *protocol.Object, ctx protocol.Clock, self string) protocol.Clock {
+	if obj == nil {
+		return ctx
+	}
+	newDot := protocol.Dot{Node: self, Counter: version.Get(obj.Clock, self)}
+	others, own := 0, 0 // live siblings besides the new one; of them, this node's
+	for _, s := range obj.Siblings {
+		if s.Deleted || s.Dot == newDot {
+			continue
+		}
+		others++
+		if s.Dot.Node == self {
+			own++
+		}
+	}
+	switch {
+	case others == 0:
+		return obj.Clock
+	case own == 0:
+		return version.Join(ctx, protocol.Clock{newDot})
+	}
+	return ctx
+}
