@@ -5,19 +5,20 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/kvmesh/kvmesh/internal/cli"
 	"github.com/kvmesh/kvmesh/node"
 )
 
 // cmdAdmin runs an operator's verb on a node's files.
 func cmdAdmin(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usagef("admin needs a verb: quarantine")
+		return cli.Usagef("admin needs a verb: quarantine")
 	}
 	switch args[0] {
 	case "quarantine":
 		return cmdQuarantine(args[1:], stdout, stderr)
 	default:
-		return usagef("unknown admin verb %q (want quarantine)", args[0])
+		return cli.Usagef("unknown admin verb %q (want quarantine)", args[0])
 	}
 }
 
@@ -37,10 +38,10 @@ func cmdQuarantine(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
+		return cli.Usagef("unexpected argument %q", fs.Arg(0))
 	}
 	if *data == "" {
-		return usagef("--data is required")
+		return cli.Usagef("--data is required")
 	}
 	dir, err := node.QuarantineStore(*data)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kvmesh/kvmesh/client"
+	"github.com/kvmesh/kvmesh/internal/cli"
 )
 
 type clientFlags struct {
@@ -56,12 +57,12 @@ func parseClient(name string, args []string, stderr io.Writer, read bool, want i
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	f.register(fs, read)
-	pos, err := parseInterspersed(fs, args)
+	pos, err := cli.ParseInterspersed(fs, args)
 	if err != nil {
 		return nil, nil, err
 	}
 	if len(pos) != want {
-		return nil, nil, usagef("want %d argument(s), got %d", want, len(pos))
+		return nil, nil, cli.Usagef("want %d argument(s), got %d", want, len(pos))
 	}
 	return &f, pos, nil
 }

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/kvmesh/kvmesh/internal/cli"
 	"github.com/kvmesh/kvmesh/node"
 )
 
@@ -26,15 +27,15 @@ func cmdDev(args []string, stdout, stderr io.Writer) error {
 	cport := fs.Int("cluster-port", 6222, "route port of the first node (the others use the next ports)")
 	nodes := fs.Int("nodes", 3, "number of nodes")
 	level := fs.String("log-level", "error", "debug, info, warn or error")
-	pos, err := parseInterspersed(fs, args)
+	pos, err := cli.ParseInterspersed(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
-		return usagef("unexpected argument %q", pos[0])
+		return cli.Usagef("unexpected argument %q", pos[0])
 	}
 	if *nodes < 1 || *nodes > 9 {
-		return usagef("nodes must be 1..9")
+		return cli.Usagef("nodes must be 1..9")
 	}
 	log, err := newLogger(stderr, *level)
 	if err != nil {
@@ -43,7 +44,7 @@ func cmdDev(args []string, stdout, stderr io.Writer) error {
 	tuneGC()
 	// One secret for the dev cluster, kept with its data so that contexts
 	// stay good across restarts.
-	secret, _, err := loadSecret(filepath.Join(*data, "secret"), true)
+	secret, _, err := cli.LoadSecret(filepath.Join(*data, "secret"), true)
 	if err != nil {
 		return err
 	}

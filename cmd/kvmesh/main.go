@@ -1,6 +1,7 @@
 // Command kvmesh is the one kvmesh binary: it runs a node (`node`), a
 // local 3-node cluster (`dev`), and is a command-line client (`put`,
-// `get`, `del`).
+// `get`, `del`). Its benchmark (`bench`, and the hidden `jsref` verb the
+// benchmark starts) lives in internal/bench; this package only calls it.
 package main
 
 import (
@@ -10,6 +11,9 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/kvmesh/kvmesh/internal/bench"
+	"github.com/kvmesh/kvmesh/internal/cli"
 )
 
 const usage = `kvmesh: a Dynamo-style key-value store on an embedded NATS mesh
@@ -57,9 +61,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "del":
 		err = cmdDel(args[1:], stdout, stderr)
 	case "bench":
-		err = cmdBench(args[1:], stdout, stderr)
+		err = bench.Main(args[1:], stdout, stderr)
 	case "jsref": // hidden: a reference nats-server for bench
-		err = cmdJSRef(args[1:], stderr)
+		err = bench.JSRef(args[1:], stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -67,7 +71,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "kvmesh: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
-	var ue usageError
+	var ue cli.UsageError
 	switch {
 	case err == nil:
 		return 0
@@ -79,34 +83,5 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	default:
 		fmt.Fprintf(stderr, "kvmesh %s: %s\n", args[0], strings.ReplaceAll(err.Error(), "\n", "; "))
 		return 1
-	}
-}
-
-type usageError struct{ msg string }
-
-func (e usageError) Error() string { return e.msg }
-
-func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
-
-// parseInterspersed parses flags that may come before, between or after
-// the positional arguments, and returns the positional ones.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, usageError{err.Error()}
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		if rest[0] == "--" {
-			return append(pos, rest[1:]...), nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
 	}
 }

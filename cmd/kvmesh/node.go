@@ -10,10 +10,10 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
-	"strings"
 	"syscall"
 	"time"
 
+	"github.com/kvmesh/kvmesh/internal/cli"
 	"github.com/kvmesh/kvmesh/node"
 )
 
@@ -45,19 +45,9 @@ func nodeFlags(fs *flag.FlagSet, cfg *node.Config, peers *string, logLevel *stri
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, usagef("log level %q: want debug, info, warn or error", level)
+		return nil, cli.Usagef("log level %q: want debug, info, warn or error", level)
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 func cmdNode(args []string, stderr io.Writer) error {
@@ -67,27 +57,27 @@ func cmdNode(args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	nodeFlags(fs, &cfg, &peers, &level, &secretFile)
 	defer cpuProfileFlag(fs)()
-	pos, err := parseInterspersed(fs, args)
+	pos, err := cli.ParseInterspersed(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
-		return usagef("unexpected argument %q", pos[0])
+		return cli.Usagef("unexpected argument %q", pos[0])
 	}
-	cfg.Peers = splitList(peers)
+	cfg.Peers = cli.SplitList(peers)
 	if cfg.Logger, err = newLogger(stderr, level); err != nil {
 		return err
 	}
 	cfg.NATSLog = true
 	if cfg.DataDir == "" {
-		return usagef("--data is required")
+		return cli.Usagef("--data is required")
 	}
 	create := secretFile == ""
 	if create {
 		secretFile = filepath.Join(cfg.DataDir, "secret")
 	}
 	var created bool
-	if cfg.Secret, created, err = loadSecret(secretFile, create); err != nil {
+	if cfg.Secret, created, err = cli.LoadSecret(secretFile, create); err != nil {
 		return err
 	}
 	if created {
@@ -96,7 +86,7 @@ func cmdNode(args []string, stderr io.Writer) error {
 	tuneGC()
 	n, err := node.New(cfg)
 	if err != nil {
-		return usageError{err.Error()}
+		return cli.Usagef("%s", err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

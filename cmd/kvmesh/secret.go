@@ -1,58 +1,17 @@
 package main
 
 import (
-	"bytes"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
 
-	"github.com/kvmesh/kvmesh/protocol"
+	"github.com/kvmesh/kvmesh/internal/cli"
 )
-
-// newSecret returns a new store secret: 32 random bytes as 64 hex digits.
-func newSecret() []byte {
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(err) // crypto/rand does not fail on supported platforms
-	}
-	return []byte(hex.EncodeToString(b[:]))
-}
-
-// loadSecret reads the store secret in path (surrounding white space is
-// not part of it). If the file does not exist and create is set, it
-// writes a new one there first (owner-only) and reports it.
-func loadSecret(path string, create bool) (secret []byte, created bool, err error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) && create {
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, false, err
-		}
-		b = newSecret()
-		if err := os.WriteFile(path, append(bytes.Clone(b), '\n'), 0o600); err != nil {
-			return nil, false, fmt.Errorf("write secret: %w", err)
-		}
-		return b, true, nil
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("secret: %w", err)
-	}
-	b = bytes.TrimSpace(b)
-	if len(b) < protocol.MinSecretLen {
-		return nil, false, fmt.Errorf("secret in %s is %d bytes, want at least %d (kvmesh secret makes one)", path, len(b), protocol.MinSecretLen)
-	}
-	return b, false, nil
-}
 
 // cmdSecret prints a new store secret, for --secret-file.
 func cmdSecret(args []string, stdout io.Writer) error {
 	if len(args) > 0 {
-		return usagef("secret takes no arguments")
+		return cli.Usagef("secret takes no arguments")
 	}
-	_, err := fmt.Fprintf(stdout, "%s\n", newSecret())
+	_, err := fmt.Fprintf(stdout, "%s\n", cli.NewSecret())
 	return err
 }

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -12,18 +12,21 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/kvmesh/kvmesh/internal/cli"
 )
 
-// cmdJSRef runs one nats-server, optionally with JetStream, as a member of
-// a reference cluster for `kvmesh bench`. It is hidden from the usage
-// text: it exists so the benchmark can run the system kvmesh is compared
-// with as separate processes of the same binary, built with the very
-// nats-server version kvmesh embeds. SIGINT or SIGTERM stop it.
+// JSRef runs the hidden verb `kvmesh jsref` with args, the flags after
+// the verb: one nats-server, optionally with JetStream, as a member of a
+// reference cluster for Main. It exists so the benchmark can run the
+// system kvmesh is compared with as separate processes of the same
+// binary, built with the very nats-server version kvmesh embeds. It logs
+// to stderr and blocks until SIGINT or SIGTERM stop it.
 //
 //	kvmesh jsref --name js1 --port 4300 --cluster 6300 --routes nats-route://127.0.0.1:6300,... --store DIR --sync always
 //
 // Without --store the server runs core NATS only (the fan-out ceiling).
-func cmdJSRef(args []string, stderr io.Writer) error {
+func JSRef(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("jsref", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	name := fs.String("name", "", "server name, unique in the cluster (required)")
@@ -34,15 +37,15 @@ func cmdJSRef(args []string, stderr io.Writer) error {
 	routes := fs.String("routes", "", "comma-separated route URLs of every server (nats-route://host:port)")
 	store := fs.String("store", "", "JetStream store directory; empty: core NATS only, no JetStream")
 	sync := fs.String("sync", "default", "JetStream fsync: always (fsync every write: SyncAlways) or default (lazy, every 2 min)")
-	pos, err := parseInterspersed(fs, args)
+	pos, err := cli.ParseInterspersed(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
-		return usagef("unexpected argument %q", pos[0])
+		return cli.Usagef("unexpected argument %q", pos[0])
 	}
 	if *name == "" {
-		return usagef("--name is required")
+		return cli.Usagef("--name is required")
 	}
 	opts := &server.Options{
 		ServerName: *name,
@@ -53,7 +56,7 @@ func cmdJSRef(args []string, stderr io.Writer) error {
 	}
 	if *cport != 0 {
 		opts.Cluster = server.ClusterOpts{Name: *cname, Host: *host, Port: *cport}
-		if rs := splitList(*routes); len(rs) > 0 {
+		if rs := cli.SplitList(*routes); len(rs) > 0 {
 			opts.Routes = server.RoutesFromStr(strings.Join(rs, ","))
 		}
 	}
@@ -65,7 +68,7 @@ func cmdJSRef(args []string, stderr io.Writer) error {
 			opts.SyncAlways = true
 		case "default", "":
 		default:
-			return usagef("--sync %q: want always or default", *sync)
+			return cli.Usagef("--sync %q: want always or default", *sync)
 		}
 	}
 	s, err := server.NewServer(opts)

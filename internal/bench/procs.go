@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/kvmesh/kvmesh/embedded"
+	"github.com/kvmesh/kvmesh/internal/cli"
 )
 
 // procs owns every child process of one `kvmesh bench` run: it starts
@@ -239,7 +240,7 @@ func (ps *procs) startKvmeshIn(ctx context.Context, exe, dataRoot, name string, 
 		return nil, err
 	}
 	secretFile := filepath.Join(filepath.Dir(cl.nodes[0].dataDir), name+".secret")
-	if _, _, err := loadSecret(secretFile, true); err != nil {
+	if _, _, err := cli.LoadSecret(secretFile, true); err != nil {
 		return nil, err
 	}
 	for i, c := range cl.nodes {

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"encoding/json"
@@ -20,10 +20,10 @@ import (
 	"github.com/kvmesh/kvmesh/node"
 )
 
-// benchReport is everything one run measured; --json writes it.
-type benchReport struct {
-	Header   benchHeader     `json:"header"`
-	Config   benchConfig     `json:"config"`
+// report is everything one run measured; --json writes it.
+type report struct {
+	Header   header          `json:"header"`
+	Config   config          `json:"config"`
 	Rows     []row           `json:"rows"`
 	Ratios   []ratio         `json:"ratios"`
 	Memory   *memResult      `json:"memory,omitempty"`
@@ -96,8 +96,8 @@ type procCPU struct {
 	MicrosPerOp float64 `json:"us_per_op"`
 }
 
-// benchHeader records where and how the numbers were taken.
-type benchHeader struct {
+// header records where and how the numbers were taken.
+type header struct {
 	Date       string   `json:"date"`
 	NumCPU     int      `json:"nproc"`
 	CPUModel   string   `json:"cpu_model"`
@@ -115,8 +115,10 @@ type benchHeader struct {
 	Load       loadInfo `json:"load"`
 }
 
-func collectHeader(cfg benchConfig, exe, base string, args []string) benchHeader {
-	h := benchHeader{
+// collectHeader records the machine, the versions and the command line
+// (args: the flags after `kvmesh bench`) of a run with its data under base.
+func collectHeader(cfg config, exe, base string, args []string) header {
+	h := header{
 		Date:       time.Now().Format(time.RFC3339),
 		NumCPU:     runtime.NumCPU(),
 		CPUModel:   procField("/proc/cpuinfo", "model name"),
@@ -128,7 +130,7 @@ func collectHeader(cfg benchConfig, exe, base string, args []string) benchHeader
 		Commit:     gitCommit(exe),
 		NATSServer: server.VERSION,
 		NATSGo:     nats.Version,
-		Command:    shellJoin(append([]string{"kvmesh"}, args[1:]...)),
+		Command:    shellJoin(append([]string{"kvmesh", "bench"}, args...)),
 	}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		h.Kernel = "Linux " + strings.TrimSpace(string(b))
@@ -275,7 +277,7 @@ func find(rows []row, system, op string, c, size int) (sample, bool) {
 // computeRatios derives the issue's goals from the rows of one run.
 // Throughput ratios are given at C=16 and C=64 (where the goals apply),
 // or at every C when neither was run.
-func computeRatios(rows []row, cfg benchConfig, fsyncP50 float64) []ratio {
+func computeRatios(rows []row, cfg config, fsyncP50 float64) []ratio {
 	var out []ratio
 	goalC := []int{}
 	for _, c := range cfg.Conc {
@@ -423,7 +425,7 @@ func verdict(r ratio) string {
 }
 
 // writeTable prints the header and the one markdown table.
-func writeTable(w io.Writer, rep *benchReport) {
+func writeTable(w io.Writer, rep *report) {
 	h, cfg := rep.Header, rep.Config
 	fmt.Fprintf(w, "## kvmesh bench\n\n")
 	fmt.Fprintf(w, "- date: %s (run took %s)\n", h.Date, rep.Elapsed)
@@ -490,7 +492,7 @@ func writeTable(w io.Writer, rep *benchReport) {
 	fmt.Fprintln(w)
 }
 
-func writeJSON(path string, rep *benchReport) error {
+func writeJSON(path string, rep *report) error {
 	b, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -71,7 +71,7 @@ func TestOwnedRangesPartitionTheKeys(t *testing.T) {
 }
 
 func TestParseBenchFlags(t *testing.T) {
-	cfg, err := parseBench([]string{"--sizes", "10KiB,100,1k", "--conc", "64,1", "--systems", "fanout,kvmesh", "--quick", "--rounds", "5"}, io.Discard)
+	cfg, err := parseFlags([]string{"--sizes", "10KiB,100,1k", "--conc", "64,1", "--systems", "fanout,kvmesh", "--quick", "--rounds", "5"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,14 +96,14 @@ func TestParseBenchFlags(t *testing.T) {
 		{"--b-exe", os.Args[0], "--systems", "fanout"},
 		{"extra"},
 	} {
-		if _, err := parseBench(args, io.Discard); err == nil {
+		if _, err := parseFlags(args, io.Discard); err == nil {
 			t.Errorf("%q: no error", args)
 		}
 	}
 }
 
 func TestBenchABSystem(t *testing.T) {
-	cfg, err := parseBench([]string{"--b-exe", os.Args[0], "--systems", "kvmesh,js-sync", "--ops", "put", "--conc", "16", "--sizes", "100"}, io.Discard)
+	cfg, err := parseFlags([]string{"--b-exe", os.Args[0], "--systems", "kvmesh,js-sync", "--ops", "put", "--conc", "16", "--sizes", "100"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func TestBenchABSystem(t *testing.T) {
 }
 
 func TestPlanAndRatios(t *testing.T) {
-	cfg := benchConfig{Systems: allSystems, Ops: allOps, Conc: []int{1, 16, 64}, Sizes: []int{100}, ScaleNodes: 5}
+	cfg := config{Systems: allSystems, Ops: allOps, Conc: []int{1, 16, 64}, Sizes: []int{100}, ScaleNodes: 5}
 	cells := planCells(cfg, sysKvmesh)
 	if len(cells) != 5*3 { // put, get R=2, get R=1, mix90, mix50
 		t.Fatalf("kvmesh cells: %d", len(cells))
@@ -182,7 +182,8 @@ func TestParseProcStatus(t *testing.T) {
 	}
 }
 
-// buildKvmesh builds this command into a temp dir.
+// buildKvmesh builds the kvmesh binary into a temp dir: the bench runs
+// only inside it, as it re-executes itself for its child processes.
 func buildKvmesh(t *testing.T) string {
 	t.Helper()
 	gobin, err := exec.LookPath("go")
@@ -190,7 +191,7 @@ func buildKvmesh(t *testing.T) string {
 		t.Skip("no go tool to build the binary")
 	}
 	exe := filepath.Join(t.TempDir(), "kvmesh")
-	out, err := exec.Command(gobin, "build", "-o", exe, ".").CombinedOutput()
+	out, err := exec.Command(gobin, "build", "-o", exe, "github.com/kvmesh/kvmesh/cmd/kvmesh").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -271,7 +272,7 @@ func TestBenchQuickEndToEnd(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
 	}
-	var rep benchReport
+	var rep report
 	b, err := os.ReadFile(jsonPath)
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -19,7 +19,7 @@ import (
 // bench is one run of `kvmesh bench`: it owns the clusters, the drivers
 // and the results. Not safe for concurrent use.
 type bench struct {
-	cfg  benchConfig
+	cfg  config
 	ps   *procs
 	log  io.Writer
 	exe  string
@@ -78,7 +78,7 @@ func kvmeshOps(kind string) []struct {
 }
 
 // planCells lists the cells of one system, in run order.
-func planCells(cfg benchConfig, system string) []cell {
+func planCells(cfg config, system string) []cell {
 	var out []cell
 	for _, size := range cfg.Sizes {
 		switch system {
@@ -114,7 +114,7 @@ func planCells(cfg benchConfig, system string) []cell {
 }
 
 // loadSystems are the systems with table cells, in table order.
-func loadSystems(cfg benchConfig) []string {
+func loadSystems(cfg config) []string {
 	var out []string
 	for _, s := range cfg.Systems {
 		if s != sysMem && s != sysOverload {
@@ -141,7 +141,7 @@ func (b *bench) value(size int) []byte {
 func (b *bench) has(system string) bool { return slices.Contains(b.cfg.Systems, system) }
 
 // run measures everything the config asks for and returns the report.
-func (b *bench) run(ctx context.Context) (*benchReport, error) {
+func (b *bench) run(ctx context.Context) (*report, error) {
 	b.clusters = map[string]*cluster{}
 	b.drivers = map[string]driver{}
 	b.keyspaces = map[string]map[int]*keyspace{}
@@ -151,7 +151,7 @@ func (b *bench) run(ctx context.Context) (*benchReport, error) {
 			c()
 		}
 	}()
-	rep := &benchReport{Config: b.cfg}
+	rep := &report{Config: b.cfg}
 	started := time.Now()
 	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
 		b.load.LoadAvgStart = strings.Join(strings.Fields(string(la))[:3], " ")

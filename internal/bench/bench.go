@@ -1,4 +1,12 @@
-package main
+// Package bench is `kvmesh bench`: it starts kvmesh stores and a NATS
+// JetStream KV reference as child processes, drives the same closed-loop
+// load against each, and prints one markdown table of medians and ratios.
+//
+// It runs only inside the kvmesh binary: it starts every child by
+// re-executing that binary (os.Executable) with its `node` verb, and
+// with the hidden `jsref` verb, which JSRef implements, for the reference
+// servers. cmd/kvmesh is its only importer.
+package bench
 
 import (
 	"context"
@@ -13,10 +21,12 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kvmesh/kvmesh/internal/cli"
 )
 
-// benchConfig is what one `kvmesh bench` run measures.
-type benchConfig struct {
+// config is what one `kvmesh bench` run measures.
+type config struct {
 	Duration         time.Duration `json:"duration_ns"` // measured window of one cell in one round
 	Warmup           time.Duration `json:"warmup_ns"`   // run before each window, not measured
 	Rounds           int           `json:"rounds"`
@@ -60,7 +70,7 @@ var (
 	allOps     = []string{kindPut, kindGet, kindMix90, kindMix50}
 )
 
-const benchUsage = `Usage: kvmesh bench [flags]
+const usage = `Usage: kvmesh bench [flags]
 
 Starts kvmesh stores (3 nodes, and more for the scale rows) and a NATS
 JetStream KV reference (3 servers, bucket with 3 replicas, with and
@@ -79,14 +89,14 @@ and a request/reply across a route), mem (resident memory while holding
 Flags:
 `
 
-// parseBench parses the flags of `kvmesh bench`; --quick changes the
+// parseFlags parses the flags of `kvmesh bench`; --quick changes the
 // defaults of the flags not given.
-func parseBench(args []string, stderr io.Writer) (benchConfig, error) {
-	var cfg benchConfig
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var cfg config
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, benchUsage)
+		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
 	}
 	fs.DurationVar(&cfg.Duration, "duration", 700*time.Millisecond, "measured time of each cell in each round")
@@ -111,12 +121,12 @@ func parseBench(args []string, stderr io.Writer) (benchConfig, error) {
 	fs.StringVar(&cfg.jsonPath, "json", "", "also write the raw results to `FILE` as JSON")
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the temp dir (data dirs and child logs)")
 	fs.StringVar(&cfg.dir, "dir", os.TempDir(), "where to create the temp dir; use a real disk, fsync on tmpfs is free")
-	pos, err := parseInterspersed(fs, args)
+	pos, err := cli.ParseInterspersed(fs, args)
 	if err != nil {
 		return cfg, err
 	}
 	if len(pos) > 0 {
-		return cfg, usagef("unexpected argument %q", pos[0])
+		return cfg, cli.Usagef("unexpected argument %q", pos[0])
 	}
 	if cfg.Quick {
 		set := map[string]bool{}
@@ -140,10 +150,10 @@ func parseBench(args []string, stderr io.Writer) (benchConfig, error) {
 			return cfg, err
 		}
 		if st, err := os.Stat(cfg.BExe); err != nil || st.IsDir() {
-			return cfg, usagef("--b-exe %s: not an executable file", cfg.BExe)
+			return cfg, cli.Usagef("--b-exe %s: not an executable file", cfg.BExe)
 		}
 		if !slices.Contains(cfg.Systems, sysKvmesh) {
-			return cfg, usagef("--b-exe compares with system kvmesh: add it to --systems")
+			return cfg, cli.Usagef("--b-exe compares with system kvmesh: add it to --systems")
 		}
 		i := slices.Index(cfg.Systems, sysKvmesh)
 		cfg.Systems = slices.Insert(cfg.Systems, i+1, sysKvmeshB)
@@ -158,23 +168,23 @@ func parseBench(args []string, stderr io.Writer) (benchConfig, error) {
 		return cfg, err
 	}
 	if !slices.Contains([]string{"put", "get1", "get2"}, cfg.ProfileOp) {
-		return cfg, usagef("--profile-op: unknown %q (want put, get1 or get2)", cfg.ProfileOp)
+		return cfg, cli.Usagef("--profile-op: unknown %q (want put, get1 or get2)", cfg.ProfileOp)
 	}
 	switch {
 	case cfg.Duration <= 0 || cfg.Warmup < 0 || cfg.OpTimeout <= 0:
-		return cfg, usagef("--duration and --op-timeout must be > 0, --warmup >= 0")
+		return cfg, cli.Usagef("--duration and --op-timeout must be > 0, --warmup >= 0")
 	case cfg.Rounds < 1:
-		return cfg, usagef("--rounds must be >= 1")
+		return cfg, cli.Usagef("--rounds must be >= 1")
 	case cfg.Keys < slices.Max(cfg.Conc):
-		return cfg, usagef("--keys %d: every worker owns its keys, want at least max(--conc) = %d", cfg.Keys, slices.Max(cfg.Conc))
+		return cfg, cli.Usagef("--keys %d: every worker owns its keys, want at least max(--conc) = %d", cfg.Keys, slices.Max(cfg.Conc))
 	case cfg.MemKeys < 1 && slices.Contains(cfg.Systems, sysMem):
-		return cfg, usagef("--mem-keys must be >= 1")
+		return cfg, cli.Usagef("--mem-keys must be >= 1")
 	case cfg.OverloadConc < 1 || cfg.OverloadDuration <= 0:
-		return cfg, usagef("--overload-conc and --overload-duration must be > 0")
+		return cfg, cli.Usagef("--overload-conc and --overload-duration must be > 0")
 	case cfg.ScaleNodes < 3 || cfg.ScaleNodes > 9:
-		return cfg, usagef("--scale-nodes must be 3..9")
+		return cfg, cli.Usagef("--scale-nodes must be 3..9")
 	case cfg.ProfileNodes < 3 || cfg.ProfileNodes > 9:
-		return cfg, usagef("--profile-nodes must be 3..9")
+		return cfg, cli.Usagef("--profile-nodes must be 3..9")
 	}
 	return cfg, nil
 }
@@ -182,10 +192,10 @@ func parseBench(args []string, stderr io.Writer) (benchConfig, error) {
 // parseChoice parses a comma-separated subset of allowed, kept in the
 // order of allowed.
 func parseChoice(name, s string, allowed []string) ([]string, error) {
-	got := splitList(s)
+	got := cli.SplitList(s)
 	for _, g := range got {
 		if !slices.Contains(allowed, g) {
-			return nil, usagef("--%s: unknown %q (want some of %s)", name, g, strings.Join(allowed, ","))
+			return nil, cli.Usagef("--%s: unknown %q (want some of %s)", name, g, strings.Join(allowed, ","))
 		}
 	}
 	var out []string
@@ -195,24 +205,24 @@ func parseChoice(name, s string, allowed []string) ([]string, error) {
 		}
 	}
 	if len(out) == 0 {
-		return nil, usagef("--%s: empty", name)
+		return nil, cli.Usagef("--%s: empty", name)
 	}
 	return out, nil
 }
 
 func parseInts(name, s string) ([]int, error) {
 	var out []int
-	for _, f := range splitList(s) {
+	for _, f := range cli.SplitList(s) {
 		n, err := strconv.Atoi(f)
 		if err != nil || n < 1 {
-			return nil, usagef("--%s: %q is not a positive number", name, f)
+			return nil, cli.Usagef("--%s: %q is not a positive number", name, f)
 		}
 		if !slices.Contains(out, n) {
 			out = append(out, n)
 		}
 	}
 	if len(out) == 0 {
-		return nil, usagef("--%s: empty", name)
+		return nil, cli.Usagef("--%s: empty", name)
 	}
 	slices.Sort(out)
 	return out, nil
@@ -221,7 +231,7 @@ func parseInts(name, s string) ([]int, error) {
 // parseSizes parses value sizes: "100", "10k", "10KiB", "1MiB".
 func parseSizes(s string) ([]int, error) {
 	var out []int
-	for _, f := range splitList(s) {
+	for _, f := range cli.SplitList(s) {
 		num, mult := f, 1
 		l := strings.ToLower(f)
 		for _, suf := range []struct {
@@ -235,23 +245,26 @@ func parseSizes(s string) ([]int, error) {
 		}
 		n, err := strconv.Atoi(strings.TrimSpace(num))
 		if err != nil || n < 1 || n*mult > 512<<10 {
-			return nil, usagef("--sizes: %q: want a size of 1 B to 512 KiB", f)
+			return nil, cli.Usagef("--sizes: %q: want a size of 1 B to 512 KiB", f)
 		}
 		if !slices.Contains(out, n*mult) {
 			out = append(out, n*mult)
 		}
 	}
 	if len(out) == 0 {
-		return nil, usagef("--sizes: empty")
+		return nil, cli.Usagef("--sizes: empty")
 	}
 	slices.Sort(out)
 	return out, nil
 }
 
-// cmdBench runs `kvmesh bench`: the table goes to stdout, progress to
-// stderr. Ctrl-C stops it; every child process is killed on every path.
-func cmdBench(args []string, stdout, stderr io.Writer) error {
-	cfg, err := parseBench(args, stderr)
+// Main runs `kvmesh bench` with args, the flags after the verb: the table
+// goes to stdout, progress to stderr. It blocks until the run ends;
+// SIGINT or SIGTERM stop it early, and every child process is killed on
+// every path. A bad flag is a cli.UsageError; -h prints the usage and
+// returns flag.ErrHelp.
+func Main(args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
 	}
@@ -282,7 +295,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		}
 		return err
 	}
-	rep.Header = collectHeader(cfg, exe, base, os.Args)
+	rep.Header = collectHeader(cfg, exe, base, args)
 	rep.Header.FsyncP50 = b.fsyncP50
 	rep.Header.Load = b.load
 	writeTable(stdout, rep)
