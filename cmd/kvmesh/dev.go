@@ -27,12 +27,8 @@ func cmdDev(args []string, stdout, stderr io.Writer) error {
 	cport := fs.Int("cluster-port", 6222, "route port of the first node (the others use the next ports)")
 	nodes := fs.Int("nodes", 3, "number of nodes")
 	level := fs.String("log-level", "error", "debug, info, warn or error")
-	pos, err := cli.ParseInterspersed(fs, args)
-	if err != nil {
+	if err := cli.ParseFlagsOnly(fs, args); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return cli.Usagef("unexpected argument %q", pos[0])
 	}
 	if *nodes < 1 || *nodes > 9 {
 		return cli.Usagef("nodes must be 1..9")

@@ -57,12 +57,9 @@ func cmdNode(args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	nodeFlags(fs, &cfg, &peers, &level, &secretFile)
 	defer cpuProfileFlag(fs)()
-	pos, err := cli.ParseInterspersed(fs, args)
+	err := cli.ParseFlagsOnly(fs, args)
 	if err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return cli.Usagef("unexpected argument %q", pos[0])
 	}
 	cfg.Peers = cli.SplitList(peers)
 	if cfg.Logger, err = newLogger(stderr, level); err != nil {

@@ -121,12 +121,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.jsonPath, "json", "", "also write the raw results to `FILE` as JSON")
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the temp dir (data dirs and child logs)")
 	fs.StringVar(&cfg.dir, "dir", os.TempDir(), "where to create the temp dir; use a real disk, fsync on tmpfs is free")
-	pos, err := cli.ParseInterspersed(fs, args)
+	err := cli.ParseFlagsOnly(fs, args)
 	if err != nil {
 		return cfg, err
-	}
-	if len(pos) > 0 {
-		return cfg, cli.Usagef("unexpected argument %q", pos[0])
 	}
 	if cfg.Quick {
 		set := map[string]bool{}

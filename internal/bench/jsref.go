@@ -37,12 +37,8 @@ func JSRef(args []string, stderr io.Writer) error {
 	routes := fs.String("routes", "", "comma-separated route URLs of every server (nats-route://host:port)")
 	store := fs.String("store", "", "JetStream store directory; empty: core NATS only, no JetStream")
 	sync := fs.String("sync", "default", "JetStream fsync: always (fsync every write: SyncAlways) or default (lazy, every 2 min)")
-	pos, err := cli.ParseInterspersed(fs, args)
-	if err != nil {
+	if err := cli.ParseFlagsOnly(fs, args); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return cli.Usagef("unexpected argument %q", pos[0])
 	}
 	if *name == "" {
 		return cli.Usagef("--name is required")

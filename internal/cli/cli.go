@@ -48,6 +48,19 @@ func ParseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// ParseFlagsOnly parses a command line of flags alone, in any order: a
+// positional argument is a UsageError, and so is a bad flag.
+func ParseFlagsOnly(fs *flag.FlagSet, args []string) error {
+	pos, err := ParseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return Usagef("unexpected argument %q", pos[0])
+	}
+	return nil
+}
+
 // SplitList splits a comma-separated flag value, dropping white space
 // around the items and empty items.
 func SplitList(s string) []string {

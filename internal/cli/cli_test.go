@@ -44,3 +44,16 @@ func TestSplitList(t *testing.T) {
 		t.Errorf("SplitList of nothing = %q", got)
 	}
 }
+
+func TestParseFlagsOnly(t *testing.T) {
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	v := fs.String("v", "", "")
+	if err := ParseFlagsOnly(fs, []string{"-v", "x"}); err != nil || *v != "x" {
+		t.Errorf("flags alone: v %q err %v", *v, err)
+	}
+	var ue UsageError
+	err := ParseFlagsOnly(fs, []string{"-v", "x", "extra"})
+	if !errors.As(err, &ue) || err.Error() != `unexpected argument "extra"` {
+		t.Errorf("an argument: %v, want a UsageError naming it", err)
+	}
+}
