@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,6 +79,51 @@ func TestStockNatsCLI(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "kvmesh") {
 		t.Fatalf("nats micro ls: %v\n%s", err, out)
 	}
+	// nats micro stats counts the requests, their errors and their time
+	// from arrival to reply.
+	if out, _ := natsReq(c.procs[0].url(), "kvmesh.kv.put.user.43", "x", "-H", "Kvmesh-W:9"); !strings.Contains(out, "Nats-Service-Error-Code: 400") {
+		t.Fatalf("a put with W=9 of 3 should say 400:\n%s", out)
+	}
+	cmd = exec.CommandContext(ctx, bin, "micro", "stats", "kvmesh", "--json", "--server", c.procs[0].url())
+	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+cfgHome, "HOME="+cfgHome)
+	out, err = cmdOutput(cmd)
+	if err != nil {
+		t.Fatalf("nats micro stats: %v\n%s", err, out)
+	}
+	var stats []struct {
+		Endpoints []struct {
+			Name           string `json:"name"`
+			NumRequests    int    `json:"num_requests"`
+			NumErrors      int    `json:"num_errors"`
+			ProcessingTime int64  `json:"processing_time"`
+		} `json:"endpoints"`
+	}
+	if err := json.Unmarshal([]byte(out), &stats); err != nil || len(stats) != 3 {
+		t.Fatalf("nats micro stats --json: %d instances, %v\n%s", len(stats), err, out)
+	}
+	var puts, putErrs int
+	var putTime int64
+	for _, st := range stats {
+		for _, e := range st.Endpoints {
+			if e.Name == "put" {
+				puts, putErrs, putTime = puts+e.NumRequests, putErrs+e.NumErrors, putTime+e.ProcessingTime
+			}
+		}
+	}
+	if puts < 2 || putErrs != 1 || putTime <= 0 {
+		t.Fatalf("nats micro stats: put endpoint %d requests, %d errors, %dns; want >= 2, 1, > 0\n%s", puts, putErrs, putTime, out)
+	}
+}
+
+// cmdOutput runs cmd and returns its standard output (standard error on
+// failure).
+func cmdOutput(cmd *exec.Cmd) (string, error) {
+	out, err := cmd.Output()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return string(ee.Stderr), err
+	}
+	return string(out), err
 }
 
 // rawRequest sends a request with plain nats.go, as any language would.

@@ -7,13 +7,12 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 
 	"github.com/kvmesh/kvmesh/protocol"
 )
 
-// serveClients registers the client API as a NATS micro service in the
-// store's queue group, so NATS hands each request to one node and
+// serveClients registers the client API as a NATS service (service.go)
+// in the store's queue group, so NATS hands each request to one node and
 // `nats micro ls` discovers the store. Every operation has three
 // endpoints: "<prefix>.kv.<op>.<key>" for subject-safe keys,
 // "<prefix>.kv.<op>" with the key in the Kvmesh-Key header for any other
@@ -23,40 +22,48 @@ import (
 // any keys addressed to this node (see batch.go). "<prefix>.kv.ring"
 // answers with the placement table such clients route by.
 func (n *Node) serveClients() error {
-	svc, err := micro.AddService(n.nc, micro.Config{
-		Name:        "kvmesh",
-		Version:     Version,
-		Description: "kvmesh distributed key-value store, node " + n.cfg.ID,
-		QueueGroup:  protocol.QueueGroup,
-		Metadata:    map[string]string{"node": n.cfg.ID},
-	})
-	if err != nil {
-		return fmt.Errorf("client api: %w", err)
-	}
+	svc := newService(n.nc, n.clock, "kvmesh", Version, "kvmesh distributed key-value store, node "+n.cfg.ID,
+		protocol.QueueGroup, map[string]string{"node": n.cfg.ID})
 	n.svc = svc
+	add := func(name, subject string, h func(*request)) error {
+		if err := svc.addEndpoint(name, subject, h); err != nil {
+			return fmt.Errorf("client api: %w", err)
+		}
+		return nil
+	}
 	for _, op := range []string{protocol.OpGet, protocol.OpPut, protocol.OpDel} {
-		h := micro.HandlerFunc(n.handler(op))
-		if err := svc.AddEndpoint(op, h, micro.WithEndpointSubject(n.subjects.KVWildcard(op))); err != nil {
-			return fmt.Errorf("client api %s: %w", op, err)
+		h := n.handler(op)
+		if err := add(op, n.subjects.KVWildcard(op), h); err != nil {
+			return err
 		}
-		if err := svc.AddEndpoint(op+"-by-header", h, micro.WithEndpointSubject(n.subjects.KVBase(op))); err != nil {
-			return fmt.Errorf("client api %s: %w", op, err)
+		if err := add(op+"-by-header", n.subjects.KVBase(op), h); err != nil {
+			return err
 		}
-		if err := svc.AddEndpoint(op+"-direct", h, micro.WithEndpointSubject(n.subjects.KVNodeWildcard(n.cfg.ID, op))); err != nil {
-			return fmt.Errorf("client api %s: %w", op, err)
+		if err := add(op+"-direct", n.subjects.KVNodeWildcard(n.cfg.ID, op), h); err != nil {
+			return err
 		}
 	}
-	if err := svc.AddEndpoint(opBatch, micro.HandlerFunc(n.serveBatch), micro.WithEndpointSubject(n.subjects.KVNodeBatch(n.cfg.ID))); err != nil {
-		return fmt.Errorf("client api %s: %w", opBatch, err)
+	if err := add(opBatch, n.subjects.KVNodeBatch(n.cfg.ID), n.serveBatch); err != nil {
+		return err
 	}
-	if err := svc.AddEndpoint(opRing, micro.HandlerFunc(n.serveRing), micro.WithEndpointSubject(n.subjects.Ring())); err != nil {
-		return fmt.Errorf("client api %s: %w", opRing, err)
+	if err := add(opRing, n.subjects.Ring(), n.serveRing); err != nil {
+		return err
+	}
+	if err := n.addAdminEndpoints(svc); err != nil {
+		return fmt.Errorf("admin api: %w", err)
+	}
+	if err := svc.startDiscovery(); err != nil {
+		return err
 	}
 	return n.nc.Flush()
 }
 
-// opRing names the placement endpoint among the operations.
-const opRing = "ring"
+// opRing names the placement endpoint among the operations, opAdmin the
+// admin endpoints.
+const (
+	opRing  = "ring"
+	opAdmin = "admin"
+)
 
 // allowedHeaders lists the Kvmesh-* request headers each operation
 // understands; any other Kvmesh-* header is an unknown option (400).
@@ -65,6 +72,7 @@ var allowedHeaders = map[string][]string{
 	protocol.OpPut: {protocol.HdrKey, protocol.HdrW, protocol.HdrContext},
 	protocol.OpDel: {protocol.HdrKey, protocol.HdrW, protocol.HdrContext},
 	opRing:         nil,
+	opAdmin:        nil,
 	opBatch:        nil,
 }
 
@@ -83,25 +91,21 @@ func checkHeaders(op string, hdr nats.Header) error {
 // an owner of its key. The payload is ignored. Building the table takes
 // tens of microseconds for 256 partitions and clients ask rarely (every
 // 30 s), so it is built per request rather than cached.
-func (n *Node) serveRing(req micro.Request) {
-	reply := req.Reply()
-	if reply == "" {
-		return
-	}
-	if err := checkHeaders(opRing, nats.Header(req.Headers())); err != nil {
-		n.respondError(reply, err)
+func (n *Node) serveRing(req *request) {
+	if err := checkHeaders(opRing, req.Header()); err != nil {
+		n.respondError(req, err)
 		return
 	}
 	b, err := n.placement()
 	if err != nil {
-		n.respondError(reply, protocol.Errorf(protocol.ErrInternal, "placement table: %v", err))
+		n.respondError(req, protocol.Errorf(protocol.ErrInternal, "placement table: %v", err))
 		return
 	}
 	h := nats.Header{protocol.HdrNode: {n.cfg.ID}}
-	if err := n.nc.PublishMsg(&nats.Msg{Subject: reply, Header: h, Data: b}); err != nil {
+	if err := req.reply(&nats.Msg{Header: h, Data: b}); err != nil {
 		// With many partitions and members the table may not fit a
 		// message; clients then address nodes without it.
-		n.respondError(reply, protocol.Errorf(protocol.ErrInternal, "placement table of %d bytes: %v", len(b), err))
+		n.respondError(req, protocol.Errorf(protocol.ErrInternal, "placement table of %d bytes: %v", len(b), err))
 	}
 }
 
@@ -122,20 +126,16 @@ func (n *Node) placement() ([]byte, error) {
 // handler serves one client operation. It validates the request, starts
 // the operation and returns at once; the reply is published when the
 // replicas have answered, from whichever goroutine completes it.
-func (n *Node) handler(op string) func(micro.Request) {
-	return func(req micro.Request) {
-		reply := req.Reply()
-		if reply == "" {
-			return // a publish, not a request: nobody to answer
-		}
+func (n *Node) handler(op string) func(*request) {
+	return func(req *request) {
 		defer func() {
 			if r := recover(); r != nil {
 				n.log.Error("panic serving client request", "op", op, "panic", r)
-				n.respondError(reply, protocol.Errorf(protocol.ErrInternal, "panic: %v", r))
+				n.respondError(req, protocol.Errorf(protocol.ErrInternal, "panic: %v", r))
 			}
 		}()
-		if err := n.serve(op, req, reply); err != nil {
-			n.respondError(reply, err)
+		if err := n.serve(op, req); err != nil {
+			n.respondError(req, err)
 		}
 	}
 }
@@ -159,8 +159,8 @@ type clientDone struct {
 }
 
 // serve starts op; an error means it did not start and nothing changed.
-func (n *Node) serve(op string, req micro.Request, reply string) error {
-	hdr := nats.Header(req.Headers())
+func (n *Node) serve(op string, req *request) error {
+	hdr := req.Header()
 	if err := n.admit(); err != nil {
 		return err
 	}
@@ -177,21 +177,21 @@ func (n *Node) serve(op string, req micro.Request, reply string) error {
 		err = n.startClientOp(clientOp{op: op, key: key, value: req.Data(), quorum: hdr.Get(q), ctx: hdr.Get(protocol.HdrContext)}, clientDone{
 			get: func(obj *protocol.Object, err error) {
 				if err != nil {
-					n.respondError(reply, err)
+					n.respondError(req, err)
 					return
 				}
-				n.respondGet(reply, key, obj)
+				n.respondGet(req, key, obj)
 			},
 			write: func(ctx protocol.Clock, err error) {
 				if err != nil {
-					n.respondError(reply, err)
+					n.respondError(req, err)
 					return
 				}
 				h := nats.Header{protocol.HdrNode: {n.cfg.ID}}
 				if c := n.ctxKey.Seal(key, ctx); c != "" {
 					h.Set(protocol.HdrContext, c)
 				}
-				_ = n.nc.PublishMsg(&nats.Msg{Subject: reply, Header: h})
+				_ = req.reply(&nats.Msg{Header: h})
 			},
 		})
 	}
@@ -268,7 +268,7 @@ func (n *Node) requestKey(op, subject string, hdr nats.Header) (string, error) {
 // respondGet answers a get: one live value raw in the payload, several as
 // a msgpack array, none as 404. The causal context is always included, so
 // a write after a delete can supersede the tombstone.
-func (n *Node) respondGet(reply, key string, obj *protocol.Object) {
+func (n *Node) respondGet(req *request, key string, obj *protocol.Object) {
 	h := nats.Header{protocol.HdrNode: {n.cfg.ID}}
 	var live []protocol.Sibling
 	if obj != nil {
@@ -278,7 +278,7 @@ func (n *Node) respondGet(reply, key string, obj *protocol.Object) {
 		}
 	}
 	if len(live) == 0 {
-		n.respondErrorHeader(reply, h, protocol.ErrKeyNotFound)
+		n.respondErrorHeader(req, h, protocol.ErrKeyNotFound)
 		return
 	}
 	h.Set(protocol.HdrSiblings, strconv.Itoa(len(live)))
@@ -290,28 +290,32 @@ func (n *Node) respondGet(reply, key string, obj *protocol.Object) {
 		}
 		var err error
 		if data, err = protocol.EncodeSiblings(vals); err != nil {
-			n.respondError(reply, protocol.Errorf(protocol.ErrInternal, "encode siblings: %v", err))
+			n.respondError(req, protocol.Errorf(protocol.ErrInternal, "encode siblings: %v", err))
 			return
 		}
 	}
-	if err := n.nc.PublishMsg(&nats.Msg{Subject: reply, Header: h, Data: data}); err != nil {
-		n.respondError(reply, protocol.Errorf(protocol.ErrValueTooLarge, "reply does not fit: %v", err))
+	if err := req.reply(&nats.Msg{Header: h, Data: data}); err != nil {
+		n.respondError(req, protocol.Errorf(protocol.ErrValueTooLarge, "reply does not fit: %v", err))
 	}
 }
 
-func (n *Node) respondError(reply string, err error) {
-	n.respondErrorHeader(reply, nats.Header{protocol.HdrNode: {n.cfg.ID}}, err)
+func (n *Node) respondError(req *request, err error) {
+	n.respondErrorHeader(req, nats.Header{protocol.HdrNode: {n.cfg.ID}}, err)
 }
 
 // respondErrorHeader sends err in the NATS micro error headers plus its
-// stable name in Kvmesh-Error.
-func (n *Node) respondErrorHeader(reply string, h nats.Header, err error) {
+// stable name in Kvmesh-Error. It counts as an error in the service's
+// statistics, but for a key not found, which is an answer.
+func (n *Node) respondErrorHeader(req *request, h nats.Header, err error) {
 	code, name := protocol.Classify(err)
 	msg := strings.NewReplacer("\r", " ", "\n", "; ").Replace(err.Error())
 	h.Set(protocol.HdrServiceError, msg)
 	h.Set(protocol.HdrServiceErrorCode, strconv.Itoa(code))
 	h.Set(protocol.HdrError, name)
-	_ = n.nc.PublishMsg(&nats.Msg{Subject: reply, Header: h})
+	if code != protocol.ErrKeyNotFound.Code {
+		req.fail(err)
+	}
+	_ = req.reply(&nats.Msg{Header: h})
 }
 
 func clip(s string) string {

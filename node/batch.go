@@ -4,7 +4,6 @@ import (
 	"errors"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 
 	"github.com/kvmesh/kvmesh/protocol"
 )
@@ -22,24 +21,24 @@ const opBatch = "batch"
 // (they start together and end in the same group commits), as replica
 // RPC replies are. A message that does not decode gets one result with
 // tag 0 and the error. It never blocks.
-func (n *Node) serveBatch(req micro.Request) {
-	reply := req.Reply()
-	if reply == "" {
-		return
+func (n *Node) serveBatch(req *request) {
+	refuse := func(err error) {
+		req.fail(err)
+		n.publishBatch(req, []protocol.ClientResult{protocol.ClientResultError(0, err)})
 	}
 	defer func() {
 		if r := recover(); r != nil {
 			n.log.Error("panic serving client batch", "panic", r)
-			n.publishBatch(reply, []protocol.ClientResult{protocol.ClientResultError(0, protocol.Errorf(protocol.ErrInternal, "panic: %v", r))})
+			refuse(protocol.Errorf(protocol.ErrInternal, "panic: %v", r))
 		}
 	}()
-	if err := checkHeaders(opBatch, nats.Header(req.Headers())); err != nil {
-		n.publishBatch(reply, []protocol.ClientResult{protocol.ClientResultError(0, err)})
+	if err := checkHeaders(opBatch, req.Header()); err != nil {
+		refuse(err)
 		return
 	}
 	b, err := protocol.DecodeClientBatch(req.Data())
 	if err != nil {
-		n.publishBatch(reply, []protocol.ClientResult{protocol.ClientResultError(0, err)})
+		refuse(err)
 		return
 	}
 	var gets int
@@ -48,7 +47,8 @@ func (n *Node) serveBatch(req micro.Request) {
 			gets++
 		}
 	}
-	publish := func(results []protocol.ClientResult) { n.publishBatch(reply, results) }
+	req.expect(min(gets, 1) + min(len(b.Items)-gets, 1))
+	publish := func(results []protocol.ClientResult) { n.publishBatch(req, results) }
 	gb := newCollector(gets, publish)
 	wb := newCollector(len(b.Items)-gets, publish)
 	for i := range b.Items {
@@ -116,18 +116,19 @@ func (n *Node) getResult(tag uint64, key string, obj *protocol.Object, err error
 // payload limit needs (the client matches results by tag, whatever
 // message they come in); a result that does not fit alone is replaced by
 // ErrValueTooLarge, as a single get's reply would be.
-func (n *Node) publishBatch(reply string, results []protocol.ClientResult) {
+func (n *Node) publishBatch(req *request, results []protocol.ClientResult) {
 	data, _ := protocol.EncodeClientBatchReply(&protocol.ClientBatchReply{V: protocol.Version, From: n.cfg.ID, Results: results})
-	err := n.nc.Publish(reply, data)
+	err := req.reply(&nats.Msg{Data: data})
 	if !errors.Is(err, nats.ErrMaxPayload) {
 		return
 	}
 	if len(results) > 1 {
+		req.left.Add(1) // one reply becomes two
 		half := len(results) / 2
-		n.publishBatch(reply, results[:half])
-		n.publishBatch(reply, results[half:])
+		n.publishBatch(req, results[:half])
+		n.publishBatch(req, results[half:])
 		return
 	}
-	n.publishBatch(reply, []protocol.ClientResult{protocol.ClientResultError(results[0].Tag,
+	n.publishBatch(req, []protocol.ClientResult{protocol.ClientResultError(results[0].Tag,
 		protocol.Errorf(protocol.ErrValueTooLarge, "reply does not fit: %v", err))})
 }

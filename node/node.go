@@ -11,9 +11,9 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 
 	"github.com/kvmesh/kvmesh/embedded"
 	"github.com/kvmesh/kvmesh/node/clock"
@@ -48,7 +48,7 @@ type Node struct {
 	runRec  runRecord
 	tr      transport.Transport
 	mem     *membership
-	svc     micro.Service
+	svc     *service
 
 	pending     pendingOps
 	outboxes    outboxes
@@ -62,6 +62,7 @@ type Node struct {
 	closeOnce sync.Once
 	closeErr  error
 	started   atomic.Bool
+	startTime time.Time // when Start began
 }
 
 // New validates cfg and returns a node that has not started.
@@ -131,6 +132,7 @@ func (n *Node) Start(ctx context.Context) error {
 	if !n.started.CompareAndSwap(false, true) {
 		return errors.New("node already started")
 	}
+	n.startTime = n.clock.Now()
 	if err := n.start(ctx); err != nil {
 		_ = n.Close()
 		return err
@@ -291,7 +293,7 @@ func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		var errs []error
 		if n.svc != nil {
-			if err := n.svc.Stop(); err != nil {
+			if err := n.svc.stop(); err != nil {
 				errs = append(errs, fmt.Errorf("stop service: %w", err))
 			}
 		}

@@ -81,6 +81,25 @@ func (s Subjects) Ring() string { return s.Prefix + ".kv.ring" }
 // NodeRPC is the subject node id serves replica requests on.
 func (s Subjects) NodeRPC(id string) string { return s.Prefix + ".node." + id + ".rpc" }
 
+// AdminStatus is the subject every node answers with its status (a
+// NodeStatus, JSON), outside any queue group: a request there gathers
+// one reply per node.
+func (s Subjects) AdminStatus() string { return s.Prefix + ".admin.status" }
+
+// AdminNodeStatus is the subject node id alone answers with its status.
+func (s Subjects) AdminNodeStatus(id string) string {
+	return s.Prefix + ".admin.node." + id + ".status"
+}
+
+// AdminNodeReplicas is the subject node id answers with its own replicas
+// of the keys asked for: the body is a Request whose items are RPCRead
+// items, the answer a Reply, as on the node's RPC subject. It reads the
+// node's store only, and is for operators and tests, who may not speak
+// on the node's RPC subject.
+func (s Subjects) AdminNodeReplicas(id string) string {
+	return s.Prefix + ".admin.node." + id + ".replicas"
+}
+
 // Events is the subject a change of key is published on.
 func (s Subjects) Events(key string) string { return s.Prefix + ".events." + key }
 

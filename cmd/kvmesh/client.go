@@ -23,12 +23,7 @@ type clientFlags struct {
 }
 
 func (f *clientFlags) register(fs *flag.FlagSet, read bool) {
-	def := os.Getenv("KVMESH_URL")
-	if def == "" {
-		def = "nats://127.0.0.1:4222"
-	}
-	fs.StringVar(&f.server, "server", def, "NATS URL of any node ($KVMESH_URL)")
-	fs.DurationVar(&f.timeout, "timeout", 5*time.Second, "request timeout")
+	f.registerConn(fs)
 	fs.BoolVar(&f.verbose, "v", false, "print the causal context and coordinating node to stderr")
 	if read {
 		fs.StringVar(&f.r, "r", "", "read quorum: one, quorum, all or a number (default quorum)")
@@ -37,6 +32,17 @@ func (f *clientFlags) register(fs *flag.FlagSet, read bool) {
 		fs.StringVar(&f.cctx, "context", "", "causal context from a get, to supersede exactly what it saw")
 		fs.BoolVar(&f.blind, "blind", false, "put: write without reading first, as a sibling of the values stored")
 	}
+}
+
+// registerConn registers the flags of the connection: --server and
+// --timeout.
+func (f *clientFlags) registerConn(fs *flag.FlagSet) {
+	def := os.Getenv("KVMESH_URL")
+	if def == "" {
+		def = "nats://127.0.0.1:4222"
+	}
+	fs.StringVar(&f.server, "server", def, "NATS URL of any node ($KVMESH_URL)")
+	fs.DurationVar(&f.timeout, "timeout", 5*time.Second, "request timeout")
 }
 
 // call connects to the store and runs fn with a context bounded by the

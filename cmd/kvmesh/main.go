@@ -22,6 +22,7 @@ Usage:
   kvmesh dev   [--data ./data] [--port 4222]          run a local 3-node cluster
   kvmesh node  --id ID --data DIR [--listen H:P] [--cluster H:P] [--peers URL,...] [--secret-file F]
   kvmesh secret                                        print a new store secret (for --secret-file)
+  kvmesh status [--json]                               every node: actor, peers alive, store health
   kvmesh admin quarantine --data DIR                   move a stopped node's damaged store aside
   kvmesh put   KEY VALUE [-w W] [--context CTX|--blind] replace (VALUE "-" reads stdin)
   kvmesh get   KEY [-r R]                              read
@@ -52,6 +53,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdDev(args[1:], stdout, stderr)
 	case "secret":
 		err = cmdSecret(args[1:], stdout)
+	case "status":
+		err = cmdStatus(args[1:], stdout, stderr)
 	case "admin":
 		err = cmdAdmin(args[1:], stdout, stderr)
 	case "put":

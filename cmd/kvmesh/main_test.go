@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -141,5 +142,24 @@ func TestAdminQuarantine(t *testing.T) {
 	}
 	if code, _, _ := kvmesh(t, "", "admin", "quarantine"); code != 2 {
 		t.Fatalf("quarantine without --data: exit %d, want 2", code)
+	}
+}
+
+// TestStatus: kvmesh status prints a line per node, or JSON, and exits 0
+// while every member answers and every store is healthy.
+func TestStatus(t *testing.T) {
+	n := startNodeIn(t, t.TempDir())
+	t.Setenv("KVMESH_URL", n.ClientURL())
+	code, out, errs := kvmesh(t, "", "status")
+	if code != 0 || !strings.HasPrefix(out, "NODE") || !strings.Contains(out, "solo") || !strings.Contains(out, n.Actor()) || !strings.Contains(out, " ok ") {
+		t.Fatalf("status: %d %q %q", code, out, errs)
+	}
+	code, out, errs = kvmesh(t, "", "status", "--json")
+	var sts []map[string]any
+	if code != 0 || json.Unmarshal([]byte(out), &sts) != nil || len(sts) != 1 || sts[0]["node"] != "solo" {
+		t.Fatalf("status --json: %d %q %q", code, out, errs)
+	}
+	if code, _, _ := kvmesh(t, "", "status", "extra"); code != 2 {
+		t.Fatalf("status with an argument: exit %d, want 2", code)
 	}
 }

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kvmesh/kvmesh/client"
+	"github.com/kvmesh/kvmesh/internal/cli"
+)
+
+// cmdStatus prints every node's status: one line each, or JSON. It
+// fails (exit 1) when a member did not answer or a node's store has
+// failed, so that scripts can check the store's health.
+func cmdStatus(args []string, stdout, stderr io.Writer) error {
+	var f clientFlags
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	f.registerConn(fs)
+	asJSON := fs.Bool("json", false, "print the nodes' status as JSON")
+	if err := cli.ParseFlagsOnly(fs, args); err != nil {
+		return err
+	}
+	var sts []client.NodeStatus
+	var missing error
+	err := f.call(func(c *client.Client, ctx context.Context) error {
+		var err error
+		sts, err = c.Status(ctx)
+		if len(sts) > 0 {
+			missing, err = err, nil
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(sts); err != nil {
+			return err
+		}
+	} else {
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NODE\tACTOR\tALIVE\tSTORE\tINFLIGHT\tUP")
+		for _, st := range sts {
+			store := "ok"
+			if st.StoreError != "" {
+				store = "FAILED: " + st.StoreError
+			}
+			up := time.Since(time.Unix(0, st.Started)).Round(time.Second)
+			fmt.Fprintf(tw, "%s\t%s\t%d/%d %s\t%s\t%d\t%s\n", st.Node, st.Actor, len(st.Alive), len(st.Members),
+				strings.Join(st.Alive, ","), store, st.Inflight, up)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	var failed []string
+	for _, st := range sts {
+		if st.StoreError != "" {
+			failed = append(failed, st.Node)
+		}
+	}
+	if len(failed) > 0 {
+		missing = errors.Join(missing, fmt.Errorf("the store of %s has failed: it takes no writes until it is restarted", strings.Join(failed, ", ")))
+	}
+	return missing
+}

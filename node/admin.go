@@ -1,0 +1,81 @@
+package node
+
+import (
+	"encoding/json"
+	"slices"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/kvmesh/kvmesh/protocol"
+)
+
+// addAdminEndpoints adds the operators' endpoints to the service: the
+// node's status (one reply per node on the broadcast subject, this node's
+// on its own) and a dump of its own replicas of given keys.
+func (n *Node) addAdminEndpoints(svc *service) error {
+	if err := svc.addBroadcast("status", n.subjects.AdminStatus(), n.serveStatus); err != nil {
+		return err
+	}
+	if err := svc.addEndpoint("status-direct", n.subjects.AdminNodeStatus(n.cfg.ID), n.serveStatus); err != nil {
+		return err
+	}
+	return svc.addEndpoint("replicas", n.subjects.AdminNodeReplicas(n.cfg.ID), n.serveReplicas)
+}
+
+// Status returns the node's status (protocol.NodeStatus). Valid after
+// Start.
+func (n *Node) Status() protocol.NodeStatus {
+	st := protocol.NodeStatus{
+		Node: n.cfg.ID, Version: Version, Actor: n.actor, Started: n.startTime.UnixNano(),
+		Replicas: n.cfg.Replicas, Partitions: n.cfg.Partitions, Prefix: n.subjects.Prefix,
+		Members: n.Members(), Alive: n.Heard(), Inflight: n.inflight.Load(),
+	}
+	if err := n.StoreError(); err != nil {
+		st.StoreError = err.Error()
+	}
+	return st
+}
+
+func (n *Node) serveStatus(req *request) {
+	if err := checkHeaders(opAdmin, req.Header()); err != nil {
+		n.respondError(req, err)
+		return
+	}
+	b, err := json.Marshal(n.Status())
+	if err != nil {
+		n.respondError(req, protocol.Errorf(protocol.ErrInternal, "status: %v", err))
+		return
+	}
+	_ = req.reply(&nats.Msg{Header: nats.Header{protocol.HdrNode: {n.cfg.ID}}, Data: b})
+}
+
+// serveReplicas answers a Request of RPCRead items with this node's own
+// replicas of their keys, as a Reply: what the node's store holds,
+// without a quorum or a repair.
+func (n *Node) serveReplicas(req *request) {
+	rq, err := protocol.DecodeRequest(req.Data())
+	if err == nil {
+		err = checkHeaders(opAdmin, req.Header())
+	}
+	if err == nil && slices.ContainsFunc(rq.Items, func(it protocol.Item) bool { return it.Op != protocol.RPCRead }) {
+		err = protocol.Errorf(protocol.ErrInvalidOption, "replicas: only read items")
+	}
+	if err != nil {
+		req.fail(err)
+		_ = req.reply(&nats.Msg{Data: n.encodeReply([]protocol.Result{protocol.ResultError(0, err)})})
+		return
+	}
+	r := n.mem.ring()
+	results := make([]protocol.Result, len(rq.Items))
+	for i, it := range rq.Items {
+		obj, err := n.st.Get(r.Partition(it.Key), it.Key)
+		if err != nil {
+			results[i] = protocol.ResultError(it.Tag, err)
+			continue
+		}
+		results[i] = protocol.Result{Tag: it.Tag, Obj: obj}
+	}
+	if err := req.reply(&nats.Msg{Data: n.encodeReply(results)}); err != nil {
+		n.respondError(req, protocol.Errorf(protocol.ErrValueTooLarge, "replicas: %v", err))
+	}
+}

@@ -1,0 +1,27 @@
+package protocol
+
+// NodeStatus is a node's answer on the admin status subjects, JSON: what
+// an operator checks first. Times are unix nanoseconds.
+type NodeStatus struct {
+	Node    string `json:"node"`
+	Version string `json:"version"`
+	// Actor is the id the node issues its writes' dots under this run.
+	Actor string `json:"actor"`
+	// Started is when this run started.
+	Started int64 `json:"started"`
+	// Replicas, Partitions and Prefix are the store's settings.
+	Replicas   int    `json:"replicas"`
+	Partitions int    `json:"partitions"`
+	Prefix     string `json:"prefix"`
+	// Members are the store's members as this node knows them; Alive
+	// those it heard from lately (itself included).
+	Members []string `json:"members"`
+	Alive   []string `json:"alive"`
+	// StoreError is why the node's store stopped taking writes (a full
+	// disk, an I/O error); empty while it is healthy. A node whose store
+	// failed serves reads and forwards writes; restart it once the disk
+	// is fixed.
+	StoreError string `json:"store_error,omitempty"`
+	// Inflight is the number of client operations it coordinates now.
+	Inflight int64 `json:"inflight"`
+}
