@@ -7,8 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/kvmesh/kvmesh/node/ring"
 	"github.com/kvmesh/kvmesh/node/store"
 	"github.com/kvmesh/kvmesh/protocol"
@@ -23,6 +21,10 @@ const metaMembers = "members"
 // announce. Explicit join, leave and remove come with dynamic membership;
 // they will replace learn, not its callers. The ring is rebuilt whenever
 // the set grows and read lock-free by the request path.
+//
+// Gossip callbacks never learn themselves (learning builds a ring and
+// persists the set with an fsync): they offer the ids they hear of, and
+// the node's membership loop learns them.
 type membership struct {
 	st         *store.Store
 	partitions int
@@ -31,10 +33,14 @@ type membership struct {
 	mu      sync.Mutex // serialises learn
 	members []string   // sorted
 	r       atomic.Pointer[ring.Ring]
+
+	offerMu sync.Mutex
+	offered []string      // ids heard of and not known, for the loop to learn
+	wake    chan struct{} // capacity 1: "something was offered"
 }
 
 func loadMembership(st *store.Store, self string, partitions, replicas int) (*membership, error) {
-	m := &membership{st: st, partitions: partitions, replicas: replicas}
+	m := &membership{st: st, partitions: partitions, replicas: replicas, wake: make(chan struct{}, 1)}
 	raw, err := st.GetMeta(metaMembers)
 	if err != nil {
 		return nil, err
@@ -80,53 +86,98 @@ func (m *membership) learn(ids ...string) bool {
 	return grew
 }
 
-// startGossip subscribes to membership announcements and starts the
-// heartbeat loop that announces this node's member set. The subscription
-// comes first: an announcement then also tells peers that this node's RPC
-// interest has reached them (notes/nats.md section 3).
-func (n *Node) startGossip() error {
-	sub, err := n.nc.Subscribe(n.subjects.Gossip("members"), func(msg *nats.Msg) {
-		a, err := protocol.DecodeAnnounce(msg.Data)
-		if err != nil || a.From == n.cfg.ID {
-			return
+// offer queues the ids that are not members yet for learn, without
+// blocking; it reports whether there was any.
+func (m *membership) offer(ids []string) bool {
+	known := m.ring().Members() // sorted
+	var fresh []string
+	for _, id := range ids {
+		if _, found := slices.BinarySearch(known, id); !found && protocol.ValidateNodeID(id) == nil {
+			fresh = append(fresh, id)
 		}
-		if a.Secret != n.ctxKey.Fingerprint() {
-			if _, warned := n.otherSecret.LoadOrStore(a.From, true); !warned {
-				n.log.Error("a node of the store has another secret: each refuses the causal contexts the other issues (400). Give every node the same --secret-file",
-					"peer", a.From, "its secret", a.Secret, "this node's", n.ctxKey.Fingerprint())
-			}
-		} else {
-			n.otherSecret.Delete(a.From)
-		}
-		_, seen := n.heard.Swap(a.From, n.clock.Now())
-		grew := n.mem.learn(append(a.Members, a.From)...)
-		if grew {
-			n.log.Info("members changed", "members", n.Members())
-		}
-		if grew || !seen {
-			n.announce() // let a newcomer hear this node at once
-		}
-	})
-	if err != nil {
-		return err
 	}
+	if len(fresh) == 0 {
+		return false
+	}
+	m.offerMu.Lock()
+	if len(m.offered) < protocol.MaxMembers {
+		m.offered = append(m.offered, fresh...)
+	}
+	m.offerMu.Unlock()
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// takeOffered returns and forgets the ids offered so far.
+func (m *membership) takeOffered() []string {
+	m.offerMu.Lock()
+	defer m.offerMu.Unlock()
+	ids := m.offered
+	m.offered = nil
+	return ids
+}
+
+// gossipMembers is the gossip topic of membership announcements.
+const gossipMembers = "members"
+
+// HandleGossip implements transport.Handler: another node's membership
+// announcement. It notes that the node is alive, offers the members it
+// names to the membership loop, and answers a node heard for the first
+// time with an announcement of its own, so that a newcomer hears this one
+// at once. It never blocks.
+func (n *Node) HandleGossip(topic string, data []byte) {
+	if topic != gossipMembers {
+		return
+	}
+	a, err := protocol.DecodeAnnounce(data)
+	if err != nil || a.From == n.cfg.ID {
+		return
+	}
+	if a.Secret != n.ctxKey.Fingerprint() {
+		if _, warned := n.otherSecret.LoadOrStore(a.From, true); !warned {
+			n.log.Error("a node of the store has another secret: each refuses the causal contexts the other issues (400). Give every node the same --secret-file",
+				"peer", a.From, "its secret", a.Secret, "this node's", n.ctxKey.Fingerprint())
+		}
+	} else {
+		n.otherSecret.Delete(a.From)
+	}
+	_, seen := n.heard.Swap(a.From, n.clock.Now())
+	n.mem.offer(append(a.Members, a.From))
+	if !seen {
+		n.announce()
+	}
+}
+
+// startGossip announces this node and starts the membership loop: it
+// learns the members gossip offers (and announces when the set grew) and
+// announces this node's member set every heartbeat. The transport
+// delivers gossip from its Start on, so an announcement also tells peers
+// that this node's RPC interest has reached them (notes/nats.md section
+// 3).
+func (n *Node) startGossip() {
 	n.announce()
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		defer func() { _ = sub.Unsubscribe() }()
 		t := n.clock.NewTicker(n.cfg.Heartbeat)
 		defer t.Stop()
 		for {
 			select {
 			case <-n.stop:
 				return
+			case <-n.mem.wake:
+				if n.mem.learn(n.mem.takeOffered()...) {
+					n.log.Info("members changed", "members", n.Members())
+					n.announce()
+				}
 			case <-t.C():
 				n.announce()
 			}
 		}
 	}()
-	return nil
 }
 
 // announce publishes this node's member set once.
@@ -135,7 +186,7 @@ func (n *Node) announce() {
 		V: protocol.Version, From: n.cfg.ID, Members: n.Members(), Time: n.clock.Now().UnixNano(), Secret: n.ctxKey.Fingerprint(),
 	})
 	if err == nil {
-		_ = n.nc.Publish(n.subjects.Gossip("members"), b)
+		_ = n.tr.Publish(gossipMembers, b)
 	}
 }
 

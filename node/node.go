@@ -124,10 +124,12 @@ func (n *Node) ClusterURL() string {
 // Members returns the ids of the store's members as this node knows them.
 func (n *Node) Members() []string { return n.mem.ring().Members() }
 
-// Start opens the store, starts the embedded NATS server, joins the mesh
-// (waiting at most Config.PeerWait for the peers), and serves the replica
-// RPC and then the client API. It returns once the node serves; ctx bounds
-// the start. On error everything started is stopped again.
+// Start opens the store, starts the transport (the embedded NATS server
+// and the node's connection to it, unless Config.Transport gives one),
+// serves the replica RPC, starts gossip and, over NATS, waits at most
+// Config.PeerWait for the peers and serves the client API. It returns
+// once the node serves; ctx bounds the start. On error everything
+// started is stopped again.
 func (n *Node) Start(ctx context.Context) error {
 	if !n.started.CompareAndSwap(false, true) {
 		return errors.New("node already started")
@@ -184,9 +186,27 @@ func (n *Node) start(ctx context.Context) error {
 	n.mem.learn(n.cfg.Members...)
 	if n.cfg.Transport != nil {
 		n.tr = n.cfg.Transport
-		return n.tr.Start(n)
+	} else if err := n.startNATS(); err != nil {
+		return err
 	}
+	if err := n.tr.Start(n); err != nil {
+		return err
+	}
+	n.startGossip()
+	if n.srv == nil {
+		return nil
+	}
+	n.waitForPeers(ctx)
+	if err := n.serveClients(); err != nil {
+		return err
+	}
+	n.log.Info("node serving", "client", n.srv.ClientURL(), "cluster", n.srv.ClusterURL(), "members", n.Members())
+	return nil
+}
 
+// startNATS starts the embedded NATS server and the node's connection to
+// it, and makes the NATS transport.
+func (n *Node) startNATS() error {
 	ecfg, err := n.embeddedConfig()
 	if err != nil {
 		return err
@@ -197,19 +217,7 @@ func (n *Node) start(ctx context.Context) error {
 	if n.nc, err = n.srv.Conn(nats.Name("kvmesh-node-" + n.cfg.ID)); err != nil {
 		return fmt.Errorf("connect nats: %w", err)
 	}
-
 	n.tr = transport.NewNATS(n.nc, n.subjects, n.cfg.ID)
-	if err := n.tr.Start(n); err != nil {
-		return err
-	}
-	if err := n.startGossip(); err != nil {
-		return err
-	}
-	n.waitForPeers(ctx)
-	if err := n.serveClients(); err != nil {
-		return err
-	}
-	n.log.Info("node serving", "client", n.srv.ClientURL(), "cluster", n.srv.ClusterURL(), "members", n.Members())
 	return nil
 }
 

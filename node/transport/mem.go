@@ -52,14 +52,15 @@ type MemFaults struct {
 
 // MemStats counts what a MemNetwork did with the messages sent over it.
 type MemStats struct {
-	Requests    uint64 // requests sent
-	Replies     uint64 // replies sent
-	Delivered   uint64 // handler calls for requests and replies, copies included
-	Dropped     uint64 // messages lost at random
-	Cut         uint64 // messages lost to a partition
-	Duplicated  uint64 // extra copies scheduled
-	Unreachable uint64 // requests to an id with no started endpoint
-	Stale       uint64 // deliveries that found their endpoint gone or closed
+	Requests     uint64 // requests sent
+	Publications uint64 // gossip publications sent (each to every other node)
+	Replies      uint64 // replies sent
+	Delivered    uint64 // handler calls for requests and replies, copies included
+	Dropped      uint64 // messages lost at random
+	Cut          uint64 // messages lost to a partition
+	Duplicated   uint64 // extra copies scheduled
+	Unreachable  uint64 // requests to an id with no started endpoint
+	Stale        uint64 // deliveries that found their endpoint gone or closed
 }
 
 // NewMemNetwork returns a perfect network whose faults, once set, are
@@ -254,6 +255,35 @@ func (n *MemNetwork) sendReply(from, to *Mem, tag uint64, reply []byte) {
 	}
 }
 
+// publish delivers a publication from endpoint from to every other live
+// endpoint it is not cut off from, each copy with its own fate.
+func (n *MemNetwork) publish(from *Mem, topic string, data []byte) {
+	n.mu.Lock()
+	n.stats.Publications++
+	type copyTo struct {
+		dst   *Mem
+		delay time.Duration
+	}
+	var copies []copyTo
+	for id, dst := range n.live {
+		if id == from.id {
+			continue
+		}
+		if n.cutLocked(from.id, id) {
+			n.stats.Cut++
+			continue
+		}
+		for _, d := range n.fateLocked() {
+			copies = append(copies, copyTo{dst, d})
+		}
+	}
+	n.mu.Unlock()
+	for _, c := range copies {
+		data := bytes.Clone(data)
+		after(c.delay, func() { c.dst.gossip(topic, data) })
+	}
+}
+
 func (n *MemNetwork) count(f func(*MemStats)) {
 	n.mu.Lock()
 	f(&n.stats)
@@ -357,6 +387,31 @@ func (e *Mem) reply(tag uint64, data []byte) {
 	defer e.exit()
 	e.net.count(func(s *MemStats) { s.Delivered++ })
 	h.HandleReply(tag, data)
+}
+
+// Publish sends data on topic to every other started endpoint; each copy
+// may be lost, duplicated or delayed like any message. It fails only
+// after Close.
+func (e *Mem) Publish(topic string, data []byte) error {
+	e.net.mu.Lock()
+	dead := e.dead
+	e.net.mu.Unlock()
+	if dead {
+		return ErrMemClosed
+	}
+	e.net.publish(e, topic, data)
+	return nil
+}
+
+func (e *Mem) gossip(topic string, data []byte) {
+	h, ok := e.enter()
+	if !ok {
+		e.net.count(func(s *MemStats) { s.Stale++ })
+		return
+	}
+	defer e.exit()
+	e.net.count(func(s *MemStats) { s.Delivered++ })
+	h.HandleGossip(topic, data)
 }
 
 func (e *Mem) unreachable(tag uint64, to string) {

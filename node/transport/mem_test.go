@@ -27,6 +27,7 @@ type memRec struct {
 	replies  map[uint64][]string
 	unreach  []string // "tag to"
 	responds []func([]byte)
+	gossip   []string // "topic data"
 	running  atomic.Int32
 }
 
@@ -59,6 +60,18 @@ func (r *memRec) HandleUnreachable(tag uint64, to string) {
 	r.mu.Lock()
 	r.unreach = append(r.unreach, fmt.Sprintf("%d %s", tag, to))
 	r.mu.Unlock()
+}
+
+func (r *memRec) HandleGossip(topic string, data []byte) {
+	r.mu.Lock()
+	r.gossip = append(r.gossip, topic+" "+string(data))
+	r.mu.Unlock()
+}
+
+func (r *memRec) heard() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.gossip)
 }
 
 func (r *memRec) nreqs() int {
@@ -526,6 +539,48 @@ func TestMemConcurrentChaos(t *testing.T) {
 		s := net.Stats()
 		if s.Delivered == 0 || s.Dropped == 0 || s.Cut == 0 || s.Duplicated == 0 {
 			t.Fatalf("stats %+v", s)
+		}
+	})
+}
+
+// TestMemPublish: a publication reaches every other started endpoint once
+// on a perfect network, never its sender, never across a partition and
+// never a closed endpoint.
+func TestMemPublish(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net := transport.NewMemNetwork(1)
+		recs := map[string]*memRec{}
+		eps := map[string]transport.Transport{}
+		for _, id := range []string{"a", "b", "c", "d"} {
+			recs[id] = newMemRec()
+			eps[id] = memStart(t, net, id, recs[id])
+		}
+		if err := eps["a"].Publish("members", []byte("1")); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		for id, want := range map[string][]string{"a": nil, "b": {"members 1"}, "c": {"members 1"}, "d": {"members 1"}} {
+			if got := recs[id].heard(); !slices.Equal(got, want) {
+				t.Fatalf("%s heard %q, want %q", id, got, want)
+			}
+		}
+		net.Partition([]string{"a", "b"})
+		_ = eps["d"].Close()
+		if err := eps["a"].Publish("members", []byte("2")); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if got := recs["b"].heard(); len(got) != 2 || got[1] != "members 2" {
+			t.Fatalf("b, on a's side, heard %q", got)
+		}
+		if len(recs["c"].heard()) != 1 || len(recs["d"].heard()) != 1 {
+			t.Fatalf("c (cut off) heard %q, d (closed) heard %q", recs["c"].heard(), recs["d"].heard())
+		}
+		if err := eps["d"].Publish("members", []byte("3")); err == nil {
+			t.Fatal("a closed endpoint published")
+		}
+		if st := net.Stats(); st.Publications != 2 {
+			t.Fatalf("stats: %+v", st)
 		}
 	})
 }

@@ -70,6 +70,18 @@ func (t *NATS) Start(h Handler) error {
 	if err != nil {
 		return fmt.Errorf("subscribe rpc: %w", err)
 	}
+	gossipPrefix := t.subjects.Gossip("")
+	gossip, err := t.nc.Subscribe(t.subjects.Gossip("*"), func(m *nats.Msg) {
+		if !t.enter() {
+			return
+		}
+		defer t.exit()
+		h.HandleGossip(m.Subject[len(gossipPrefix):], m.Data)
+	})
+	if err != nil {
+		_ = rpc.Unsubscribe()
+		return fmt.Errorf("subscribe gossip: %w", err)
+	}
 	replies, err := t.nc.Subscribe(t.inbox+"*", func(m *nats.Msg) {
 		tag, err := strconv.ParseUint(m.Subject[len(t.inbox):], 36, 64)
 		if err != nil || !t.enter() {
@@ -84,6 +96,7 @@ func (t *NATS) Start(h Handler) error {
 	})
 	if err != nil {
 		_ = rpc.Unsubscribe()
+		_ = gossip.Unsubscribe()
 		return fmt.Errorf("subscribe inbox: %w", err)
 	}
 	// Replica writes and replies are the hot path: never drop them at the
@@ -91,7 +104,7 @@ func (t *NATS) Start(h Handler) error {
 	for _, s := range []*nats.Subscription{rpc, replies} {
 		_ = s.SetPendingLimits(-1, -1)
 	}
-	t.subs = []*nats.Subscription{rpc, replies}
+	t.subs = []*nats.Subscription{rpc, gossip, replies}
 	return t.nc.Flush()
 }
 
@@ -111,6 +124,13 @@ func (t *NATS) Send(to string, tag uint64, req []byte) error {
 		Reply:   t.inbox + strconv.FormatUint(tag, 36),
 		Data:    req,
 	})
+}
+
+// Publish publishes data on the gossip subject of topic. The node's own
+// publications come back to it too (NATS echoes them); its Handler
+// ignores them.
+func (t *NATS) Publish(topic string, data []byte) error {
+	return t.nc.Publish(t.subjects.Gossip(topic), data)
 }
 
 // Close unsubscribes and returns once no Handler call is running. It is

@@ -1,8 +1,11 @@
-// Package transport carries node-to-node RPC messages (encoded
-// protocol.Request and protocol.Reply) for a kvmesh node. It is the seam
-// between the coordinator and the network: the NATS implementation sends
-// on the per-node RPC subjects over one long-lived reply inbox; tests and
-// the simulation tier can put an in-memory implementation in its place.
+// Package transport carries all node-to-node traffic of a kvmesh node:
+// RPC requests and replies (encoded protocol.Request and protocol.Reply)
+// and gossip publications to every node (membership announcements). It is
+// the seam between the node and the network: the NATS implementation
+// sends on the per-node RPC subjects over one long-lived reply inbox and
+// publishes on the gossip subjects; tests and the simulation tier put an
+// in-memory implementation in its place, so everything nodes say to each
+// other crosses the simulated network.
 package transport
 
 // Handler receives what a Transport delivers. Its methods are called from
@@ -20,6 +23,10 @@ type Handler interface {
 	// request sent with tag to node to cannot be delivered (NATS "no
 	// responders": no node serves that subject right now).
 	HandleUnreachable(tag uint64, to string)
+	// HandleGossip is called for each publication of another node (see
+	// Transport.Publish). Publications may be lost, duplicated and
+	// reordered.
+	HandleGossip(topic string, data []byte)
 }
 
 // Transport sends requests to other nodes and delivers requests and
@@ -31,6 +38,10 @@ type Transport interface {
 	// Send sends an encoded request to node to without waiting. The reply,
 	// or an unreachable notice, arrives at the Handler with tag.
 	Send(to string, tag uint64, req []byte) error
+	// Publish sends data on topic (a subject token: letters, digits, '-'
+	// and '_') to every other node's Handler, without waiting and without
+	// any guarantee of delivery.
+	Publish(topic string, data []byte) error
 	// Close stops delivery and waits until no Handler call is running.
 	// It is idempotent.
 	Close() error
