@@ -66,16 +66,18 @@ func (n *Node) serveReplicas(req *request) {
 		return
 	}
 	r := n.mem.ring()
-	results := make([]protocol.Result, len(rq.Items))
-	for i, it := range rq.Items {
-		obj, err := n.st.Get(r.Partition(it.Key), it.Key)
-		if err != nil {
-			results[i] = protocol.ResultError(it.Tag, err)
-			continue
+	col := newCollector(len(rq.Items), func(results []protocol.Result) {
+		if err := req.reply(&nats.Msg{Data: n.encodeReply(results)}); err != nil {
+			n.respondError(req, protocol.Errorf(protocol.ErrValueTooLarge, "replicas: %v", err))
 		}
-		results[i] = protocol.Result{Tag: it.Tag, Obj: obj}
-	}
-	if err := req.reply(&nats.Msg{Data: n.encodeReply(results)}); err != nil {
-		n.respondError(req, protocol.Errorf(protocol.ErrValueTooLarge, "replicas: %v", err))
+	})
+	for _, it := range rq.Items {
+		n.readReplica(r.Partition(it.Key), it.Key, func(obj *protocol.Object, err error) {
+			if err != nil {
+				col.add(protocol.ResultError(it.Tag, err))
+				return
+			}
+			col.add(protocol.Result{Tag: it.Tag, Obj: obj})
+		})
 	}
 }

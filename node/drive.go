@@ -90,8 +90,9 @@ func (d *driver) apply(eff coord.Effects) {
 		n.send(s.To, d, s.Item)
 	}
 	if eff.ReadLocal {
-		obj, err := n.st.Get(d.p, d.key)
-		d.result(n.cfg.ID, &protocol.Result{Obj: obj}, err)
+		n.readReplica(d.p, d.key, func(obj *protocol.Object, err error) {
+			d.result(n.cfg.ID, &protocol.Result{Obj: obj}, err)
+		})
 	}
 	if eff.Issue {
 		d.issue(d)

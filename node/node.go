@@ -56,6 +56,7 @@ type Node struct {
 	heard       sync.Map // member id -> time.Time of its last announcement
 	otherSecret sync.Map // member id -> true: it announced another secret (logged once)
 	inflight    atomic.Int64
+	reads       chan readJob // for the reader goroutines (reads.go)
 
 	stop      chan struct{} // closed by Close: stops the loops
 	wg        sync.WaitGroup
@@ -180,6 +181,7 @@ func (n *Node) start(ctx context.Context) error {
 		n.log.Info("issuing dots as a new actor: this store's page cache or data may not hold every dot the last run sent", "actor", n.actor)
 	}
 	n.issuer = newIssuer(st, n.actor, n.clock.Now)
+	n.startReaders()
 	if n.mem, err = loadMembership(st, n.cfg.ID, n.cfg.Partitions, n.cfg.Replicas); err != nil {
 		return err
 	}

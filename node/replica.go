@@ -9,10 +9,11 @@ import (
 )
 
 // HandleRequest implements transport.Handler: it serves the replica RPC
-// of other nodes. Reads are answered from the store at once; writes are
-// queued to the store's group commit and answered after fsync; forwarded
-// client writes are coordinated here. It never blocks on the disk and
-// never panics on input.
+// of other nodes. Reads are answered from the memtables at once, or by a
+// reader goroutine from bbolt (reads.go); writes are queued to the
+// store's group commit and answered after fsync; forwarded client writes
+// are coordinated here. It never blocks on the disk and never panics on
+// input.
 func (n *Node) HandleRequest(data []byte, respond func([]byte)) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -59,12 +60,14 @@ func (n *Node) serveItem(from string, it *protocol.Item, add func(protocol.Resul
 	fail := func(err error) { add(protocol.ResultError(it.Tag, err)) }
 	switch it.Op {
 	case protocol.RPCRead:
-		obj, err := n.st.Get(p, it.Key)
-		if err != nil {
-			fail(err)
-			return
-		}
-		add(protocol.Result{Tag: it.Tag, Obj: obj})
+		tag := it.Tag
+		n.readReplica(p, it.Key, func(obj *protocol.Object, err error) {
+			if err != nil {
+				add(protocol.ResultError(tag, err))
+				return
+			}
+			add(protocol.Result{Tag: tag, Obj: obj})
+		})
 	case protocol.RPCWrite:
 		err := n.st.Apply(p, it.Key, syncInto(it.Obj), func(_ *protocol.Object, err error) {
 			if err != nil {

@@ -238,3 +238,21 @@ func (s *Store) dbError(what string, err error) error {
 	}
 	return fmt.Errorf("%w: store: %s: %w", protocol.ErrInternal, what, err)
 }
+
+// Cached returns the object of key in partition p if the store's memory
+// (the memtables of writes not yet checkpointed) holds it: a lookup that
+// never touches the disk. ok is false when it must be read from bbolt
+// (Get).
+func (s *Store) Cached(p int, key string) (obj *protocol.Object, ok bool, err error) {
+	bk, err := dataKey(p, key)
+	if err != nil {
+		return nil, false, err
+	}
+	if s.closed.Load() {
+		return nil, false, ErrClosed
+	}
+	if e, ok := s.memLookup(bk); ok {
+		return clone(e.obj), true, nil
+	}
+	return nil, false, nil
+}

@@ -380,3 +380,28 @@ func reopenRaw(t *testing.T, path string) *bolt.DB {
 	}
 	return db
 }
+
+// TestCachedIsTheMemtablesOnly: Cached finds a fresh write in memory, and
+// says "not here" for a record only bbolt holds (after checkpoints moved
+// it out of the memtables), which Get still finds.
+func TestCachedIsTheMemtablesOnly(t *testing.T) {
+	s, _ := openTest(t, Options{MemtableBytes: smallMemtable})
+	if _, err := s.Update(context.Background(), 1, "old", put("v")); err != nil {
+		t.Fatal(err)
+	}
+	if obj, ok, err := s.Cached(1, "old"); !ok || err != nil || value(obj) != "v" {
+		t.Fatalf("Cached of a fresh write = %v, %v, %v", obj, ok, err)
+	}
+	for i := 0; s.Stats().Checkpoints < 3; i++ { // push "old" out of memory
+		if _, err := s.Update(context.Background(), 2, fmt.Sprintf("k%d", i), put(strings.Repeat("x", 100))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitCheckpointIdle(t, s)
+	if _, ok, err := s.Cached(1, "old"); ok || err != nil {
+		t.Fatalf("Cached found a checkpointed record in memory: %v %v", ok, err)
+	}
+	if got := value(mustGet(t, s, 1, "old")); got != "v" {
+		t.Fatalf("Get = %q", got)
+	}
+}

@@ -1,0 +1,71 @@
+package node
+
+import (
+	"github.com/kvmesh/kvmesh/protocol"
+)
+
+// Replica reads that miss the store's memtables read bbolt, which may
+// wait for the disk (a page not in the page cache). Delivery goroutines
+// must not wait: one stalled read would hold up every message behind it
+// on the node's RPC subscription. So such reads go to a few reader
+// goroutines through a bounded queue, and a read that finds the queue
+// full is refused as overloaded (the coordinator asks another owner).
+
+const (
+	readers     = 4    // reader goroutines per node
+	readBacklog = 4096 // reads queued for them, at most
+)
+
+type readJob struct {
+	p    int
+	key  string
+	done func(*protocol.Object, error)
+}
+
+// startReaders starts the reader goroutines; they stop with the node.
+func (n *Node) startReaders() {
+	n.reads = make(chan readJob, readBacklog)
+	for range readers {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			for {
+				select {
+				case <-n.stop:
+					n.failReads()
+					return
+				case j := <-n.reads:
+					j.done(n.st.Get(j.p, j.key))
+				}
+			}
+		}()
+	}
+}
+
+// failReads answers the reads still queued at shutdown.
+func (n *Node) failReads() {
+	for {
+		select {
+		case j := <-n.reads:
+			j.done(nil, protocol.Errorf(protocol.ErrNodeUnavailable, "node %s is shutting down", n.cfg.ID))
+		default:
+			return
+		}
+	}
+}
+
+// readReplica reads this node's replica of key in partition p and hands
+// it to done: at once when the memtables hold it, else from a reader
+// goroutine. It never blocks.
+func (n *Node) readReplica(p int, key string, done func(*protocol.Object, error)) {
+	obj, ok, err := n.st.Cached(p, key)
+	if ok || err != nil {
+		done(obj, err)
+		return
+	}
+	select {
+	case n.reads <- readJob{p, key, done}:
+	default:
+		done(nil, protocol.Errorf(protocol.ErrOverloaded, "node %s: %d replica reads queued", n.cfg.ID, readBacklog))
+	}
+}
