@@ -1,48 +1,73 @@
 // Package node is one kvmesh storage node: it embeds a NATS server that
 // clusters with the other nodes' over routes, keeps its replicas in a
-// bbolt file, serves the replica RPC of its peers and coordinates client
-// requests. The deciding logic lives in pure sub-packages (ring, version,
-// quorum); this package wires them to the network (transport, embedded)
-// and the disk (store).
+// store (a write-ahead log in front of bbolt), serves the replica RPC of
+// its peers and coordinates client requests. What decides lives in pure
+// sub-packages; this package is the shell that wires them to the
+// network, the disk and the clock:
+//
+//	ring       partitions and preference lists (pure)
+//	version    dotted version vectors: update, sync, prune (pure)
+//	quorum     counting replies, merging reads (pure)
+//	coord      the read, write and forward state machines (pure)
+//	store      the write-ahead log, group commit and bbolt
+//	disk       the file-system seam (and a simulated disk for tests)
+//	transport  all node-to-node traffic: RPC and gossip (NATS, in-memory)
+//	clock      the time seam (real, and a fake advanced by hand)
 //
 // # A write, end to end
 //
 //  1. A client publishes kvmesh.kv.put.<key> (or the node-addressed
-//     kvmesh.kv.node.<id>.put.<key>) with the value as payload and,
-//     optionally, Kvmesh-W and the Kvmesh-Context of an earlier read.
-//     NATS hands it to one node of the "kvmesh" queue group (api.go).
-//  2. The node validates the request and maps the key to its partition and
-//     the partition's N owners (ring). If it is not an owner, it forwards
-//     the write to the first reachable owner (forward.go): only an owner
-//     may issue the write's dot.
-//  3. The owner issues the dot (issue.go): under a per-key lock it applies
-//     the write to its newest object of the key with version.Update (the
-//     new sibling supersedes what the client's context saw), queues the
-//     result for the local group commit (store) and sends it to the other
-//     owners at once (outbox.go batches per peer), so the local and the
-//     remote fsyncs overlap.
-//  4. Each replica merges the object into its own with version.Sync in
-//     its store's next commit and acknowledges after fsync (replica.go).
-//  5. The coordinator counts acknowledgements (quorum.Tally) and answers
-//     after W of them with the new causal context (write.go); if W cannot
-//     be reached it waits for every owner's answer or the timeout and says
-//     how many acknowledged.
+//     kvmesh.kv.node.<id>.put.<key>, or a batch) with the value and,
+//     optionally, Kvmesh-W and the Kvmesh-Context of an earlier read. NATS
+//     hands it to one node of the "kvmesh" queue group; the node's service
+//     (service.go) counts it, and api.go / batch.go check it once:
+//     headers, key, quorum, and the context's seal (protocol.ContextKey:
+//     only a context this store issued for this key opens).
+//  2. startWrite (coordinator.go) maps the key to its partition and N
+//     owners (ring) and decides where the dot is issued: here if this node
+//     is an owner whose store takes writes, else it forwards the write to
+//     the first reachable owner (coord.Forward). A delete without context
+//     first reads a majority (coord.Read) and supersedes what it saw.
+//  3. coord.Write starts with two effects, which the driver (drive.go)
+//     carries out: arm the timeout on the Clock, and issue the dot. The
+//     issuer (issue.go) applies the write to the newest local object of
+//     the key with version.Update under its stripe's lock and queues it to
+//     the store's group commit. As soon as the record is in the log file
+//     (not yet synced), coord.Write.OnLogged asks to send the object to
+//     the other owners (outbox.go batches per peer), so the local and
+//     remote fsyncs overlap; no dot leaves the node before its own log
+//     holds it (identity.go says why).
+//  4. Each replica merges the object into its own with version.Sync in its
+//     next group commit and acknowledges after fdatasync (replica.go).
+//  5. coord.Write counts acknowledgements (quorum.Tally) and answers after
+//     W of them, the local one included, with the new causal context
+//     (coord.WriteContext); if W cannot be reached it waits for every
+//     owner or the timeout, and says how many acknowledged.
 //
 // # A read
 //
-// The coordinator asks every owner for its object (its own from the local
-// store), answers after R replies with their merge (quorum.MergeReads:
-// all siblings no reply superseded, the joined clock as context), keeps
-// collecting until all owners answered or the timeout, and then sends the
-// merged object to the owners that answered with something older (read
-// repair).
+// coord.Read asks R owners, this node's own replica first (reads.go:
+// from the memtables at once, else on a reader goroutine), asks the next
+// owner when one fails and every owner left at the hedge deadline,
+// answers after R replies with their merge (quorum.MergeReads: every
+// sibling no reply superseded, the joined clock as context), and once all
+// it asked have answered (or at the timeout) repairs the owners that
+// answered with something older.
+//
+// # Membership
+//
+// The member set is grow-only for now (membership.go): peers met at start
+// and those gossip announces, persisted in the store. Announcements cross
+// the transport like RPC, so the simulation reaches them; the gossip
+// callback only offers ids, and the membership loop learns them.
 //
 // # Concurrency
 //
-// Handlers run on NATS delivery goroutines and never block on the disk or
-// the network: writes go through the store's bounded queue, operations are
-// small state machines (readOp, writeOp, forwardOp) driven by replies and
-// timers and found by tag in pendingOps. The node owns every goroutine it
-// starts (heartbeats, outbox senders, the store's committer) and Close
-// stops them all.
+// Transport and service callbacks never block on the disk or the
+// network: writes go through the store's bounded queue, reads that reach
+// bbolt through the readers' bounded queue, and every coordinated
+// operation is a coord state machine whose driver is found by tag in the
+// pending map. The node owns every goroutine it starts (the membership
+// loop, the outbox senders, the readers, the store's committer) and
+// Close stops them all.
 package node
