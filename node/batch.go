@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 
 	"github.com/nats-io/nats.go"
@@ -63,6 +64,28 @@ func (n *Node) serveBatch(req *request) {
 
 // batchOps maps the batch item ops to the client operations.
 var batchOps = map[uint8]string{protocol.BatchGet: protocol.OpGet, protocol.BatchPut: protocol.OpPut, protocol.BatchDel: protocol.OpDel}
+
+// Call runs one client operation as the client API does, for callers in
+// this process (the simulation tier drives its clients through it): it is
+// admitted, validated and started exactly as a single request or a batch
+// item, with its quorum and causal context as the headers' text (a
+// context this store sealed, as a put's or get's result gives it), and
+// its result is the batch item's result. It blocks until the operation
+// is answered or ctx is done. Op is BatchGet, BatchPut or BatchDel;
+// Tag is copied to the result.
+func (n *Node) Call(ctx context.Context, it protocol.ClientItem) (protocol.ClientResult, error) {
+	if _, ok := batchOps[it.Op]; !ok {
+		return protocol.ClientResult{}, protocol.Errorf(protocol.ErrInvalidOption, "unknown op %d", it.Op)
+	}
+	ch := make(chan protocol.ClientResult, 1)
+	n.serveBatchItem(&it, func(r protocol.ClientResult) { ch <- r })
+	select {
+	case r := <-ch:
+		return r, nil
+	case <-ctx.Done():
+		return protocol.ClientResult{}, ctx.Err()
+	}
+}
 
 // serveBatchItem starts one item; add gets its result exactly once.
 func (n *Node) serveBatchItem(it *protocol.ClientItem, add func(protocol.ClientResult)) {

@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"testing/synctest"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/kvmesh/kvmesh/node"
 	"github.com/kvmesh/kvmesh/node/transport"
+	"github.com/kvmesh/kvmesh/protocol"
 )
 
 // TestGossipOverTheTransport: membership gossip crosses the Transport
@@ -59,6 +61,54 @@ func TestGossipOverTheTransport(t *testing.T) {
 		}
 		if net.Stats().Publications == 0 {
 			t.Fatal("no publication crossed the network")
+		}
+	})
+}
+
+// TestCallIsTheClientAPI: Call, the client API for callers in this
+// process, seals and opens contexts like the NATS API: a put's context
+// supersedes the put, and a context of another key is refused.
+func TestCallIsTheClientAPI(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net := transport.NewMemNetwork(1)
+		ids := []string{"n1", "n2", "n3"}
+		var nodes []*node.Node
+		for _, id := range ids {
+			cfg := node.DefaultConfig()
+			cfg.ID, cfg.DataDir, cfg.RunDir, cfg.Secret = id, t.TempDir(), t.TempDir(), testSecret
+			cfg.Transport, cfg.Members = net.Endpoint(id), ids
+			n, err := node.New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := n.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			defer n.Close()
+			nodes = append(nodes, n)
+		}
+		ctx := context.Background()
+		call := func(n *node.Node, it protocol.ClientItem) protocol.ClientResult {
+			t.Helper()
+			r, err := n.Call(ctx, it)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}
+		r := call(nodes[0], protocol.ClientItem{Tag: 7, Op: protocol.BatchPut, Key: "k", Value: []byte("a")})
+		if r.Error() != nil || r.Context == "" || r.Tag != 7 {
+			t.Fatalf("put: %+v", r)
+		}
+		if r := call(nodes[1], protocol.ClientItem{Op: protocol.BatchPut, Key: "k", Value: []byte("b"), Context: r.Context}); r.Error() != nil {
+			t.Fatalf("put with the context: %+v", r)
+		}
+		g := call(nodes[2], protocol.ClientItem{Op: protocol.BatchGet, Key: "k", Quorum: "all"})
+		if g.Error() != nil || g.Siblings != 1 || string(g.Values[0]) != "b" {
+			t.Fatalf("get: %+v", g)
+		}
+		if r := call(nodes[0], protocol.ClientItem{Op: protocol.BatchPut, Key: "other", Value: []byte("x"), Context: g.Context}); !errors.Is(r.Error(), protocol.ErrInvalidContext) {
+			t.Fatalf("a context of another key: %+v", r)
 		}
 	})
 }
