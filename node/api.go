@@ -318,9 +318,5 @@ func (n *Node) respondErrorHeader(req *request, h nats.Header, err error) {
 	_ = req.reply(&nats.Msg{Header: h})
 }
 
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
-	return s
-}
+// clip shortens untrusted text for an error message (protocol.Clip).
+func clip(s string) string { return protocol.Clip(s, 64) }

@@ -62,6 +62,16 @@ func Errorf(sentinel *Error, format string, args ...any) error {
 	return fmt.Errorf("%w: %s", sentinel, fmt.Sprintf(format, args...))
 }
 
+// Clip shortens untrusted text (a key, a header, a subject) to at most n
+// bytes and "...", before it goes into an error message or a report: a
+// hostile megabyte must not become a megabyte of log.
+func Clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
 // Classify returns the wire code and name of err: the first *Error in its
 // chain, or 500 "internal" for anything else.
 func Classify(err error) (code int, name string) {

@@ -1,9 +1,6 @@
 package protocol
 
-import (
-	"fmt"
-	"strconv"
-)
+import "strconv"
 
 // Header names of the client API. nats.Header is case-sensitive: use these
 // constants, never spell them by hand.
@@ -44,15 +41,7 @@ func ParseQuorum(s string, n int) (int, error) {
 	}
 	v, err := strconv.Atoi(s)
 	if err != nil || v < 1 || v > n {
-		return 0, Errorf(ErrInvalidOption, "quorum %q: want one, quorum, all or 1..%d", clip(s, 32), n)
+		return 0, Errorf(ErrInvalidOption, "quorum %q: want one, quorum, all or 1..%d", Clip(s, 32), n)
 	}
 	return v, nil
-}
-
-// clip shortens untrusted text before it goes into an error message.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return fmt.Sprintf("%s...", s[:n])
 }

@@ -46,7 +46,7 @@ func TestParseQuorum(t *testing.T) {
 	} {
 		for _, n := range []struct{ n, want int }{{1, tc.n1}, {3, tc.n3}, {5, tc.n5}} {
 			got, err := ParseQuorum(tc.s, n.n)
-			name := fmt.Sprintf("ParseQuorum(%q, %d)", clip(tc.s, 20), n.n)
+			name := fmt.Sprintf("ParseQuorum(%q, %d)", Clip(tc.s, 20), n.n)
 			if n.want == bad {
 				if err == nil || !errors.Is(err, ErrInvalidOption) {
 					t.Errorf("%s = %d, %v; want ErrInvalidOption %s", name, got, err, tc.comment)

@@ -115,7 +115,7 @@ func NewPlacement(node string, partitions, replicas int, members []string, owner
 		for j, id := range list {
 			i, ok := index[id]
 			if !ok {
-				return nil, Errorf(ErrInvalidOption, "placement: owner %q of partition %d is not a member", clip(id, 64), p)
+				return nil, Errorf(ErrInvalidOption, "placement: owner %q of partition %d is not a member", Clip(id, 64), p)
 			}
 			pl.Owners[p][j] = i
 		}
@@ -144,7 +144,7 @@ func DecodePlacement(b []byte) (*Placement, error) {
 		return nil, err
 	}
 	if e := PlacementEpoch(&pl); pl.Epoch != e {
-		return nil, Errorf(ErrMalformed, "placement: epoch %q does not match its table (%s)", clip(pl.Epoch, 32), e)
+		return nil, Errorf(ErrMalformed, "placement: epoch %q does not match its table (%s)", Clip(pl.Epoch, 32), e)
 	}
 	return &pl, nil
 }
@@ -167,7 +167,7 @@ func (pl *Placement) check() error {
 	}
 	for i, id := range pl.Members {
 		if ValidateNodeID(id) != nil {
-			return Errorf(ErrMalformed, "placement: bad member id %q", clip(id, 64))
+			return Errorf(ErrMalformed, "placement: bad member id %q", Clip(id, 64))
 		}
 		if i > 0 && id <= pl.Members[i-1] {
 			return Errorf(ErrMalformed, "placement: members not sorted and distinct at %q", id)

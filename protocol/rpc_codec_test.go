@@ -330,7 +330,7 @@ func TestRPCCodecMatchesReflection(t *testing.T) {
 		got, _ := EncodeRequest(r)
 		want := compactMarshal(t, toReflRequest(r))
 		if !bytes.Equal(got, want) {
-			t.Fatalf("request %d %s:\n custom %s\n tags   %s", i, clip(fmt.Sprintf("%+v", r), 300), clip(fmt.Sprintf("%x", got), 300), clip(fmt.Sprintf("%x", want), 300))
+			t.Fatalf("request %d %s:\n custom %s\n tags   %s", i, Clip(fmt.Sprintf("%+v", r), 300), Clip(fmt.Sprintf("%x", got), 300), Clip(fmt.Sprintf("%x", want), 300))
 		}
 		assertSameRequest(t, want)
 	}
@@ -338,7 +338,7 @@ func TestRPCCodecMatchesReflection(t *testing.T) {
 		got, _ := EncodeReply(r)
 		want := compactMarshal(t, toReflReply(r))
 		if !bytes.Equal(got, want) {
-			t.Fatalf("reply %d %s:\n custom %s\n tags   %s", i, clip(fmt.Sprintf("%+v", r), 300), clip(fmt.Sprintf("%x", got), 300), clip(fmt.Sprintf("%x", want), 300))
+			t.Fatalf("reply %d %s:\n custom %s\n tags   %s", i, Clip(fmt.Sprintf("%+v", r), 300), Clip(fmt.Sprintf("%x", got), 300), Clip(fmt.Sprintf("%x", want), 300))
 		}
 		assertSameReply(t, want)
 	}
@@ -351,14 +351,14 @@ func assertSameRequest(t testing.TB, b []byte) {
 	got, err := DecodeRequest(b)
 	want, werr := refDecodeRequest(b)
 	if (err == nil) != (werr == nil) {
-		t.Fatalf("% x:\n hand-written: %v\n reflection:   %v", clip(string(b), 200), err, werr)
+		t.Fatalf("% x:\n hand-written: %v\n reflection:   %v", Clip(string(b), 200), err, werr)
 	}
 	if err != nil {
 		assertWireError(t, "DecodeRequest", err)
 		return
 	}
 	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("% x:\n hand-written %+v\n reflection   %+v", clip(string(b), 200), got, want)
+		t.Fatalf("% x:\n hand-written %+v\n reflection   %+v", Clip(string(b), 200), got, want)
 	}
 }
 
@@ -367,14 +367,14 @@ func assertSameReply(t testing.TB, b []byte) {
 	got, err := DecodeReply(b)
 	want, werr := refDecodeReply(b)
 	if (err == nil) != (werr == nil) {
-		t.Fatalf("% x:\n hand-written: %v\n reflection:   %v", clip(string(b), 200), err, werr)
+		t.Fatalf("% x:\n hand-written: %v\n reflection:   %v", Clip(string(b), 200), err, werr)
 	}
 	if err != nil {
 		assertWireError(t, "DecodeReply", err)
 		return
 	}
 	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("% x:\n hand-written %+v\n reflection   %+v", clip(string(b), 200), got, want)
+		t.Fatalf("% x:\n hand-written %+v\n reflection   %+v", Clip(string(b), 200), got, want)
 	}
 }
 

@@ -33,7 +33,7 @@ func NewSubjects(prefix string) (Subjects, error) {
 		prefix = DefaultPrefix
 	}
 	if !literalSubject(prefix) {
-		return Subjects{}, Errorf(ErrInvalidOption, "subject prefix %q is not a literal subject", clip(prefix, 64))
+		return Subjects{}, Errorf(ErrInvalidOption, "subject prefix %q is not a literal subject", Clip(prefix, 64))
 	}
 	return Subjects{Prefix: prefix}, nil
 }
@@ -114,14 +114,14 @@ func (s Subjects) KeyFromSubject(op, subject string, node ...string) (string, er
 		}
 	}
 	if !strings.HasPrefix(subject, p) {
-		return "", Errorf(ErrInvalidKey, "subject %q is not a %s request", clip(subject, 64), op)
+		return "", Errorf(ErrInvalidKey, "subject %q is not a %s request", Clip(subject, 64), op)
 	}
 	key := subject[len(p):]
 	if err := ValidateKey(key); err != nil {
 		return "", err
 	}
 	if !SubjectSafeKey(key) {
-		return "", Errorf(ErrInvalidKey, "key %q is not subject-safe: send it in the %s header", clip(key, 64), HdrKey)
+		return "", Errorf(ErrInvalidKey, "key %q is not subject-safe: send it in the %s header", Clip(key, 64), HdrKey)
 	}
 	return key, nil
 }
@@ -172,7 +172,7 @@ func ValidateNodeID(id string) error {
 	for i := 0; i < len(id); i++ {
 		c := id[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return Errorf(ErrInvalidOption, "node id %q: only letters, digits, '-' and '_'", clip(id, 64))
+			return Errorf(ErrInvalidOption, "node id %q: only letters, digits, '-' and '_'", Clip(id, 64))
 		}
 	}
 	return nil
@@ -236,11 +236,11 @@ func ValidateActorID(a string) error {
 		return nil
 	}
 	if len(suffix) != ActorSuffixLen {
-		return Errorf(ErrInvalidOption, "actor %q: bad suffix", clip(a, 80))
+		return Errorf(ErrInvalidOption, "actor %q: bad suffix", Clip(a, 80))
 	}
 	for i := 0; i < len(suffix); i++ {
 		if strings.IndexByte(base32hex, suffix[i]) < 0 {
-			return Errorf(ErrInvalidOption, "actor %q: bad suffix", clip(a, 80))
+			return Errorf(ErrInvalidOption, "actor %q: bad suffix", Clip(a, 80))
 		}
 	}
 	return nil

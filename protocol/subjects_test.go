@@ -37,7 +37,7 @@ func TestValidateKey(t *testing.T) {
 	} {
 		err := ValidateKey(tc.key)
 		if (err == nil) != tc.ok {
-			t.Errorf("%s: ValidateKey(%q) = %v, want ok=%v", tc.name, clip(tc.key, 20), err, tc.ok)
+			t.Errorf("%s: ValidateKey(%q) = %v, want ok=%v", tc.name, Clip(tc.key, 20), err, tc.ok)
 		}
 		if err != nil && !errors.Is(err, ErrInvalidKey) {
 			t.Errorf("%s: error %v is not ErrInvalidKey", tc.name, err)
@@ -121,12 +121,12 @@ func TestKeyFromSubject(t *testing.T) {
 		key, err := s.KeyFromSubject(tc.op, tc.subject)
 		if tc.key == "" {
 			if !errors.Is(err, ErrInvalidKey) || key != "" {
-				t.Errorf("KeyFromSubject(%q, %q) = %q, %v; want ErrInvalidKey", tc.op, clip(tc.subject, 40), key, err)
+				t.Errorf("KeyFromSubject(%q, %q) = %q, %v; want ErrInvalidKey", tc.op, Clip(tc.subject, 40), key, err)
 			}
 			continue
 		}
 		if err != nil || key != tc.key {
-			t.Errorf("KeyFromSubject(%q, %q) = %q, %v; want %q", tc.op, clip(tc.subject, 40), key, err, clip(tc.key, 40))
+			t.Errorf("KeyFromSubject(%q, %q) = %q, %v; want %q", tc.op, Clip(tc.subject, 40), key, err, Clip(tc.key, 40))
 		}
 		checkKeyFromSubject(t, tc.op, tc.subject)
 	}
