@@ -23,7 +23,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/kvmesh/kvmesh/client"
-	"github.com/kvmesh/kvmesh/embedded"
+	"github.com/kvmesh/kvmesh/internal/freeport"
 )
 
 // kvmeshBin is the binary built once by TestMain; binDir holds it.
@@ -155,17 +155,6 @@ type clusterOpts struct {
 	dataFS string
 }
 
-// freePorts reserves n loopback ports (embedded.FreePorts): below the
-// ephemeral range, so a restarted node finds its ports still free.
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	ports, err := embedded.FreePorts(n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ports
-}
-
 func startProcCluster(t *testing.T, size int, extra ...string) *procCluster {
 	t.Helper()
 	return startCluster(t, clusterOpts{size: size, extra: extra})
@@ -187,7 +176,7 @@ func startCluster(t *testing.T, o clusterOpts) *procCluster {
 	}
 	var ports []int
 	if o.lab == nil {
-		ports = freePorts(t, 2*o.size)
+		ports = freeport.MustTake(t, 2*o.size) // below the ephemeral range: still free at a restart
 	} else {
 		c.dialer = o.lab.dialer()
 	}

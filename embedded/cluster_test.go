@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/kvmesh/kvmesh/internal/freeport"
 )
 
 // startStar starts n1 on a random cluster port and n2, n3 seeded with n1
@@ -87,7 +89,7 @@ func TestClusterFullList(t *testing.T) {
 // startFullList starts n servers on fresh free cluster ports, each given
 // all n routes. On error it shuts down what it started.
 func startFullList(t *testing.T, n int) ([]*Server, error) {
-	ports := freePorts(t, n)
+	ports := freeport.MustTake(t, n)
 	var routes []string
 	for _, p := range ports {
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))

@@ -119,16 +119,6 @@ func requestEventually(ctx context.Context, t *testing.T, nc *nats.Conn, subj, d
 	}
 }
 
-// freePorts reserves n loopback ports (FreePorts).
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	ports, err := FreePorts(n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ports
-}
-
 // recLogger records log lines; safe for the server's goroutines.
 type recLogger struct {
 	mu    sync.Mutex

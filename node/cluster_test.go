@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/kvmesh/kvmesh/client"
-	"github.com/kvmesh/kvmesh/embedded"
+	"github.com/kvmesh/kvmesh/internal/freeport"
 	"github.com/kvmesh/kvmesh/node"
 )
 
@@ -20,22 +20,12 @@ type testCluster struct {
 	cfgs  []node.Config
 }
 
-// freePorts reserves n loopback ports (embedded.FreePorts).
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	ports, err := embedded.FreePorts(n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ports
-}
-
 // testSecret is the store secret of the tests' clusters.
 var testSecret = []byte("kvmesh test secret 0123456789")
 
 func startCluster(t testing.TB, size int, mutate ...func(*node.Config)) *testCluster {
 	t.Helper()
-	ports := freePorts(t, size)
+	ports := freeport.MustTake(t, size)
 	var peers []string
 	for _, p := range ports {
 		peers = append(peers, fmt.Sprintf("nats-route://127.0.0.1:%d", p))

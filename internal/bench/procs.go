@@ -16,8 +16,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kvmesh/kvmesh/embedded"
 	"github.com/kvmesh/kvmesh/internal/cli"
+	"github.com/kvmesh/kvmesh/internal/freeport"
 )
 
 // procs owns every child process of one `kvmesh bench` run: it starts
@@ -180,12 +180,6 @@ func lastLines(path string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
-// allocPorts returns n loopback ports that are free now and were never
-// handed out before in this run. They come from below Linux's ephemeral
-// range (32768-60999 by default), so the outgoing connections of the
-// children already running cannot take them before a child listens.
-func (ps *procs) allocPorts(n int) ([]int, error) { return embedded.FreePorts(n) }
-
 // cluster is a set of servers started together: kvmesh nodes or jsref
 // servers.
 type cluster struct {
@@ -203,7 +197,7 @@ func (c *cluster) urls() []string {
 
 // newCluster allocates names, ports and data dirs for size servers.
 func (ps *procs) newCluster(name string, size int) (*cluster, []string, error) {
-	ports, err := ps.allocPorts(2 * size)
+	ports, err := freeport.Take(2 * size)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -1,4 +1,4 @@
-package embedded
+package freeport
 
 import (
 	"net"
@@ -6,12 +6,9 @@ import (
 	"testing"
 )
 
-func TestFreePorts(t *testing.T) {
-	ports, err := FreePorts(20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	more, err := FreePorts(20)
+func TestTake(t *testing.T) {
+	ports := MustTake(t, 20)
+	more, err := Take(20)
 	if err != nil {
 		t.Fatal(err)
 	}
