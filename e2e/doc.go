@@ -3,5 +3,5 @@
 // partition tests), kill, pause, partition and restart them, and check
 // through the client and the wire protocol only that no acknowledged
 // write was lost. See fault_test.go for the fault suite and
-// e2e/history for its checkers.
+// internal/history for its checkers.
 package e2e

@@ -33,7 +33,7 @@ import (
 	"time"
 
 	"github.com/kvmesh/kvmesh/client"
-	"github.com/kvmesh/kvmesh/e2e/history"
+	"github.com/kvmesh/kvmesh/internal/history"
 	"github.com/kvmesh/kvmesh/protocol"
 )
 

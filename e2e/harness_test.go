@@ -2,7 +2,7 @@
 // kills, pauses, partitions and restarts them, and checks through the
 // client (and direct replica dumps) that no acknowledged write was lost
 // and that replicas converge. The fault suite is fault_test.go; the pure
-// history and checkers are in e2e/history.
+// history and checkers are in internal/history.
 package e2e
 
 import (

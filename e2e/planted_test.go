@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/kvmesh/kvmesh/client"
-	"github.com/kvmesh/kvmesh/e2e/history"
+	"github.com/kvmesh/kvmesh/internal/history"
 )
 
 // TestPlantedEarlyAckIsCaught shows that the checker can fail: every node

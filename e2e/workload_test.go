@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/kvmesh/kvmesh/client"
-	"github.com/kvmesh/kvmesh/e2e/history"
+	"github.com/kvmesh/kvmesh/internal/history"
 )
 
 // The shape of the fault suite's workload (notes/reliability.md section 6,

@@ -3,11 +3,13 @@
 // written, what was read, how it ended), the final reads taken after the
 // faults healed, and the replica dumps taken to check convergence.
 //
-// Everything here is pure: no network, no clock, no goroutines. The e2e
-// tests record a history while real node processes are killed, paused
-// and partitioned, then hand it to Check and Diverged; the unit tests of
-// this package feed them hand-made histories, including ones each checker
-// must reject (a checker that cannot fail is worth nothing).
+// Everything here is pure: no network, no clock, no goroutines. Both
+// fault tiers record a history and hand it to Check and Diverged: the
+// fault suite (e2e), while real node processes are killed, paused and
+// partitioned, and the simulation (node/sim_test.go), while in-process
+// nodes on simulated disks crash and lose power in fake time. The unit
+// tests of this package feed them hand-made histories, including ones
+// each checker must reject (a checker that cannot fail is worth nothing).
 //
 // The workload the checkers understand (notes/reliability.md section 2):
 //
