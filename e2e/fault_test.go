@@ -34,6 +34,7 @@ import (
 
 	"github.com/kvmesh/kvmesh/client"
 	"github.com/kvmesh/kvmesh/internal/history"
+	"github.com/kvmesh/kvmesh/node/version"
 	"github.com/kvmesh/kvmesh/protocol"
 )
 
@@ -555,7 +556,7 @@ func sameDumps(a, b history.Dumps) bool {
 			return false
 		}
 		for k, o := range m {
-			if !history.SameObject(o, n[k]) {
+			if !version.Equal(o, n[k]) {
 				return false
 			}
 		}

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/kvmesh/kvmesh/protocol"
 )
 
 // Config tells Check about the workload that made a history.
@@ -501,12 +503,8 @@ func readString(rd *Op) string {
 	return finalString(Final{Found: rd.Found, Values: rd.Values, Siblings: rd.Siblings})
 }
 
-func clip(s string) string {
-	if len(s) > 80 {
-		return s[:80] + "..."
-	}
-	return s
-}
+// clip shortens a value for a report.
+func clip(s string) string { return protocol.Clip(s, 80) }
 
 // ns formats a run-relative time in nanoseconds as seconds.
 func ns(t int64) string { return fmt.Sprintf("%.3fs", float64(t)/1e9) }

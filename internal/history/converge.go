@@ -1,12 +1,11 @@
 package history
 
 import (
-	"bytes"
-	"cmp"
 	"fmt"
 	"slices"
 	"strings"
 
+	"github.com/kvmesh/kvmesh/node/version"
 	"github.com/kvmesh/kvmesh/protocol"
 )
 
@@ -27,7 +26,7 @@ func (d Divergence) String() string { return d.Key + ": " + d.Detail }
 // node or by exactly n nodes (its owners; kvmesh has no sloppy quorum
 // and no hints yet, so no other node ever holds a key), and they hold
 // identical objects: the same clock and the same siblings (dot, value,
-// tombstone flag, time). It also checks the sibling-explosion guard of
+// tombstone flag, time; version.Equal). It also checks the sibling-explosion guard of
 // P5 on every clock: its entries are actors of the key's holders only,
 // and a node has at most incarnations[node] of them (default 1). A node
 // issues dots under an actor "<id>.<suffix>" (see ActorNode), and takes a
@@ -54,7 +53,7 @@ func Diverged(keys []string, dumps Dumps, n int, incarnations map[string]int) []
 			holders = append(holders, id)
 			if first == nil {
 				first = o
-			} else if !SameObject(first, o) {
+			} else if !version.Equal(first, o) {
 				same = false
 			}
 		}
@@ -113,35 +112,6 @@ func Holders(dumps Dumps, key string) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// SameObject reports whether two replicas hold the same object: equal
-// clocks and equal sibling sets, whatever the order of the siblings.
-func SameObject(a, b *protocol.Object) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	if !slices.Equal(a.Clock, b.Clock) || len(a.Siblings) != len(b.Siblings) {
-		return false
-	}
-	x, y := sortedSiblings(a.Siblings), sortedSiblings(b.Siblings)
-	for i := range x {
-		if x[i].Dot != y[i].Dot || x[i].Deleted != y[i].Deleted || x[i].Time != y[i].Time || !bytes.Equal(x[i].Value, y[i].Value) {
-			return false
-		}
-	}
-	return true
-}
-
-func sortedSiblings(s []protocol.Sibling) []protocol.Sibling {
-	c := slices.Clone(s)
-	slices.SortFunc(c, func(p, q protocol.Sibling) int {
-		if n := strings.Compare(p.Dot.Node, q.Dot.Node); n != 0 {
-			return n
-		}
-		return cmp.Compare(p.Dot.Counter, q.Dot.Counter)
-	})
-	return c
 }
 
 // ObjectString is a short account of an object for reports.
