@@ -2,11 +2,9 @@ package e2e
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -126,26 +124,6 @@ func (w *workload) keys() []string {
 	return keys
 }
 
-// outcome classifies a client error. Only errors that mean the request
-// was refused before anything was written are Fail; a timeout or a quorum
-// not reached may have left the write on some replica, which read repair
-// can then spread: Unknown.
-func outcome(err error) (history.Outcome, string) {
-	switch {
-	case err == nil, errors.Is(err, client.ErrKeyNotFound):
-		return history.OK, ""
-	case errors.Is(err, client.ErrInvalidKey), errors.Is(err, client.ErrInvalidOption),
-		errors.Is(err, client.ErrInvalidContext), errors.Is(err, client.ErrMalformed),
-		errors.Is(err, client.ErrValueTooLarge), errors.Is(err, client.ErrOverloaded),
-		errors.Is(err, client.ErrTooManySiblings), errors.Is(err, client.ErrConflict):
-		return history.Fail, err.Error()
-	case errors.Is(err, client.ErrNodeUnavailable) && strings.Contains(err.Error(), "no kvmesh node serves"):
-		return history.Fail, err.Error() // NATS had no responder: no node got it
-	default:
-		return history.Unknown, err.Error()
-	}
-}
-
 // initHot writes every hot key as the empty set to all its replicas
 // (W=all), so that a dump shows who owns it. Retried until it succeeds.
 func (w *workload) initHot(ctx context.Context, cl *client.Client) error {
@@ -157,7 +135,7 @@ func (w *workload) initHot(ctx context.Context, cl *client.Client) error {
 			_, err := cl.Put(octx, key, []byte(val), client.W("all"))
 			cancel()
 			op.End = w.now()
-			op.Outcome, op.Err = outcome(err)
+			op.Outcome, op.Err = history.OutcomeOf(err)
 			w.record(op)
 			if err == nil {
 				break
@@ -264,7 +242,7 @@ func (w *workload) put(s *workerState) {
 	pctx, err := s.cl.Put(ctx, key, []byte(op.Value))
 	cancel()
 	op.End = w.now()
-	op.Outcome, op.Err = outcome(err)
+	op.Outcome, op.Err = history.OutcomeOf(err)
 	w.record(op)
 	if op.Outcome == history.OK {
 		s.own = append(s.own, ownKey{key, op.Value, pctx})
@@ -309,7 +287,7 @@ func (w *workload) overwrite(s *workerState) {
 	}
 	cancel()
 	op.End = w.now()
-	op.Outcome, op.Err = outcome(err)
+	op.Outcome, op.Err = history.OutcomeOf(err)
 	w.record(op)
 	switch {
 	case op.Outcome == history.Unknown:
@@ -337,7 +315,7 @@ func (w *workload) blind(s *workerState) {
 	_, err := s.cl.Put(ctx, key, []byte(op.Value))
 	cancel()
 	op.End = w.now()
-	op.Outcome, op.Err = outcome(err)
+	op.Outcome, op.Err = history.OutcomeOf(err)
 	w.record(op)
 }
 
@@ -348,7 +326,7 @@ func (w *workload) get(s *workerState, key string) (history.Op, bool) {
 	e, err := s.cl.Get(ctx, key)
 	cancel()
 	op.End = w.now()
-	op.Outcome, op.Err = outcome(err)
+	op.Outcome, op.Err = history.OutcomeOf(err)
 	if err == nil {
 		op.Found, op.Siblings, op.Context = true, e.Siblings, e.Context
 		for _, v := range e.Values {
@@ -378,7 +356,7 @@ func (w *workload) add(s *workerState) {
 	_, err := s.cl.Put(ctx, key, []byte(op.Value), client.Context(rd.Context))
 	cancel()
 	op.End = w.now()
-	op.Outcome, op.Err = outcome(err)
+	op.Outcome, op.Err = history.OutcomeOf(err)
 	w.record(op)
 }
 
@@ -419,6 +397,6 @@ func (w *workload) del(s *workerState) {
 	err := s.cl.Delete(ctx, k.key, opts...)
 	cancel()
 	op.End = w.now()
-	op.Outcome, op.Err = outcome(err)
+	op.Outcome, op.Err = history.OutcomeOf(err)
 	w.record(op)
 }

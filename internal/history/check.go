@@ -17,6 +17,23 @@ type Config struct {
 	// Strict claims read-your-writes (P6): strict quorums with R+W>N, no
 	// sloppy quorum and no change of owners, which is kvmesh today.
 	Strict bool
+	// Losses are the times (as Op.Start) at which a replica lost writes it
+	// had acknowledged: its data dir was wiped. A write invoked before
+	// such a time may be left on fewer replicas than a quorum, so under
+	// Strict a read or a blind delete that began after it is not expected
+	// to see the write. (Without Strict nothing is claimed of them.)
+	Losses []int64
+}
+
+// lossBetween reports whether a replica lost acknowledged writes after
+// from and before to.
+func (c Config) lossBetween(from, to int64) bool {
+	for _, t := range c.Losses {
+		if t > from && t < to {
+			return true
+		}
+	}
+	return false
 }
 
 // Finding is one violation a checker found.
@@ -31,6 +48,9 @@ type Finding struct {
 }
 
 func (f Finding) String() string {
+	if f.Key == "" {
+		return f.Prop + ": " + f.Detail
+	}
 	if f.Op != 0 {
 		return fmt.Sprintf("%s: key %s op %d: %s", f.Prop, f.Key, f.Op, f.Detail)
 	}
@@ -296,11 +316,11 @@ func (r *Report) checkSuperseded(k *keyOps, f Final, haveFinal bool, cfg Config)
 		return
 	}
 	for _, rd := range k.reads {
-		if rd.Outcome != OK {
+		if rd.Outcome != OK || rd.Weak {
 			continue
 		}
 		for _, v := range rd.Values {
-			if by, ok := over[v]; ok && by.Outcome == OK && by.End < rd.Start {
+			if by, ok := over[v]; ok && by.Outcome == OK && by.End < rd.Start && !cfg.lossBetween(by.Start, rd.Start) {
 				r.Superseded = append(r.Superseded, Finding{"P7 superseded", k.key, rd.ID,
 					fmt.Sprintf("read began at %s and returned %q, which put %d superseded, acknowledged at %s", ns(rd.Start), clip(v), by.ID, ns(by.End))})
 			}
@@ -331,9 +351,10 @@ func (r *Report) checkResurrected(k *keyOps, f Final, haveFinal bool, cfg Config
 // value v: v is among the values its context covered (Over), or, for a
 // delete without a context under strict quorums (the node reads a
 // majority first and supersedes what it saw), v was written by a put
-// acknowledged before d began. A put of unknown outcome may have reached
-// only a minority that the delete's read missed, and a put still running
-// when it began may come after it: their values survive it, as siblings.
+// acknowledged before d began, with no loss of a replica in between. A
+// put of unknown outcome may have reached only a minority that the
+// delete's read missed, and a put still running when it began may come
+// after it: their values survive it, as siblings.
 func deleteCovers(k *keyOps, d *Op, v string, cfg Config) bool {
 	if d.Context != "" {
 		return slices.Contains(d.Over, v)
@@ -342,7 +363,7 @@ func deleteCovers(k *keyOps, d *Op, v string, cfg Config) bool {
 		return false
 	}
 	for _, p := range k.puts {
-		if p.Kind == KindPut && p.Value == v && p.Outcome == OK && p.End < d.Start {
+		if p.Kind == KindPut && p.Value == v && p.Outcome == OK && p.End < d.Start && !cfg.lossBetween(p.Start, d.Start) {
 			return true
 		}
 	}
@@ -411,7 +432,9 @@ func (r *Report) checkSiblings(k *keyOps, f Final, haveFinal bool, cfg Config) {
 }
 
 // checkStale is P6 (read-your-writes across clients, under strict
-// quorums): a read that began after a write was acknowledged sees it.
+// quorums): a read that began after a write was acknowledged sees it,
+// unless the read is Weak or a replica lost writes in between
+// (Config.Losses).
 //   - a put's value, unless a delete of the key, or a write that could
 //     supersede it (with a context), was invoked before the read ended
 //     (blind puts supersede nothing); and after an acknowledged delete
@@ -419,12 +442,12 @@ func (r *Report) checkSiblings(k *keyOps, f Final, haveFinal bool, cfg Config) {
 //   - hot key: every element whose add was acknowledged.
 func (r *Report) checkStale(k *keyOps, cfg Config) {
 	for _, rd := range k.reads {
-		if rd.Outcome != OK {
+		if rd.Outcome != OK || rd.Weak {
 			continue
 		}
 		var union map[string]bool
 		for _, p := range k.puts {
-			if p.Outcome != OK || p.End >= rd.Start {
+			if p.Outcome != OK || p.End >= rd.Start || cfg.lossBetween(p.Start, rd.Start) {
 				continue
 			}
 			switch p.Kind {
@@ -453,7 +476,7 @@ func (r *Report) checkStale(k *keyOps, cfg Config) {
 			continue
 		}
 		for _, d := range k.dels {
-			if d.Outcome != OK || d.End >= rd.Start {
+			if d.Outcome != OK || d.End >= rd.Start || cfg.lossBetween(d.Start, rd.Start) {
 				continue
 			}
 			if i := slices.IndexFunc(rd.Values, func(v string) bool { return deleteCovers(k, d, v, cfg) }); i >= 0 {

@@ -114,24 +114,39 @@ func Holders(dumps Dumps, key string) []string {
 	return out
 }
 
-// ObjectString is a short account of an object for reports.
+// ObjectString is a short account of an object for reports: its clock,
+// then its siblings, "{n1:2 n2:1} [n1:2=a n2:1=<tombstone>]".
 func ObjectString(o *protocol.Object) string {
 	if o == nil {
 		return "nil"
 	}
 	var b strings.Builder
-	b.WriteString("{clock")
-	for _, d := range o.Clock {
-		fmt.Fprintf(&b, " %s:%d", d.Node, d.Counter)
-	}
-	b.WriteString(" |")
-	for _, s := range o.Siblings {
+	b.WriteString(ClockString(o.Clock))
+	b.WriteString(" [")
+	for i, s := range o.Siblings {
 		v := clip(string(s.Value))
 		if s.Deleted {
 			v = "<tombstone>"
 		}
-		fmt.Fprintf(&b, " %s:%d=%s", s.Dot.Node, s.Dot.Counter, v)
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s:%d=%s", s.Dot.Node, s.Dot.Counter, v)
 	}
-	b.WriteString("}")
+	b.WriteString("]")
+	return b.String()
+}
+
+// ClockString is a short account of a clock for reports, "{n1:2 n2:1}".
+func ClockString(c protocol.Clock) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, d := range c {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s:%d", d.Node, d.Counter)
+	}
+	b.WriteByte('}')
 	return b.String()
 }

@@ -25,11 +25,14 @@ package history
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
 	"slices"
 	"strings"
+
+	"github.com/kvmesh/kvmesh/protocol"
 )
 
 // Kind is the kind of a client operation.
@@ -63,6 +66,28 @@ const (
 	Unknown Outcome = "unknown"
 )
 
+// OutcomeOf classifies the error of a client call (nil: OK). Only errors
+// that mean the request was refused before anything was written are
+// Fail; a timeout or a quorum not reached may have left the write on
+// some replica, which read repair can then spread: Unknown. A read of a
+// key that is not found is OK. The errors are protocol's sentinels, which
+// the client and a node's Go API both return.
+func OutcomeOf(err error) (Outcome, string) {
+	switch {
+	case err == nil, errors.Is(err, protocol.ErrKeyNotFound):
+		return OK, ""
+	case errors.Is(err, protocol.ErrInvalidKey), errors.Is(err, protocol.ErrInvalidOption),
+		errors.Is(err, protocol.ErrInvalidContext), errors.Is(err, protocol.ErrMalformed),
+		errors.Is(err, protocol.ErrValueTooLarge), errors.Is(err, protocol.ErrOverloaded),
+		errors.Is(err, protocol.ErrTooManySiblings), errors.Is(err, protocol.ErrConflict):
+		return Fail, err.Error()
+	case errors.Is(err, protocol.ErrNodeUnavailable) && strings.Contains(err.Error(), "no kvmesh node serves"):
+		return Fail, err.Error() // the client found no responder: no node got it
+	default:
+		return Unknown, err.Error()
+	}
+}
+
 // Op is one client operation of a history. Times are nanoseconds since
 // the run began, taken before the call and after its answer.
 type Op struct {
@@ -82,6 +107,10 @@ type Op struct {
 	Found    bool     `json:"f,omitempty"`
 	Values   []string `json:"vs,omitempty"`
 	Siblings int      `json:"sib,omitempty"`
+	// Weak marks a read whose quorum need not meet the writes' (R+W <= N,
+	// such as R=1 beside W=2 of 3): even under Config.Strict it is not
+	// expected to see acknowledged writes (P6, P7).
+	Weak bool `json:"weak,omitempty"`
 	// Context is the causal context a read returned, or the one a write
 	// sent.
 	Context string `json:"ctx,omitempty"`
@@ -94,6 +123,34 @@ type Op struct {
 
 // Writes reports whether op writes a value (a put or an add).
 func (op *Op) Writes() bool { return op.Kind == KindPut || op.Kind == KindAdd }
+
+// String is a one-line account of op for reports.
+func (op *Op) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d %s..%s w%d %s %s", op.ID, ns(op.Start), ns(op.End), op.Worker, op.Kind, op.Key)
+	if op.Elem != "" {
+		fmt.Fprintf(&b, " +%s", op.Elem)
+	} else if op.Value != "" {
+		fmt.Fprintf(&b, " %s", clip(op.Value))
+	}
+	if op.Weak {
+		b.WriteString(" (weak)")
+	}
+	fmt.Fprintf(&b, " => %s", op.Outcome)
+	if op.Err != "" {
+		fmt.Fprintf(&b, " (%s)", clip(op.Err))
+	}
+	if op.Kind == KindRead && op.Outcome == OK {
+		b.WriteString(" " + readString(op))
+	}
+	if op.Context != "" {
+		fmt.Fprintf(&b, " ctx=%s", clip(op.Context))
+	}
+	if len(op.Over) > 0 {
+		fmt.Fprintf(&b, " over=%q", op.Over)
+	}
+	return b.String()
+}
 
 // Final is the read of one key with R=all after the faults healed.
 type Final struct {

@@ -2,6 +2,8 @@ package history
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -417,5 +419,119 @@ func TestDeleteSupersedesOnlyWhatItSaw(t *testing.T) {
 	}
 	if f := Check(ops, finals, Config{Strict: false}).Failures(); len(f) != 0 {
 		t.Fatalf("without strict quorums a blind delete's read may miss the put: %v", f)
+	}
+}
+
+// TestWeakReads: a read whose quorum need not meet the writes' (R=1) is
+// not expected to see acknowledged writes, under strict quorums either;
+// every other checker still judges it.
+func TestWeakReads(t *testing.T) {
+	cases := map[string]func(ops []Op){
+		"P6 acked put not seen": func(ops []Op) {
+			ops[1].Found, ops[1].Values, ops[1].Siblings = false, nil, 0
+		},
+		"P7 value read after an acknowledged overwrite": func(ops []Op) {
+			ops[15].Values, ops[15].Siblings = []string{oa, oc}, 2
+		},
+	}
+	for name, mutate := range cases {
+		ops, finals := good()
+		mutate(ops)
+		if len(Check(ops, finals, cfg).Failures()) == 0 {
+			t.Fatalf("%s: not reported for a quorum read", name)
+		}
+		ops[1].Weak, ops[15].Weak = true, true
+		if f := Check(ops, finals, cfg).Failures(); len(f) != 0 {
+			t.Errorf("%s: reported for a weak read: %v", name, f)
+		}
+	}
+	ops, finals := good()
+	ops[1].Weak = true
+	ops[1].Values = []string{Seal("u:u1:999")}
+	if r := Check(ops, finals, cfg); len(r.Phantoms) != 1 {
+		t.Fatalf("a weak read of a phantom: %v", r.Failures())
+	}
+}
+
+// TestLosses: after a replica lost acknowledged writes (a wiped data
+// dir), a read or a blind delete that began later need not see the
+// writes invoked before the loss; one before the loss, or a write after
+// it, is still judged.
+func TestLosses(t *testing.T) {
+	stale := func(at int64) []Finding {
+		ops, finals := good()
+		ops[1].Found, ops[1].Values, ops[1].Siblings = false, nil, 0 // put u1 0..10, read 20..30
+		return Check(ops, finals, Config{Writers: cfg.Writers, Strict: true, Losses: []int64{at}}).Failures()
+	}
+	if f := stale(15); len(f) != 0 {
+		t.Fatalf("a read after a loss missed a put acknowledged before it: %v", f)
+	}
+	for _, at := range []int64{-1, 25} {
+		if f := stale(at); len(f) != 1 || f[0].Prop != "P6 stale read" {
+			t.Fatalf("loss at %d (not between the put and the read): %v", at, f)
+		}
+	}
+	blindDelete := func(at int64) []Finding {
+		ops := []Op{
+			{ID: 1, Kind: KindPut, Key: "o1", Start: 0, End: 10, Outcome: OK, Value: oa},
+			{ID: 2, Kind: KindDel, Key: "o1", Start: 20, End: 30, Outcome: OK},
+		}
+		finals := map[string]Final{"o1": {Key: "o1", Found: true, Values: []string{oa}, Siblings: 1}}
+		return Check(ops, finals, Config{Strict: true, Losses: []int64{at}}).Failures()
+	}
+	if f := blindDelete(15); len(f) != 0 {
+		t.Fatalf("a blind delete after a loss may miss the put: %v", f)
+	}
+	if f := blindDelete(25); len(f) != 1 || f[0].Prop != "P3 resurrected" {
+		t.Fatalf("a loss after the blind delete began does not excuse a resurrection: %v", f)
+	}
+	ops, finals := good()
+	ops[15].Values, ops[15].Siblings = []string{oa, oc}, 2 // b (20..30) superseded a; read 80..90
+	withLoss := Config{Writers: cfg.Writers, Strict: true, Losses: []int64{50}}
+	if f := Check(ops, finals, withLoss).Failures(); len(f) != 0 {
+		t.Fatalf("a read after a loss returned a superseded value: %v", f)
+	}
+}
+
+func TestOutcomeOf(t *testing.T) {
+	cases := []struct {
+		err  error
+		want Outcome
+	}{
+		{nil, OK},
+		{protocol.Errorf(protocol.ErrKeyNotFound, "k"), OK},
+		{protocol.Errorf(protocol.ErrOverloaded, "busy"), Fail},
+		{protocol.Errorf(protocol.ErrInvalidContext, "bad"), Fail},
+		{protocol.Errorf(protocol.ErrNodeUnavailable, "put %q: no kvmesh node serves the store's subjects", "k"), Fail},
+		{protocol.Errorf(protocol.ErrNodeUnavailable, "closing"), Unknown},
+		{protocol.Errorf(protocol.ErrQuorumNotReached, "1 of 2"), Unknown},
+		{context.DeadlineExceeded, Unknown},
+		{errors.New("anything else"), Unknown},
+	}
+	for _, tc := range cases {
+		got, msg := OutcomeOf(tc.err)
+		if got != tc.want || (got == OK) != (msg == "") {
+			t.Errorf("OutcomeOf(%v) = %s %q, want %s", tc.err, got, msg, tc.want)
+		}
+	}
+}
+
+func TestOpString(t *testing.T) {
+	ops, _ := good()
+	for i, want := range map[int][]string{
+		1:  {"read u1", "=> ok", "1 siblings", "u:u1:1"},
+		4:  {"add h1 +b", "=> ok"},
+		9:  {"put u3", "=> unknown (timeout)"},
+		12: {"put o1", "ctx=c-a", "over="},
+	} {
+		s := ops[i].String()
+		for _, w := range want {
+			if !strings.Contains(s, w) {
+				t.Errorf("op %d: %q lacks %q", i, s, w)
+			}
+		}
+	}
+	if s := ClockString(protocol.Clock{{Node: "n1", Counter: 2}, {Node: "n2", Counter: 1}}); s != "{n1:2 n2:1}" {
+		t.Errorf("ClockString: %s", s)
 	}
 }
