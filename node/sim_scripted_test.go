@@ -9,6 +9,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/kvmesh/kvmesh/internal/history"
 	"github.com/kvmesh/kvmesh/node/disk"
 	"github.com/kvmesh/kvmesh/node/transport"
 	"github.com/kvmesh/kvmesh/node/version"
@@ -58,7 +59,7 @@ func TestSimDotReuseAfterCrashBeforeCommit(t *testing.T) {
 				r.net.Isolate(b)
 				obj, err := r.node(b).Get(ctx(), key, 1)
 				if err != nil || len(obj.Live()) != 1 {
-					t.Fatalf("read at b: %v %s", err, simObject(obj))
+					t.Fatalf("read at b: %v %s", err, history.ObjectString(obj))
 				}
 				if _, err := r.node(b).Put(ctx(), key, []byte("z"), obj.Clock, 2); err == nil {
 					t.Fatal("put z reached a quorum with b cut off")
@@ -93,7 +94,7 @@ func TestSimDotReuseAfterCrashBeforeCommit(t *testing.T) {
 				}
 				if !slices.Contains(simLive(final), "y") {
 					t.Errorf("acknowledged put y (context %s) lost: the final read is %s; A reissued the dot of x, which z's clock covers",
-						simClock(yctx), simObject(final))
+						history.ClockString(yctx), history.ObjectString(final))
 				}
 			})
 		})
@@ -127,7 +128,7 @@ func TestSimWipedOwnerDoesNotReplaceAcknowledged(t *testing.T) {
 			t.Fatalf("final read: %v", err)
 		}
 		if live := simLive(final); !slices.Contains(live, "first") || !slices.Contains(live, "second") {
-			t.Fatalf("after a wipe and a blind put the R=3 read is %s: the acknowledged first was replaced", simObject(final))
+			t.Fatalf("after a wipe and a blind put the R=3 read is %s: the acknowledged first was replaced", history.ObjectString(final))
 		}
 	})
 }
@@ -175,7 +176,7 @@ func TestSimFailedSyncTaintsTheActor(t *testing.T) {
 				t.Fatalf("final read: %v", err)
 			}
 			if live := simLive(final); !slices.Contains(live, "x") || !slices.Contains(live, "y") {
-				t.Fatalf("seed %d: after a failed sync and a restart the R=3 read is %s, want x and y", seed, simObject(final))
+				t.Fatalf("seed %d: after a failed sync and a restart the R=3 read is %s, want x and y", seed, history.ObjectString(final))
 			}
 		})
 	}
@@ -196,7 +197,7 @@ func TestSimNothingLeavesBeforeTheLog(t *testing.T) {
 		time.Sleep(time.Second)
 		for _, o := range owners[1:] {
 			if obj, err := r.nodes[o].n.Replica(key); err != nil || obj != nil {
-				t.Fatalf("%s holds %s (%v) of a write its coordinator never logged", o, simObject(obj), err)
+				t.Fatalf("%s holds %s (%v) of a write its coordinator never logged", o, history.ObjectString(obj), err)
 			}
 		}
 	})
@@ -242,7 +243,7 @@ func TestSimDuplicatedForwardIsTwoWrites(t *testing.T) {
 		}
 		if live := simLive(final); len(live) > 0 {
 			t.Errorf("put via %s (context %s) then acknowledged delete with that context; the final read still has %q: %s",
-				via, simClock(clock), live, simObject(final))
+				via, history.ClockString(clock), live, history.ObjectString(final))
 		}
 	})
 }
@@ -346,7 +347,7 @@ func TestSimHotKeyThroughCrashLoop(t *testing.T) {
 			if first == nil {
 				first = obj
 			} else if !version.Equal(first, obj) {
-				t.Fatalf("replicas of %s differ after the loop:\n%s\n%s", key, simObject(first), simObject(obj))
+				t.Fatalf("replicas of %s differ after the loop:\n%s\n%s", key, history.ObjectString(first), history.ObjectString(obj))
 			}
 		}
 		if live := simLive(first); len(live) != 1 || live[0] != "last" {

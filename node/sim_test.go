@@ -17,9 +17,11 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/kvmesh/kvmesh/internal/history"
 	"github.com/kvmesh/kvmesh/node"
 	"github.com/kvmesh/kvmesh/node/disk"
 	"github.com/kvmesh/kvmesh/node/transport"
+	"github.com/kvmesh/kvmesh/node/version"
 	"github.com/kvmesh/kvmesh/protocol"
 )
 
@@ -29,8 +31,9 @@ import (
 // clients drive a bounded workload through Node.Get/Put/Delete while a
 // nemesis drawn from the same seed drops, delays, duplicates and reorders
 // messages, partitions the network and crashes and restarts nodes. Then
-// everything heals, every key is read with R=all, the owners' replicas
-// must converge, and the checkers (sim_check_test.go) look at the history.
+// everything heals, every key is read with R=all, the replicas must
+// converge, and the fault suite's checkers (internal/history, see
+// sim_check_test.go) judge the history.
 //
 // Replay is best-effort: the seed fixes every random choice, but Go
 // schedules goroutines as it likes, so the interleaving may differ.
@@ -45,6 +48,7 @@ import (
 const (
 	simNodes        = 5
 	simReplicas     = 3
+	simWriteQuorum  = simReplicas/2 + 1 // what w=0 asks for: a majority
 	simDefaultSeeds = 20
 	simOpTimeout    = 3 * time.Second // client-side bound on every call
 	simRequestTO    = time.Second     // node.Config.RequestTimeout
@@ -112,9 +116,6 @@ func TestSim(t *testing.T) {
 				t.Parallel()
 				res := runSim(t, simConfigFor(seed))
 				t.Log(res.summary())
-				for _, n := range res.notes {
-					t.Log(n)
-				}
 				mu.Lock()
 				total.merge(res)
 				mu.Unlock()
@@ -155,8 +156,9 @@ type simRun struct {
 	mu        sync.Mutex
 	nodes     map[string]*simNode
 	crashes   int
-	powerLoss int // crashes that lost power too, and wipes: each may add an actor
-	wiped     bool
+	powerLoss int            // crashes that lost power too, wipes and disk failures: each may add an actor
+	newActors map[string]int // the same, per node
+	wipes     []int64        // when data dirs were wiped (history.Config.Losses)
 }
 
 // runSim runs one seed in a fresh bubble and returns the checkers'
@@ -179,10 +181,11 @@ func runSim(t *testing.T, cfg simConfig) *simResult {
 func newSimRun(t testing.TB, cfg simConfig, base string) *simRun {
 	r := &simRun{
 		t: t, cfg: cfg, start: time.Now(), base: base,
-		net:   transport.NewMemNetwork(cfg.seed),
-		hist:  newSimHistory(),
-		nodes: make(map[string]*simNode),
-		stop:  make(chan struct{}),
+		net:       transport.NewMemNetwork(cfg.seed),
+		hist:      &simHistory{},
+		nodes:     make(map[string]*simNode),
+		newActors: make(map[string]int),
+		stop:      make(chan struct{}),
 	}
 	r.trace = &simTrace{start: r.start}
 	for i := range simNodes {
@@ -215,7 +218,6 @@ func (r *simRun) run() *simResult {
 	}
 	r.nemesis(rand.New(rand.NewPCG(uint64(r.cfg.seed), 2)))
 	r.stopClients()
-	loadEnd := r.now()
 
 	// Heal everything, restart every node, let in-flight work settle.
 	r.net.Heal()
@@ -228,24 +230,40 @@ func (r *simRun) run() *simResult {
 	}
 	time.Sleep(3 * time.Second)
 
-	res := &simResult{seed: r.cfg.seed, crashes: r.crashes, newActors: r.powerLoss, net: r.net.Stats(), loadTime: loadEnd}
+	res := &simResult{seed: r.cfg.seed, crashes: r.crashes, newActors: r.powerLoss, net: r.net.Stats()}
 	// Every key written (reads of absent keys need no final read).
-	ops, invoked := r.hist.snapshot()
+	ops := r.hist.snapshot()
 	written := make(map[string]bool)
 	for i := range r.cfg.hotKeys {
 		written[fmt.Sprintf("hot%d", i)] = true
 	}
 	for _, op := range ops {
-		if op.Kind != "get" {
+		if op.Kind != history.KindRead {
 			written[op.Key] = true
 		}
 	}
 	keys := slices.Sorted(maps.Keys(written))
-	_, diverged := r.dumpReplicas(keys)
-	res.divergedBefore = len(diverged)
-	final := r.finalReads(keys, res)
-	replicas := r.awaitConvergence(keys, res)
-	check(res, r.cfg, ops, invoked, final, replicas)
+	res.keys = len(keys)
+	res.divergedBefore = simKeysOf(history.Diverged(keys, r.dumpAll(keys), simReplicas, r.incarnations()))
+	objs := r.finalReads(keys, res)
+	held := r.awaitConvergence(keys, res)
+	finals := make(map[string]history.Final, len(keys))
+	for _, key := range keys {
+		obj, ok := objs[key]
+		if !ok {
+			finals[key] = history.Final{Key: key, Err: "no final read succeeded"}
+			continue
+		}
+		finals[key] = simFinal(key, obj)
+		// P4: the replicas converged to what the final read returned.
+		if o := held[key]; !version.Equal(obj, o) {
+			res.violate("P4", key, "replicas converged to %s, the final read returned %s", history.ObjectString(o), history.ObjectString(obj))
+		}
+	}
+	r.mu.Lock()
+	losses := slices.Clone(r.wipes)
+	r.mu.Unlock()
+	res.judge(ops, finals, history.Config{Writers: simWriters(ops), Strict: true, Losses: losses})
 	for _, l := range r.trace.snapshot() {
 		if strings.Contains(l, "panic") {
 			res.violate("panic", "", "%s", l)
@@ -264,7 +282,8 @@ func (r *simRun) run() *simResult {
 }
 
 // finalReads reads every key with R=all, retrying a bounded number of
-// times; the reads repair the replicas that answered stale.
+// times; the reads repair the replicas that answered stale. A key whose
+// reads all failed is missing from the result.
 func (r *simRun) finalReads(keys []string, res *simResult) map[string]*protocol.Object {
 	final := make(map[string]*protocol.Object, len(keys))
 	rng := rand.New(rand.NewPCG(uint64(r.cfg.seed), 3))
@@ -289,75 +308,77 @@ func (r *simRun) finalReads(keys []string, res *simResult) map[string]*protocol.
 	return final
 }
 
-// awaitConvergence polls, for at most 30s of fake time, until every
-// owner of every key holds the same object, and returns the owners'
-// objects (of the first owner) at the end.
+// awaitConvergence polls, for at most 30s of fake time, until the
+// replicas of every key have converged (history.Diverged), and returns
+// what each key's replicas hold then (nil: none holds it).
 func (r *simRun) awaitConvergence(keys []string, res *simResult) map[string]*protocol.Object {
 	const deadline = 30 * time.Second
 	begin := r.now()
 	for {
-		replicas, diverged := r.dumpReplicas(keys)
-		if len(diverged) == 0 {
-			res.convergence = r.now() - begin
-			return replicas
-		}
-		if r.now()-begin > deadline {
-			res.convergence = -1
-			for _, k := range diverged[:min(len(diverged), 20)] {
-				res.violate("P4", k, "owners did not converge within %v: %s", deadline, r.describeReplicas(k))
+		dumps := r.dumpAll(keys)
+		divs := history.Diverged(keys, dumps, simReplicas, r.incarnations())
+		if len(divs) == 0 || r.now()-begin > deadline {
+			if len(divs) == 0 {
+				res.convergence = r.now() - begin
+			} else {
+				res.convergence = -1
+				for _, d := range divs[:min(len(divs), 20)] {
+					res.violate("P4", d.Key, "not converged within %v: %s", deadline, d.Detail)
+				}
+				if len(divs) > 20 {
+					res.violate("P4", "", "%d more divergences", len(divs)-20)
+				}
 			}
-			if len(diverged) > 20 {
-				res.violate("P4", "", "%d more keys did not converge", len(diverged)-20)
+			held := make(map[string]*protocol.Object, len(keys))
+			for _, key := range keys {
+				if h := history.Holders(dumps, key); len(h) > 0 {
+					held[key] = dumps[h[0]][key]
+				}
 			}
-			return replicas
+			return held
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 }
 
-func (r *simRun) dumpReplicas(keys []string) (map[string]*protocol.Object, []string) {
-	replicas := make(map[string]*protocol.Object, len(keys))
-	var diverged []string
-	for _, key := range keys {
-		objs := r.ownerObjects(key)
-		same := true
-		for _, o := range objs[1:] {
-			if !simSameObject(objs[0], o) {
-				same = false
-			}
-		}
-		if !same {
-			diverged = append(diverged, key)
-		}
-		replicas[key] = objs[0]
-	}
-	return replicas, diverged
-}
-
-func (r *simRun) ownerObjects(key string) []*protocol.Object {
+// dumpAll returns what every node's own replica holds of keys.
+func (r *simRun) dumpAll(keys []string) history.Dumps {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var objs []*protocol.Object
-	for _, id := range r.nodes[r.ids[0]].n.Owners(key) {
-		o, err := r.nodes[id].n.Replica(key)
-		if err != nil {
-			r.t.Errorf("seed %d: replica %q on %s: %v", r.cfg.seed, key, id, err)
+	dumps := make(history.Dumps, len(r.ids))
+	for _, id := range r.ids {
+		m := make(map[string]*protocol.Object, len(keys))
+		for _, key := range keys {
+			o, err := r.nodes[id].n.Replica(key)
+			if err != nil {
+				r.t.Errorf("seed %d: replica %q on %s: %v", r.cfg.seed, key, id, err)
+			}
+			m[key] = o
 		}
-		objs = append(objs, o)
+		dumps[id] = m
 	}
-	return objs
+	return dumps
 }
 
-func (r *simRun) describeReplicas(key string) string {
+// incarnations is how many actors each node may have issued dots under:
+// one, plus one per power loss, wipe and disk failure (node/identity.go).
+func (r *simRun) incarnations() map[string]int {
 	r.mu.Lock()
-	owners := r.nodes[r.ids[0]].n.Owners(key)
-	r.mu.Unlock()
-	objs := r.ownerObjects(key)
-	parts := make([]string, len(objs))
-	for i, o := range objs {
-		parts[i] = owners[i] + "=" + simObject(o)
+	defer r.mu.Unlock()
+	m := make(map[string]int, len(r.ids))
+	for _, id := range r.ids {
+		m[id] = 1 + r.newActors[id]
 	}
-	return strings.Join(parts, " ")
+	return m
+}
+
+// simKeysOf counts the keys that divergences name.
+func simKeysOf(divs []history.Divergence) int {
+	keys := make(map[string]bool)
+	for _, d := range divs {
+		keys[d.Key] = true
+	}
+	return len(keys)
 }
 
 // pick returns a random live node, its id and its epoch, for a call.
@@ -485,6 +506,9 @@ func (r *simRun) crash(power bool, ids ...string) {
 	r.crashes += len(ids)
 	if power {
 		r.powerLoss += len(ids)
+		for _, id := range ids {
+			r.newActors[id]++
+		}
 	}
 	r.mu.Unlock()
 	// The disks first: that is the instant of the crash (closing an
@@ -516,6 +540,7 @@ func (r *simRun) breakDisk(id string, full bool) {
 	r.mu.Lock()
 	sn := r.nodes[id]
 	r.powerLoss++ // its next run takes a new actor
+	r.newActors[id]++
 	r.mu.Unlock()
 	if full {
 		sn.disk.SetSpace(0)
@@ -543,7 +568,8 @@ func (r *simRun) wipe(id string) {
 	r.mu.Lock()
 	sn := r.nodes[id]
 	r.powerLoss++
-	r.wiped = true
+	r.newActors[id]++
+	r.wipes = append(r.wipes, int64(r.now()))
 	r.mu.Unlock()
 	fsys := sn.disk.FS()
 	entries, err := fsys.ReadDir(r.dataDir(id))
@@ -692,7 +718,7 @@ func (r *simRun) nemesis(rng *rand.Rand) {
 			at := r.now() + time.Second + time.Duration(rng.Int64N(int64(2*time.Second)))
 			restartAt[y], restartAt[z] = at, at
 		case x < 83:
-			if !wipeOK || r.wiped || len(down) > 0 || len(mendAt) > 0 {
+			if !wipeOK || len(r.wipes) > 0 || len(down) > 0 || len(mendAt) > 0 {
 				continue
 			}
 			id := r.upRandom(rng)
@@ -721,15 +747,14 @@ func (r *simRun) nemesis(rng *rand.Rand) {
 // and returns those two owners and the key: crashing them at once is the
 // sharpest test of "acknowledged means on disk".
 func (r *simRun) awaitAck(x string, max time.Duration) (string, string, string) {
-	ops, _ := r.hist.snapshot()
-	seen := len(ops)
-	isolated := r.now()
+	seen := len(r.hist.snapshot())
+	isolated := int64(r.now())
 	for end := r.now() + max; r.now() < end; {
 		time.Sleep(5 * time.Millisecond)
-		ops, _ := r.hist.snapshot()
+		ops := r.hist.snapshot()
 		for _, op := range ops[seen:] {
 			// Invoked after the isolation: x cannot have it.
-			if op.Kind != "put" || op.Outcome != simOK || op.Invoke <= isolated {
+			if op.Kind != history.KindPut || op.Outcome != history.OK || op.Start <= isolated {
 				continue
 			}
 			owners := r.owners(op.Key)
