@@ -312,7 +312,7 @@ func faultRun(t *testing.T, s faultSpec, p faultParams, seed int64, raceNodes bo
 			problems = append(problems, fmt.Sprintf("node %s exited on its own (crash)", q.id))
 			c.kill(q) // reap, then serve again so the checks can run
 		}
-		if q.cmd == nil {
+		if q.run == nil {
 			if err := c.start(q); err != nil {
 				t.Errorf("restart %s after the run: %v", q.id, err)
 			}

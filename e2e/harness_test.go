@@ -6,7 +6,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/kvmesh/kvmesh/client"
 	"github.com/kvmesh/kvmesh/internal/freeport"
+	"github.com/kvmesh/kvmesh/internal/spawn"
 )
 
 // kvmeshBin is the binary built once by TestMain; binDir holds it.
@@ -101,8 +101,7 @@ type proc struct {
 	clientPort  int
 	clusterPort int
 	logPath     string
-	cmd         *exec.Cmd // nil while killed
-	exited      chan struct{}
+	run         *spawn.Proc // nil while killed
 	paused      bool
 	kills       int // unclean stops so far: each makes the node a new incarnation
 }
@@ -110,24 +109,14 @@ type proc struct {
 func (p *proc) url() string { return fmt.Sprintf("nats://%s:%d", p.host, p.clientPort) }
 
 func (p *proc) pid() int {
-	if p.cmd == nil {
+	if p.run == nil {
 		return 0
 	}
-	return p.cmd.Process.Pid
+	return p.run.Pid()
 }
 
 // crashed reports whether p exited although the test did not kill it.
-func (p *proc) crashed() bool {
-	if p.cmd == nil {
-		return false
-	}
-	select {
-	case <-p.exited:
-		return true
-	default:
-		return false
-	}
-}
+func (p *proc) crashed() bool { return p.run != nil && p.run.HasExited() }
 
 // procCluster is a store of real node processes on free loopback ports,
 // or in network namespaces of a netLab.
@@ -236,11 +225,6 @@ func startCluster(t *testing.T, o clusterOpts) *procCluster {
 // safe to call from a nemesis goroutine: they return errors, never call
 // t.Fatal.
 func (c *procCluster) launch(p *proc) error {
-	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(logf, "=== start %s\n", time.Now().Format(time.RFC3339Nano))
 	args := []string{"node", "--id", p.id, "--data", p.dir,
 		"--listen", fmt.Sprintf("%s:%d", p.host, p.clientPort),
 		"--cluster", fmt.Sprintf("%s:%d", p.host, p.clusterPort),
@@ -254,73 +238,30 @@ func (c *procCluster) launch(p *proc) error {
 	} else {
 		cmd = exec.Command(c.bin, args...)
 	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the test
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return fmt.Errorf("start %s: %w", p.id, err)
+	run, err := spawn.Start(p.id, cmd, p.logPath)
+	if err != nil {
+		return err
 	}
-	p.cmd, p.paused = cmd, false
-	p.exited = make(chan struct{})
-	exited := p.exited
-	go func() {
-		_ = cmd.Wait()
-		logf.Close()
-		close(exited)
-	}()
+	p.run, p.paused = run, false
 	return nil
 }
 
+// waitReady waits until p's current run serves (its log shows a ready
+// line for each start), at most timeout.
 func (c *procCluster) waitReady(p *proc, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		if n := countReady(p.logPath); n > 0 && n >= readyWanted(p) {
-			return nil
-		}
-		select {
-		case <-p.exited:
-			b, _ := os.ReadFile(p.logPath)
-			return fmt.Errorf("%s exited before it was ready:\n%s", p.id, tail(string(b), 3000))
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready after %v", p.id, timeout)
-		}
-	}
-}
-
-// readyWanted is how many "ready" lines p's log must show: one per start.
-func readyWanted(p *proc) int {
-	b, _ := os.ReadFile(p.logPath)
-	return strings.Count(string(b), "=== start ")
-}
-
-func countReady(path string) int {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	n := 0
-	s := bufio.NewScanner(f)
-	s.Buffer(make([]byte, 64<<10), 1<<20)
-	for s.Scan() {
-		if strings.Contains(s.Text(), " ready: clients ") {
-			n++
-		}
-	}
-	return n
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return p.run.WaitReady(ctx, " ready: clients ")
 }
 
 // kill sends SIGKILL (also to a paused process) and waits for the
 // process to be gone. Only processes this cluster started are signalled.
 func (c *procCluster) kill(p *proc) {
-	if p.cmd == nil {
+	if p.run == nil {
 		return
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.exited
-	p.cmd, p.paused = nil, false
+	p.run.Kill()
+	p.run, p.paused = nil, false
 	p.kills++
 }
 
@@ -337,10 +278,10 @@ func (c *procCluster) incarnations() map[string]int {
 
 // pause stops p with SIGSTOP; resume continues it with SIGCONT.
 func (c *procCluster) pause(p *proc) error {
-	if p.cmd == nil {
+	if p.run == nil {
 		return fmt.Errorf("pause %s: not running", p.id)
 	}
-	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := p.run.Signal(syscall.SIGSTOP); err != nil {
 		return fmt.Errorf("pause %s: %w", p.id, err)
 	}
 	p.paused = true
@@ -348,11 +289,11 @@ func (c *procCluster) pause(p *proc) error {
 }
 
 func (c *procCluster) resume(p *proc) error {
-	if p.cmd == nil || !p.paused {
+	if p.run == nil || !p.paused {
 		return nil
 	}
 	p.paused = false
-	if err := p.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+	if err := p.run.Signal(syscall.SIGCONT); err != nil {
 		return fmt.Errorf("resume %s: %w", p.id, err)
 	}
 	return nil

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kvmesh/kvmesh/internal/spawn"
 )
 
 func TestPercentileAndMedian(t *testing.T) {
@@ -304,6 +306,12 @@ func shmBenchDirs(t *testing.T) []string {
 	return m
 }
 
+// logHas reports whether the file at path holds s.
+func logHas(path, s string) bool {
+	b, _ := os.ReadFile(path)
+	return strings.Contains(string(b), s)
+}
+
 func TestBenchInterruptKillsChildren(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts server processes")
@@ -325,7 +333,7 @@ func TestBenchInterruptKillsChildren(t *testing.T) {
 	deadline := time.Now().Add(45 * time.Second)
 	for !logHas(errf.Name(), "fsync of a 4 KiB append") { // the rounds start next
 		if time.Now().After(deadline) {
-			t.Fatalf("bench never got to measuring:\n%s", lastLines(errf.Name(), 20))
+			t.Fatalf("bench never got to measuring:\n%s", spawn.LastLines(errf.Name(), 20))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -337,7 +345,7 @@ func TestBenchInterruptKillsChildren(t *testing.T) {
 		t.Errorf("interrupted bench: %v, want exit 1", err)
 	}
 	if !logHas(errf.Name(), "interrupted") {
-		t.Errorf("no interrupted message:\n%s", lastLines(errf.Name(), 5))
+		t.Errorf("no interrupted message:\n%s", spawn.LastLines(errf.Name(), 5))
 	}
 	checkCleanedUp(t, dir)
 }

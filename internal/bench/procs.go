@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -18,12 +17,14 @@ import (
 
 	"github.com/kvmesh/kvmesh/internal/cli"
 	"github.com/kvmesh/kvmesh/internal/freeport"
+	"github.com/kvmesh/kvmesh/internal/spawn"
 )
 
 // procs owns every child process of one `kvmesh bench` run: it starts
-// them with Pdeathsig SIGKILL, so none outlives the benchmark even when
-// it is killed itself, and killAll (deferred by the caller, and run on
-// every exit path) kills and reaps the rest. Safe for concurrent use.
+// them with internal/spawn (Pdeathsig SIGKILL, so none outlives the
+// benchmark even when it is killed itself), and killAll (deferred by the
+// caller, and run on every exit path) kills and reaps the rest. Safe for
+// concurrent use.
 type procs struct {
 	exe  string // this binary
 	base string // the run's temp dir: data dirs and logs
@@ -41,40 +42,26 @@ type child struct {
 	clusterPort int
 	dataDir     string
 	logPath     string
-	cmd         *exec.Cmd
-	exited      chan struct{} // closed when the process has been reaped
+	proc        *spawn.Proc
 }
 
 func (c *child) url() string      { return fmt.Sprintf("nats://127.0.0.1:%d", c.clientPort) }
 func (c *child) routeURL() string { return fmt.Sprintf("nats-route://127.0.0.1:%d", c.clusterPort) }
-func (c *child) pid() int         { return c.cmd.Process.Pid }
+func (c *child) pid() int         { return c.proc.Pid() }
 
 // start launches exe with args, its output going to name.log in the base
 // dir.
 func (ps *procs) start(c *child, args []string) error {
 	c.logPath = filepath.Join(ps.base, c.name+".log")
-	logf, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
 	exe := c.exe
 	if exe == "" {
 		exe = ps.exe
 	}
-	cmd := exec.Command(exe, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return fmt.Errorf("start %s: %w", c.name, err)
+	p, err := spawn.Start(c.name, exec.Command(exe, args...), c.logPath)
+	if err != nil {
+		return err
 	}
-	c.cmd = cmd
-	c.exited = make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		logf.Close()
-		close(c.exited)
-	}()
+	c.proc = p
 	ps.mu.Lock()
 	ps.list = append(ps.list, c)
 	ps.mu.Unlock()
@@ -84,19 +71,13 @@ func (ps *procs) start(c *child, args []string) error {
 // stop ends c: SIGTERM first when graceful (a node then closes its store
 // and writes its profile), SIGKILL after grace or at once otherwise.
 func (ps *procs) stop(c *child, graceful bool, grace time.Duration) {
-	if c.cmd == nil {
-		return
+	switch {
+	case c.proc == nil:
+	case graceful:
+		c.proc.Stop(grace)
+	default:
+		c.proc.Kill()
 	}
-	if graceful {
-		_ = c.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-c.exited:
-			return
-		case <-time.After(grace):
-		}
-	}
-	_ = c.cmd.Process.Signal(syscall.SIGKILL)
-	<-c.exited
 }
 
 // killAll kills and reaps every child still running, then removes the
@@ -107,10 +88,10 @@ func (ps *procs) killAll() {
 	ps.list = nil
 	ps.mu.Unlock()
 	for _, c := range list {
-		_ = c.cmd.Process.Signal(syscall.SIGKILL)
+		_ = c.proc.Signal(syscall.SIGKILL)
 	}
 	for _, c := range list {
-		<-c.exited
+		<-c.proc.Exited()
 	}
 	ps.mu.Lock()
 	dirs := ps.memDirs
@@ -134,57 +115,25 @@ func (ps *procs) memDir() (string, error) {
 	return dir, nil
 }
 
-// waitReady waits until c's log shows a line containing marker, failing
-// early when c exits.
-func (c *child) waitReady(ctx context.Context, marker string, timeout time.Duration) error {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if logHas(c.logPath, marker) {
-			return nil
-		}
-		select {
-		case <-c.exited:
-			return fmt.Errorf("%s exited before it was ready; its log ends: %s", c.name, lastLines(c.logPath, 3))
-		case <-deadline.C:
-			return fmt.Errorf("%s not ready after %v; its log ends: %s", c.name, timeout, lastLines(c.logPath, 3))
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
-		}
-	}
-}
-
-func logHas(path, marker string) bool {
-	f, err := os.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	s.Buffer(make([]byte, 64<<10), 1<<20)
-	for s.Scan() {
-		if strings.Contains(s.Text(), marker) {
-			return true
-		}
-	}
-	return false
-}
-
-// lastLines returns the last n lines of the file at path.
-func lastLines(path string, n int) string {
-	b, _ := os.ReadFile(path)
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
-
 // cluster is a set of servers started together: kvmesh nodes or jsref
 // servers.
 type cluster struct {
 	name  string
 	nodes []*child
+}
+
+// waitReady waits until the log of every server shows its ready line,
+// at most a minute each, failing early when one exits.
+func (c *cluster) waitReady(ctx context.Context, marker func(*child) string) error {
+	for _, n := range c.nodes {
+		ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		err := n.proc.WaitReady(ctx, marker(n))
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (c *cluster) urls() []string {
@@ -256,10 +205,8 @@ func (ps *procs) startKvmeshIn(ctx context.Context, exe, dataRoot, name string, 
 			return nil, err
 		}
 	}
-	for _, c := range cl.nodes {
-		if err := c.waitReady(ctx, " ready: clients ", 60*time.Second); err != nil {
-			return nil, err
-		}
+	if err := cl.waitReady(ctx, func(*child) string { return " ready: clients " }); err != nil {
+		return nil, err
 	}
 	return cl, nil
 }
@@ -283,10 +230,8 @@ func (ps *procs) startNATS(ctx context.Context, name string, size int, sync stri
 			return nil, err
 		}
 	}
-	for _, c := range cl.nodes {
-		if err := c.waitReady(ctx, "jsref "+c.name+" ready", 60*time.Second); err != nil {
-			return nil, err
-		}
+	if err := cl.waitReady(ctx, func(c *child) string { return "jsref " + c.name + " ready" }); err != nil {
+		return nil, err
 	}
 	return cl, nil
 }
@@ -413,9 +358,7 @@ func (ps *procs) ourTicks() uint64 {
 	defer ps.mu.Unlock()
 	t := procTicks(os.Getpid())
 	for _, c := range ps.list {
-		select {
-		case <-c.exited:
-		default:
+		if !c.proc.HasExited() {
 			t += procTicks(c.pid())
 		}
 	}
