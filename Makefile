@@ -21,6 +21,8 @@ test: vet
 	$(GO) test -race -count=1 -timeout 12m $(PKGS)
 	$(GO) test -race -count=1 -timeout 5m -tags kvmesh_planted -run 'Planted|EarlyAck' ./node/...
 
+## unit: the fast tier: every package with -short (the fault suite's
+## nemeses and the long simulation loops skip)
 unit:
 	$(GO) test -race -count=1 -short $(PKGS)
 

@@ -121,6 +121,9 @@ func TestFaultDiskFull(t *testing.T) {
 }
 
 func runFaultSpec(t *testing.T, s faultSpec) {
+	if testing.Short() {
+		t.Skip("the nemeses run in make test and make soak, not in make unit (-short)")
+	}
 	p := paramsFor(s)
 	seed := int64(envInt("KVMESH_SEED", 0))
 	if seed == 0 {
@@ -444,9 +447,9 @@ func finalRead(ctx context.Context, cl *client.Client, key string, deadline time
 	}
 }
 
-// dumpAll asks every node for its own replica of each key (protocol
-// RPCRead on its RPC subject, over a connection to that node's own
-// server): what each replica holds, without any quorum or repair.
+// dumpAll asks every node for its own replica of each key (on its admin
+// replicas subject, over a connection to that node's own server): what
+// each replica holds, without any quorum or repair.
 func (c *procCluster) dumpAll(keys []string) (history.Dumps, error) {
 	dumps := history.Dumps{}
 	for _, p := range c.procs {
@@ -478,7 +481,7 @@ func (c *procCluster) dump(p *proc, keys []string) (map[string]*protocol.Object,
 		if err != nil {
 			return nil, err
 		}
-		m, err := nc.Request(subjects.NodeRPC(p.id), b, 5*time.Second)
+		m, err := nc.Request(subjects.AdminNodeReplicas(p.id), b, 5*time.Second)
 		if err != nil {
 			return nil, fmt.Errorf("dump %s: %w", p.id, err)
 		}

@@ -36,6 +36,9 @@ import (
 // TestFaultKill9Double -v ./e2e/ (whether that catches it depends on the
 // schedule; this test makes it certain).
 func TestPlantedEarlyAckIsCaught(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the planted bug's fault run is in make test, not in make unit (-short)")
+	}
 	dir, err := os.MkdirTemp("", "kvmesh-fault-planted-")
 	if err != nil {
 		t.Fatal(err)
