@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -45,6 +46,9 @@ import (
 // By default each run takes 20 consecutive seeds from a random base, so
 // successive runs explore new schedules; a failure names its seed.
 
+// simContextKey seals and opens causal contexts as the nodes do.
+var simContextKey, _ = protocol.NewContextKey(testSecret, protocol.DefaultPrefix)
+
 const (
 	simNodes        = 5
 	simReplicas     = 3
@@ -54,11 +58,61 @@ const (
 	simRequestTO    = time.Second     // node.Config.RequestTimeout
 )
 
-// simAPI is what a client calls: a node's Go API.
+// simAPI is what a client calls: a node's client API (simCall), with the
+// clocks of the causal contexts opened so that the checks can read them.
 type simAPI interface {
 	Get(ctx context.Context, key string, r int) (*protocol.Object, error)
 	Put(ctx context.Context, key string, value []byte, cctx protocol.Clock, w int) (protocol.Clock, error)
 	Delete(ctx context.Context, key string, cctx protocol.Clock, w int) (protocol.Clock, error)
+}
+
+// simCall is simAPI over node.Call, the client API every real client goes
+// through (quorums as text, contexts sealed by the store and opened
+// again), as a client in another process would see it: a read's object
+// holds its live values and its clock, no dots.
+type simCall struct {
+	n   *node.Node
+	key *protocol.ContextKey // the store secret's, to seal and open contexts
+}
+
+func (c simCall) call(ctx context.Context, it protocol.ClientItem) (protocol.ClientResult, protocol.Clock, error) {
+	if it.Quorum == "0" {
+		it.Quorum = "" // the default: a majority
+	}
+	r, err := c.n.Call(ctx, it)
+	if err != nil {
+		return r, nil, err
+	}
+	clock, cerr := c.key.Open(it.Key, r.Context)
+	if cerr != nil {
+		return r, nil, fmt.Errorf("the node gave a context it cannot open: %w", cerr)
+	}
+	return r, clock, r.Error()
+}
+
+func (c simCall) Get(ctx context.Context, key string, r int) (*protocol.Object, error) {
+	res, clock, err := c.call(ctx, protocol.ClientItem{Op: protocol.BatchGet, Key: key, Quorum: strconv.Itoa(r)})
+	if errors.Is(err, protocol.ErrKeyNotFound) {
+		err = nil // absent, or deleted: the clock says which
+	}
+	if err != nil || clock == nil {
+		return nil, err
+	}
+	obj := &protocol.Object{Clock: clock}
+	for _, v := range res.Values {
+		obj.Siblings = append(obj.Siblings, protocol.Sibling{Value: v})
+	}
+	return obj, nil
+}
+
+func (c simCall) Put(ctx context.Context, key string, value []byte, cctx protocol.Clock, w int) (protocol.Clock, error) {
+	_, clock, err := c.call(ctx, protocol.ClientItem{Op: protocol.BatchPut, Key: key, Value: value, Quorum: strconv.Itoa(w), Context: c.key.Seal(key, cctx)})
+	return clock, err
+}
+
+func (c simCall) Delete(ctx context.Context, key string, cctx protocol.Clock, w int) (protocol.Clock, error) {
+	_, clock, err := c.call(ctx, protocol.ClientItem{Op: protocol.BatchDel, Key: key, Quorum: strconv.Itoa(w), Context: c.key.Seal(key, cctx)})
+	return clock, err
 }
 
 type simConfig struct {
@@ -293,7 +347,9 @@ func (r *simRun) finalReads(keys []string, res *simResult) map[string]*protocol.
 			_, n, _ := r.pick(rng)
 			ctx, cancel := context.WithTimeout(context.Background(), simOpTimeout)
 			var obj *protocol.Object
-			obj, err = n.Get(ctx, key, simReplicas)
+			// The node's Go API, not the client's: the read's object,
+			// dots and all, is compared with the replicas'.
+			obj, err = n.(simCall).n.Get(ctx, key, simReplicas)
 			cancel()
 			if err == nil {
 				final[key] = obj
@@ -392,7 +448,7 @@ func (r *simRun) pick(rng *rand.Rand) (string, simAPI, int) {
 		}
 	}
 	id := up[rng.IntN(len(up))]
-	return id, r.nodes[id].n, r.nodes[id].epoch
+	return id, simCall{n: r.nodes[id].n, key: simContextKey}, r.nodes[id].epoch
 }
 
 // crashedSince reports whether node id crashed after epoch.
