@@ -126,17 +126,16 @@ func (n *Node) coordinateRead(key string, p int, owners []string, r int, finish 
 func (n *Node) coordinateWrite(key string, p int, owners []string, ctx protocol.Clock, sib protocol.Sibling, w int, finish func(protocol.Clock, error)) {
 	op, eff := coord.NewWrite(n.cfg.ID, n.actor, key, owners, ctx, sib.Deleted, w, n.clock.Now(), n.cfg.RequestTimeout)
 	n.drive(p, key, op, eff, func(a coord.Answer) { finish(a.Ctx, a.Err) }, func(d *driver) {
-		err := n.issuer.issue(p, key, ctx, sib, func(obj *protocol.Object) {
+		n.issuer.issue(p, key, ctx, sib, func(obj *protocol.Object) {
 			d.call(func(time.Time) coord.Effects { return op.OnLogged(obj) })
 		}, func(err error) {
 			if err != nil {
 				n.log.Error("local write failed", "key", key, "err", err)
 			}
 			d.call(func(now time.Time) coord.Effects { return op.OnStored(err, now) })
-		})
-		if err != nil { // nothing was issued: the client gets the real reason
+		}, func(err error) { // nothing was issued: the client gets the real reason
 			d.call(func(time.Time) coord.Effects { return op.OnIssueFailed(err) })
-		}
+		})
 	})
 }
 

@@ -14,16 +14,23 @@ import (
 // issuer issues the dots of the writes this node coordinates, without
 // waiting for the store's fsync: the new object is computed from the
 // newest object this node has issued for the key (kept in memory until
-// its commit is durable) or else from the store, under a per-key stripe
-// lock, and it goes to the other owners as soon as its record is in the
-// local log file (logged), in parallel with the local fsync. So a node
-// issues each of its dots for a key exactly once and in order (the
+// its commit is durable) or else from the store, under the lock of the
+// key's stripe, and it goes to the other owners as soon as its record is
+// in the local log file (logged), in parallel with the local fsync. So a
+// node issues each of its dots for a key exactly once and in order (the
 // dotted-version-vector invariant), and no dot leaves the node before its
 // own log holds it (identity.go).
+//
+// No lock is held across a disk read: when the key's newest object is
+// neither pending nor in the store's memtables, it is read from bbolt on
+// a reader goroutine (reads.go), and the writes of that key that arrive
+// meanwhile wait in line for it (loading), so none can be issued from an
+// object older than another's.
 type issuer struct {
 	st      *store.Store
 	self    string
 	now     func() time.Time // sibling timestamps
+	read    func(p int, key string, done func(*protocol.Object, error))
 	seed    maphash.Seed
 	stripes [64]stripe
 }
@@ -31,12 +38,25 @@ type issuer struct {
 type stripe struct {
 	mu      sync.Mutex
 	pending map[string]*protocol.Object // issued, local commit not yet known
+	loading map[string][]*issueReq      // keys being read from bbolt: the writes waiting for it
 }
 
-func newIssuer(st *store.Store, self string, now func() time.Time) *issuer {
-	is := &issuer{st: st, self: self, now: now, seed: maphash.MakeSeed()}
+// issueReq is one write to issue and where its outcome goes.
+type issueReq struct {
+	p      int
+	key    string
+	ctx    protocol.Clock
+	sib    protocol.Sibling
+	logged func(*protocol.Object)
+	done   func(error)
+	failed func(error)
+}
+
+func newIssuer(st *store.Store, self string, now func() time.Time, read func(int, string, func(*protocol.Object, error))) *issuer {
+	is := &issuer{st: st, self: self, now: now, read: read, seed: maphash.MakeSeed()}
 	for i := range is.stripes {
 		is.stripes[i].pending = make(map[string]*protocol.Object)
+		is.stripes[i].loading = make(map[string][]*issueReq)
 	}
 	return is
 }
@@ -46,42 +66,92 @@ func newIssuer(st *store.Store, self string, now func() time.Time) *issuer {
 // called with the new object once its record is in the log file (the
 // object may leave the node then), done after fsync or with the commit's
 // error (logged then may or may not have been called). Both run on the
-// store's committer and must not block. Nothing is issued when issue
-// returns an error.
-func (is *issuer) issue(p int, key string, ctx protocol.Clock, sib protocol.Sibling, logged func(*protocol.Object), done func(error)) error {
+// store's committer and must not block. If nothing can be issued, failed
+// gets the reason instead (and neither of the others is called). issue
+// never blocks on the disk; failed may be called before it returns.
+func (is *issuer) issue(p int, key string, ctx protocol.Clock, sib protocol.Sibling, logged func(*protocol.Object), done, failed func(error)) {
+	r := &issueReq{p: p, key: key, ctx: ctx, sib: sib, logged: logged, done: done, failed: failed}
 	s := &is.stripes[maphash.String(is.seed, key)%uint64(len(is.stripes))]
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	if waiting, ok := s.loading[key]; ok {
+		s.loading[key] = append(waiting, r) // after the write whose read is out
+		s.mu.Unlock()
+		return
+	}
 	base, inflight := s.pending[key]
 	if !inflight {
-		var err error
-		if base, err = is.st.Get(p, key); err != nil {
-			return err
+		obj, cached, err := is.st.Cached(p, key)
+		if err != nil {
+			s.mu.Unlock()
+			failed(err)
+			return
 		}
+		if !cached {
+			s.loading[key] = []*issueReq{r}
+			s.mu.Unlock()
+			is.read(p, key, func(obj *protocol.Object, err error) { is.loaded(s, key, obj, err) })
+			return
+		}
+		base = obj
 	}
-	sib.Time = is.now().UnixNano()
-	obj, err := version.Update(base, ctx, is.self, sib)
+	err := is.apply(s, base, r)
+	s.mu.Unlock()
+	if err != nil {
+		failed(err)
+	}
+}
+
+// loaded issues, in order, the writes that waited for key's object to be
+// read from bbolt, the first from obj and each next from the one before.
+func (is *issuer) loaded(s *stripe, key string, obj *protocol.Object, err error) {
+	s.mu.Lock()
+	waiting := s.loading[key]
+	delete(s.loading, key)
+	var fails []func()
+	for _, r := range waiting {
+		if err == nil {
+			if base, inflight := s.pending[key]; inflight {
+				obj = base
+			}
+			if aerr := is.apply(s, obj, r); aerr != nil {
+				fails = append(fails, func() { r.failed(aerr) })
+			}
+			continue
+		}
+		fails = append(fails, func() { r.failed(err) })
+	}
+	s.mu.Unlock()
+	for _, f := range fails {
+		f()
+	}
+}
+
+// apply issues r's dot from base and queues the commit; s.mu is held.
+// Nothing is issued when it returns an error.
+func (is *issuer) apply(s *stripe, base *protocol.Object, r *issueReq) error {
+	r.sib.Time = is.now().UnixNano()
+	obj, err := version.Update(base, r.ctx, is.self, r.sib)
 	if err != nil {
 		return err
 	}
 	var sent atomic.Bool
-	err = is.st.ApplyLogged(p, key, syncInto(obj), func() {
+	err = is.st.ApplyLogged(r.p, r.key, syncInto(obj), func() {
 		sent.Store(true)
-		logged(obj)
+		r.logged(obj)
 	}, func(_ *protocol.Object, err error) {
 		// After a failed commit the object stays pending if it was sent:
 		// its dot may be on other replicas, so it must never be issued
 		// again (and the store takes no more writes anyway). One that was
 		// never sent is forgotten.
 		if err == nil || !sent.Load() {
-			is.forget(s, key, obj)
+			is.forget(s, r.key, obj)
 		}
-		done(err)
+		r.done(err)
 	})
 	if err != nil {
 		return err
 	}
-	s.pending[key] = obj
+	s.pending[r.key] = obj
 	return nil
 }
 

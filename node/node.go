@@ -180,8 +180,8 @@ func (n *Node) start(ctx context.Context) error {
 	if !kept && !st.Created() {
 		n.log.Info("issuing dots as a new actor: this store's page cache or data may not hold every dot the last run sent", "actor", n.actor)
 	}
-	n.issuer = newIssuer(st, n.actor, n.clock.Now)
 	n.startReaders()
+	n.issuer = newIssuer(st, n.actor, n.clock.Now, n.readStore)
 	if n.mem, err = loadMembership(st, n.cfg.ID, n.cfg.Partitions, n.cfg.Replicas); err != nil {
 		return err
 	}

@@ -54,6 +54,17 @@ func (n *Node) failReads() {
 	}
 }
 
+// readStore reads key from bbolt on a reader goroutine, without looking
+// at the memtables first (the caller did), and hands the result to done;
+// a full queue is ErrOverloaded at once. It never blocks.
+func (n *Node) readStore(p int, key string, done func(*protocol.Object, error)) {
+	select {
+	case n.reads <- readJob{p, key, done}:
+	default:
+		done(nil, protocol.Errorf(protocol.ErrOverloaded, "node %s: %d replica reads queued", n.cfg.ID, readBacklog))
+	}
+}
+
 // readReplica reads this node's replica of key in partition p and hands
 // it to done: at once when the memtables hold it, else from a reader
 // goroutine. It never blocks.
@@ -63,9 +74,5 @@ func (n *Node) readReplica(p int, key string, done func(*protocol.Object, error)
 		done(obj, err)
 		return
 	}
-	select {
-	case n.reads <- readJob{p, key, done}:
-	default:
-		done(nil, protocol.Errorf(protocol.ErrOverloaded, "node %s: %d replica reads queued", n.cfg.ID, readBacklog))
-	}
+	n.readStore(p, key, done)
 }
