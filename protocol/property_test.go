@@ -63,13 +63,14 @@ func randClock(rng *rand.Rand) Clock {
 	if rng.Intn(4) == 0 {
 		return nil
 	}
-	ids := map[string]bool{}
-	for n := 1 + rng.Intn(6); len(ids) < n; {
-		ids[randNodeID(rng)] = true
-	}
+	// Draw in a fixed order (not a map's), so a seed gives one clock.
 	var c Clock
-	for id := range ids {
-		c = append(c, Dot{Node: id, Counter: randCounter(rng)})
+	seen := map[string]bool{}
+	for n := 1 + rng.Intn(6); len(c) < n; {
+		if id := randNodeID(rng); !seen[id] {
+			seen[id] = true
+			c = append(c, Dot{Node: id, Counter: randCounter(rng)})
+		}
 	}
 	sortClock(c)
 	return c
