@@ -140,9 +140,9 @@ func wellFormedValues(t testing.TB) []namedValue {
 		{"registered ext 300", ptrTo(extRaw(bytes.Repeat([]byte{7}, 300)))},
 		{"registered ext 70000", ptrTo(extRaw(bytes.Repeat([]byte{7}, 70000)))},
 		{"nested", map[string]any{"a": []any{1, "x", []byte{1}, map[string]any{"b": nil}}, "c": []any{}}},
-		{"Request", &Request{V: 1, From: "n1", Items: []Item{{Tag: 1, Op: RPCWrite, Key: "k", Obj: &Object{
+		{"Request", toReflRequest(&Request{V: 1, From: "n1", Items: []Item{{Tag: 1, Op: RPCWrite, Key: "k", Obj: &Object{
 			Clock: Clock{{Node: "n1", Counter: 1}}, Siblings: []Sibling{{Dot: Dot{Node: "n1", Counter: 1}, Value: []byte("v")}},
-		}}}}},
+		}}}})},
 	}
 	for _, n := range []int{0, 1, 31, 32, 255, 256, 65535, 65536} {
 		vs = append(vs,

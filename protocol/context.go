@@ -6,10 +6,9 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"hash"
 	"sync"
-
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // The causal context (the Kvmesh-Context header) is opaque to clients and
@@ -77,14 +76,10 @@ func (k *ContextKey) Seal(key string, c Clock) string {
 	if len(c) == 0 {
 		return ""
 	}
-	b, err := marshal(c)
-	if err != nil { // a Clock always encodes
-		return ""
-	}
-	raw := make([]byte, 0, 1+contextTagLen+len(b))
-	raw = append(raw, contextVersion)
-	raw = append(raw, k.tag(key, b)...)
-	raw = append(raw, b...)
+	raw := make([]byte, 1+contextTagLen, 1+contextTagLen+maxClockLen(c))
+	raw[0] = contextVersion
+	raw = appendClock(raw, c)
+	copy(raw[1:], k.tag(key, raw[1+contextTagLen:]))
 	return base64.RawURLEncoding.EncodeToString(raw)
 }
 
@@ -113,15 +108,20 @@ func (k *ContextKey) Open(key, s string) (Clock, error) {
 	return decodeClock(b)
 }
 
-// decodeClock decodes the msgpack form of a clock, checking its structure
-// first and its entries after.
+// decodeClock decodes the msgpack form of a clock (appendClock's), checking
+// its structure first and its entries after. Every error is
+// ErrInvalidContext: the bytes came from a client.
 func decodeClock(b []byte) (Clock, error) {
 	if err := CheckMsgpack(b, MaxDepth); err != nil {
 		return nil, Errorf(ErrInvalidContext, "context: %v", err)
 	}
-	var c Clock
-	if err := msgpack.Unmarshal(b, &c); err != nil {
-		return nil, Errorf(ErrInvalidContext, "context: %v", err)
+	d := &decoder{b: b, what: "context"}
+	c, err := d.clock()
+	if err != nil {
+		if errors.Is(err, ErrInvalidContext) {
+			return nil, err
+		}
+		return nil, Errorf(ErrInvalidContext, "%v", err)
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -130,17 +130,21 @@ func decodeClock(b []byte) (Clock, error) {
 }
 
 // EncodeSiblings is the payload of a get reply with several values: the
-// msgpack array of the values.
-func EncodeSiblings(values [][]byte) ([]byte, error) { return marshal(values) }
+// msgpack array of the values, nil for a nil slice or a nil value.
+func EncodeSiblings(values [][]byte) ([]byte, error) {
+	return encodeWith(func(b []byte) []byte { return appendBins(b, values) }), nil
+}
 
 // DecodeSiblings parses the payload EncodeSiblings made.
 func DecodeSiblings(b []byte) ([][]byte, error) {
 	if err := CheckMsgpack(b, MaxDepth); err != nil {
 		return nil, err
 	}
-	var vs [][]byte
-	if err := msgpack.Unmarshal(b, &vs); err != nil {
-		return nil, Errorf(ErrMalformed, "siblings: %v", err)
-	}
-	return vs, nil
+	d := &decoder{b: b, what: "siblings"}
+	// Any count the bytes can hold, as before: a get may return every
+	// live sibling of a merge.
+	return decodeList(d, 1, func(int) error { return nil }, func(v *[]byte) (err error) {
+		*v, err = d.bytes()
+		return err
+	})
 }

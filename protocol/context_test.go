@@ -1,9 +1,11 @@
 package protocol
 
 import (
+	"bytes"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math/rand"
 	"reflect"
 	"strings"
 	"testing"
@@ -42,9 +44,9 @@ func TestContextSealed(t *testing.T) {
 		"another secret": func() (Clock, error) { return other.Open("user.42", s) },
 		"another store":  func() (Clock, error) { return otherPrefix.Open("user.42", s) },
 		"truncated":      func() (Clock, error) { return testContextKey.Open("user.42", s[:len(s)-2]) },
-		"made up":        func() (Clock, error) { return testContextKey.Open("user.42", b64(mustMarshal(t, c))) },
+		"made up":        func() (Clock, error) { return testContextKey.Open("user.42", b64(mustMarshal(t, toReflClock(c)))) },
 		"huge counter": func() (Clock, error) {
-			return testContextKey.Open("user.42", b64(append([]byte{contextVersion}, append(make([]byte, contextTagLen), mustMarshal(t, Clock{{Node: "a", Counter: MaxCounter}})...)...)))
+			return testContextKey.Open("user.42", b64(append([]byte{contextVersion}, append(make([]byte, contextTagLen), mustMarshal(t, toReflClock(Clock{{Node: "a", Counter: MaxCounter}}))...)...)))
 		},
 	}
 	for i := range len(s) {
@@ -232,5 +234,61 @@ func TestSiblingsRoundTrip(t *testing.T) {
 			continue
 		}
 		assertWireError(t, name, err)
+	}
+}
+
+// TestContextCodecMatchesReflection: a sealed context holds the clock's
+// bytes as reflection wrote them, and the clock decoder reads any
+// encoding as reflection read it.
+func TestContextCodecMatchesReflection(t *testing.T) {
+	clocks := []Clock{nil, {}, clockOfInts(), manyDots(15), manyDots(16), manyDots(MaxClockEntries + 1)}
+	rng := rand.New(rand.NewSource(propertySeed))
+	for range 500 {
+		clocks = append(clocks, anyClock(rng), randClock(rng))
+	}
+	for i, c := range clocks {
+		want := compactMarshal(t, toReflClock(c))
+		if got := appendClock(nil, c); !bytes.Equal(got, want) {
+			t.Fatalf("clock %d %v:\n custom %x\n tags   %x", i, c, got, want)
+		}
+		if s := sealContext(c); len(c) > 0 {
+			raw, err := base64.RawURLEncoding.DecodeString(s)
+			if err != nil || !bytes.Equal(raw[1+contextTagLen:], want) {
+				t.Fatalf("clock %d: the context %q does not hold its bytes", i, s)
+			}
+		}
+		assertSameDecode(t, "decodeClock", want, decodeClock, refDecodeClock, false)
+		w := &wire{rng: rng}
+		w.clock(c)
+		assertSameDecode(t, "decodeClock", w.b, decodeClock, refDecodeClock, false)
+	}
+}
+
+// TestSiblingsCodecMatchesReflection: EncodeSiblings writes the bytes
+// reflection wrote and DecodeSiblings reads any encoding as reflection
+// read it.
+func TestSiblingsCodecMatchesReflection(t *testing.T) {
+	lists := [][][]byte{nil, {}, {nil}, {{}}, make([][]byte, 15), make([][]byte, 16), {make([]byte, 65536)}}
+	rng := rand.New(rand.NewSource(propertySeed))
+	for range 500 {
+		var vs [][]byte
+		if rng.Intn(5) > 0 {
+			vs = [][]byte{}
+			for range rng.Intn(20) {
+				vs = append(vs, randBlob(rng))
+			}
+		}
+		lists = append(lists, vs)
+	}
+	for i, vs := range lists {
+		got, _ := EncodeSiblings(vs)
+		want := compactMarshal(t, vs)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("siblings %d:\n custom %s\n tags   %s", i, clip(fmt.Sprintf("%x", got), 300), clip(fmt.Sprintf("%x", want), 300))
+		}
+		assertSameDecode(t, "DecodeSiblings", want, DecodeSiblings, refDecodeSiblings, false)
+		w := &wire{rng: rng}
+		w.values(vs)
+		assertSameDecode(t, "DecodeSiblings", w.b, DecodeSiblings, refDecodeSiblings, false)
 	}
 }

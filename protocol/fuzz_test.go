@@ -64,10 +64,11 @@ func assertBoundedUnmarshal(t testing.TB, b []byte) {
 		func() any { return new([]uint64) },
 		func() any { return new(string) },
 		func() any { return new([]byte) },
-		func() any { return new(Request) },
-		func() any { return new(Reply) },
-		func() any { return new(Object) },
-		func() any { return new(Clock) },
+		func() any { return new(reflRequest) },
+		func() any { return new(reflReply) },
+		func() any { return new(reflObject) },
+		func() any { return new([]reflDot) },
+		func() any { return new(reflAnnounce) },
 	}
 	for _, newTarget := range targets {
 		v := newTarget()

@@ -3,9 +3,8 @@ package protocol
 // Dot is one event: the Counter-th write that node Node coordinated for a
 // key. Every sibling carries the dot of the write that created it.
 type Dot struct {
-	_msgpack struct{} `msgpack:",as_array"`
-	Node     string
-	Counter  uint64
+	Node    string
+	Counter uint64
 }
 
 // Clock is a version vector: for each node, the highest counter of that
@@ -16,18 +15,16 @@ type Clock []Dot
 
 // Sibling is one concurrent value of a key.
 type Sibling struct {
-	_msgpack struct{} `msgpack:",as_array"`
-	Dot      Dot
-	Value    []byte
-	Deleted  bool  // a tombstone: the key was deleted by this write
-	Time     int64 // unix nanoseconds at the coordinator when written
+	Dot     Dot
+	Value   []byte
+	Deleted bool  // a tombstone: the key was deleted by this write
+	Time    int64 // unix nanoseconds at the coordinator when written
 }
 
 // Object is everything a replica stores for one key: the causal clock of
 // all writes it has seen and the siblings no seen write superseded
 // (dotted version vector set, as in Riak 2.x).
 type Object struct {
-	_msgpack struct{} `msgpack:",as_array"`
 	Clock    Clock
 	Siblings []Sibling
 }

@@ -17,39 +17,39 @@ const (
 // node can send many operations to one peer in one NATS message; every
 // item is answered by a Result with the same Tag in one Reply.
 type Request struct {
-	V     int    `msgpack:"v"`
-	From  string `msgpack:"f"`
-	Items []Item `msgpack:"i"`
+	V     int
+	From  string
+	Items []Item
 }
 
 // Item is one operation of a Request.
 type Item struct {
-	Tag uint64  `msgpack:"t"`
-	Op  uint8   `msgpack:"o"`
-	Key string  `msgpack:"k"`
-	Obj *Object `msgpack:"b,omitempty"` // RPCWrite
-	Val []byte  `msgpack:"val,omitempty"`
-	Ctx Clock   `msgpack:"ctx,omitempty"`
-	Del bool    `msgpack:"del,omitempty"`
-	W   int     `msgpack:"w,omitempty"`
+	Tag uint64
+	Op  uint8
+	Key string
+	Obj *Object // RPCWrite
+	Val []byte
+	Ctx Clock
+	Del bool
+	W   int
 }
 
 // Reply answers a Request, one Result per item, in any order.
 type Reply struct {
-	V       int      `msgpack:"v"`
-	From    string   `msgpack:"f"`
-	Results []Result `msgpack:"r"`
+	V       int
+	From    string
+	Results []Result
 }
 
 // Result is the outcome of one Item. Code 0 is success; otherwise Code,
 // Name and Err describe an *Error.
 type Result struct {
-	Tag  uint64  `msgpack:"t"`
-	Code int     `msgpack:"c,omitempty"`
-	Name string  `msgpack:"n,omitempty"`
-	Err  string  `msgpack:"e,omitempty"`
-	Obj  *Object `msgpack:"b,omitempty"` // RPCRead: the replica's object (nil if absent)
-	Ctx  Clock   `msgpack:"ctx,omitempty"`
+	Tag  uint64
+	Code int
+	Name string
+	Err  string
+	Obj  *Object // RPCRead: the replica's object (nil if absent)
+	Ctx  Clock
 }
 
 // MaxBatch bounds the items of one Request.

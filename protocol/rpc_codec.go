@@ -58,7 +58,8 @@ func encodeWith(appendMsg func([]byte) []byte) []byte {
 	return out
 }
 
-// appendObject writes what Object.EncodeMsgpack writes.
+// appendObject writes an object as the array [clock, siblings], each
+// sibling as the array [dot, value, deleted, time].
 func appendObject(b []byte, o *Object) []byte {
 	b = append(b, 0x92)
 	b = appendClock(b, o.Clock)
@@ -92,6 +93,42 @@ func appendDot(b []byte, d Dot) []byte {
 	b = append(b, 0x92)
 	b = appendStr(b, d.Node)
 	return appendUint(b, d.Counter)
+}
+
+// maxClockLen bounds the length of appendClock's encoding of c: a 5-byte
+// header, then per dot a 1-byte header, a string of at most 5 bytes of
+// header and a counter of at most 9 bytes.
+func maxClockLen(c Clock) int {
+	n := 5
+	for _, d := range c {
+		n += 15 + len(d.Node)
+	}
+	return n
+}
+
+// appendBins writes a list of byte strings: nil for a nil list, each
+// value as appendBin writes it.
+func appendBins(b []byte, vs [][]byte) []byte {
+	if vs == nil {
+		return append(b, 0xc0)
+	}
+	b = appendArrayLen(b, len(vs))
+	for _, v := range vs {
+		b = appendBin(b, v)
+	}
+	return b
+}
+
+// appendStrs writes a list of strings: nil for a nil list.
+func appendStrs(b []byte, ss []string) []byte {
+	if ss == nil {
+		return append(b, 0xc0)
+	}
+	b = appendArrayLen(b, len(ss))
+	for _, s := range ss {
+		b = appendStr(b, s)
+	}
+	return b
 }
 
 // The primitives below write what msgpack v5's Encoder writes with
@@ -578,8 +615,7 @@ func (d *decoder) sender() (string, error) {
 	return s, nil
 }
 
-// objectOrNil reads an *Object field: nil, or what Object.DecodeMsgpack
-// reads.
+// objectOrNil reads an *Object field: nil, or what appendObject writes.
 func (d *decoder) objectOrNil() (*Object, error) {
 	if d.nil() {
 		return nil, nil

@@ -169,7 +169,7 @@ func TestDecodeRequestRejectsWire(t *testing.T) {
 		"key is a number":         wireMap(t, req(map[string]any{"t": 1, "o": 1, "k": 5})),
 		"item is an array":        wireMap(t, req([]any{1, 1, "a", nil, nil, nil, false, 0})),
 		"hostile items length":    append(mustHex(t, "83a17601a166a26e31a169"), mustHex(t, "dd7fffffff")...),
-		"trailing byte":           append(mustMarshal(t, validRequest()), 0xc0),
+		"trailing byte":           append(mustMarshal(t, toReflRequest(validRequest())), 0xc0),
 	} {
 		got, err := DecodeRequest(b)
 		if err == nil || got != nil {
@@ -218,11 +218,11 @@ func validReply() *Reply {
 }
 
 func TestDecodeReply(t *testing.T) {
-	r := checkDecodeReply(t, mustMarshal(t, validReply()))
+	r := checkDecodeReply(t, mustMarshal(t, toReflReply(validReply())))
 	if r == nil || len(r.Results) != 3 || !errors.Is(r.Results[1].Error(), ErrOverloaded) {
 		t.Fatalf("got %+v", r)
 	}
-	if r := checkDecodeReply(t, mustMarshal(t, &Reply{V: Version, From: "n2"})); r == nil {
+	if r := checkDecodeReply(t, mustMarshal(t, toReflReply(&Reply{V: Version, From: "n2"}))); r == nil {
 		t.Fatal("a reply with no results rejected")
 	}
 	cases := map[string]func(r *Reply){
