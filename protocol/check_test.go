@@ -13,8 +13,19 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
+// checkMsgpack is the structural check kvmesh made before it decoded by
+// reflection (CheckMsgpack until issue 16): decoder.skip over exactly one
+// value, with nesting bounded by maxDepth. The decoders now bound every
+// length as they read, with skip for the values of unknown keys; the
+// reference decoders of reflection_test.go still run this check before
+// msgpack.Unmarshal, as kvmesh did. The tests below hold it to refCheck.
+func checkMsgpack(b []byte, maxDepth int) error {
+	_, err := decodeMessage(b, "msgpack", func(d *decoder) (struct{}, error) { return struct{}{}, d.skip(maxDepth) })
+	return err
+}
+
 // hostile are inputs whose declared lengths exceed the message. Decoded
-// without CheckMsgpack, several of them kill the process with a fatal
+// by reflection without checkMsgpack, several of them kill the process with a fatal
 // out-of-memory error that recover cannot catch (see
 // shared/notes/reliability.md §4).
 var hostile = map[string]string{
@@ -62,7 +73,7 @@ func mustHex(t testing.TB, s string) []byte {
 func TestCheckMsgpackRejectsHostileLengths(t *testing.T) {
 	for name, h := range hostile {
 		b := mustHex(t, h)
-		err := CheckMsgpack(b, MaxDepth)
+		err := checkMsgpack(b, MaxDepth)
 		if !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s (% x): got %v, want ErrMalformed", name, b, err)
 		}
@@ -72,23 +83,55 @@ func TestCheckMsgpackRejectsHostileLengths(t *testing.T) {
 	}
 }
 
+// Every decoder refuses every hostile length, alone and as the value of
+// an unknown key, and allocates no more than the bytes justify: each
+// bounds lengths itself now that no structural check runs first.
+func TestDecodersRefuseHostileLengths(t *testing.T) {
+	decoders := map[string]func([]byte) error{
+		"request":      func(b []byte) error { _, err := DecodeRequest(b); return err },
+		"reply":        func(b []byte) error { _, err := DecodeReply(b); return err },
+		"client batch": func(b []byte) error { _, err := DecodeClientBatch(b); return err },
+		"client reply": func(b []byte) error { _, err := DecodeClientBatchReply(b); return err },
+		"object":       func(b []byte) error { _, err := DecodeObject(append([]byte{recordFormat}, b...)); return err },
+		"siblings":     func(b []byte) error { _, err := DecodeSiblings(b); return err },
+		"clock":        func(b []byte) error { _, err := decodeClock(b); return err },
+		"announce":     func(b []byte) error { _, err := DecodeAnnounce(b); return err },
+	}
+	for name, h := range hostile {
+		for what, decode := range decoders {
+			for _, b := range [][]byte{
+				mustHex(t, h),
+				append(mustHex(t, "81a178"), mustHex(t, h)...), // {"x": hostile}
+			} {
+				var err error
+				assertBounded(t, what, len(b), func() { err = decode(b) })
+				if err == nil {
+					t.Errorf("%s: hostile %s (% x) accepted", what, name, b)
+					continue
+				}
+				assertWireError(t, what+" "+name, err)
+			}
+		}
+	}
+}
+
 func TestCheckMsgpackRejectsNeverUsed(t *testing.T) {
 	for _, b := range [][]byte{{0xc1}, {0x91, 0xc1}, {0x81, 0xc1, 0x01}, {0x92, 0x01, 0xc1}} {
-		if err := CheckMsgpack(b, MaxDepth); !errors.Is(err, ErrMalformed) {
+		if err := checkMsgpack(b, MaxDepth); !errors.Is(err, ErrMalformed) {
 			t.Errorf("% x: got %v, want ErrMalformed", b, err)
 		}
 	}
 }
 
 func TestCheckMsgpackRejectsEmptyAndTrailing(t *testing.T) {
-	if err := CheckMsgpack(nil, MaxDepth); !errors.Is(err, ErrMalformed) {
+	if err := checkMsgpack(nil, MaxDepth); !errors.Is(err, ErrMalformed) {
 		t.Errorf("nil: got %v", err)
 	}
 	for _, v := range wellFormedValues(t) {
 		b := mustMarshal(t, v.v)
 		for _, tail := range [][]byte{{0x00}, {0xc0}, {0xc1}, b} {
 			in := append(append([]byte{}, b...), tail...)
-			if err := CheckMsgpack(in, MaxDepth); !errors.Is(err, ErrMalformed) {
+			if err := checkMsgpack(in, MaxDepth); !errors.Is(err, ErrMalformed) {
 				t.Fatalf("%s with trailing % x: got %v, want ErrMalformed", v.name, tail, err)
 			}
 		}
@@ -179,7 +222,7 @@ func mustMarshal(t testing.TB, v any) []byte {
 func TestCheckMsgpackAcceptsWellFormed(t *testing.T) {
 	for _, v := range wellFormedValues(t) {
 		b := mustMarshal(t, v.v)
-		if err := CheckMsgpack(b, MaxDepth); err != nil {
+		if err := checkMsgpack(b, MaxDepth); err != nil {
 			t.Errorf("%s (% x...): %v", v.name, b[:min(len(b), 8)], err)
 		}
 		if !refCheck(b, MaxDepth) {
@@ -209,7 +252,7 @@ func TestCheckMsgpackAcceptsEveryHeaderForm(t *testing.T) {
 		"d4017f", "d40190", "c70101dc",
 	} {
 		b := mustHex(t, h)
-		if err := CheckMsgpack(b, MaxDepth); err != nil {
+		if err := checkMsgpack(b, MaxDepth); err != nil {
 			t.Errorf("%s: %v", h, err)
 		}
 		if !refCheck(b, MaxDepth) {
@@ -229,12 +272,12 @@ func TestCheckMsgpackRejectsEveryTruncation(t *testing.T) {
 			step = len(b)/64 + 1 // the big values: a sample of cut points
 		}
 		for cut := 0; cut < len(b); cut += step {
-			if err := CheckMsgpack(b[:cut], MaxDepth); !errors.Is(err, ErrMalformed) {
+			if err := checkMsgpack(b[:cut], MaxDepth); !errors.Is(err, ErrMalformed) {
 				t.Fatalf("%s cut at %d of %d: got %v, want ErrMalformed", v.name, cut, len(b), err)
 			}
 		}
 		for cut := max(0, len(b)-10); cut < len(b); cut++ { // always the last cuts
-			if err := CheckMsgpack(b[:cut], MaxDepth); !errors.Is(err, ErrMalformed) {
+			if err := checkMsgpack(b[:cut], MaxDepth); !errors.Is(err, ErrMalformed) {
 				t.Fatalf("%s cut at %d of %d: got %v, want ErrMalformed", v.name, cut, len(b), err)
 			}
 		}
@@ -271,7 +314,7 @@ func TestCheckMsgpackDepth(t *testing.T) {
 		{mustHex(t, "93910191019101"), 1, false},
 		{mustHex(t, "9391019101919101"), 2, false},
 	} {
-		err := CheckMsgpack(tc.b, tc.maxDepth)
+		err := checkMsgpack(tc.b, tc.maxDepth)
 		if (err == nil) != tc.ok {
 			t.Errorf("% x depth %d: got %v, want ok=%v", tc.b, tc.maxDepth, err, tc.ok)
 		}
@@ -280,7 +323,7 @@ func TestCheckMsgpackDepth(t *testing.T) {
 		}
 	}
 	// A very deep message is rejected, not walked into a stack overflow.
-	if err := CheckMsgpack(nest(1<<20), 1<<30); err == nil {
+	if err := checkMsgpack(nest(1<<20), 1<<30); err == nil {
 		t.Error("1M nested arrays accepted")
 	}
 }
@@ -296,27 +339,27 @@ func TestCheckMsgpackMaxDepthFitsMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := CheckMsgpack(b, MaxDepth); err != nil {
+	if err := checkMsgpack(b, MaxDepth); err != nil {
 		t.Fatal(err)
 	}
-	if err := CheckMsgpack(b, 6); err == nil {
+	if err := checkMsgpack(b, 6); err == nil {
 		t.Fatal("a request with an object fits in depth 6: the depth test above is not testing anything")
 	}
 }
 
-// After CheckMsgpack accepts, decoding must stay within a small multiple
+// After checkMsgpack accepts, decoding must stay within a small multiple
 // of the input even for inputs built to be expensive.
 func TestCheckMsgpackBoundsAllocation(t *testing.T) {
 	for _, h := range []string{
 		"dc0100" + strings.Repeat("c0", 256),
 		"dc0100" + strings.Repeat("80", 256),
 		// A zero-length ext then a real map: DecodeMapLen reads through the
-		// ext header into the map, whose length CheckMsgpack did check.
+		// ext header into the map, whose length checkMsgpack did check.
 		"92c70001" + "81a161c0",
 		"92c70001" + "de0100" + strings.Repeat("a0c0", 256),
 	} {
 		b := mustHex(t, h)
-		if err := CheckMsgpack(b, MaxDepth); err != nil {
+		if err := checkMsgpack(b, MaxDepth); err != nil {
 			t.Fatalf("%s: %v", h[:12], err)
 		}
 		assertBoundedUnmarshal(t, b)
@@ -324,7 +367,7 @@ func TestCheckMsgpackBoundsAllocation(t *testing.T) {
 }
 
 func TestCheckMsgpackErrorsAreMalformed(t *testing.T) {
-	err := CheckMsgpack([]byte{0xdd, 0x7f, 0xff, 0xff, 0xff}, MaxDepth)
+	err := checkMsgpack([]byte{0xdd, 0x7f, 0xff, 0xff, 0xff}, MaxDepth)
 	if code, name := Classify(err); code != 400 || name != ErrMalformed.Name {
 		t.Fatalf("got %d %s", code, name)
 	}
@@ -342,7 +385,7 @@ func skipAll(b []byte) error {
 	return nil
 }
 
-// refCheck is a naive recursive reference for CheckMsgpack: it accepts
+// refCheck is a naive recursive reference for checkMsgpack: it accepts
 // exactly one value, with every length within the message, no 0xc1, no
 // ext whose data begins with a map header, and no non-empty container
 // nested deeper than min(maxDepth, 32).
@@ -441,7 +484,7 @@ func TestCheckMsgpackRefusesExtDataThatLooksLikeAMap(t *testing.T) {
 		&extRaw{0x81, 1, 2},
 	} {
 		b := mustMarshal(t, v)
-		if err := CheckMsgpack(b, MaxDepth); !errors.Is(err, ErrMalformed) {
+		if err := checkMsgpack(b, MaxDepth); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%v (% x): got %v, want ErrMalformed", v, b, err)
 		}
 	}
@@ -451,7 +494,7 @@ func TestCheckMsgpackRefusesExtDataThatLooksLikeAMap(t *testing.T) {
 			continue
 		}
 		b := mustMarshal(t, &extRaw{byte(c), 0xdd, 0x7f, 0xff, 0xff, 0xff})
-		if err := CheckMsgpack(b, MaxDepth); err != nil {
+		if err := checkMsgpack(b, MaxDepth); err != nil {
 			t.Errorf("ext data %02x...: %v", c, err)
 		}
 		assertBoundedUnmarshal(t, b)

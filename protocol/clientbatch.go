@@ -99,19 +99,13 @@ func EncodeClientBatchReply(r *ClientBatchReply) ([]byte, error) {
 // quorums and contexts are left to the node, item by item. Errors are
 // ErrMalformed.
 func DecodeClientBatch(b []byte) (*ClientBatch, error) {
-	if err := CheckMsgpack(b, MaxDepth); err != nil {
-		return nil, err
-	}
-	return decodeClientBatch(b)
+	return decodeMessage(b, "client batch", (*decoder).clientBatch)
 }
 
 // DecodeClientBatchReply decodes a ClientBatchReply from untrusted bytes.
 // Errors are ErrMalformed.
 func DecodeClientBatchReply(b []byte) (*ClientBatchReply, error) {
-	if err := CheckMsgpack(b, MaxDepth); err != nil {
-		return nil, err
-	}
-	return decodeClientBatchReply(b)
+	return decodeMessage(b, "client batch reply", (*decoder).clientBatchReply)
 }
 
 // ---- encoding ----
@@ -222,8 +216,7 @@ var (
 // minClientItemLen is the smallest item a decoder accepts: {"o":1}.
 const minClientItemLen = 4
 
-func decodeClientBatch(b []byte) (*ClientBatch, error) {
-	d := &decoder{b: b, what: "client batch"}
+func (d *decoder) clientBatch() (*ClientBatch, error) {
 	var r ClientBatch
 	err := d.fields(clientBatchKeys, func(k string) (err error) {
 		switch k {
@@ -289,8 +282,7 @@ func (d *decoder) clientItem(it *ClientItem) error {
 	return nil
 }
 
-func decodeClientBatchReply(b []byte) (*ClientBatchReply, error) {
-	d := &decoder{b: b, what: "client batch reply"}
+func (d *decoder) clientBatchReply() (*ClientBatchReply, error) {
 	var r ClientBatchReply
 	err := d.fields(clientReplyKeys, func(k string) (err error) {
 		switch k {

@@ -112,11 +112,7 @@ func (k *ContextKey) Open(key, s string) (Clock, error) {
 // its structure first and its entries after. Every error is
 // ErrInvalidContext: the bytes came from a client.
 func decodeClock(b []byte) (Clock, error) {
-	if err := CheckMsgpack(b, MaxDepth); err != nil {
-		return nil, Errorf(ErrInvalidContext, "context: %v", err)
-	}
-	d := &decoder{b: b, what: "context"}
-	c, err := d.clock()
+	c, err := decodeMessage(b, "context", (*decoder).clock)
 	if err != nil {
 		if errors.Is(err, ErrInvalidContext) {
 			return nil, err
@@ -137,12 +133,12 @@ func EncodeSiblings(values [][]byte) ([]byte, error) {
 
 // DecodeSiblings parses the payload EncodeSiblings made.
 func DecodeSiblings(b []byte) ([][]byte, error) {
-	if err := CheckMsgpack(b, MaxDepth); err != nil {
-		return nil, err
-	}
-	d := &decoder{b: b, what: "siblings"}
-	// Any count the bytes can hold, as before: a get may return every
-	// live sibling of a merge.
+	return decodeMessage(b, "siblings", (*decoder).siblings)
+}
+
+// siblings reads any count of values the bytes can hold, as reflection
+// did: a get may return every live sibling of a merge.
+func (d *decoder) siblings() ([][]byte, error) {
 	return decodeList(d, 1, func(int) error { return nil }, func(v *[]byte) (err error) {
 		*v, err = d.bytes()
 		return err

@@ -3,11 +3,11 @@
 // msgpack messages that travel between nodes and are stored in bbolt.
 //
 // It holds types, constants and pure encode/decode functions only; it
-// starts no goroutines and imports nothing but the standard library and
-// msgpack. Everything that decodes bytes from the network or the disk goes
-// through a structural check first (see CheckMsgpack), because msgpack v5
-// trusts declared lengths and a five-byte message could otherwise exhaust
-// memory.
+// starts no goroutines and imports nothing but the standard library. Its
+// msgpack codec is written by hand (see decoder): every decoder of bytes
+// from the network or the disk bounds each declared length by the bytes
+// that remain before it allocates, because a five-byte message that claims
+// 2^31 items must be an error, not an out-of-memory crash.
 package protocol
 
 // Version is the protocol version carried by every node-to-node message

@@ -46,7 +46,7 @@ func assertBounded(t testing.TB, what string, n int, decode func()) {
 	}
 }
 
-// assertBoundedUnmarshal decodes b, which CheckMsgpack accepted, into
+// assertBoundedUnmarshal decodes b, which checkMsgpack accepted, into
 // every kind of target other packages may use, and fails if any decode
 // allocates beyond the budget. Decode errors are fine: only memory counts.
 func assertBoundedUnmarshal(t testing.TB, b []byte) {
@@ -248,7 +248,7 @@ func checkDecodeSiblings(t testing.TB, b []byte) [][]byte {
 	return vs
 }
 
-// checkCheckMsgpack asserts CheckMsgpack's contract on b: it agrees with
+// checkCheckMsgpack asserts checkMsgpack's contract on b: it agrees with
 // the naive reference at several depths, its errors are ErrMalformed,
 // what it accepts msgpack can walk to the end, and what it accepts decodes
 // into any target within the allocation budget.
@@ -256,23 +256,23 @@ func checkCheckMsgpack(t testing.TB, b []byte) {
 	t.Helper()
 	prevOK := false
 	for _, depth := range []int{0, 1, 2, MaxDepth, 32} {
-		err := CheckMsgpack(b, depth)
+		err := checkMsgpack(b, depth)
 		if err != nil && !errors.Is(err, ErrMalformed) {
 			t.Fatalf("depth %d: error %v is not ErrMalformed", depth, err)
 		}
 		if ref := refCheck(b, depth); ref != (err == nil) {
-			t.Fatalf("depth %d: CheckMsgpack says %v, the reference says ok=%v", depth, err, ref)
+			t.Fatalf("depth %d: checkMsgpack says %v, the reference says ok=%v", depth, err, ref)
 		}
 		if prevOK && err != nil {
 			t.Fatalf("accepted at a lower depth, rejected at %d: %v", depth, err)
 		}
 		prevOK = err == nil
 	}
-	if CheckMsgpack(b, MaxDepth) != nil {
+	if checkMsgpack(b, MaxDepth) != nil {
 		return
 	}
 	if err := skipAll(b); err != nil {
-		t.Fatalf("CheckMsgpack accepts what msgpack cannot walk: %v", err)
+		t.Fatalf("checkMsgpack accepts what msgpack cannot walk: %v", err)
 	}
 	assertBoundedUnmarshal(t, b)
 }

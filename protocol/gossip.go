@@ -30,10 +30,10 @@ func EncodeAnnounce(a *Announce) ([]byte, error) {
 
 // DecodeAnnounce decodes and validates an announcement.
 func DecodeAnnounce(b []byte) (*Announce, error) {
-	if err := CheckMsgpack(b, MaxDepth); err != nil {
-		return nil, err
-	}
-	d := &decoder{b: b, what: "announce"}
+	return decodeMessage(b, "announce", (*decoder).announce)
+}
+
+func (d *decoder) announce() (*Announce, error) {
 	var a Announce
 	err := d.fields(announceKeys, func(k string) (err error) {
 		switch k {

@@ -225,7 +225,7 @@ func fromReflReply(r *reflReply) *Reply {
 // refDecodeRequest is DecodeRequest as it was with reflection: the
 // reference the hand-written decoder is held to.
 func refDecodeRequest(b []byte) (*Request, error) {
-	if err := CheckMsgpack(b, MaxDepth); err != nil {
+	if err := checkMsgpack(b, MaxDepth); err != nil {
 		return nil, err
 	}
 	var head struct {
@@ -284,7 +284,7 @@ func refDecodeRequest(b []byte) (*Request, error) {
 
 // refDecodeReply is DecodeReply as it was with reflection.
 func refDecodeReply(b []byte) (*Reply, error) {
-	if err := CheckMsgpack(b, MaxDepth); err != nil {
+	if err := checkMsgpack(b, MaxDepth); err != nil {
 		return nil, err
 	}
 	var rr reflReply
@@ -311,7 +311,7 @@ func refDecodeReply(b []byte) (*Reply, error) {
 
 // refDecodeAnnounce is DecodeAnnounce as it was with reflection.
 func refDecodeAnnounce(b []byte) (*Announce, error) {
-	if err := CheckMsgpack(b, MaxDepth); err != nil {
+	if err := checkMsgpack(b, MaxDepth); err != nil {
 		return nil, err
 	}
 	var ra reflAnnounce
@@ -342,7 +342,7 @@ func refDecodeAnnounce(b []byte) (*Announce, error) {
 // refDecodeClock is the decoder of a context's clock as it was with
 // reflection.
 func refDecodeClock(b []byte) (Clock, error) {
-	if err := CheckMsgpack(b, MaxDepth); err != nil {
+	if err := checkMsgpack(b, MaxDepth); err != nil {
 		return nil, Errorf(ErrInvalidContext, "context: %v", err)
 	}
 	var rc []reflDot
@@ -358,7 +358,7 @@ func refDecodeClock(b []byte) (Clock, error) {
 
 // refDecodeSiblings is DecodeSiblings as it was with reflection.
 func refDecodeSiblings(b []byte) ([][]byte, error) {
-	if err := CheckMsgpack(b, MaxDepth); err != nil {
+	if err := checkMsgpack(b, MaxDepth); err != nil {
 		return nil, err
 	}
 	var vs [][]byte
@@ -373,7 +373,7 @@ var structKeys = map[string]bool{"v": true, "f": true, "i": true, "r": true,
 	"t": true, "o": true, "k": true, "b": true, "val": true, "ctx": true, "del": true, "w": true,
 	"c": true, "n": true, "e": true, "m": true, "s": true}
 
-// hasRepeatedKey reports whether a map anywhere in b, which CheckMsgpack
+// hasRepeatedKey reports whether a map anywhere in b, which checkMsgpack
 // accepted, has a struct key twice (str and bin count as the same).
 func hasRepeatedKey(b []byte) bool {
 	d := msgpack.NewDecoder(bytes.NewReader(b))
@@ -418,7 +418,7 @@ func hasRepeatedKey(b []byte) bool {
 		}
 		return false
 	}
-	if CheckMsgpack(b, MaxDepth) != nil {
+	if checkMsgpack(b, MaxDepth) != nil {
 		return false
 	}
 	return walk()

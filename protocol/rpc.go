@@ -87,19 +87,13 @@ func EncodeReply(r *Reply) ([]byte, error) {
 // the result is checked: the sender id, the op of each item (read at full
 // width), its key, object, context and write quorum.
 func DecodeRequest(b []byte) (*Request, error) {
-	if err := CheckMsgpack(b, MaxDepth); err != nil {
-		return nil, err
-	}
-	return decodeRequest(b)
+	return decodeMessage(b, "request", (*decoder).request)
 }
 
 // DecodeReply decodes and validates a Reply from the wire: the sender id,
 // the number of results and the object and context of each.
 func DecodeReply(b []byte) (*Reply, error) {
-	if err := CheckMsgpack(b, MaxDepth); err != nil {
-		return nil, err
-	}
-	return decodeReply(b)
+	return decodeMessage(b, "reply", (*decoder).reply)
 }
 
 // recordFormat is the first byte of every stored record, so the on-disk
@@ -119,17 +113,18 @@ func DecodeObject(b []byte) (*Object, error) {
 	if len(b) < 1 || b[0] != recordFormat {
 		return nil, Errorf(ErrMalformed, "record: unknown format")
 	}
-	b = b[1:]
-	if err := CheckMsgpack(b, MaxDepth); err != nil {
-		return nil, err
-	}
-	d := &decoder{b: b, what: "record"}
+	return decodeMessage(b[1:], "record", (*decoder).record)
+}
+
+// record reads a stored object: nil decodes as the empty object, as it
+// always did.
+func (d *decoder) record() (*Object, error) {
 	o, err := d.objectOrNil()
 	if err != nil {
 		return nil, err
 	}
 	if o == nil {
-		o = &Object{} // nil decodes as the empty object, as it always did
+		o = &Object{}
 	}
 	if err := o.Validate(); err != nil {
 		return nil, err
@@ -247,10 +242,8 @@ var (
 	resultKeys  = []string{"t", "c", "n", "e", "b", "ctx"}
 )
 
-// decodeRequest decodes and validates a Request from bytes CheckMsgpack
-// accepted.
-func decodeRequest(b []byte) (*Request, error) {
-	d := &decoder{b: b, what: "request"}
+// request reads and validates a Request.
+func (d *decoder) request() (*Request, error) {
 	var r Request
 	err := d.fields(requestKeys, func(k string) (err error) {
 		switch k {
@@ -346,10 +339,8 @@ func (d *decoder) item(it *Item) error {
 	return nil
 }
 
-// decodeReply decodes and validates a Reply from bytes CheckMsgpack
-// accepted.
-func decodeReply(b []byte) (*Reply, error) {
-	d := &decoder{b: b, what: "reply"}
+// reply reads and validates a Reply.
+func (d *decoder) reply() (*Reply, error) {
 	var r Reply
 	err := d.fields(replyKeys, func(k string) (err error) {
 		switch k {

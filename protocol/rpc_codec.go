@@ -7,31 +7,33 @@ import (
 	"sync"
 )
 
-// Hand-written msgpack codecs for the node-to-node messages (Request,
-// Item, Reply, Result), which every replica operation encodes and decodes
-// once on each side; msgpack reflection was about a sixth of a loaded
-// node's CPU. This file holds the primitives and the array forms of
-// Object, Clock and Dot; the map forms of the messages are in rpc.go.
+// kvmesh's one msgpack codec: every message it sends or stores (node RPC,
+// client batches, stored objects, the siblings payload, causal contexts,
+// announcements) is encoded by append functions and decoded by a decoder
+// that reads the bytes directly, both written by hand. msgpack reflection
+// was about a sixth of a loaded node's CPU, and msgpack v5 trusts declared
+// lengths: five bytes could make it allocate until the process died.
 //
 // The wire form is exactly what msgpack v5 wrote by reflection with
 // compact integers: each message struct is a map whose keys are its tags
 // in field order, omitempty fields are left out when zero, every integer
-// and length takes its shortest form, and Object and Clock keep the array
-// forms of record_codec.go. TestRPCCodecMatchesReflection pins the bytes,
-// so peers of either kind agree.
+// and length takes its shortest form, and Object, Sibling, Dot and Clock
+// are arrays. The golden test (testdata/wire.golden) and the
+// *MatchesReflection tests pin the bytes, so peers of every version agree
+// and old stores stay readable.
 //
 // The decoder reads any encoding reflection read (keys in any order, any
-// integer width, unknown keys skipped), except forms no encoder of ours
-// ever wrote, which are now malformed: a Reply or Result spelled as an
-// array, a nil Result, and a map that repeats a field's key (reflection
-// merged the values).
+// integer width, str or bin for either, unknown keys skipped), except
+// forms no encoder of ours ever wrote, which are malformed: a message
+// struct spelled as an array, a nil Result, and a map that repeats a
+// field's key (reflection merged the values).
 //
-// It works on the bytes directly, after CheckMsgpack, in one pass: it reads
-// ops and lengths at full width (msgpack v5 stored op 257 into a uint8 as
-// RPCRead), and it refuses an item count, a clock or a sibling list that
-// the remaining bytes could not hold or that the limits forbid before it
-// allocates for them. It checks every length itself too, so a bug in the
-// structural check is an error here, not a panic.
+// It reads in one pass, and it bounds every declared length by the bytes
+// that remain before it allocates or moves past it: a str or bin longer
+// than what is left, a list of more elements than the bytes could hold at
+// the smallest size of one, or more than the limits allow, is refused
+// first. It reads ops and lengths at full width (msgpack v5 stored op 257
+// into a uint8 as RPCRead).
 
 // ---- encoding ----
 
@@ -230,10 +232,28 @@ type decoder struct {
 	b    []byte
 	pos  int
 	what string // "request" or "reply"
+	// depth is the number of containers open around pos, so that the
+	// value of an unknown key nests at most MaxDepth deep in all.
+	depth int
 	// ids are node ids read so far: a batch names the same few nodes in
 	// every clock, and each is allocated once.
 	ids  [8]string
 	nids int
+}
+
+// decodeMessage decodes one whole message, b, with read: whatever read
+// leaves unread is malformed.
+func decodeMessage[T any](b []byte, what string, read func(*decoder) (T, error)) (T, error) {
+	d := &decoder{b: b, what: what}
+	v, err := read(d)
+	if err == nil && d.left() > 0 {
+		err = d.errorf("%d trailing bytes", d.left())
+	}
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return v, nil
 }
 
 func (d *decoder) errorf(format string, args ...any) error {
@@ -484,13 +504,14 @@ func (d *decoder) fields(keys []string, fn func(key string) error) error {
 		return err
 	}
 	var seen uint16
+	d.depth++
 	for range n {
 		k, err := d.field(keys, &seen)
 		if err != nil {
 			return err
 		}
 		if k == "" {
-			err = d.skip()
+			err = d.skip(MaxDepth - d.depth)
 		} else {
 			err = fn(k)
 		}
@@ -498,6 +519,7 @@ func (d *decoder) fields(keys []string, fn func(key string) error) error {
 			return err
 		}
 	}
+	d.depth--
 	return nil
 }
 
@@ -521,20 +543,39 @@ func (d *decoder) field(keys []string, seen *uint16) (string, error) {
 	return "", nil
 }
 
-// skip skips one value of any type.
-func (d *decoder) skip() error {
-	for n := 1; n > 0; n-- {
+// skip skips one value of any type: the value of a key the decoder does
+// not know. Like every read, it refuses a declared length the remaining
+// bytes cannot hold (a str, bin or ext payload longer than what is left,
+// an array of n items in fewer than n bytes, a map of n entries in fewer
+// than 2n) before it moves past it; and it refuses a value whose
+// non-empty containers nest more than depth levels, 0xc1 (never used),
+// and an ext whose data begins with a map header. The last two are what
+// the structural check before reflection decoding refused (msgpack v5
+// read a map through an ext header), kept so that a message is accepted
+// exactly when older nodes accepted it.
+func (d *decoder) skip(depth int) error {
+	var stack [32]int // for each open container, the values it still holds
+	open := stack[:0]
+	depth = min(depth, len(stack))
+	for values := 1; values > 0 || len(open) > 0; {
+		if values == 0 { // the innermost container is done
+			values, open = open[len(open)-1], open[:len(open)-1]
+			continue
+		}
+		values--
 		c, err := d.code()
 		if err != nil {
 			return err
 		}
-		var size uint64 // payload bytes to skip
+		var size uint64     // payload bytes to skip
+		var children uint64 // values of a container that starts here
+		container, ext := false, false
 		switch {
 		case c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3:
 		case c >= 0x80 && c <= 0x8f:
-			n += 2 * int(c&0x0f)
+			children, container = 2*uint64(c&0x0f), true
 		case c >= 0x90 && c <= 0x9f:
-			n += int(c & 0x0f)
+			children, container = uint64(c&0x0f), true
 		case c >= 0xa0 && c <= 0xbf:
 			size = uint64(c & 0x1f)
 		case c == 0xc4 || c == 0xd9:
@@ -543,15 +584,9 @@ func (d *decoder) skip() error {
 			size, err = d.be(2)
 		case c == 0xc6 || c == 0xdb:
 			size, err = d.be(4)
-		case c == 0xc7:
-			size, err = d.be(1)
-			size++ // type byte
-		case c == 0xc8:
-			size, err = d.be(2)
-			size++
-		case c == 0xc9:
-			size, err = d.be(4)
-			size++
+		case c >= 0xc7 && c <= 0xc9: // ext 8, 16, 32: length, then a type byte
+			size, err = d.be(1 << (c - 0xc7))
+			size, ext = size+1, true
 		case c == 0xca, c == 0xce, c == 0xd2:
 			size = 4
 		case c == 0xcb, c == 0xcf, c == 0xd3:
@@ -560,36 +595,49 @@ func (d *decoder) skip() error {
 			size = 1
 		case c == 0xcd, c == 0xd1:
 			size = 2
-		case c >= 0xd4 && c <= 0xd8: // fixext: type byte and 1..16 bytes
-			size = 1 + 1<<(c-0xd4)
-		case c == 0xdc || c == 0xdd || c == 0xde || c == 0xdf: // array16/32, map16/32
-			width := 2
-			if c == 0xdd || c == 0xdf {
-				width = 4
-			}
-			var m uint64
-			if m, err = d.be(width); err == nil {
-				if c >= 0xde {
-					m *= 2
-				}
-				if m > uint64(d.left()) {
-					return d.errorf("container of %d items exceeds the message", m)
-				}
-				n += int(m)
-			}
+		case c >= 0xd4 && c <= 0xd8: // fixext: a type byte and 1..16 bytes
+			size, ext = 1+1<<(c-0xd4), true
+		case c == 0xdc || c == 0xde: // array16, map16
+			children, err = d.be(2)
+			container = true
+		case c == 0xdd || c == 0xdf: // array32, map32
+			children, err = d.be(4)
+			container = true
 		default:
 			return d.errorf("invalid byte 0x%02x", c)
 		}
 		if err != nil {
 			return err
 		}
+		if c == 0xde || c == 0xdf {
+			children *= 2
+		}
 		if size > uint64(d.left()) {
 			return d.errorf("length %d exceeds the message", size)
 		}
+		if ext && size > 1 && isMapHeader(d.b[d.pos+1]) {
+			return d.errorf("ext data begins with a map header")
+		}
 		d.pos += int(size)
+		if !container || children == 0 {
+			continue
+		}
+		// Each value takes a byte at least: refuse at once what would
+		// run out of bytes anyway, and keep the count within an int.
+		if children > uint64(d.left()) {
+			return d.errorf("container of %d values exceeds the message", children)
+		}
+		if len(open) >= depth {
+			return d.errorf("nested deeper than %d", MaxDepth)
+		}
+		open = append(open, values)
+		values = int(children)
 	}
 	return nil
 }
+
+// isMapHeader reports whether c starts a msgpack map (fixmap, map16, map32).
+func isMapHeader(c byte) bool { return c >= 0x80 && c <= 0x8f || c == 0xde || c == 0xdf }
 
 // version reads and checks the protocol version.
 func (d *decoder) version() (int, error) {
@@ -673,11 +721,13 @@ func decodeList[T any](d *decoder, minLen int, check func(n int) error, one func
 		return nil, nil
 	}
 	out := make([]T, n)
+	d.depth++
 	for i := range out {
 		if err := one(&out[i]); err != nil {
 			return nil, err
 		}
 	}
+	d.depth--
 	return out, nil
 }
 

@@ -332,7 +332,7 @@ func (w *wire) junk(depth int) {
 		w.b = append(w.b, 0xca, 0x3f, 0xc0, 0, 0) // a float32
 	case 5:
 		// Every ext form, with data that does not begin with a map
-		// header (CheckMsgpack refuses those).
+		// header (checkMsgpack refuses those).
 		exts := [][]byte{
 			{0xd4, 5, 1}, {0xd5, 5, 1, 2}, {0xd6, 0xff, 0, 0, 0, 1}, append([]byte{0xd7, 5}, make([]byte, 8)...),
 			append([]byte{0xd8, 5}, make([]byte, 16)...), {0xc7, 2, 5, 0x90, 0x01}, {0xc8, 0, 2, 5, 0x90, 0x01},
@@ -640,7 +640,7 @@ func TestRPCDecodeRefusesCountsBeforeAllocating(t *testing.T) {
 			nils(2000)...),
 	}
 	for name, b := range cases {
-		if err := CheckMsgpack(b, MaxDepth); err != nil {
+		if err := checkMsgpack(b, MaxDepth); err != nil {
 			t.Fatalf("%s: not well-formed: %v", name, err)
 		}
 		if _, err := DecodeRequest(b); err == nil {
