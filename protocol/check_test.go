@@ -20,7 +20,8 @@ import (
 // reference decoders of reflection_test.go still run this check before
 // msgpack.Unmarshal, as kvmesh did. The tests below hold it to refCheck.
 func checkMsgpack(b []byte, maxDepth int) error {
-	_, err := decodeMessage(b, "msgpack", func(d *decoder) (struct{}, error) { return struct{}{}, d.skip(maxDepth) })
+	d := decoder{b: b, what: "msgpack"}
+	_, err := decodeMessage(&d, func() (struct{}, error) { return struct{}{}, d.skip(maxDepth) })
 	return err
 }
 

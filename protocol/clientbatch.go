@@ -86,12 +86,12 @@ func ClientResultError(tag uint64, err error) ClientResult {
 
 // EncodeClientBatch encodes b. It does not validate it.
 func EncodeClientBatch(b *ClientBatch) ([]byte, error) {
-	return encodeWith(func(out []byte) []byte { return appendClientBatch(out, b) }), nil
+	return encode(b, appendClientBatch), nil
 }
 
 // EncodeClientBatchReply encodes r. It does not validate it.
 func EncodeClientBatchReply(r *ClientBatchReply) ([]byte, error) {
-	return encodeWith(func(out []byte) []byte { return appendClientBatchReply(out, r) }), nil
+	return encode(r, appendClientBatchReply), nil
 }
 
 // DecodeClientBatch decodes a ClientBatch from untrusted bytes: the
@@ -99,122 +99,92 @@ func EncodeClientBatchReply(r *ClientBatchReply) ([]byte, error) {
 // quorums and contexts are left to the node, item by item. Errors are
 // ErrMalformed.
 func DecodeClientBatch(b []byte) (*ClientBatch, error) {
-	return decodeMessage(b, "client batch", (*decoder).clientBatch)
+	d := decoder{b: b, what: "client batch"}
+	return decodeMessage(&d, d.clientBatch)
 }
 
 // DecodeClientBatchReply decodes a ClientBatchReply from untrusted bytes.
 // Errors are ErrMalformed.
 func DecodeClientBatchReply(b []byte) (*ClientBatchReply, error) {
-	return decodeMessage(b, "client batch reply", (*decoder).clientBatchReply)
+	d := decoder{b: b, what: "client batch reply"}
+	return decodeMessage(&d, d.clientBatchReply)
 }
 
 // ---- encoding ----
 
+// Unlike the RPC messages, a batch writes nil lists as empty arrays and
+// nil values as empty bins: its form was designed for the wire, not
+// inherited from reflection.
+
 func appendClientBatch(b []byte, r *ClientBatch) []byte {
-	b = append(b, 0x82, 0xa1, 'v')
-	b = appendInt(b, int64(r.V))
-	b = append(b, 0xa1, 'i')
-	b = appendArrayLen(b, len(r.Items))
-	for i := range r.Items {
-		b = appendClientItem(b, &r.Items[i])
-	}
-	return b
+	m := newMap(b)
+	m.int("v", int64(r.V))
+	m.b = appendArray(m.key("i"), r.Items, appendClientItem)
+	return m.end()
 }
 
 func appendClientItem(b []byte, it *ClientItem) []byte {
-	n := 3
-	for _, present := range [...]bool{it.Value != nil, it.Quorum != "", it.Context != ""} {
-		if present {
-			n++
-		}
-	}
-	b = append(b, 0x80|byte(n), 0xa1, 't')
-	b = appendUint(b, it.Tag)
-	b = append(b, 0xa1, 'o')
-	b = appendUint(b, uint64(it.Op))
-	b = append(b, 0xa1, 'k')
-	b = appendStr(b, it.Key)
+	m := newMap(b)
+	m.uint("t", it.Tag)
+	m.uint("o", uint64(it.Op))
+	m.str("k", it.Key)
 	if it.Value != nil {
-		b = append(b, 0xa1, 'd')
-		b = appendBin(b, it.Value)
+		m.bin("d", it.Value)
 	}
 	if it.Quorum != "" {
-		b = append(b, 0xa1, 'q')
-		b = appendStr(b, it.Quorum)
+		m.str("q", it.Quorum)
 	}
 	if it.Context != "" {
-		b = append(b, 0xa1, 'c')
-		b = appendStr(b, it.Context)
+		m.str("c", it.Context)
 	}
-	return b
+	return m.end()
 }
 
 func appendClientBatchReply(b []byte, r *ClientBatchReply) []byte {
-	b = append(b, 0x83, 0xa1, 'v')
-	b = appendInt(b, int64(r.V))
-	b = append(b, 0xa1, 'f')
-	b = appendStr(b, r.From)
-	b = append(b, 0xa1, 'r')
-	b = appendArrayLen(b, len(r.Results))
-	for i := range r.Results {
-		b = appendClientResult(b, &r.Results[i])
-	}
-	return b
+	m := newMap(b)
+	m.int("v", int64(r.V))
+	m.str("f", r.From)
+	m.b = appendArray(m.key("r"), r.Results, appendClientResult)
+	return m.end()
 }
 
 func appendClientResult(b []byte, res *ClientResult) []byte {
-	n := 1
-	for _, present := range [...]bool{res.Code != 0, res.Name != "", res.Err != "", res.Context != "", res.Siblings != 0, res.Values != nil} {
-		if present {
-			n++
-		}
-	}
-	b = append(b, 0x80|byte(n), 0xa1, 't')
-	b = appendUint(b, res.Tag)
+	m := newMap(b)
+	m.uint("t", res.Tag)
 	if res.Code != 0 {
-		b = append(b, 0xa1, 'c')
-		b = appendInt(b, int64(res.Code))
+		m.int("c", int64(res.Code))
 	}
 	if res.Name != "" {
-		b = append(b, 0xa1, 'n')
-		b = appendStr(b, res.Name)
+		m.str("n", res.Name)
 	}
 	if res.Err != "" {
-		b = append(b, 0xa1, 'e')
-		b = appendStr(b, res.Err)
+		m.str("e", res.Err)
 	}
 	if res.Context != "" {
-		b = append(b, 0xa1, 'x')
-		b = appendStr(b, res.Context)
+		m.str("x", res.Context)
 	}
 	if res.Siblings != 0 {
-		b = append(b, 0xa1, 's')
-		b = appendInt(b, int64(res.Siblings))
+		m.int("s", int64(res.Siblings))
 	}
 	if res.Values != nil {
-		b = append(b, 0xa4, 'v', 'a', 'l', 's')
-		b = appendArrayLen(b, len(res.Values))
-		for _, v := range res.Values {
-			if v == nil {
-				v = []byte{} // a value is never nil on the wire
-			}
-			b = appendBin(b, v)
-		}
+		m.b = appendArray(m.key("vals"), res.Values, appendBinElem)
 	}
-	return b
+	return m.end()
 }
 
 // ---- decoding ----
 
 var (
-	clientBatchKeys  = []string{"v", "i"}
-	clientItemKeys   = []string{"t", "o", "k", "d", "q", "c"}
-	clientReplyKeys  = []string{"v", "f", "r"}
-	clientResultKeys = []string{"t", "c", "n", "e", "x", "s", "vals"}
-)
+	clientBatchKeys  = keys([]string{"v", "i"}, "v", "i")
+	clientItemKeys   = keys([]string{"t", "o", "k", "d", "q", "c"}, "o")
+	clientReplyKeys  = keys([]string{"v", "f", "r"}, "v", "f")
+	clientResultKeys = keys([]string{"t", "c", "n", "e", "x", "s", "vals"})
 
-// minClientItemLen is the smallest item a decoder accepts: {"o":1}.
-const minClientItemLen = 4
+	// clientItemList: the smallest item the decoder accepts is {"o":1}.
+	clientItemList   = listSpec{name: "items", minSize: 4, min: 1, max: MaxClientBatch}
+	clientResultList = listSpec{name: "results", minSize: 1, max: MaxClientBatch}
+	valueList        = listSpec{name: "values", minSize: 1, max: MaxStoredSiblings}
+)
 
 func (d *decoder) clientBatch() (*ClientBatch, error) {
 	var r ClientBatch
@@ -223,45 +193,23 @@ func (d *decoder) clientBatch() (*ClientBatch, error) {
 		case "v":
 			r.V, err = d.version()
 		case "i":
-			r.Items, err = d.clientItems()
+			r.Items, err = decodeList(d, clientItemList, d.clientItem)
 		}
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	if r.V != Version {
-		return nil, Errorf(ErrMalformed, "client batch: protocol version %d, want %d", r.V, Version)
-	}
-	if len(r.Items) == 0 {
-		return nil, Errorf(ErrMalformed, "client batch: 0 items, want 1..%d", MaxClientBatch)
-	}
 	return &r, nil
 }
 
-func (d *decoder) clientItems() ([]ClientItem, error) {
-	return decodeList(d, minClientItemLen, func(n int) error {
-		if n <= 0 || n > MaxClientBatch {
-			return Errorf(ErrMalformed, "client batch: %d items, want 1..%d", max(n, 0), MaxClientBatch)
-		}
-		return nil
-	}, d.clientItem)
-}
-
 func (d *decoder) clientItem(it *ClientItem) error {
-	err := d.fields(clientItemKeys, func(k string) (err error) {
+	return d.fields(clientItemKeys, func(k string) (err error) {
 		switch k {
 		case "t":
 			it.Tag, err = d.uint()
 		case "o":
-			// At full width: 257 must not pass for a get.
-			var op uint64
-			if op, err = d.uint(); err == nil {
-				if op < uint64(BatchGet) || op > uint64(BatchDel) {
-					return d.errorf("unknown op %d", op)
-				}
-				it.Op = uint8(op)
-			}
+			it.Op, err = d.op(BatchGet, BatchDel)
 		case "k":
 			it.Key, err = d.str()
 		case "d":
@@ -273,13 +221,6 @@ func (d *decoder) clientItem(it *ClientItem) error {
 		}
 		return err
 	})
-	if err != nil {
-		return err
-	}
-	if it.Op == 0 {
-		return d.errorf("item without op")
-	}
-	return nil
 }
 
 func (d *decoder) clientBatchReply() (*ClientBatchReply, error) {
@@ -291,29 +232,14 @@ func (d *decoder) clientBatchReply() (*ClientBatchReply, error) {
 		case "f":
 			r.From, err = d.sender()
 		case "r":
-			r.Results, err = d.clientResults()
+			r.Results, err = decodeList(d, clientResultList, d.clientResult)
 		}
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	if r.V != Version {
-		return nil, Errorf(ErrMalformed, "client batch reply: protocol version %d, want %d", r.V, Version)
-	}
-	if r.From == "" {
-		return nil, Errorf(ErrMalformed, "client batch reply: bad sender id")
-	}
 	return &r, nil
-}
-
-func (d *decoder) clientResults() ([]ClientResult, error) {
-	return decodeList(d, minResultLen, func(n int) error {
-		if n > MaxClientBatch {
-			return Errorf(ErrMalformed, "client batch reply: %d results, limit %d", n, MaxClientBatch)
-		}
-		return nil
-	}, d.clientResult)
 }
 
 func (d *decoder) clientResult(res *ClientResult) error {
@@ -332,7 +258,7 @@ func (d *decoder) clientResult(res *ClientResult) error {
 		case "s":
 			res.Siblings, err = d.intField()
 		case "vals":
-			res.Values, err = d.values()
+			res.Values, err = decodeList(d, valueList, d.value)
 		}
 		return err
 	})
@@ -350,24 +276,10 @@ func (d *decoder) clientResult(res *ClientResult) error {
 	return nil
 }
 
-// values reads a get's live values: nil, or an array of bins; every value
-// is a non-nil slice.
-func (d *decoder) values() ([][]byte, error) {
-	n, err := d.arrayLen(1)
-	if err != nil || n < 0 {
-		return nil, err
+// value reads one of a get's live values: a bin, never nil.
+func (d *decoder) value(v *[]byte) (err error) {
+	if *v, err = d.bytes(); *v == nil {
+		*v = []byte{}
 	}
-	if n > MaxStoredSiblings {
-		return nil, d.errorf("%d values, limit %d", n, MaxStoredSiblings)
-	}
-	vals := make([][]byte, n)
-	for i := range vals {
-		if vals[i], err = d.bytes(); err != nil {
-			return nil, err
-		}
-		if vals[i] == nil {
-			vals[i] = []byte{}
-		}
-	}
-	return vals, nil
+	return err
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"hash"
+	"math"
 	"sync"
 )
 
@@ -112,7 +113,8 @@ func (k *ContextKey) Open(key, s string) (Clock, error) {
 // its structure first and its entries after. Every error is
 // ErrInvalidContext: the bytes came from a client.
 func decodeClock(b []byte) (Clock, error) {
-	c, err := decodeMessage(b, "context", (*decoder).clock)
+	d := decoder{b: b, what: "context"}
+	c, err := decodeMessage(&d, d.clock)
 	if err != nil {
 		if errors.Is(err, ErrInvalidContext) {
 			return nil, err
@@ -128,19 +130,21 @@ func decodeClock(b []byte) (Clock, error) {
 // EncodeSiblings is the payload of a get reply with several values: the
 // msgpack array of the values, nil for a nil slice or a nil value.
 func EncodeSiblings(values [][]byte) ([]byte, error) {
-	return encodeWith(func(b []byte) []byte { return appendBins(b, values) }), nil
+	return encode(values, appendSiblings), nil
 }
 
 // DecodeSiblings parses the payload EncodeSiblings made.
 func DecodeSiblings(b []byte) ([][]byte, error) {
-	return decodeMessage(b, "siblings", (*decoder).siblings)
+	d := decoder{b: b, what: "siblings"}
+	return decodeMessage(&d, d.siblings)
 }
 
-// siblings reads any count of values the bytes can hold, as reflection
-// did: a get may return every live sibling of a merge.
-func (d *decoder) siblings() ([][]byte, error) {
-	return decodeList(d, 1, func(int) error { return nil }, func(v *[]byte) (err error) {
-		*v, err = d.bytes()
-		return err
-	})
+func appendSiblings(b []byte, values [][]byte) []byte {
+	return appendList(b, values, appendBinOrNilElem)
 }
+
+// siblingValues takes any count of values the bytes can hold, as
+// reflection did: a get may return every live sibling of a merge.
+var siblingValues = listSpec{name: "values", minSize: 1, max: math.MaxInt}
+
+func (d *decoder) siblings() ([][]byte, error) { return decodeList(d, siblingValues, d.bytesElem) }

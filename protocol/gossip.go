@@ -24,14 +24,30 @@ type Announce struct {
 // EncodeAnnounce encodes a for the wire: the map
 // {v: V, f: From, m: Members, t: Time, s: Secret}, s left out when empty.
 // It never fails; the error is kept for symmetry with the other encoders.
-func EncodeAnnounce(a *Announce) ([]byte, error) {
-	return encodeWith(func(b []byte) []byte { return appendAnnounce(b, a) }), nil
-}
+func EncodeAnnounce(a *Announce) ([]byte, error) { return encode(a, appendAnnounce), nil }
 
 // DecodeAnnounce decodes and validates an announcement.
 func DecodeAnnounce(b []byte) (*Announce, error) {
-	return decodeMessage(b, "announce", (*decoder).announce)
+	d := decoder{b: b, what: "announce"}
+	return decodeMessage(&d, d.announce)
 }
+
+func appendAnnounce(b []byte, a *Announce) []byte {
+	m := newMap(b)
+	m.int("v", int64(a.V))
+	m.str("f", a.From)
+	m.b = appendList(m.key("m"), a.Members, appendStrElem)
+	m.int("t", a.Time)
+	if a.Secret != "" {
+		m.str("s", a.Secret)
+	}
+	return m.end()
+}
+
+var (
+	announceKeys = keys([]string{"v", "f", "m", "t", "s"}, "v", "f")
+	memberList   = listSpec{name: "members", minSize: 1, max: MaxMembers}
+)
 
 func (d *decoder) announce() (*Announce, error) {
 	var a Announce
@@ -42,62 +58,25 @@ func (d *decoder) announce() (*Announce, error) {
 		case "f":
 			a.From, err = d.sender()
 		case "m":
-			a.Members, err = d.members()
+			a.Members, err = decodeList(d, memberList, d.member)
 		case "t":
 			a.Time, err = d.int()
 		case "s":
-			a.Secret, err = d.str()
+			if a.Secret, err = d.str(); err == nil && len(a.Secret) > maxSecretLen {
+				err = d.errorf("secret fingerprint of %d bytes", len(a.Secret))
+			}
 		}
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	if a.V != Version {
-		return nil, Errorf(ErrMalformed, "announce: protocol version %d, want %d", a.V, Version)
-	}
-	if a.From == "" {
-		return nil, Errorf(ErrMalformed, "announce: bad sender id")
-	}
-	if len(a.Secret) > maxSecretLen {
-		return nil, Errorf(ErrMalformed, "announce: secret fingerprint of %d bytes", len(a.Secret))
-	}
 	return &a, nil
 }
 
-func appendAnnounce(b []byte, a *Announce) []byte {
-	n := 4
-	if a.Secret != "" {
-		n++
+func (d *decoder) member(m *string) (err error) {
+	if *m, err = d.str(); err == nil && ValidateNodeID(*m) != nil {
+		err = d.errorf("bad member id")
 	}
-	b = append(b, 0x80|byte(n), 0xa1, 'v')
-	b = appendInt(b, int64(a.V))
-	b = append(b, 0xa1, 'f')
-	b = appendStr(b, a.From)
-	b = append(b, 0xa1, 'm')
-	b = appendStrs(b, a.Members)
-	b = append(b, 0xa1, 't')
-	b = appendInt(b, a.Time)
-	if a.Secret != "" {
-		b = append(b, 0xa1, 's')
-		b = appendStr(b, a.Secret)
-	}
-	return b
-}
-
-var announceKeys = []string{"v", "f", "m", "t", "s"}
-
-// members reads the member ids of an announcement.
-func (d *decoder) members() ([]string, error) {
-	return decodeList(d, 1, func(n int) error {
-		if n > MaxMembers {
-			return Errorf(ErrMalformed, "announce: %d members, limit %d", n, MaxMembers)
-		}
-		return nil
-	}, func(m *string) (err error) {
-		if *m, err = d.str(); err == nil && ValidateNodeID(*m) != nil {
-			err = Errorf(ErrMalformed, "announce: bad member id")
-		}
-		return err
-	})
+	return err
 }

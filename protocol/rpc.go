@@ -73,12 +73,12 @@ func ResultError(tag uint64, err error) Result {
 // a fresh slice the caller owns; the error is always nil, kept for
 // symmetry with the other encoders.
 func EncodeRequest(r *Request) ([]byte, error) {
-	return encodeWith(func(b []byte) []byte { return appendRequest(b, r) }), nil
+	return encode(r, appendRequest), nil
 }
 
 // EncodeReply encodes r for the wire, as EncodeRequest.
 func EncodeReply(r *Reply) ([]byte, error) {
-	return encodeWith(func(b []byte) []byte { return appendReply(b, r) }), nil
+	return encode(r, appendReply), nil
 }
 
 // DecodeRequest decodes and validates a Request from the wire. Malformed
@@ -87,13 +87,15 @@ func EncodeReply(r *Reply) ([]byte, error) {
 // the result is checked: the sender id, the op of each item (read at full
 // width), its key, object, context and write quorum.
 func DecodeRequest(b []byte) (*Request, error) {
-	return decodeMessage(b, "request", (*decoder).request)
+	d := decoder{b: b, what: "request"}
+	return decodeMessage(&d, d.request)
 }
 
 // DecodeReply decodes and validates a Reply from the wire: the sender id,
 // the number of results and the object and context of each.
 func DecodeReply(b []byte) (*Reply, error) {
-	return decodeMessage(b, "reply", (*decoder).reply)
+	d := decoder{b: b, what: "reply"}
+	return decodeMessage(&d, d.reply)
 }
 
 // recordFormat is the first byte of every stored record, so the on-disk
@@ -104,7 +106,7 @@ const recordFormat = 1
 // msgpack (the array form of rpc_codec.go). It never fails; the error is
 // kept for symmetry with the other encoders.
 func EncodeObject(o *Object) ([]byte, error) {
-	return encodeWith(func(b []byte) []byte { return appendObject(append(b, recordFormat), o) }), nil
+	return encode(o, appendRecord), nil
 }
 
 // DecodeObject decodes and validates a stored object. A corrupt record
@@ -113,8 +115,11 @@ func DecodeObject(b []byte) (*Object, error) {
 	if len(b) < 1 || b[0] != recordFormat {
 		return nil, Errorf(ErrMalformed, "record: unknown format")
 	}
-	return decodeMessage(b[1:], "record", (*decoder).record)
+	d := decoder{b: b[1:], what: "record"}
+	return decodeMessage(&d, d.record)
 }
+
+func appendRecord(b []byte, o *Object) []byte { return appendObject(append(b, recordFormat), o) }
 
 // record reads a stored object: nil decodes as the empty object, as it
 // always did.
@@ -134,112 +139,78 @@ func (d *decoder) record() (*Object, error) {
 
 // The map forms of the messages. Each struct is a map whose keys are its
 // tags, in field order, with omitempty fields left out when zero: what
-// msgpack v5 wrote by reflection (see rpc_codec.go for the primitives).
+// msgpack v5 wrote by reflection.
 
 func appendRequest(b []byte, r *Request) []byte {
-	b = append(b, 0x83, 0xa1, 'v')
-	b = appendInt(b, int64(r.V))
-	b = append(b, 0xa1, 'f')
-	b = appendStr(b, r.From)
-	b = append(b, 0xa1, 'i')
-	if r.Items == nil {
-		return append(b, 0xc0)
-	}
-	b = appendArrayLen(b, len(r.Items))
-	for i := range r.Items {
-		b = appendItem(b, &r.Items[i])
-	}
-	return b
+	m := newMap(b)
+	m.int("v", int64(r.V))
+	m.str("f", r.From)
+	m.b = appendList(m.key("i"), r.Items, appendItem)
+	return m.end()
 }
 
 func appendItem(b []byte, it *Item) []byte {
-	n := 3
-	for _, present := range [...]bool{it.Obj != nil, len(it.Val) > 0, len(it.Ctx) > 0, it.Del, it.W != 0} {
-		if present {
-			n++
-		}
-	}
-	b = append(b, 0x80|byte(n), 0xa1, 't')
-	b = appendUint(b, it.Tag)
-	b = append(b, 0xa1, 'o')
-	b = appendUint(b, uint64(it.Op))
-	b = append(b, 0xa1, 'k')
-	b = appendStr(b, it.Key)
+	m := newMap(b)
+	m.uint("t", it.Tag)
+	m.uint("o", uint64(it.Op))
+	m.str("k", it.Key)
 	if it.Obj != nil {
-		b = append(b, 0xa1, 'b')
-		b = appendObject(b, it.Obj)
+		m.b = appendObject(m.key("b"), it.Obj)
 	}
 	if len(it.Val) > 0 {
-		b = append(b, 0xa3, 'v', 'a', 'l')
-		b = appendBin(b, it.Val)
+		m.bin("val", it.Val)
 	}
 	if len(it.Ctx) > 0 {
-		b = append(b, 0xa3, 'c', 't', 'x')
-		b = appendClock(b, it.Ctx)
+		m.b = appendClock(m.key("ctx"), it.Ctx)
 	}
 	if it.Del {
-		b = append(b, 0xa3, 'd', 'e', 'l', 0xc3)
+		m.bool("del", true)
 	}
 	if it.W != 0 {
-		b = append(b, 0xa1, 'w')
-		b = appendInt(b, int64(it.W))
+		m.int("w", int64(it.W))
 	}
-	return b
+	return m.end()
 }
 
 func appendReply(b []byte, r *Reply) []byte {
-	b = append(b, 0x83, 0xa1, 'v')
-	b = appendInt(b, int64(r.V))
-	b = append(b, 0xa1, 'f')
-	b = appendStr(b, r.From)
-	b = append(b, 0xa1, 'r')
-	if r.Results == nil {
-		return append(b, 0xc0)
-	}
-	b = appendArrayLen(b, len(r.Results))
-	for i := range r.Results {
-		b = appendResult(b, &r.Results[i])
-	}
-	return b
+	m := newMap(b)
+	m.int("v", int64(r.V))
+	m.str("f", r.From)
+	m.b = appendList(m.key("r"), r.Results, appendResult)
+	return m.end()
 }
 
 func appendResult(b []byte, res *Result) []byte {
-	n := 1
-	for _, present := range [...]bool{res.Code != 0, res.Name != "", res.Err != "", res.Obj != nil, len(res.Ctx) > 0} {
-		if present {
-			n++
-		}
-	}
-	b = append(b, 0x80|byte(n), 0xa1, 't')
-	b = appendUint(b, res.Tag)
+	m := newMap(b)
+	m.uint("t", res.Tag)
 	if res.Code != 0 {
-		b = append(b, 0xa1, 'c')
-		b = appendInt(b, int64(res.Code))
+		m.int("c", int64(res.Code))
 	}
 	if res.Name != "" {
-		b = append(b, 0xa1, 'n')
-		b = appendStr(b, res.Name)
+		m.str("n", res.Name)
 	}
 	if res.Err != "" {
-		b = append(b, 0xa1, 'e')
-		b = appendStr(b, res.Err)
+		m.str("e", res.Err)
 	}
 	if res.Obj != nil {
-		b = append(b, 0xa1, 'b')
-		b = appendObject(b, res.Obj)
+		m.b = appendObject(m.key("b"), res.Obj)
 	}
 	if len(res.Ctx) > 0 {
-		b = append(b, 0xa3, 'c', 't', 'x')
-		b = appendClock(b, res.Ctx)
+		m.b = appendClock(m.key("ctx"), res.Ctx)
 	}
-	return b
+	return m.end()
 }
 
 var (
-	requestKeys = []string{"v", "f", "i"}
-	itemKeys    = []string{"t", "o", "k", "b", "val", "ctx", "del", "w"}
-	replyKeys   = []string{"v", "f", "r"}
-	resultKeys  = []string{"t", "c", "n", "e", "b", "ctx"}
+	requestKeys = keys([]string{"v", "f", "i"}, "v", "f", "i")
+	itemKeys    = keys([]string{"t", "o", "k", "b", "val", "ctx", "del", "w"}, "o")
+	replyKeys   = keys([]string{"v", "f", "r"}, "v", "f")
+	resultKeys  = keys([]string{"t", "c", "n", "e", "b", "ctx"})
+
+	// itemList: the smallest item is {"o":1,"k":"a"}.
+	itemList = listSpec{name: "items", minSize: 8, min: 1, max: MaxBatch}
+	// resultList: the smallest result is {}.
+	resultList = listSpec{name: "results", minSize: 1, max: MaxBatch}
 )
 
 // request reads and validates a Request.
@@ -252,50 +223,24 @@ func (d *decoder) request() (*Request, error) {
 		case "f":
 			r.From, err = d.sender()
 		case "i":
-			r.Items, err = d.items()
+			r.Items, err = decodeList(d, itemList, d.item)
 		}
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	// A missing key leaves its zero value, which the checks refuse.
-	if r.V != Version {
-		return nil, Errorf(ErrMalformed, "request: protocol version %d, want %d", r.V, Version)
-	}
-	if r.From == "" {
-		return nil, Errorf(ErrMalformed, "request: bad sender id")
-	}
-	if len(r.Items) == 0 {
-		return nil, Errorf(ErrMalformed, "request: 0 items, want 1..%d", MaxBatch)
-	}
 	return &r, nil
 }
 
-func (d *decoder) items() ([]Item, error) {
-	return decodeList(d, minItemLen, func(n int) error {
-		if n <= 0 || n > MaxBatch {
-			return Errorf(ErrMalformed, "request: %d items, want 1..%d", max(n, 0), MaxBatch)
-		}
-		return nil
-	}, d.item)
-}
-
-// item decodes one Item and applies every check a handler relies on.
+// item reads one Item and applies every check a handler relies on.
 func (d *decoder) item(it *Item) error {
 	err := d.fields(itemKeys, func(k string) (err error) {
 		switch k {
 		case "t":
 			it.Tag, err = d.uint()
 		case "o":
-			// At full width: a uint8 field would take 257 for RPCRead.
-			var op uint64
-			if op, err = d.uint(); err == nil {
-				if op < uint64(RPCRead) || op > uint64(RPCCoordinate) {
-					return Errorf(ErrMalformed, "request: unknown op %d", op)
-				}
-				it.Op = uint8(op)
-			}
+			it.Op, err = d.op(RPCRead, RPCCoordinate)
 		case "k":
 			it.Key, err = d.str()
 		case "b":
@@ -313,9 +258,6 @@ func (d *decoder) item(it *Item) error {
 	})
 	if err != nil {
 		return err
-	}
-	if it.Op == 0 {
-		return Errorf(ErrMalformed, "request: unknown op 0")
 	}
 	if err := ValidateKey(it.Key); err != nil {
 		return err
@@ -349,29 +291,14 @@ func (d *decoder) reply() (*Reply, error) {
 		case "f":
 			r.From, err = d.sender()
 		case "r":
-			r.Results, err = d.results()
+			r.Results, err = decodeList(d, resultList, d.result)
 		}
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	if r.V != Version {
-		return nil, Errorf(ErrMalformed, "reply: protocol version %d, want %d", r.V, Version)
-	}
-	if r.From == "" {
-		return nil, Errorf(ErrMalformed, "reply: bad sender id")
-	}
 	return &r, nil
-}
-
-func (d *decoder) results() ([]Result, error) {
-	return decodeList(d, minResultLen, func(n int) error {
-		if n > MaxBatch {
-			return Errorf(ErrMalformed, "reply: %d results, limit %d", n, MaxBatch)
-		}
-		return nil
-	}, d.result)
 }
 
 func (d *decoder) result(res *Result) error {

@@ -1,9 +1,12 @@
 package protocol
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"math"
+	"math/bits"
+	"slices"
 	"sync"
 )
 
@@ -37,20 +40,20 @@ import (
 
 // ---- encoding ----
 
-// encodeBufs holds the scratch buffers of EncodeRequest and EncodeReply.
-// The message is built in a pooled buffer and copied out once at its exact
-// size: one allocation whatever the batch.
+// encodeBufs holds the scratch buffers of the encoders. A message is
+// built in a pooled buffer and copied out once at its exact size: one
+// allocation whatever the batch.
 var encodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // maxPooledBuf is the largest scratch buffer kept for reuse, so one huge
 // batch does not pin its buffer for the life of the process.
 const maxPooledBuf = DefaultMaxPayload
 
-// encodeWith builds a message with appendMsg in a pooled buffer and
+// encode builds the message v with appendMsg in a pooled buffer and
 // returns a copy the caller owns.
-func encodeWith(appendMsg func([]byte) []byte) []byte {
+func encode[T any](v T, appendMsg func([]byte, T) []byte) []byte {
 	bp := encodeBufs.Get().(*[]byte)
-	b := appendMsg((*bp)[:0])
+	b := appendMsg((*bp)[:0], v)
 	out := make([]byte, len(b))
 	copy(out, b)
 	if cap(b) <= maxPooledBuf {
@@ -60,41 +63,80 @@ func encodeWith(appendMsg func([]byte) []byte) []byte {
 	return out
 }
 
+// mapWriter writes a struct as a map of its present fields: each field
+// method writes a key and its value, and end writes how many into the
+// header, one byte since no struct has more than 15 fields (keys checks).
+type mapWriter struct {
+	b      []byte
+	header int // index of the header byte in b
+	n      byte
+}
+
+func newMap(b []byte) mapWriter { return mapWriter{b: append(b, 0x80), header: len(b)} }
+
+// key writes the key of the next field and returns the buffer, for its
+// value to be appended to.
+func (m *mapWriter) key(k string) []byte {
+	m.n++
+	m.b = append(append(m.b, 0xa0|byte(len(k))), k...) // keys are fixstrs
+	return m.b
+}
+
+func (m *mapWriter) uint(k string, v uint64) { m.b = appendUint(m.key(k), v) }
+func (m *mapWriter) int(k string, v int64)   { m.b = appendInt(m.key(k), v) }
+func (m *mapWriter) str(k, v string)         { m.b = appendStr(m.key(k), v) }
+func (m *mapWriter) bin(k string, v []byte)  { m.b = appendBin(m.key(k), v) }
+func (m *mapWriter) bool(k string, v bool)   { m.b = appendBool(m.key(k), v) }
+
+func (m *mapWriter) end() []byte {
+	m.b[m.header] = 0x80 | m.n
+	return m.b
+}
+
+// appendList writes list as an array of its elements, each written by
+// appendOne, or as nil for a nil list, as reflection wrote a nil slice.
+func appendList[T any](b []byte, list []T, appendOne func([]byte, *T) []byte) []byte {
+	if list == nil {
+		return append(b, 0xc0)
+	}
+	return appendArray(b, list, appendOne)
+}
+
+// appendArray writes list as an array, empty for a nil list.
+func appendArray[T any](b []byte, list []T, appendOne func([]byte, *T) []byte) []byte {
+	b = appendArrayLen(b, len(list))
+	for i := range list {
+		b = appendOne(b, &list[i])
+	}
+	return b
+}
+
+// The elements of lists of strings and byte strings.
+
+func appendStrElem(b []byte, s *string) []byte      { return appendStr(b, *s) }
+func appendBinElem(b []byte, v *[]byte) []byte      { return appendBin(b, *v) }
+func appendBinOrNilElem(b []byte, v *[]byte) []byte { return appendBinOrNil(b, *v) }
+
 // appendObject writes an object as the array [clock, siblings], each
 // sibling as the array [dot, value, deleted, time].
 func appendObject(b []byte, o *Object) []byte {
-	b = append(b, 0x92)
-	b = appendClock(b, o.Clock)
-	if o.Siblings == nil {
-		return append(b, 0xc0)
-	}
-	b = appendArrayLen(b, len(o.Siblings))
-	for i := range o.Siblings {
-		s := &o.Siblings[i]
-		b = append(b, 0x94)
-		b = appendDot(b, s.Dot)
-		b = appendBin(b, s.Value)
-		b = appendBool(b, s.Deleted)
-		b = appendInt(b, s.Time)
-	}
-	return b
+	b = appendClock(append(b, 0x92), o.Clock)
+	return appendList(b, o.Siblings, appendSibling)
 }
 
-func appendClock(b []byte, c Clock) []byte {
-	if c == nil {
-		return append(b, 0xc0)
-	}
-	b = appendArrayLen(b, len(c))
-	for _, d := range c {
-		b = appendDot(b, d)
-	}
-	return b
+func appendSibling(b []byte, s *Sibling) []byte {
+	b = appendDot(append(b, 0x94), &s.Dot)
+	b = appendBinOrNil(b, s.Value)
+	b = appendBool(b, s.Deleted)
+	return appendInt(b, s.Time)
 }
 
-func appendDot(b []byte, d Dot) []byte {
-	b = append(b, 0x92)
-	b = appendStr(b, d.Node)
-	return appendUint(b, d.Counter)
+// appendClock writes a clock as an array of dots, or nil.
+func appendClock(b []byte, c Clock) []byte { return appendList(b, c, appendDot) }
+
+// appendDot writes a dot as the array [node, counter].
+func appendDot(b []byte, d *Dot) []byte {
+	return appendUint(appendStr(append(b, 0x92), d.Node), d.Counter)
 }
 
 // maxClockLen bounds the length of appendClock's encoding of c: a 5-byte
@@ -106,31 +148,6 @@ func maxClockLen(c Clock) int {
 		n += 15 + len(d.Node)
 	}
 	return n
-}
-
-// appendBins writes a list of byte strings: nil for a nil list, each
-// value as appendBin writes it.
-func appendBins(b []byte, vs [][]byte) []byte {
-	if vs == nil {
-		return append(b, 0xc0)
-	}
-	b = appendArrayLen(b, len(vs))
-	for _, v := range vs {
-		b = appendBin(b, v)
-	}
-	return b
-}
-
-// appendStrs writes a list of strings: nil for a nil list.
-func appendStrs(b []byte, ss []string) []byte {
-	if ss == nil {
-		return append(b, 0xc0)
-	}
-	b = appendArrayLen(b, len(ss))
-	for _, s := range ss {
-		b = appendStr(b, s)
-	}
-	return b
 }
 
 // The primitives below write what msgpack v5's Encoder writes with
@@ -180,11 +197,8 @@ func appendStr(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-// appendBin writes v as bin, or nil for a nil slice (as EncodeBytes).
+// appendBin writes v as bin, empty for a nil slice.
 func appendBin(b []byte, v []byte) []byte {
-	if v == nil {
-		return append(b, 0xc0)
-	}
 	switch n := len(v); {
 	case n <= math.MaxUint8:
 		b = append(b, 0xc4, byte(n))
@@ -194,6 +208,15 @@ func appendBin(b []byte, v []byte) []byte {
 		b = binary.BigEndian.AppendUint32(append(b, 0xc6), uint32(n))
 	}
 	return append(b, v...)
+}
+
+// appendBinOrNil writes v as bin, or nil for a nil slice (as reflection
+// wrote a []byte).
+func appendBinOrNil(b []byte, v []byte) []byte {
+	if v == nil {
+		return append(b, 0xc0)
+	}
+	return appendBin(b, v)
 }
 
 func appendArrayLen(b []byte, n int) []byte {
@@ -215,15 +238,6 @@ func appendBool(b []byte, v bool) []byte {
 
 // ---- decoding ----
 
-// Smallest encodings of a valid element, to refuse a declared count that
-// the remaining bytes cannot hold before allocating for it.
-const (
-	minItemLen    = 8 // {"o":1,"k":"a"}
-	minResultLen  = 1 // {}
-	minDotLen     = 4 // ["a",1]
-	minSiblingLen = 8 // [["a",1],nil,false,0]
-)
-
 // decoder reads one message from b. Its methods accept what msgpack v5's
 // Decoder accepts for the Go type they read (any integer width, str or
 // bin for a string, nil for a zero value), so any encoding reflection
@@ -231,9 +245,10 @@ const (
 type decoder struct {
 	b    []byte
 	pos  int
-	what string // "request" or "reply"
-	// depth is the number of containers open around pos, so that the
-	// value of an unknown key nests at most MaxDepth deep in all.
+	what string // the message, for errors: "request", "announce", ...
+	// depth is the number of maps and lists open around pos, so that the
+	// value of an unknown key, which only a map holds, nests at most
+	// MaxDepth deep in all.
 	depth int
 	// ids are node ids read so far: a batch names the same few nodes in
 	// every clock, and each is allocated once.
@@ -241,11 +256,11 @@ type decoder struct {
 	nids int
 }
 
-// decodeMessage decodes one whole message, b, with read: whatever read
-// leaves unread is malformed.
-func decodeMessage[T any](b []byte, what string, read func(*decoder) (T, error)) (T, error) {
-	d := &decoder{b: b, what: what}
-	v, err := read(d)
+// decodeMessage reads a whole message with read, a method of d: whatever
+// it leaves unread is malformed. (d is the caller's, and read a method
+// value, so that the decoder stays on the caller's stack.)
+func decodeMessage[T any](d *decoder, read func() (T, error)) (T, error) {
+	v, err := read()
 	if err == nil && d.left() > 0 {
 		err = d.errorf("%d trailing bytes", d.left())
 	}
@@ -495,10 +510,34 @@ func (d *decoder) mapLen() (int, error) {
 	return int(n), nil
 }
 
-// fields reads a map whose known keys are keys, each at most once: it
-// calls fn with each known key to decode that key's value, and skips the
-// values of other keys.
-func (d *decoder) fields(keys []string, fn func(key string) error) error {
+// keySet is the keys of a struct's map, in field order, and which of
+// them a message must have.
+type keySet struct {
+	names    []string
+	required uint16 // bit i: names[i] must be present
+}
+
+// keys returns the key set of names, of which required must be present.
+// A struct has at most 15 fields: its map header is one byte (mapWriter).
+func keys(names []string, required ...string) keySet {
+	if len(names) > 15 {
+		panic("protocol: a struct of more than 15 fields")
+	}
+	ks := keySet{names: names}
+	for _, r := range required {
+		i := slices.Index(names, r)
+		if i < 0 {
+			panic("protocol: required key " + r + " is not a key")
+		}
+		ks.required |= 1 << i
+	}
+	return ks
+}
+
+// fields reads a map of the keys ks, each at most once, the required ones
+// at least once: it calls fn with each known key to decode that key's
+// value, and skips the values of other keys.
+func (d *decoder) fields(ks keySet, fn func(key string) error) error {
 	n, err := d.mapLen()
 	if err != nil {
 		return err
@@ -506,7 +545,7 @@ func (d *decoder) fields(keys []string, fn func(key string) error) error {
 	var seen uint16
 	d.depth++
 	for range n {
-		k, err := d.field(keys, &seen)
+		k, err := d.field(ks.names, &seen)
 		if err != nil {
 			return err
 		}
@@ -520,6 +559,9 @@ func (d *decoder) fields(keys []string, fn func(key string) error) error {
 		}
 	}
 	d.depth--
+	if missing := ks.required &^ seen; missing != 0 {
+		return d.errorf("field %q missing", ks.names[bits.TrailingZeros16(missing)])
+	}
 	return nil
 }
 
@@ -541,6 +583,46 @@ func (d *decoder) field(keys []string, seen *uint16) (string, error) {
 		}
 	}
 	return "", nil
+}
+
+// listSpec bounds a list before the decoder allocates for it.
+type listSpec struct {
+	name     string // its elements, for errors: "items", "members", ...
+	minSize  int    // bytes of the smallest element the decoder accepts
+	min, max int    // counts allowed; nil counts as 0
+	sentinel *Error // the error of a count out of range, if not ErrMalformed
+}
+
+// decodeList reads a list: nil gives a nil slice. A count the remaining
+// bytes cannot hold at spec.minSize bytes an element, or that spec does
+// not allow, is refused before anything is allocated; then one reads
+// each element.
+func decodeList[T any](d *decoder, spec listSpec, one func(*T) error) ([]T, error) {
+	n, err := d.arrayLen(spec.minSize)
+	if err != nil {
+		return nil, err
+	}
+	if max(n, 0) < spec.min || n > spec.max {
+		return nil, Errorf(cmp.Or(spec.sentinel, ErrMalformed), "%s: %d %s, want %d..%d", d.what, max(n, 0), spec.name, spec.min, spec.max)
+	}
+	if n < 0 {
+		return nil, nil
+	}
+	out := make([]T, n)
+	d.depth++
+	for i := range out {
+		if err := one(&out[i]); err != nil {
+			return nil, err
+		}
+	}
+	d.depth--
+	return out, nil
+}
+
+// bytesElem reads an element of a list of byte strings.
+func (d *decoder) bytesElem(v *[]byte) (err error) {
+	*v, err = d.bytes()
+	return err
 }
 
 // skip skips one value of any type: the value of a key the decoder does
@@ -663,6 +745,27 @@ func (d *decoder) sender() (string, error) {
 	return s, nil
 }
 
+// op reads an op at full width (a uint8 would take 257 for 1) and
+// refuses one outside first..last.
+func (d *decoder) op(first, last uint8) (uint8, error) {
+	op, err := d.uint()
+	if err != nil {
+		return 0, err
+	}
+	if op < uint64(first) || op > uint64(last) {
+		return 0, d.errorf("unknown op %d", op)
+	}
+	return uint8(op), nil
+}
+
+var (
+	// siblingList: the smallest sibling is [["a",1],nil,false,0].
+	siblingList = listSpec{name: "siblings", minSize: 8, max: MaxStoredSiblings}
+	// dotList: the smallest dot is ["a",1]. A clock's entries are
+	// ErrInvalidContext, as Clock.Validate says.
+	dotList = listSpec{name: "clock entries", minSize: 4, max: MaxClockEntries, sentinel: ErrInvalidContext}
+)
+
 // objectOrNil reads an *Object field: nil, or what appendObject writes.
 func (d *decoder) objectOrNil() (*Object, error) {
 	if d.nil() {
@@ -676,88 +779,40 @@ func (d *decoder) objectOrNil() (*Object, error) {
 	if o.Clock, err = d.clock(); err != nil {
 		return nil, err
 	}
-	n, err := d.arrayLen(minSiblingLen)
-	if err != nil || n < 0 {
-		return o, err
-	}
-	if n > MaxStoredSiblings {
-		return nil, Errorf(ErrMalformed, "object has %d siblings, limit %d", n, MaxStoredSiblings)
-	}
-	o.Siblings = make([]Sibling, n)
-	for i := range o.Siblings {
-		s := &o.Siblings[i]
-		if err := d.tuple(4, "sibling"); err != nil {
-			return nil, err
-		}
-		if s.Dot, err = d.dot(); err != nil {
-			return nil, err
-		}
-		if s.Value, err = d.bytes(); err != nil {
-			return nil, err
-		}
-		if s.Deleted, err = d.bool(); err != nil {
-			return nil, err
-		}
-		if s.Time, err = d.int(); err != nil {
-			return nil, err
-		}
+	if o.Siblings, err = decodeList(d, siblingList, d.sibling); err != nil {
+		return nil, err
 	}
 	return o, nil
 }
 
-// decodeList reads an array whose elements take at least minLen bytes
-// each (arrayLen refuses a count the bytes left cannot hold), lets check
-// refuse its count (-1 for nil) before anything is allocated, then reads
-// each element with one. nil gives a nil slice.
-func decodeList[T any](d *decoder, minLen int, check func(n int) error, one func(*T) error) ([]T, error) {
-	n, err := d.arrayLen(minLen)
-	if err != nil {
-		return nil, err
+func (d *decoder) sibling(s *Sibling) (err error) {
+	if err = d.tuple(4, "sibling"); err != nil {
+		return err
 	}
-	if err := check(n); err != nil {
-		return nil, err
+	if err = d.dot(&s.Dot); err != nil {
+		return err
 	}
-	if n < 0 {
-		return nil, nil
+	if s.Value, err = d.bytes(); err != nil {
+		return err
 	}
-	out := make([]T, n)
-	d.depth++
-	for i := range out {
-		if err := one(&out[i]); err != nil {
-			return nil, err
-		}
+	if s.Deleted, err = d.bool(); err != nil {
+		return err
 	}
-	d.depth--
-	return out, nil
+	s.Time, err = d.int()
+	return err
 }
 
 // clock reads a Clock: nil, or an array of dots. The entry limit is
 // checked before allocating; Validate checks the rest.
-func (d *decoder) clock() (Clock, error) {
-	n, err := d.arrayLen(minDotLen)
-	if err != nil || n < 0 {
-		return nil, err
-	}
-	if n > MaxClockEntries {
-		return nil, Errorf(ErrInvalidContext, "clock has %d entries, limit %d", n, MaxClockEntries)
-	}
-	c := make(Clock, n)
-	for i := range c {
-		if c[i], err = d.dot(); err != nil {
-			return nil, err
-		}
-	}
-	return c, nil
-}
+func (d *decoder) clock() (Clock, error) { return decodeList(d, dotList, d.dot) }
 
-func (d *decoder) dot() (Dot, error) {
-	if err := d.tuple(2, "dot"); err != nil {
-		return Dot{}, err
+func (d *decoder) dot(dot *Dot) (err error) {
+	if err = d.tuple(2, "dot"); err != nil {
+		return err
 	}
-	node, err := d.id()
-	if err != nil {
-		return Dot{}, err
+	if dot.Node, err = d.id(); err != nil {
+		return err
 	}
-	counter, err := d.uint()
-	return Dot{Node: node, Counter: counter}, err
+	dot.Counter, err = d.uint()
+	return err
 }
