@@ -7,7 +7,7 @@ import "strings"
 // per kind (gets, writes), so the per-message cost of NATS is paid once
 // per batch instead of once per call (as node-to-node RPC does, see
 // rpc.go). The body is msgpack, encoded and decoded by hand with the
-// primitives of rpc_codec.go:
+// primitives of msgpack.go:
 //
 //	request {v: Version, i: [{t: tag, o: op, k: key, d: value, q: quorum, c: context}]}
 //	reply   {v: Version, f: node, r: [{t: tag, c: code, n: name, e: message,

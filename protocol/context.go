@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"hash"
-	"math"
 	"sync"
 )
 
@@ -126,25 +125,3 @@ func decodeClock(b []byte) (Clock, error) {
 	}
 	return c, nil
 }
-
-// EncodeSiblings is the payload of a get reply with several values: the
-// msgpack array of the values, nil for a nil slice or a nil value.
-func EncodeSiblings(values [][]byte) ([]byte, error) {
-	return encode(values, appendSiblings), nil
-}
-
-// DecodeSiblings parses the payload EncodeSiblings made.
-func DecodeSiblings(b []byte) ([][]byte, error) {
-	d := decoder{b: b, what: "siblings"}
-	return decodeMessage(&d, d.siblings)
-}
-
-func appendSiblings(b []byte, values [][]byte) []byte {
-	return appendList(b, values, appendBinOrNilElem)
-}
-
-// siblingValues takes any count of values the bytes can hold, as
-// reflection did: a get may return every live sibling of a merge.
-var siblingValues = listSpec{name: "values", minSize: 1, max: math.MaxInt}
-
-func (d *decoder) siblings() ([][]byte, error) { return decodeList(d, siblingValues, d.bytesElem) }

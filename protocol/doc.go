@@ -4,7 +4,7 @@
 //
 // It holds types, constants and pure encode/decode functions only; it
 // starts no goroutines and imports nothing but the standard library. Its
-// msgpack codec is written by hand (see decoder): every decoder of bytes
+// msgpack codec is written by hand (msgpack.go): every decoder of bytes
 // from the network or the disk bounds each declared length by the bytes
 // that remain before it allocates, because a five-byte message that claims
 // 2^31 items must be an error, not an out-of-memory crash.

@@ -9,7 +9,8 @@ const maxSecretLen = 64
 // Announce is a node's periodic membership announcement: who it is and
 // which members it knows. It doubles as a heartbeat. (Signing comes with
 // the security work; until then only cluster members can publish on the
-// gossip subjects.)
+// gossip subjects.) On the wire it is the msgpack map
+// {v: V, f: From, m: Members, t: Time, s: Secret}, s left out when empty.
 type Announce struct {
 	V       int
 	From    string
@@ -21,9 +22,8 @@ type Announce struct {
 	Secret string
 }
 
-// EncodeAnnounce encodes a for the wire: the map
-// {v: V, f: From, m: Members, t: Time, s: Secret}, s left out when empty.
-// It never fails; the error is kept for symmetry with the other encoders.
+// EncodeAnnounce encodes a for the wire. It never fails; the error is
+// kept for symmetry with the other encoders.
 func EncodeAnnounce(a *Announce) ([]byte, error) { return encode(a, appendAnnounce), nil }
 
 // DecodeAnnounce decodes and validates an announcement.

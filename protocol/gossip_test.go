@@ -47,6 +47,23 @@ func anyAnnounce(rng *rand.Rand) *Announce {
 	return a
 }
 
+func (w *wire) announce(a *Announce) {
+	present := []field{
+		{"v", func() { w.int(int64(a.V)) }},
+		{"f", func() { w.str(a.From) }},
+		{"m", func() { w.strs(a.Members) }},
+		{"t", func() { w.int(a.Time) }},
+	}
+	var zero []field
+	secret := field{"s", func() { w.str(a.Secret) }}
+	if a.Secret != "" {
+		present = append(present, secret)
+	} else {
+		zero = append(zero, secret)
+	}
+	w.fields(present, zero)
+}
+
 func checkDecodeAnnounce(t testing.TB, b []byte) *Announce {
 	t.Helper()
 	var a *Announce

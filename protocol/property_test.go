@@ -3,6 +3,7 @@ package protocol
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"math/rand"
 	"reflect"
 	"runtime/debug"
@@ -298,4 +299,70 @@ func mustEncodeRequest(t testing.TB, r *Request) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// Strings and integers at every boundary of their msgpack forms.
+var (
+	boundaryLens = []int{0, 1, 31, 32, 255, 256, 65535, 65536}
+	boundaryInts = []int64{0, 1, 127, 128, 255, 256, 65535, 65536, math.MaxUint32, math.MaxUint32 + 1, math.MaxInt64,
+		-1, -32, -33, -128, -129, math.MinInt16, math.MinInt16 - 1, math.MinInt32, math.MinInt32 - 1, math.MinInt64}
+)
+
+func randInt(rng *rand.Rand) int64 {
+	if rng.Intn(2) == 0 {
+		return boundaryInts[rng.Intn(len(boundaryInts))]
+	}
+	return rng.Int63() >> rng.Intn(63) * int64(1-2*rng.Intn(2))
+}
+
+func randString(rng *rand.Rand) string {
+	n := rng.Intn(40)
+	if rng.Intn(8) == 0 {
+		n = boundaryLens[rng.Intn(len(boundaryLens))]
+	}
+	return strings.Repeat("x", n)
+}
+
+func randBlob(rng *rand.Rand) []byte {
+	switch rng.Intn(6) {
+	case 0:
+		return nil
+	case 1:
+		return []byte{}
+	case 2:
+		return make([]byte, boundaryLens[rng.Intn(len(boundaryLens))])
+	}
+	return make([]byte, rng.Intn(200))
+}
+
+func anyClock(rng *rand.Rand) Clock {
+	switch rng.Intn(4) {
+	case 0:
+		return nil
+	case 1:
+		return Clock{}
+	}
+	c := make(Clock, rng.Intn(18))
+	for i := range c {
+		c[i] = Dot{Node: randString(rng), Counter: uint64(randInt(rng))}
+	}
+	return c
+}
+
+func anyObject(rng *rand.Rand) *Object {
+	if rng.Intn(3) == 0 {
+		return nil
+	}
+	o := &Object{Clock: anyClock(rng)}
+	switch rng.Intn(3) {
+	case 0:
+	case 1:
+		o.Siblings = []Sibling{}
+	default:
+		for range rng.Intn(18) {
+			o.Siblings = append(o.Siblings, Sibling{Dot: Dot{Node: randString(rng), Counter: uint64(randInt(rng))},
+				Value: randBlob(rng), Deleted: rng.Intn(2) == 0, Time: randInt(rng)})
+		}
+	}
+	return o
 }

@@ -1,5 +1,16 @@
 package protocol
 
+// Stored records: what a replica keeps for a key, in bbolt and in the
+// RPC messages that carry it. A record is a format byte (recordFormat),
+// then the msgpack arrays (msgpack.go)
+//
+//	object  [clock, siblings]
+//	sibling [dot, value, deleted, time]
+//	clock   [dot, ...]
+//	dot     [node, counter]
+//
+// with nil for a nil clock, sibling list or value.
+
 // Dot is one event: the Counter-th write that node Node coordinated for a
 // key. Every sibling carries the dot of the write that created it.
 type Dot struct {
@@ -92,4 +103,135 @@ func validDot(d Dot) error {
 		return Errorf(ErrInvalidContext, "clock counter %d out of range", d.Counter)
 	}
 	return nil
+}
+
+// recordFormat is the first byte of every stored record, so the on-disk
+// format can change without guessing.
+const recordFormat = 1
+
+// EncodeObject encodes an object for storage: a format byte, then the
+// msgpack array [clock, siblings] (appendObject). It never fails; the
+// error is kept for symmetry with the other encoders.
+func EncodeObject(o *Object) ([]byte, error) {
+	return encode(o, appendRecord), nil
+}
+
+// DecodeObject decodes and validates a stored object. A corrupt record
+// gives ErrMalformed, so a bad page on disk is an error, not a crash.
+func DecodeObject(b []byte) (*Object, error) {
+	if len(b) < 1 || b[0] != recordFormat {
+		return nil, Errorf(ErrMalformed, "record: unknown format")
+	}
+	d := decoder{b: b[1:], what: "record"}
+	return decodeMessage(&d, d.record)
+}
+
+func appendRecord(b []byte, o *Object) []byte { return appendObject(append(b, recordFormat), o) }
+
+// record reads a stored object: nil decodes as the empty object, as it
+// always did.
+func (d *decoder) record() (*Object, error) {
+	o, err := d.objectOrNil()
+	if err != nil {
+		return nil, err
+	}
+	if o == nil {
+		o = &Object{}
+	}
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// appendObject writes an object as the array [clock, siblings], each
+// sibling as the array [dot, value, deleted, time].
+func appendObject(b []byte, o *Object) []byte {
+	b = appendClock(append(b, 0x92), o.Clock)
+	return appendList(b, o.Siblings, appendSibling)
+}
+
+func appendSibling(b []byte, s *Sibling) []byte {
+	b = appendDot(append(b, 0x94), &s.Dot)
+	b = appendBinOrNil(b, s.Value)
+	b = appendBool(b, s.Deleted)
+	return appendInt(b, s.Time)
+}
+
+// appendClock writes a clock as an array of dots, or nil.
+func appendClock(b []byte, c Clock) []byte { return appendList(b, c, appendDot) }
+
+// appendDot writes a dot as the array [node, counter].
+func appendDot(b []byte, d *Dot) []byte {
+	return appendUint(appendStr(append(b, 0x92), d.Node), d.Counter)
+}
+
+// maxClockLen bounds the length of appendClock's encoding of c: a 5-byte
+// header, then per dot a 1-byte header, a string of at most 5 bytes of
+// header and a counter of at most 9 bytes.
+func maxClockLen(c Clock) int {
+	n := 5
+	for _, d := range c {
+		n += 15 + len(d.Node)
+	}
+	return n
+}
+
+var (
+	// siblingList: the smallest sibling is [["a",1],nil,false,0].
+	siblingList = listSpec{name: "siblings", minSize: 8, max: MaxStoredSiblings}
+	// dotList: the smallest dot is ["a",1]. A clock's entries are
+	// ErrInvalidContext, as Clock.Validate says.
+	dotList = listSpec{name: "clock entries", minSize: 4, max: MaxClockEntries, sentinel: ErrInvalidContext}
+)
+
+// objectOrNil reads an *Object field: nil, or what appendObject writes.
+func (d *decoder) objectOrNil() (*Object, error) {
+	if d.nil() {
+		return nil, nil
+	}
+	if err := d.tuple(2, "object"); err != nil {
+		return nil, err
+	}
+	o := &Object{}
+	var err error
+	if o.Clock, err = d.clock(); err != nil {
+		return nil, err
+	}
+	if o.Siblings, err = decodeList(d, siblingList, d.sibling); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+func (d *decoder) sibling(s *Sibling) (err error) {
+	if err = d.tuple(4, "sibling"); err != nil {
+		return err
+	}
+	if err = d.dot(&s.Dot); err != nil {
+		return err
+	}
+	if s.Value, err = d.bytes(); err != nil {
+		return err
+	}
+	if s.Deleted, err = d.bool(); err != nil {
+		return err
+	}
+	s.Time, err = d.int()
+	return err
+}
+
+// clock reads a Clock: nil, or an array of dots. The entry limit is
+// checked before allocating; Validate checks the rest.
+func (d *decoder) clock() (Clock, error) { return decodeList(d, dotList, d.dot) }
+
+func (d *decoder) dot(dot *Dot) (err error) {
+	if err = d.tuple(2, "dot"); err != nil {
+		return err
+	}
+	if dot.Node, err = d.id(); err != nil {
+		return err
+	}
+	dot.Counter, err = d.uint()
+	return err
 }

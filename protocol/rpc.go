@@ -1,5 +1,18 @@
 package protocol
 
+// Node-to-node RPC, on Subjects.NodeRPC: a node sends a peer a batch of
+// replica operations in one message and the peer answers them all in one
+// reply. The body is msgpack (msgpack.go), maps with the keys below; the
+// fields after k in an item and after t in a result are left out when
+// zero:
+//
+//	request {v: Version, f: sender, i: [{t: tag, o: op, k: key, b: object,
+//	         val: value, ctx: clock, del: delete, w: write quorum}]}
+//	reply   {v: Version, f: sender, r: [{t: tag, c: code, n: name,
+//	         e: message, b: object, ctx: clock}]}
+//
+// An object is the array of record.go.
+
 // RPC operations between nodes, on Subjects.NodeRPC.
 const (
 	// RPCRead asks a replica for its object of Key.
@@ -69,7 +82,7 @@ func ResultError(tag uint64, err error) Result {
 	return Result{Tag: tag, Code: code, Name: name, Err: err.Error()}
 }
 
-// EncodeRequest encodes r for the wire (see rpc_codec.go). The result is
+// EncodeRequest encodes r for the wire (see msgpack.go). The result is
 // a fresh slice the caller owns; the error is always nil, kept for
 // symmetry with the other encoders.
 func EncodeRequest(r *Request) ([]byte, error) {
@@ -96,45 +109,6 @@ func DecodeRequest(b []byte) (*Request, error) {
 func DecodeReply(b []byte) (*Reply, error) {
 	d := decoder{b: b, what: "reply"}
 	return decodeMessage(&d, d.reply)
-}
-
-// recordFormat is the first byte of every stored record, so the on-disk
-// format can change without guessing.
-const recordFormat = 1
-
-// EncodeObject encodes an object for storage: a format byte, then
-// msgpack (the array form of rpc_codec.go). It never fails; the error is
-// kept for symmetry with the other encoders.
-func EncodeObject(o *Object) ([]byte, error) {
-	return encode(o, appendRecord), nil
-}
-
-// DecodeObject decodes and validates a stored object. A corrupt record
-// gives ErrMalformed, so a bad page on disk is an error, not a crash.
-func DecodeObject(b []byte) (*Object, error) {
-	if len(b) < 1 || b[0] != recordFormat {
-		return nil, Errorf(ErrMalformed, "record: unknown format")
-	}
-	d := decoder{b: b[1:], what: "record"}
-	return decodeMessage(&d, d.record)
-}
-
-func appendRecord(b []byte, o *Object) []byte { return appendObject(append(b, recordFormat), o) }
-
-// record reads a stored object: nil decodes as the empty object, as it
-// always did.
-func (d *decoder) record() (*Object, error) {
-	o, err := d.objectOrNil()
-	if err != nil {
-		return nil, err
-	}
-	if o == nil {
-		o = &Object{}
-	}
-	if err := o.Validate(); err != nil {
-		return nil, err
-	}
-	return o, nil
 }
 
 // The map forms of the messages. Each struct is a map whose keys are its

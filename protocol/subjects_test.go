@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestValidateKey(t *testing.T) {
@@ -251,4 +252,40 @@ func TestKVNodeBatchSubject(t *testing.T) {
 			t.Errorf("%s: the batch subject parses as a request", op)
 		}
 	}
+}
+
+func checkKeyFromSubject(t testing.TB, op, subject string) {
+	t.Helper()
+	s := Subjects{Prefix: DefaultPrefix}
+	key, err := s.KeyFromSubject(op, subject)
+	if err != nil {
+		if key != "" {
+			t.Fatalf("key %q returned with error %v", key, err)
+		}
+		if !errors.Is(err, ErrInvalidKey) {
+			t.Fatalf("error %v is not ErrInvalidKey", err)
+		}
+		return
+	}
+	if s.KV(op, key) != subject {
+		t.Fatalf("KV(%q, %q) = %q, not the subject %q", op, key, s.KV(op, key), subject)
+	}
+	if len(key) == 0 || len(key) > MaxKeyLen || !utf8.ValidString(key) {
+		t.Fatalf("key %q breaks the data-model limits", key)
+	}
+	for _, tok := range strings.Split(key, ".") {
+		if tok == "" || strings.ContainsAny(tok, " \t\r\n*>") {
+			t.Fatalf("key %q has the token %q", key, tok)
+		}
+	}
+	if k2, err := s.KeyFromSubject(op, s.KV(op, key)); err != nil || k2 != key {
+		t.Fatalf("round trip of %q: %q, %v", key, k2, err)
+	}
+}
+
+func FuzzKeyFromSubject(f *testing.F) {
+	for _, tc := range keyFromSubjectCases {
+		f.Add(tc.op, tc.subject)
+	}
+	f.Fuzz(func(t *testing.T, op, subject string) { checkKeyFromSubject(t, op, subject) })
 }

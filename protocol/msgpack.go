@@ -17,13 +17,15 @@ import (
 // was about a sixth of a loaded node's CPU, and msgpack v5 trusts declared
 // lengths: five bytes could make it allocate until the process died.
 //
-// The wire form is exactly what msgpack v5 wrote by reflection with
-// compact integers: each message struct is a map whose keys are its tags
-// in field order, omitempty fields are left out when zero, every integer
-// and length takes its shortest form, and Object, Sibling, Dot and Clock
-// are arrays. The golden test (testdata/wire.golden) and the
-// *MatchesReflection tests pin the bytes, so peers of every version agree
-// and old stores stay readable.
+// The wire form is exactly what msgpack v5 wrote by reflection, with
+// compact integers, from the struct tags the types had: each message
+// struct is a map of its fields under short keys, in field order, with
+// the optional ones left out when zero; every integer and length takes
+// its shortest form; Object, Sibling and Dot are arrays. (Client batches,
+// designed for the wire later, write nil lists and values as empty ones.)
+// Each family's file documents its form. The golden test
+// (testdata/wire.golden) and the *MatchesReflection tests pin the bytes,
+// so peers of every version agree and old stores stay readable.
 //
 // The decoder reads any encoding reflection read (keys in any order, any
 // integer width, str or bin for either, unknown keys skipped), except
@@ -37,6 +39,10 @@ import (
 // the smallest size of one, or more than the limits allow, is refused
 // first. It reads ops and lengths at full width (msgpack v5 stored op 257
 // into a uint8 as RPCRead).
+
+// A message family's file (rpc.go, clientbatch.go, record.go, context.go,
+// siblings.go, gossip.go) holds its types, its append functions, its
+// decoder methods and their validation, built from the primitives below.
 
 // ---- encoding ----
 
@@ -116,39 +122,6 @@ func appendArray[T any](b []byte, list []T, appendOne func([]byte, *T) []byte) [
 func appendStrElem(b []byte, s *string) []byte      { return appendStr(b, *s) }
 func appendBinElem(b []byte, v *[]byte) []byte      { return appendBin(b, *v) }
 func appendBinOrNilElem(b []byte, v *[]byte) []byte { return appendBinOrNil(b, *v) }
-
-// appendObject writes an object as the array [clock, siblings], each
-// sibling as the array [dot, value, deleted, time].
-func appendObject(b []byte, o *Object) []byte {
-	b = appendClock(append(b, 0x92), o.Clock)
-	return appendList(b, o.Siblings, appendSibling)
-}
-
-func appendSibling(b []byte, s *Sibling) []byte {
-	b = appendDot(append(b, 0x94), &s.Dot)
-	b = appendBinOrNil(b, s.Value)
-	b = appendBool(b, s.Deleted)
-	return appendInt(b, s.Time)
-}
-
-// appendClock writes a clock as an array of dots, or nil.
-func appendClock(b []byte, c Clock) []byte { return appendList(b, c, appendDot) }
-
-// appendDot writes a dot as the array [node, counter].
-func appendDot(b []byte, d *Dot) []byte {
-	return appendUint(appendStr(append(b, 0x92), d.Node), d.Counter)
-}
-
-// maxClockLen bounds the length of appendClock's encoding of c: a 5-byte
-// header, then per dot a 1-byte header, a string of at most 5 bytes of
-// header and a counter of at most 9 bytes.
-func maxClockLen(c Clock) int {
-	n := 5
-	for _, d := range c {
-		n += 15 + len(d.Node)
-	}
-	return n
-}
 
 // The primitives below write what msgpack v5's Encoder writes with
 // UseCompactInts(true): the shortest form of every length and integer.
@@ -756,63 +729,4 @@ func (d *decoder) op(first, last uint8) (uint8, error) {
 		return 0, d.errorf("unknown op %d", op)
 	}
 	return uint8(op), nil
-}
-
-var (
-	// siblingList: the smallest sibling is [["a",1],nil,false,0].
-	siblingList = listSpec{name: "siblings", minSize: 8, max: MaxStoredSiblings}
-	// dotList: the smallest dot is ["a",1]. A clock's entries are
-	// ErrInvalidContext, as Clock.Validate says.
-	dotList = listSpec{name: "clock entries", minSize: 4, max: MaxClockEntries, sentinel: ErrInvalidContext}
-)
-
-// objectOrNil reads an *Object field: nil, or what appendObject writes.
-func (d *decoder) objectOrNil() (*Object, error) {
-	if d.nil() {
-		return nil, nil
-	}
-	if err := d.tuple(2, "object"); err != nil {
-		return nil, err
-	}
-	o := &Object{}
-	var err error
-	if o.Clock, err = d.clock(); err != nil {
-		return nil, err
-	}
-	if o.Siblings, err = decodeList(d, siblingList, d.sibling); err != nil {
-		return nil, err
-	}
-	return o, nil
-}
-
-func (d *decoder) sibling(s *Sibling) (err error) {
-	if err = d.tuple(4, "sibling"); err != nil {
-		return err
-	}
-	if err = d.dot(&s.Dot); err != nil {
-		return err
-	}
-	if s.Value, err = d.bytes(); err != nil {
-		return err
-	}
-	if s.Deleted, err = d.bool(); err != nil {
-		return err
-	}
-	s.Time, err = d.int()
-	return err
-}
-
-// clock reads a Clock: nil, or an array of dots. The entry limit is
-// checked before allocating; Validate checks the rest.
-func (d *decoder) clock() (Clock, error) { return decodeList(d, dotList, d.dot) }
-
-func (d *decoder) dot(dot *Dot) (err error) {
-	if err = d.tuple(2, "dot"); err != nil {
-		return err
-	}
-	if dot.Node, err = d.id(); err != nil {
-		return err
-	}
-	dot.Counter, err = d.uint()
-	return err
 }

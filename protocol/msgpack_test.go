@@ -2,16 +2,24 @@ package protocol
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
+	"math/rand"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
+
+// Tests of the primitives of msgpack.go: decoder.skip, the walk that
+// bounds every length and the nesting of unknown values, against a naive
+// reference checker and msgpack itself; every decoder against hostile
+// lengths; and wire, a writer of msgpack as other encoders may spell it,
+// for the families' tests of what their decoders accept.
 
 // checkMsgpack is the structural check kvmesh made before it decoded by
 // reflection (CheckMsgpack until issue 16): decoder.skip over exactly one
@@ -499,5 +507,289 @@ func TestCheckMsgpackRefusesExtDataThatLooksLikeAMap(t *testing.T) {
 			t.Errorf("ext data %02x...: %v", c, err)
 		}
 		assertBoundedUnmarshal(t, b)
+	}
+}
+
+// checkCheckMsgpack asserts checkMsgpack's contract on b: it agrees with
+// the naive reference at several depths, its errors are ErrMalformed,
+// what it accepts msgpack can walk to the end, and what it accepts decodes
+// into any target within the allocation budget.
+func checkCheckMsgpack(t testing.TB, b []byte) {
+	t.Helper()
+	prevOK := false
+	for _, depth := range []int{0, 1, 2, MaxDepth, 32} {
+		err := checkMsgpack(b, depth)
+		if err != nil && !errors.Is(err, ErrMalformed) {
+			t.Fatalf("depth %d: error %v is not ErrMalformed", depth, err)
+		}
+		if ref := refCheck(b, depth); ref != (err == nil) {
+			t.Fatalf("depth %d: checkMsgpack says %v, the reference says ok=%v", depth, err, ref)
+		}
+		if prevOK && err != nil {
+			t.Fatalf("accepted at a lower depth, rejected at %d: %v", depth, err)
+		}
+		prevOK = err == nil
+	}
+	if checkMsgpack(b, MaxDepth) != nil {
+		return
+	}
+	if err := skipAll(b); err != nil {
+		t.Fatalf("checkMsgpack accepts what msgpack cannot walk: %v", err)
+	}
+	assertBoundedUnmarshal(t, b)
+}
+
+func FuzzCheckMsgpack(f *testing.F) {
+	addHostile(f, nil)
+	for _, v := range wellFormedValues(f) {
+		if b := mustMarshal(f, v.v); len(b) < 4096 {
+			f.Add(b)
+		}
+	}
+	f.Add(nest(9))
+	f.Add(nest(33))
+	f.Fuzz(func(t *testing.T, b []byte) { checkCheckMsgpack(t, b) })
+}
+
+// wire writes msgpack the way another encoder might: any width for an
+// integer or a length that holds it, strings as str or bin, fields in any
+// order, zero fields present, unknown fields, wider headers.
+type wire struct {
+	rng *rand.Rand
+	b   []byte
+}
+
+func (w *wire) pick(n int) bool { return w.rng.Intn(n) == 0 }
+
+func (w *wire) uint(v uint64) {
+	type form struct {
+		code  byte
+		width int
+	}
+	forms := []form{{0xcf, 8}}
+	if v <= math.MaxInt64 {
+		forms = append(forms, form{0xd3, 8})
+	}
+	if v <= math.MaxUint32 {
+		forms = append(forms, form{0xce, 4})
+	}
+	if v <= math.MaxInt32 {
+		forms = append(forms, form{0xd2, 4})
+	}
+	if v <= math.MaxUint16 {
+		forms = append(forms, form{0xcd, 2})
+	}
+	if v <= math.MaxInt16 {
+		forms = append(forms, form{0xd1, 2})
+	}
+	if v <= math.MaxUint8 {
+		forms = append(forms, form{0xcc, 1})
+	}
+	if v <= math.MaxInt8 {
+		forms = append(forms, form{0xd0, 1}, form{byte(v), 0}, form{byte(v), 0})
+	}
+	f := forms[w.rng.Intn(len(forms))]
+	w.b = append(w.b, f.code)
+	w.b = appendBE(w.b, v, f.width)
+}
+
+func (w *wire) int(v int64) {
+	if v >= 0 {
+		w.uint(uint64(v))
+		return
+	}
+	type form struct {
+		code  byte
+		width int
+	}
+	forms := []form{{0xd3, 8}, {0xcf, 8}} // a uint64 wraps to the same int64
+	if v >= math.MinInt32 {
+		forms = append(forms, form{0xd2, 4})
+	}
+	if v >= math.MinInt16 {
+		forms = append(forms, form{0xd1, 2})
+	}
+	if v >= math.MinInt8 {
+		forms = append(forms, form{0xd0, 1})
+	}
+	if v >= -32 {
+		forms = append(forms, form{byte(v), 0}, form{byte(v), 0})
+	}
+	f := forms[w.rng.Intn(len(forms))]
+	w.b = append(w.b, f.code)
+	w.b = appendBE(w.b, uint64(v), f.width)
+}
+
+func appendBE(b []byte, v uint64, width int) []byte {
+	switch width {
+	case 1:
+		return append(b, byte(v))
+	case 2:
+		return binary.BigEndian.AppendUint16(b, uint16(v))
+	case 4:
+		return binary.BigEndian.AppendUint32(b, uint32(v))
+	case 8:
+		return binary.BigEndian.AppendUint64(b, v)
+	}
+	return b
+}
+
+// header writes a length in one of the forms of a family: fix is the
+// fixed form's base code (0 if none) and fixMax its largest length; the
+// 8-, 16- and 32-bit codes follow (0 if the family lacks one).
+func (w *wire) header(n int, fix byte, fixMax int, c8, c16, c32 byte) {
+	type form struct {
+		code  byte
+		width int
+	}
+	forms := []form{{c32, 4}}
+	if n <= math.MaxUint16 {
+		forms = append(forms, form{c16, 2})
+	}
+	if n <= math.MaxUint8 && c8 != 0 {
+		forms = append(forms, form{c8, 1})
+	}
+	if n <= fixMax && fix != 0 {
+		forms = append(forms, form{fix | byte(n), 0}, form{fix | byte(n), 0})
+	}
+	f := forms[w.rng.Intn(len(forms))]
+	w.b = append(w.b, f.code)
+	w.b = appendBE(w.b, uint64(n), f.width)
+}
+
+func (w *wire) str(s string) { w.blob([]byte(s), false) }
+
+func (w *wire) blob(p []byte, preferBin bool) {
+	if w.pick(4) != preferBin { // msgpack v5 reads either as a string or a []byte
+		w.header(len(p), 0, 0, 0xc4, 0xc5, 0xc6)
+	} else {
+		w.header(len(p), 0xa0, 31, 0xd9, 0xda, 0xdb)
+	}
+	w.b = append(w.b, p...)
+}
+
+func (w *wire) bin(p []byte) {
+	if p == nil {
+		w.b = append(w.b, 0xc0)
+		return
+	}
+	w.blob(p, true)
+}
+
+func (w *wire) bool(v bool) {
+	switch {
+	case v:
+		w.b = append(w.b, 0xc3)
+	case w.pick(3):
+		w.b = append(w.b, 0xc0) // nil reads as false
+	default:
+		w.b = append(w.b, 0xc2)
+	}
+}
+
+func (w *wire) arrayLen(n int) { w.header(n, 0x90, 15, 0, 0xdc, 0xdd) }
+func (w *wire) mapLen(n int)   { w.header(n, 0x80, 15, 0, 0xde, 0xdf) }
+
+// junk writes an arbitrary well-formed value at most one level deep.
+func (w *wire) junk(depth int) {
+	switch w.rng.Intn(10) {
+	case 0:
+		w.b = append(w.b, 0xc0)
+	case 9:
+		w.b = append(w.b, 0xcb, 0x40, 0x09, 0x21, 0xfb, 0x54, 0x44, 0x2d, 0x18) // a float64
+	case 1:
+		w.int(randInt(w.rng))
+	case 2:
+		w.str(randString(w.rng))
+	case 3:
+		w.uint(w.rng.Uint64())
+	case 4:
+		w.b = append(w.b, 0xca, 0x3f, 0xc0, 0, 0) // a float32
+	case 5:
+		// Every ext form, with data that does not begin with a map
+		// header (checkMsgpack refuses those).
+		exts := [][]byte{
+			{0xd4, 5, 1}, {0xd5, 5, 1, 2}, {0xd6, 0xff, 0, 0, 0, 1}, append([]byte{0xd7, 5}, make([]byte, 8)...),
+			append([]byte{0xd8, 5}, make([]byte, 16)...), {0xc7, 2, 5, 0x90, 0x01}, {0xc8, 0, 2, 5, 0x90, 0x01},
+			{0xc9, 0, 0, 0, 2, 5, 0x90, 0x01}, {0xc7, 0, 5},
+		}
+		w.b = append(w.b, exts[w.rng.Intn(len(exts))]...)
+	case 6:
+		if depth == 0 {
+			n := w.rng.Intn(3)
+			w.arrayLen(n)
+			for range n {
+				w.junk(depth + 1)
+			}
+			return
+		}
+		w.b = append(w.b, 0xc2)
+	case 7:
+		if depth == 0 {
+			n := w.rng.Intn(3)
+			w.mapLen(n)
+			for range n {
+				w.str(randString(w.rng))
+				w.junk(depth + 1)
+			}
+			return
+		}
+		w.b = append(w.b, 0xc3)
+	default:
+		w.bin(randBlob(w.rng))
+	}
+}
+
+// field is one map entry: its key and a function writing its value.
+type field struct {
+	key   string
+	value func()
+}
+
+// fields writes a map of the present fields, in random order, with some
+// of the omitted ones written as zero values and a few unknown keys.
+func (w *wire) fields(present []field, zero []field) {
+	for _, f := range zero {
+		if w.pick(3) {
+			present = append(present, f)
+		}
+	}
+	for range w.rng.Intn(3) {
+		present = append(present, field{"unknown-" + randString(w.rng), func() { w.junk(0) }})
+	}
+	if w.pick(20) {
+		present = append(present, field{"", func() { w.junk(0) }}) // a nil key is skipped too
+	}
+	w.rng.Shuffle(len(present), func(i, j int) { present[i], present[j] = present[j], present[i] })
+	w.mapLen(len(present))
+	for _, f := range present {
+		if f.key == "" && w.pick(2) {
+			w.b = append(w.b, 0xc0)
+		} else {
+			w.str(f.key)
+		}
+		f.value()
+	}
+}
+
+func (w *wire) strs(ss []string) {
+	if ss == nil {
+		w.b = append(w.b, 0xc0)
+		return
+	}
+	w.arrayLen(len(ss))
+	for _, s := range ss {
+		w.str(s)
+	}
+}
+
+func (w *wire) values(vs [][]byte) {
+	if vs == nil {
+		w.b = append(w.b, 0xc0)
+		return
+	}
+	w.arrayLen(len(vs))
+	for _, v := range vs {
+		w.bin(v)
 	}
 }
