@@ -117,59 +117,59 @@ func DecodeClientBatchReply(b []byte) (*ClientBatchReply, error) {
 // inherited from reflection.
 
 func appendClientBatch(b []byte, r *ClientBatch) []byte {
-	m := newMap(b)
-	m.int("v", int64(r.V))
-	m.b = appendArray(m.key("i"), r.Items, appendClientItem)
-	return m.end()
+	b, m := beginMap(b)
+	b = m.int(b, "v", int64(r.V))
+	b = appendArray(m.key(b, "i"), r.Items, appendClientItem)
+	return m.end(b)
 }
 
 func appendClientItem(b []byte, it *ClientItem) []byte {
-	m := newMap(b)
-	m.uint("t", it.Tag)
-	m.uint("o", uint64(it.Op))
-	m.str("k", it.Key)
+	b, m := beginMap(b)
+	b = m.uint(b, "t", it.Tag)
+	b = m.uint(b, "o", uint64(it.Op))
+	b = m.str(b, "k", it.Key)
 	if it.Value != nil {
-		m.bin("d", it.Value)
+		b = m.bin(b, "d", it.Value)
 	}
 	if it.Quorum != "" {
-		m.str("q", it.Quorum)
+		b = m.str(b, "q", it.Quorum)
 	}
 	if it.Context != "" {
-		m.str("c", it.Context)
+		b = m.str(b, "c", it.Context)
 	}
-	return m.end()
+	return m.end(b)
 }
 
 func appendClientBatchReply(b []byte, r *ClientBatchReply) []byte {
-	m := newMap(b)
-	m.int("v", int64(r.V))
-	m.str("f", r.From)
-	m.b = appendArray(m.key("r"), r.Results, appendClientResult)
-	return m.end()
+	b, m := beginMap(b)
+	b = m.int(b, "v", int64(r.V))
+	b = m.str(b, "f", r.From)
+	b = appendArray(m.key(b, "r"), r.Results, appendClientResult)
+	return m.end(b)
 }
 
 func appendClientResult(b []byte, res *ClientResult) []byte {
-	m := newMap(b)
-	m.uint("t", res.Tag)
+	b, m := beginMap(b)
+	b = m.uint(b, "t", res.Tag)
 	if res.Code != 0 {
-		m.int("c", int64(res.Code))
+		b = m.int(b, "c", int64(res.Code))
 	}
 	if res.Name != "" {
-		m.str("n", res.Name)
+		b = m.str(b, "n", res.Name)
 	}
 	if res.Err != "" {
-		m.str("e", res.Err)
+		b = m.str(b, "e", res.Err)
 	}
 	if res.Context != "" {
-		m.str("x", res.Context)
+		b = m.str(b, "x", res.Context)
 	}
 	if res.Siblings != 0 {
-		m.int("s", int64(res.Siblings))
+		b = m.int(b, "s", int64(res.Siblings))
 	}
 	if res.Values != nil {
-		m.b = appendArray(m.key("vals"), res.Values, appendBinElem)
+		b = appendArray(m.key(b, "vals"), res.Values, appendBinElem)
 	}
-	return m.end()
+	return m.end(b)
 }
 
 // ---- decoding ----

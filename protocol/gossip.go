@@ -33,15 +33,15 @@ func DecodeAnnounce(b []byte) (*Announce, error) {
 }
 
 func appendAnnounce(b []byte, a *Announce) []byte {
-	m := newMap(b)
-	m.int("v", int64(a.V))
-	m.str("f", a.From)
-	m.b = appendList(m.key("m"), a.Members, appendStrElem)
-	m.int("t", a.Time)
+	b, m := beginMap(b)
+	b = m.int(b, "v", int64(a.V))
+	b = m.str(b, "f", a.From)
+	b = appendList(m.key(b, "m"), a.Members, appendStrElem)
+	b = m.int(b, "t", a.Time)
 	if a.Secret != "" {
-		m.str("s", a.Secret)
+		b = m.str(b, "s", a.Secret)
 	}
-	return m.end()
+	return m.end(b)
 }
 
 var (

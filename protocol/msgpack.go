@@ -69,34 +69,34 @@ func encode[T any](v T, appendMsg func([]byte, T) []byte) []byte {
 	return out
 }
 
-// mapWriter writes a struct as a map of its present fields: each field
-// method writes a key and its value, and end writes how many into the
-// header, one byte since no struct has more than 15 fields (keys checks).
-type mapWriter struct {
-	b      []byte
-	header int // index of the header byte in b
-	n      byte
+// mapHeader writes a struct as a map of its present fields: each field
+// method writes a key and its value and counts it, and end writes the
+// count into the header, one byte since no struct has more than 15 fields
+// (keys checks). The buffer stays in the caller's variable, as with every
+// append function: kept in the struct, each append would pay a write
+// barrier while the GC runs.
+type mapHeader struct {
+	at int // index of the header byte
+	n  byte
 }
 
-func newMap(b []byte) mapWriter { return mapWriter{b: append(b, 0x80), header: len(b)} }
+func beginMap(b []byte) ([]byte, mapHeader) { return append(b, 0x80), mapHeader{at: len(b)} }
 
-// key writes the key of the next field and returns the buffer, for its
-// value to be appended to.
-func (m *mapWriter) key(k string) []byte {
+// key writes the key of the next field, for its value to be appended.
+func (m *mapHeader) key(b []byte, k string) []byte {
 	m.n++
-	m.b = append(append(m.b, 0xa0|byte(len(k))), k...) // keys are fixstrs
-	return m.b
+	return append(append(b, 0xa0|byte(len(k))), k...) // keys are fixstrs
 }
 
-func (m *mapWriter) uint(k string, v uint64) { m.b = appendUint(m.key(k), v) }
-func (m *mapWriter) int(k string, v int64)   { m.b = appendInt(m.key(k), v) }
-func (m *mapWriter) str(k, v string)         { m.b = appendStr(m.key(k), v) }
-func (m *mapWriter) bin(k string, v []byte)  { m.b = appendBin(m.key(k), v) }
-func (m *mapWriter) bool(k string, v bool)   { m.b = appendBool(m.key(k), v) }
+func (m *mapHeader) uint(b []byte, k string, v uint64) []byte { return appendUint(m.key(b, k), v) }
+func (m *mapHeader) int(b []byte, k string, v int64) []byte   { return appendInt(m.key(b, k), v) }
+func (m *mapHeader) str(b []byte, k, v string) []byte         { return appendStr(m.key(b, k), v) }
+func (m *mapHeader) bin(b []byte, k string, v []byte) []byte  { return appendBin(m.key(b, k), v) }
+func (m *mapHeader) bool(b []byte, k string, v bool) []byte   { return appendBool(m.key(b, k), v) }
 
-func (m *mapWriter) end() []byte {
-	m.b[m.header] = 0x80 | m.n
-	return m.b
+func (m *mapHeader) end(b []byte) []byte {
+	b[m.at] = 0x80 | m.n
+	return b
 }
 
 // appendList writes list as an array of its elements, each written by
@@ -491,7 +491,7 @@ type keySet struct {
 }
 
 // keys returns the key set of names, of which required must be present.
-// A struct has at most 15 fields: its map header is one byte (mapWriter).
+// A struct has at most 15 fields: its map header is one byte (mapHeader).
 func keys(names []string, required ...string) keySet {
 	if len(names) > 15 {
 		panic("protocol: a struct of more than 15 fields")

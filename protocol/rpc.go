@@ -116,63 +116,63 @@ func DecodeReply(b []byte) (*Reply, error) {
 // msgpack v5 wrote by reflection.
 
 func appendRequest(b []byte, r *Request) []byte {
-	m := newMap(b)
-	m.int("v", int64(r.V))
-	m.str("f", r.From)
-	m.b = appendList(m.key("i"), r.Items, appendItem)
-	return m.end()
+	b, m := beginMap(b)
+	b = m.int(b, "v", int64(r.V))
+	b = m.str(b, "f", r.From)
+	b = appendList(m.key(b, "i"), r.Items, appendItem)
+	return m.end(b)
 }
 
 func appendItem(b []byte, it *Item) []byte {
-	m := newMap(b)
-	m.uint("t", it.Tag)
-	m.uint("o", uint64(it.Op))
-	m.str("k", it.Key)
+	b, m := beginMap(b)
+	b = m.uint(b, "t", it.Tag)
+	b = m.uint(b, "o", uint64(it.Op))
+	b = m.str(b, "k", it.Key)
 	if it.Obj != nil {
-		m.b = appendObject(m.key("b"), it.Obj)
+		b = appendObject(m.key(b, "b"), it.Obj)
 	}
 	if len(it.Val) > 0 {
-		m.bin("val", it.Val)
+		b = m.bin(b, "val", it.Val)
 	}
 	if len(it.Ctx) > 0 {
-		m.b = appendClock(m.key("ctx"), it.Ctx)
+		b = appendClock(m.key(b, "ctx"), it.Ctx)
 	}
 	if it.Del {
-		m.bool("del", true)
+		b = m.bool(b, "del", true)
 	}
 	if it.W != 0 {
-		m.int("w", int64(it.W))
+		b = m.int(b, "w", int64(it.W))
 	}
-	return m.end()
+	return m.end(b)
 }
 
 func appendReply(b []byte, r *Reply) []byte {
-	m := newMap(b)
-	m.int("v", int64(r.V))
-	m.str("f", r.From)
-	m.b = appendList(m.key("r"), r.Results, appendResult)
-	return m.end()
+	b, m := beginMap(b)
+	b = m.int(b, "v", int64(r.V))
+	b = m.str(b, "f", r.From)
+	b = appendList(m.key(b, "r"), r.Results, appendResult)
+	return m.end(b)
 }
 
 func appendResult(b []byte, res *Result) []byte {
-	m := newMap(b)
-	m.uint("t", res.Tag)
+	b, m := beginMap(b)
+	b = m.uint(b, "t", res.Tag)
 	if res.Code != 0 {
-		m.int("c", int64(res.Code))
+		b = m.int(b, "c", int64(res.Code))
 	}
 	if res.Name != "" {
-		m.str("n", res.Name)
+		b = m.str(b, "n", res.Name)
 	}
 	if res.Err != "" {
-		m.str("e", res.Err)
+		b = m.str(b, "e", res.Err)
 	}
 	if res.Obj != nil {
-		m.b = appendObject(m.key("b"), res.Obj)
+		b = appendObject(m.key(b, "b"), res.Obj)
 	}
 	if len(res.Ctx) > 0 {
-		m.b = appendClock(m.key("ctx"), res.Ctx)
+		b = appendClock(m.key(b, "ctx"), res.Ctx)
 	}
-	return m.end()
+	return m.end(b)
 }
 
 var (
