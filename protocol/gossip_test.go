@@ -48,20 +48,13 @@ func anyAnnounce(rng *rand.Rand) *Announce {
 }
 
 func (w *wire) announce(a *Announce) {
-	present := []field{
-		{"v", func() { w.int(int64(a.V)) }},
-		{"f", func() { w.str(a.From) }},
-		{"m", func() { w.strs(a.Members) }},
-		{"t", func() { w.int(a.Time) }},
-	}
-	var zero []field
-	secret := field{"s", func() { w.str(a.Secret) }}
-	if a.Secret != "" {
-		present = append(present, secret)
-	} else {
-		zero = append(zero, secret)
-	}
-	w.fields(present, zero)
+	var s fieldSet
+	s.add(false, "v", func() { w.int(int64(a.V)) })
+	s.add(false, "f", func() { w.str(a.From) })
+	s.add(false, "m", func() { w.strs(a.Members) })
+	s.add(false, "t", func() { w.int(a.Time) })
+	s.add(a.Secret == "", "s", func() { w.str(a.Secret) })
+	w.fields(s.present, s.zero)
 }
 
 func checkDecodeAnnounce(t testing.TB, b []byte) *Announce {

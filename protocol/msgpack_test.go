@@ -746,6 +746,19 @@ type field struct {
 	value func()
 }
 
+// fieldSet is a struct's fields as a reflection encoder sees them: the
+// ones it writes, and the zero ones it leaves out (which fields may write
+// anyway).
+type fieldSet struct{ present, zero []field }
+
+func (s *fieldSet) add(isZero bool, key string, value func()) {
+	if isZero {
+		s.zero = append(s.zero, field{key, value})
+	} else {
+		s.present = append(s.present, field{key, value})
+	}
+}
+
 // fields writes a map of the present fields, in random order, with some
 // of the omitted ones written as zero values and a few unknown keys.
 func (w *wire) fields(present []field, zero []field) {
@@ -772,24 +785,18 @@ func (w *wire) fields(present []field, zero []field) {
 	}
 }
 
-func (w *wire) strs(ss []string) {
-	if ss == nil {
+// wireList writes a list, nil as nil, each element with one.
+func wireList[T any](w *wire, list []T, one func(T)) {
+	if list == nil {
 		w.b = append(w.b, 0xc0)
 		return
 	}
-	w.arrayLen(len(ss))
-	for _, s := range ss {
-		w.str(s)
+	w.arrayLen(len(list))
+	for _, v := range list {
+		one(v)
 	}
 }
 
-func (w *wire) values(vs [][]byte) {
-	if vs == nil {
-		w.b = append(w.b, 0xc0)
-		return
-	}
-	w.arrayLen(len(vs))
-	for _, v := range vs {
-		w.bin(v)
-	}
-}
+func (w *wire) strs(ss []string) { wireList(w, ss, w.str) }
+
+func (w *wire) values(vs [][]byte) { wireList(w, vs, w.bin) }

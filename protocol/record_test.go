@@ -226,16 +226,7 @@ func (w *wire) dot(d Dot) {
 	w.uint(d.Counter)
 }
 
-func (w *wire) clock(c Clock) {
-	if c == nil {
-		w.b = append(w.b, 0xc0)
-		return
-	}
-	w.arrayLen(len(c))
-	for _, d := range c {
-		w.dot(d)
-	}
-}
+func (w *wire) clock(c Clock) { wireList(w, c, w.dot) }
 
 func (w *wire) object(o *Object) {
 	if o == nil {
@@ -244,16 +235,11 @@ func (w *wire) object(o *Object) {
 	}
 	w.arrayLen(2)
 	w.clock(o.Clock)
-	if o.Siblings == nil {
-		w.b = append(w.b, 0xc0)
-		return
-	}
-	w.arrayLen(len(o.Siblings))
-	for _, s := range o.Siblings {
+	wireList(w, o.Siblings, func(s Sibling) {
 		w.arrayLen(4)
 		w.dot(s.Dot)
 		w.bin(s.Value)
 		w.bool(s.Deleted)
 		w.int(s.Time)
-	}
+	})
 }

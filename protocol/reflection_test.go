@@ -122,104 +122,67 @@ type reflAnnounce struct {
 	Secret  string   `msgpack:"s,omitempty"`
 }
 
-// The conversions keep nil and empty slices apart.
-
-func toReflClock(c Clock) []reflDot {
-	if c == nil {
+// convert converts each element of a list, keeping nil and empty apart,
+// as the conversions below do.
+func convert[A, B any](in []A, f func(A) B) []B {
+	if in == nil {
 		return nil
 	}
-	out := make([]reflDot, len(c))
-	for i, d := range c {
-		out[i] = reflDot(d)
+	out := make([]B, len(in))
+	for i, a := range in {
+		out[i] = f(a)
 	}
 	return out
 }
 
-func fromReflClock(c []reflDot) Clock {
-	if c == nil {
-		return nil
-	}
-	out := make(Clock, len(c))
-	for i, d := range c {
-		out[i] = Dot(d)
-	}
-	return out
-}
+func toReflClock(c Clock) []reflDot { return convert(c, func(d Dot) reflDot { return reflDot(d) }) }
+
+func fromReflClock(c []reflDot) Clock { return convert(c, func(d reflDot) Dot { return Dot(d) }) }
 
 func toReflObject(o *Object) *reflObject {
 	if o == nil {
 		return nil
 	}
-	r := &reflObject{Clock: toReflClock(o.Clock)}
-	if o.Siblings != nil {
-		r.Siblings = make([]reflSibling, len(o.Siblings))
-	}
-	for i, s := range o.Siblings {
-		r.Siblings[i] = reflSibling{Dot: reflDot(s.Dot), Value: s.Value, Deleted: s.Deleted, Time: s.Time}
-	}
-	return r
+	return &reflObject{Clock: toReflClock(o.Clock), Siblings: convert(o.Siblings, func(s Sibling) reflSibling {
+		return reflSibling{Dot: reflDot(s.Dot), Value: s.Value, Deleted: s.Deleted, Time: s.Time}
+	})}
 }
 
 func fromReflObject(r *reflObject) *Object {
 	if r == nil {
 		return nil
 	}
-	o := &Object{Clock: fromReflClock(r.Clock)}
-	if r.Siblings != nil {
-		o.Siblings = make([]Sibling, len(r.Siblings))
-	}
-	for i, s := range r.Siblings {
-		o.Siblings[i] = Sibling{Dot: Dot(s.Dot), Value: s.Value, Deleted: s.Deleted, Time: s.Time}
-	}
-	return o
+	return &Object{Clock: fromReflClock(r.Clock), Siblings: convert(r.Siblings, func(s reflSibling) Sibling {
+		return Sibling{Dot: Dot(s.Dot), Value: s.Value, Deleted: s.Deleted, Time: s.Time}
+	})}
 }
 
 func toReflRequest(r *Request) *reflRequest {
-	out := &reflRequest{V: r.V, From: r.From}
-	if r.Items != nil {
-		out.Items = make([]reflItem, len(r.Items))
-	}
-	for i, it := range r.Items {
-		out.Items[i] = reflItem{Tag: it.Tag, Op: it.Op, Key: it.Key, Obj: toReflObject(it.Obj), Val: it.Val,
+	return &reflRequest{V: r.V, From: r.From, Items: convert(r.Items, func(it Item) reflItem {
+		return reflItem{Tag: it.Tag, Op: it.Op, Key: it.Key, Obj: toReflObject(it.Obj), Val: it.Val,
 			Ctx: toReflClock(it.Ctx), Del: it.Del, W: it.W}
-	}
-	return out
+	})}
 }
 
 func fromReflRequest(r *reflRequest) *Request {
-	out := &Request{V: r.V, From: r.From}
-	if r.Items != nil {
-		out.Items = make([]Item, len(r.Items))
-	}
-	for i, it := range r.Items {
-		out.Items[i] = Item{Tag: it.Tag, Op: it.Op, Key: it.Key, Obj: fromReflObject(it.Obj), Val: it.Val,
+	return &Request{V: r.V, From: r.From, Items: convert(r.Items, func(it reflItem) Item {
+		return Item{Tag: it.Tag, Op: it.Op, Key: it.Key, Obj: fromReflObject(it.Obj), Val: it.Val,
 			Ctx: fromReflClock(it.Ctx), Del: it.Del, W: it.W}
-	}
-	return out
+	})}
 }
 
 func toReflReply(r *Reply) *reflReply {
-	out := &reflReply{V: r.V, From: r.From}
-	if r.Results != nil {
-		out.Results = make([]reflResult, len(r.Results))
-	}
-	for i, res := range r.Results {
-		out.Results[i] = reflResult{Tag: res.Tag, Code: res.Code, Name: res.Name, Err: res.Err,
+	return &reflReply{V: r.V, From: r.From, Results: convert(r.Results, func(res Result) reflResult {
+		return reflResult{Tag: res.Tag, Code: res.Code, Name: res.Name, Err: res.Err,
 			Obj: toReflObject(res.Obj), Ctx: toReflClock(res.Ctx)}
-	}
-	return out
+	})}
 }
 
 func fromReflReply(r *reflReply) *Reply {
-	out := &Reply{V: r.V, From: r.From}
-	if r.Results != nil {
-		out.Results = make([]Result, len(r.Results))
-	}
-	for i, res := range r.Results {
-		out.Results[i] = Result{Tag: res.Tag, Code: res.Code, Name: res.Name, Err: res.Err,
+	return &Reply{V: r.V, From: r.From, Results: convert(r.Results, func(res reflResult) Result {
+		return Result{Tag: res.Tag, Code: res.Code, Name: res.Name, Err: res.Err,
 			Obj: fromReflObject(res.Obj), Ctx: fromReflClock(res.Ctx)}
-	}
-	return out
+	})}
 }
 
 // refDecodeRequest is DecodeRequest as it was with reflection: the

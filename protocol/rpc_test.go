@@ -585,65 +585,35 @@ func (w *wire) request(r *Request) {
 }
 
 func (w *wire) item(it *Item) {
-	var present, zero []field
-	add := func(isZero bool, f field) {
-		if isZero {
-			zero = append(zero, f)
-		} else {
-			present = append(present, f)
-		}
-	}
-	add(it.Tag == 0, field{"t", func() { w.uint(it.Tag) }})
-	add(false, field{"o", func() { w.uint(uint64(it.Op)) }})
-	add(false, field{"k", func() { w.str(it.Key) }})
-	add(it.Obj == nil, field{"b", func() { w.object(it.Obj) }})
-	add(len(it.Val) == 0, field{"val", func() { w.bin(it.Val) }})
-	add(len(it.Ctx) == 0, field{"ctx", func() { w.clock(it.Ctx) }})
-	add(!it.Del, field{"del", func() { w.bool(it.Del) }})
-	add(it.W == 0, field{"w", func() { w.int(int64(it.W)) }})
-	w.fields(present, zero)
+	var s fieldSet
+	s.add(it.Tag == 0, "t", func() { w.uint(it.Tag) })
+	s.add(false, "o", func() { w.uint(uint64(it.Op)) })
+	s.add(false, "k", func() { w.str(it.Key) })
+	s.add(it.Obj == nil, "b", func() { w.object(it.Obj) })
+	s.add(len(it.Val) == 0, "val", func() { w.bin(it.Val) })
+	s.add(len(it.Ctx) == 0, "ctx", func() { w.clock(it.Ctx) })
+	s.add(!it.Del, "del", func() { w.bool(it.Del) })
+	s.add(it.W == 0, "w", func() { w.int(int64(it.W)) })
+	w.fields(s.present, s.zero)
 }
 
 func (w *wire) reply(r *Reply) {
-	results := field{"r", func() {
-		if r.Results == nil {
-			w.b = append(w.b, 0xc0)
-			return
-		}
-		w.arrayLen(len(r.Results))
-		for i := range r.Results {
-			w.result(&r.Results[i])
-		}
-	}}
-	present := []field{
-		{"v", func() { w.int(int64(r.V)) }},
-		{"f", func() { w.str(r.From) }},
-	}
-	var zero []field
-	if r.Results != nil {
-		present = append(present, results)
-	} else {
-		zero = append(zero, results)
-	}
-	w.fields(present, zero)
+	var s fieldSet
+	s.add(false, "v", func() { w.int(int64(r.V)) })
+	s.add(false, "f", func() { w.str(r.From) })
+	s.add(r.Results == nil, "r", func() { wireList(w, r.Results, func(res Result) { w.result(&res) }) })
+	w.fields(s.present, s.zero)
 }
 
 func (w *wire) result(res *Result) {
-	var present, zero []field
-	add := func(isZero bool, f field) {
-		if isZero {
-			zero = append(zero, f)
-		} else {
-			present = append(present, f)
-		}
-	}
-	add(res.Tag == 0, field{"t", func() { w.uint(res.Tag) }})
-	add(res.Code == 0, field{"c", func() { w.int(int64(res.Code)) }})
-	add(res.Name == "", field{"n", func() { w.str(res.Name) }})
-	add(res.Err == "", field{"e", func() { w.str(res.Err) }})
-	add(res.Obj == nil, field{"b", func() { w.object(res.Obj) }})
-	add(len(res.Ctx) == 0, field{"ctx", func() { w.clock(res.Ctx) }})
-	w.fields(present, zero)
+	var s fieldSet
+	s.add(res.Tag == 0, "t", func() { w.uint(res.Tag) })
+	s.add(res.Code == 0, "c", func() { w.int(int64(res.Code)) })
+	s.add(res.Name == "", "n", func() { w.str(res.Name) })
+	s.add(res.Err == "", "e", func() { w.str(res.Err) })
+	s.add(res.Obj == nil, "b", func() { w.object(res.Obj) })
+	s.add(len(res.Ctx) == 0, "ctx", func() { w.clock(res.Ctx) })
+	w.fields(s.present, s.zero)
 }
 
 // TestRPCDecodeAnyEncoding: valid messages written as another encoder
