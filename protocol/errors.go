@@ -107,6 +107,3 @@ func FromWire(code int, name, msg string) error {
 	}
 	return &Error{Code: fallback.Code, Name: fallback.Name, Msg: msg}
 }
-
-// clip is Clip, for the codec code written before Clip was exported.
-func clip(s string, n int) string { return Clip(s, n) }

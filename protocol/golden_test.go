@@ -476,7 +476,7 @@ func TestGoldenWire(t *testing.T) {
 	}
 	for i := range min(len(got), len(want)) {
 		if got[i] != want[i] {
-			t.Errorf("line %d:\n got  %s\n want %s", i+1, clip(got[i], 600), clip(want[i], 600))
+			t.Errorf("line %d:\n got  %s\n want %s", i+1, Clip(got[i], 600), Clip(want[i], 600))
 		}
 	}
 }

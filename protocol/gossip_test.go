@@ -105,7 +105,7 @@ func TestAnnounceCodecMatchesReflection(t *testing.T) {
 		got, _ := EncodeAnnounce(a)
 		want := compactMarshal(t, (*reflAnnounce)(a))
 		if !bytes.Equal(got, want) {
-			t.Fatalf("announce %d %s:\n custom %s\n tags   %s", i, clip(fmt.Sprintf("%+v", a), 300), clip(fmt.Sprintf("%x", got), 300), clip(fmt.Sprintf("%x", want), 300))
+			t.Fatalf("announce %d %s:\n custom %s\n tags   %s", i, Clip(fmt.Sprintf("%+v", a), 300), Clip(fmt.Sprintf("%x", got), 300), Clip(fmt.Sprintf("%x", want), 300))
 		}
 		assertSameDecode(t, "DecodeAnnounce", want, DecodeAnnounce, refDecodeAnnounce, false)
 	}

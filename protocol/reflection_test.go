@@ -405,13 +405,13 @@ func assertSameDecode[T any](t testing.TB, what string, b []byte, dec, ref func(
 	want, werr := ref(b)
 	switch {
 	case err == nil && werr != nil:
-		t.Fatalf("%s: % x accepted, reflection refused it: %v", what, clip(string(b), 200), werr)
+		t.Fatalf("%s: % x accepted, reflection refused it: %v", what, Clip(string(b), 200), werr)
 	case err != nil && werr == nil && !onPurpose:
-		t.Fatalf("%s: % x refused, reflection accepted it: %v", what, clip(string(b), 200), err)
+		t.Fatalf("%s: % x refused, reflection accepted it: %v", what, Clip(string(b), 200), err)
 	case err != nil:
 		assertWireError(t, what, err)
 	case !reflect.DeepEqual(got, want):
-		t.Fatalf("%s: % x:\n hand-written %+v\n reflection   %+v", what, clip(string(b), 200), got, want)
+		t.Fatalf("%s: % x:\n hand-written %+v\n reflection   %+v", what, Clip(string(b), 200), got, want)
 	}
 }
 

@@ -557,7 +557,7 @@ func TestRPCCodecMatchesReflection(t *testing.T) {
 		got, _ := EncodeRequest(r)
 		want := compactMarshal(t, toReflRequest(r))
 		if !bytes.Equal(got, want) {
-			t.Fatalf("request %d %s:\n custom %s\n tags   %s", i, clip(fmt.Sprintf("%+v", r), 300), clip(fmt.Sprintf("%x", got), 300), clip(fmt.Sprintf("%x", want), 300))
+			t.Fatalf("request %d %s:\n custom %s\n tags   %s", i, Clip(fmt.Sprintf("%+v", r), 300), Clip(fmt.Sprintf("%x", got), 300), Clip(fmt.Sprintf("%x", want), 300))
 		}
 		assertSameDecode(t, "DecodeRequest", want, DecodeRequest, refDecodeRequest, false)
 	}
@@ -565,7 +565,7 @@ func TestRPCCodecMatchesReflection(t *testing.T) {
 		got, _ := EncodeReply(r)
 		want := compactMarshal(t, toReflReply(r))
 		if !bytes.Equal(got, want) {
-			t.Fatalf("reply %d %s:\n custom %s\n tags   %s", i, clip(fmt.Sprintf("%+v", r), 300), clip(fmt.Sprintf("%x", got), 300), clip(fmt.Sprintf("%x", want), 300))
+			t.Fatalf("reply %d %s:\n custom %s\n tags   %s", i, Clip(fmt.Sprintf("%+v", r), 300), Clip(fmt.Sprintf("%x", got), 300), Clip(fmt.Sprintf("%x", want), 300))
 		}
 		assertSameDecode(t, "DecodeReply", want, DecodeReply, refDecodeReply, false)
 	}

@@ -62,7 +62,7 @@ func TestSiblingsCodecMatchesReflection(t *testing.T) {
 		got, _ := EncodeSiblings(vs)
 		want := compactMarshal(t, vs)
 		if !bytes.Equal(got, want) {
-			t.Fatalf("siblings %d:\n custom %s\n tags   %s", i, clip(fmt.Sprintf("%x", got), 300), clip(fmt.Sprintf("%x", want), 300))
+			t.Fatalf("siblings %d:\n custom %s\n tags   %s", i, Clip(fmt.Sprintf("%x", got), 300), Clip(fmt.Sprintf("%x", want), 300))
 		}
 		assertSameDecode(t, "DecodeSiblings", want, DecodeSiblings, refDecodeSiblings, false)
 		w := &wire{rng: rng}
