@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/kvmesh/kvmesh/embedded"
+	"github.com/kvmesh/kvmesh/internal/pipeline"
 	"github.com/kvmesh/kvmesh/node/clock"
 	"github.com/kvmesh/kvmesh/node/disk"
 	"github.com/kvmesh/kvmesh/node/store"
@@ -51,7 +52,7 @@ type Node struct {
 	svc     *service
 
 	pending     pendingOps
-	outboxes    outboxes
+	outbox      *pipeline.Pipeline[string, outItem] // per-peer batches of replica RPC items (outbox.go)
 	forwarded   forwarded
 	heard       sync.Map // member id -> time.Time of its last announcement
 	otherSecret sync.Map // member id -> true: it announced another secret (logged once)
@@ -93,7 +94,7 @@ func New(cfg Config) (*Node, error) {
 	// Tags start at a random point so that a restarted node's tags do not
 	// repeat its previous run's (peers deduplicate forwards by tag).
 	n.pending.next = rand.Uint64() >> 2
-	n.outboxes.m = make(map[string]*outbox)
+	n.outbox = newOutbox(n)
 	return n, nil
 }
 
@@ -307,14 +308,13 @@ func (n *Node) Close() error {
 				errs = append(errs, fmt.Errorf("stop service: %w", err))
 			}
 		}
-		n.outboxes.mu.Lock() // no outbox sender starts after this
 		close(n.stop)
-		n.outboxes.mu.Unlock()
+		n.outbox.Close() // fails what is queued; sends nothing more
 		if n.tr != nil {
 			errs = append(errs, n.tr.Close())
 		}
 		n.wg.Wait()
-		n.pending.failAll(protocol.Errorf(protocol.ErrNodeUnavailable, "node %s is shutting down", n.cfg.ID))
+		n.pending.failAll(n.shuttingDown())
 		if n.st != nil {
 			errs = append(errs, n.st.Close())
 		}

@@ -4,6 +4,7 @@ import (
 	"math"
 	"sync"
 
+	"github.com/kvmesh/kvmesh/internal/pipeline"
 	"github.com/kvmesh/kvmesh/node/clock"
 	"github.com/kvmesh/kvmesh/protocol"
 )
@@ -11,57 +12,34 @@ import (
 // noReplyTag marks an item nobody waits for (a read repair).
 const noReplyTag = math.MaxUint64
 
-// outbox batches the replica RPC items this node sends to one peer. A
-// sender goroutine per peer sends whatever is queued in one message; items
-// queued while it is sending go out together in the next. An idle node so
-// sends each item at once, and under load many operations share one NATS
-// message and one reply (JetStream batches replication the same way). The
-// node owns the senders: they stop with it.
-type outbox struct {
-	n    *Node
-	to   string
-	wake chan struct{} // capacity 1: "there is something to send"
-
-	mu    sync.Mutex
-	items []protocol.Item
-	ops   []rpcOp // the operation waiting for each item (nil: none)
+// outItem is one queued item and the operation waiting for its result
+// (nil: none).
+type outItem struct {
+	item protocol.Item
+	op   rpcOp
 }
 
-// outboxes is the set of per-peer outboxes, created on first use.
-type outboxes struct {
-	mu sync.Mutex
-	m  map[string]*outbox
+// newOutbox returns the node's outbox, which batches the replica RPC
+// items it sends, per peer (internal/pipeline): a sender goroutine per
+// peer sends whatever is queued in one message; items queued while it is
+// sending go out together in the next. An idle node so sends each item at
+// once, and under load many operations share one NATS message and one
+// reply (JetStream batches replication the same way). Unlike the
+// client's, the outbox keeps no window of unanswered batches: one
+// measured no gain here. The node owns the outbox: Close stops it.
+func newOutbox(n *Node) *pipeline.Pipeline[string, outItem] {
+	return pipeline.New(pipeline.Config[string, outItem]{
+		Send:     func(to string, batch []outItem, _ func()) { n.flush(to, batch) },
+		Fail:     func(_ string, items []outItem) { n.failQueued(items) },
+		MaxItems: protocol.MaxBatch,
+	})
 }
 
 // send queues item for node to; op (may be nil) gets the result, or a
 // failure if the item cannot be sent.
 func (n *Node) send(to string, op rpcOp, item protocol.Item) {
-	n.outboxes.mu.Lock()
-	ob := n.outboxes.m[to]
-	if ob == nil {
-		select {
-		case <-n.stop:
-			n.outboxes.mu.Unlock()
-			if op != nil {
-				op.result(to, nil, protocol.Errorf(protocol.ErrNodeUnavailable, "node %s is shutting down", n.cfg.ID))
-			}
-			return
-		default:
-		}
-		ob = &outbox{n: n, to: to, wake: make(chan struct{}, 1)}
-		n.outboxes.m[to] = ob
-		n.wg.Add(1)
-		go ob.run()
-	}
-	n.outboxes.mu.Unlock()
-
-	ob.mu.Lock()
-	ob.items = append(ob.items, item)
-	ob.ops = append(ob.ops, op)
-	ob.mu.Unlock()
-	select {
-	case ob.wake <- struct{}{}:
-	default:
+	if !n.outbox.Put(to, outItem{item: item, op: op}) && op != nil {
+		op.result(to, nil, n.shuttingDown())
 	}
 }
 
@@ -74,55 +52,39 @@ func (n *Node) sendAll(op rpcOp, owners []string, item protocol.Item) {
 	}
 }
 
-func (ob *outbox) run() {
-	defer ob.n.wg.Done()
-	for {
-		select {
-		case <-ob.n.stop:
-			ob.failQueued()
-			return
-		case <-ob.wake:
-		}
-		ob.mu.Lock()
-		items, ops := ob.items, ob.ops
-		ob.items, ob.ops = nil, nil
-		ob.mu.Unlock()
-		for len(items) > 0 {
-			k := min(len(items), protocol.MaxBatch)
-			ob.flush(items[:k], ops[:k])
-			items, ops = items[k:], ops[k:]
-		}
-	}
-}
-
 // flush sends one batch as one message, registered under a batch tag so
 // that a no-responders status or an undecodable-request reply reaches
 // every operation of the batch.
-func (ob *outbox) flush(items []protocol.Item, ops []rpcOp) {
-	n := ob.n
+func (n *Node) flush(to string, batch []outItem) {
+	items := make([]protocol.Item, len(batch))
+	ops := make([]rpcOp, len(batch))
+	for i, it := range batch {
+		items[i], ops[i] = it.item, it.op
+	}
 	b := &batchOp{n: n, ops: ops}
 	tag := n.pending.add(b)
 	b.timer = n.clock.AfterFunc(2*n.cfg.RequestTimeout, func() { n.pending.remove(tag) })
 	data, err := protocol.EncodeRequest(&protocol.Request{V: protocol.Version, From: n.cfg.ID, Items: items})
 	if err == nil {
-		err = n.tr.Send(ob.to, tag, data)
+		err = n.tr.Send(to, tag, data)
 	}
 	if err != nil {
-		b.result(ob.to, nil, protocol.Errorf(protocol.ErrNodeUnavailable, "send to %s: %v", ob.to, err))
+		b.result(to, nil, protocol.Errorf(protocol.ErrNodeUnavailable, "send to %s: %v", to, err))
 	}
 }
 
-func (ob *outbox) failQueued() {
-	ob.mu.Lock()
-	ops := ob.ops
-	ob.items, ob.ops = nil, nil
-	ob.mu.Unlock()
-	err := protocol.Errorf(protocol.ErrNodeUnavailable, "node %s is shutting down", ob.n.cfg.ID)
-	for _, op := range ops {
-		if op != nil {
-			op.abort(err)
+// failQueued fails the operations of the items Close found queued.
+func (n *Node) failQueued(items []outItem) {
+	err := n.shuttingDown()
+	for _, it := range items {
+		if it.op != nil {
+			it.op.abort(err)
 		}
 	}
+}
+
+func (n *Node) shuttingDown() error {
+	return protocol.Errorf(protocol.ErrNodeUnavailable, "node %s is shutting down", n.cfg.ID)
 }
 
 // batchOp stands for one sent batch in the pending map. Item results go
