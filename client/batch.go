@@ -12,16 +12,18 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/kvmesh/kvmesh/internal/pipeline"
 	"github.com/kvmesh/kvmesh/protocol"
 )
 
 // Pipelining: the calls a client sends to a named node queue per node
 // and kind (gets apart from writes, so that a get never waits behind a
-// write's fsync), and one sender goroutine per queue publishes what is
-// queued as one message on the node's batch subject (Subjects.KVNodeBatch),
-// with a reply subject under one wildcard inbox of the client. The node
-// answers the items by tag, gets in one reply and writes in another, and
-// the inbox's handler hands each result to the call waiting for it.
+// write's fsync), and one sender goroutine per queue (internal/pipeline)
+// publishes what is queued as one message on the node's batch subject
+// (Subjects.KVNodeBatch), with a reply subject under one wildcard inbox
+// of the client. The node answers the items by tag, gets in one reply and
+// writes in another, and the inbox's handler hands each result to the
+// call waiting for it.
 //
 // A sender keeps at most maxInflight batches unanswered: a lone call goes
 // out at once, and the calls made while a batch is out go together in the
@@ -58,24 +60,22 @@ const (
 )
 
 // batches is a Client's pipelining: the per-node senders, the inbox
-// subscription and the calls waiting for results. It starts a sender on
-// first use of a node and close stops them all. Safe for concurrent use.
+// subscription and the calls waiting for results. It starts them on first
+// use and close stops them. Safe for concurrent use.
 type batches struct {
-	c    *Client
-	stop chan struct{} // closed by close
-	wg   sync.WaitGroup
+	c *Client
 	// window and hold are maxInflight and batchHold (tests change them
 	// before the first call).
 	window int
 	hold   time.Duration
 
-	mu      sync.Mutex // guards the fields below and wg.Add; taken before sender.mu
+	mu      sync.Mutex // guards the fields below; taken before the pipeline's locks
 	closed  bool
-	senders map[senderKey]*sender
-	sub     *nats.Subscription // the inbox; nil until first use
-	inbox   string             // its prefix; a batch replies to inbox.<batch tag>
-	nextTag uint64             // item and batch tags, from 1 (0 is "the whole batch")
-	waiting map[uint64]*waiter // item tag -> call, once sent
+	pipe    *pipeline.Pipeline[senderKey, *waiter] // the senders; nil until first use
+	sub     *nats.Subscription                     // the inbox; nil until first use
+	inbox   string                                 // its prefix; a batch replies to inbox.<batch tag>
+	nextTag uint64                                 // item and batch tags, from 1 (0 is "the whole batch")
+	waiting map[uint64]*waiter                     // item tag -> call, once sent
 	sent    map[uint64]*sentBatch
 }
 
@@ -101,7 +101,7 @@ type outcome struct {
 type sentBatch struct {
 	calls []*waiter
 	left  int
-	s     *sender // answered when left reaches 0
+	done  func() // frees the batch's window place when left reaches 0
 }
 
 // senderKey names a sender: a node, and gets or writes.
@@ -110,22 +110,25 @@ type senderKey struct {
 	get  bool
 }
 
-// sender queues the calls of one kind for one node; its goroutine sends
-// them.
-type sender struct {
-	b    *batches
-	node string
-	wake chan struct{} // capacity 1: "there is something to send, or a batch was answered"
-
-	mu       sync.Mutex
-	queue    []*waiter
-	inflight int       // batches sent and not answered
-	lastSent time.Time // when the last batch went out
+func newBatches(c *Client) *batches {
+	return &batches{c: c, window: maxInflight, hold: batchHold,
+		waiting: map[uint64]*waiter{}, sent: map[uint64]*sentBatch{}}
 }
 
-func newBatches(c *Client) *batches {
-	return &batches{c: c, stop: make(chan struct{}), window: maxInflight, hold: batchHold, senders: map[senderKey]*sender{},
-		waiting: map[uint64]*waiter{}, sent: map[uint64]*sentBatch{}}
+// newPipeline returns the senders: up to MaxClientBatch calls a batch
+// within the connection's payload budget, maxInflight batches unanswered
+// for at most batchHold. A call is taken only if its caller still waits.
+func (b *batches) newPipeline() *pipeline.Pipeline[senderKey, *waiter] {
+	return pipeline.New(pipeline.Config[senderKey, *waiter]{
+		Send:     b.flush,
+		Fail:     func(_ senderKey, calls []*waiter) { failCalls(calls) },
+		Claim:    func(w *waiter) bool { return w.state.CompareAndSwap(waitQueued, waitTaken) },
+		MaxItems: protocol.MaxClientBatch,
+		Size:     func(w *waiter) int { return w.size },
+		MaxSize:  func() int { return int(b.c.nc.MaxPayload()) - batchHeadroom },
+		Window:   b.window,
+		Hold:     b.hold,
+	})
 }
 
 // batchable reports whether a call with these headers can be batched:
@@ -173,26 +176,14 @@ func (b *batches) do(ctx context.Context, to, op, key string, value []byte, hdr 
 			return nil, fmt.Errorf("%s %q: %w", op, key, err), false
 		}
 		b.sub, b.inbox = sub, inbox
+		b.pipe = b.newPipeline()
 	}
 	b.nextTag++
 	w.item.Tag = b.nextTag
-	sk := senderKey{node: to, get: op == protocol.OpGet}
-	s := b.senders[sk]
-	if s == nil {
-		s = &sender{b: b, node: to, wake: make(chan struct{}, 1)}
-		b.senders[sk] = s
-		b.wg.Add(1)
-		go s.run()
-	}
-	// Queue under b.mu: a sender stops only after close set closed, so
-	// its last failQueued sees this call.
-	s.mu.Lock()
-	s.queue = append(s.queue, w)
-	s.mu.Unlock()
+	pipe := b.pipe
 	b.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
+	if !pipe.Put(senderKey{node: to, get: op == protocol.OpGet}, w) {
+		return nil, fmt.Errorf("%s %q: %w", op, key, nats.ErrConnectionClosed), false
 	}
 
 	select {
@@ -233,112 +224,28 @@ func (o *outcome) answer(op, key string) (*answer, error) {
 	return a, nil
 }
 
-func (s *sender) run() {
-	defer s.b.wg.Done()
-	hold := time.NewTimer(s.b.hold)
-	hold.Stop()
-	for {
-		select {
-		case <-s.b.stop:
-			hold.Stop()
-			s.failQueued()
-			return
-		case <-s.wake:
-		case <-hold.C:
-		}
-		for {
-			calls, wait := s.take()
-			if wait > 0 {
-				hold.Reset(wait)
-			}
-			if len(calls) == 0 {
-				break
-			}
-			s.b.flush(s, calls)
-		}
-	}
-}
-
-// answered frees the window slot of a batch whose calls all have their
-// result (or were given up).
-func (s *sender) answered() {
-	s.mu.Lock()
-	s.inflight--
-	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-}
-
-// take removes from the queue the calls of the next batch: up to
-// MaxClientBatch within the payload budget (at least one), skipping the
-// abandoned ones. It takes none while maxInflight batches are unanswered
-// and the last went out less than batchHold ago; wait then says when to
-// look again.
-func (s *sender) take() (calls []*waiter, wait time.Duration) {
-	budget := int(s.b.c.nc.MaxPayload()) - batchHeadroom
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.queue) == 0 {
-		return nil, 0
-	}
-	if s.inflight >= s.b.window {
-		if held := time.Since(s.lastSent); held < s.b.hold {
-			return nil, s.b.hold - held
-		}
-	}
-	size, i := 0, 0
-	for ; i < len(s.queue) && len(calls) < protocol.MaxClientBatch; i++ {
-		w := s.queue[i]
-		if len(calls) > 0 && size+w.size > budget {
-			break
-		}
-		if !w.state.CompareAndSwap(waitQueued, waitTaken) {
-			continue // its caller gave up
-		}
-		calls = append(calls, w)
-		size += w.size
-	}
-	n := copy(s.queue, s.queue[i:])
-	clear(s.queue[n:])
-	s.queue = s.queue[:n]
-	if len(calls) > 0 {
-		s.inflight++
-		s.lastSent = time.Now()
-	}
-	return calls, 0
-}
-
-func (s *sender) failQueued() {
-	s.mu.Lock()
-	q := s.queue
-	s.queue = nil
-	s.mu.Unlock()
-	for _, w := range q {
-		if w.state.CompareAndSwap(waitQueued, waitTaken) {
-			w.done <- outcome{err: errClosed}
-		}
+// failCalls fails the calls of a closing client.
+func failCalls(calls []*waiter) {
+	for _, w := range calls {
+		w.done <- outcome{err: errClosed}
 	}
 }
 
 // errClosed fails the calls a closing client had not answered.
 var errClosed = fmt.Errorf("client closed: %w", nats.ErrConnectionClosed)
 
-// flush sends calls to s's node as one batch.
-func (b *batches) flush(s *sender, calls []*waiter) {
-	node := s.node
+// flush sends calls to their node as one batch; done frees the batch's
+// window place once every call has its result or was given up.
+func (b *batches) flush(to senderKey, calls []*waiter, done func()) {
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
-		for _, w := range calls {
-			w.done <- outcome{err: errClosed}
-		}
+		failCalls(calls)
 		return
 	}
 	b.nextTag++
 	tag := b.nextTag
-	b.sent[tag] = &sentBatch{calls: calls, left: len(calls), s: s}
+	b.sent[tag] = &sentBatch{calls: calls, left: len(calls), done: done}
 	items := make([]protocol.ClientItem, len(calls))
 	for i, w := range calls {
 		w.batch = tag
@@ -349,7 +256,7 @@ func (b *batches) flush(s *sender, calls []*waiter) {
 	b.mu.Unlock()
 	data, err := protocol.EncodeClientBatch(&protocol.ClientBatch{V: protocol.Version, Items: items})
 	if err == nil {
-		err = b.c.nc.PublishMsg(&nats.Msg{Subject: b.c.subjects.KVNodeBatch(node), Reply: reply, Data: data})
+		err = b.c.nc.PublishMsg(&nats.Msg{Subject: b.c.subjects.KVNodeBatch(to.node), Reply: reply, Data: data})
 	}
 	if err != nil {
 		b.finish(tag, outcome{err: err})
@@ -430,13 +337,13 @@ func (b *batches) forget(w *waiter) {
 }
 
 // remove drops w from the waiting calls and its batch; b.mu is held (the
-// sender's lock is taken after it).
+// pipeline's locks are taken after it).
 func (b *batches) remove(w *waiter) {
 	delete(b.waiting, w.item.Tag)
 	if sb := b.sent[w.batch]; sb != nil {
 		if sb.left--; sb.left == 0 {
 			delete(b.sent, w.batch)
-			sb.s.answered()
+			sb.done()
 		}
 	}
 }
@@ -450,9 +357,11 @@ func (b *batches) close() {
 		return
 	}
 	b.closed = true
-	close(b.stop)
+	pipe := b.pipe
 	b.mu.Unlock()
-	b.wg.Wait()
+	if pipe != nil {
+		pipe.Close()
+	}
 	b.mu.Lock()
 	sub, waiting := b.sub, b.waiting
 	b.waiting, b.sent = map[uint64]*waiter{}, map[uint64]*sentBatch{}

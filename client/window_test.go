@@ -84,14 +84,12 @@ func (h *heldNode) answer(b heldBatch) {
 // queued is how many calls wait in the client's sender for n1's puts.
 func queued(c *Client) int {
 	c.batch.mu.Lock()
-	s := c.batch.senders[senderKey{node: "n1"}]
+	p := c.batch.pipe
 	c.batch.mu.Unlock()
-	if s == nil {
+	if p == nil {
 		return 0
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.queue)
+	return p.Queued(senderKey{node: "n1"})
 }
 
 func puts(t *testing.T, c *Client, n int) *sync.WaitGroup {
