@@ -195,13 +195,18 @@ func (p *Pipeline[K, T]) take(q *queue[T]) (batch []T, wait time.Duration) {
 			return nil, cfg.Hold - held
 		}
 	}
+	n := len(q.items)
+	if cfg.MaxItems > 0 {
+		n = min(n, cfg.MaxItems)
+	}
+	batch = make([]T, 0, n)
 	size, i := 0, 0
 	for ; i < len(q.items) && (cfg.MaxItems <= 0 || len(batch) < cfg.MaxItems); i++ {
 		it := q.items[i]
-		n := 0
+		itSize := 0
 		if cfg.Size != nil {
-			n = cfg.Size(it)
-			if len(batch) > 0 && size+n > budget {
+			itSize = cfg.Size(it)
+			if len(batch) > 0 && size+itSize > budget {
 				break
 			}
 		}
@@ -209,7 +214,7 @@ func (p *Pipeline[K, T]) take(q *queue[T]) (batch []T, wait time.Duration) {
 			continue
 		}
 		batch = append(batch, it)
-		size += n
+		size += itSize
 	}
 	rest := copy(q.items, q.items[i:])
 	clear(q.items[rest:])
