@@ -77,11 +77,28 @@ func TestPlantedEarlyAckIsCaught(t *testing.T) {
 				w.put(&workerState{id: attempt*1000 + i, cl: cl})
 			}()
 		}
-		wg.Wait()
+		// Kill the victims as soon as some puts of this burst are
+		// acknowledged: they were acknowledged at the start of their
+		// batch's held-back append, so their records are in no log yet.
+		// (Waiting for the whole burst let the timeouts of the puts stuck
+		// behind the held-back appends outlast the hold.)
+		acked := func() int {
+			n := 0
+			for _, op := range w.history() {
+				if op.Outcome == history.OK && op.Worker >= attempt*1000 && op.Worker < attempt*1000+burst {
+					n++
+				}
+			}
+			return n
+		}
+		for deadline := time.Now().Add(10 * time.Second); acked() < burst/10 && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
 		for _, v := range victims {
 			c.kill(v)
 		}
-		sched.fault("kill -9 %s and %s together, right after the burst", victims[0].id, victims[1].id)
+		sched.fault("kill -9 %s and %s together, once %d puts of the burst were acknowledged", victims[0].id, victims[1].id, acked())
+		wg.Wait()
 		if err := env.startAll(append(victims, third)...); err != nil {
 			t.Fatal(err)
 		}
