@@ -13,6 +13,32 @@ import (
 	"github.com/kvmesh/kvmesh/protocol"
 )
 
+// startMemNodes starts nodes ids on net, heartbeating every second of
+// (fake) time; with members set each knows the others from the start,
+// else only itself. The test's cleanup closes them.
+func startMemNodes(t *testing.T, net *transport.MemNetwork, ids []string, members bool) []*node.Node {
+	t.Helper()
+	var nodes []*node.Node
+	for _, id := range ids {
+		cfg := node.DefaultConfig()
+		cfg.ID, cfg.DataDir, cfg.RunDir, cfg.Secret = id, t.TempDir(), t.TempDir(), testSecret
+		cfg.Transport, cfg.Heartbeat = net.Endpoint(id), time.Second
+		if members {
+			cfg.Members = ids
+		}
+		n, err := node.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		nodes = append(nodes, n)
+	}
+	return nodes
+}
+
 // TestGossipOverTheTransport: membership gossip crosses the Transport
 // seam like replica RPC, so nodes on the in-memory network learn each
 // other from announcements alone (each starts knowing only itself), and
@@ -22,22 +48,7 @@ func TestGossipOverTheTransport(t *testing.T) {
 		net := transport.NewMemNetwork(1)
 		ids := []string{"n1", "n2", "n3"}
 		net.Isolate("n3")
-		var nodes []*node.Node
-		for _, id := range ids {
-			cfg := node.DefaultConfig()
-			cfg.ID, cfg.DataDir, cfg.RunDir, cfg.Secret = id, t.TempDir(), t.TempDir(), testSecret
-			cfg.Transport = net.Endpoint(id)
-			cfg.Heartbeat = time.Second
-			n, err := node.New(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := n.Start(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			defer n.Close()
-			nodes = append(nodes, n)
-		}
+		nodes := startMemNodes(t, net, ids, false)
 		time.Sleep(3 * time.Second) // fake time: three heartbeats
 		synctest.Wait()
 		for _, n := range nodes[:2] {
@@ -70,23 +81,7 @@ func TestGossipOverTheTransport(t *testing.T) {
 // supersedes the put, and a context of another key is refused.
 func TestCallIsTheClientAPI(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		net := transport.NewMemNetwork(1)
-		ids := []string{"n1", "n2", "n3"}
-		var nodes []*node.Node
-		for _, id := range ids {
-			cfg := node.DefaultConfig()
-			cfg.ID, cfg.DataDir, cfg.RunDir, cfg.Secret = id, t.TempDir(), t.TempDir(), testSecret
-			cfg.Transport, cfg.Members = net.Endpoint(id), ids
-			n, err := node.New(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := n.Start(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			defer n.Close()
-			nodes = append(nodes, n)
-		}
+		nodes := startMemNodes(t, transport.NewMemNetwork(1), []string{"n1", "n2", "n3"}, true)
 		ctx := context.Background()
 		call := func(n *node.Node, it protocol.ClientItem) protocol.ClientResult {
 			t.Helper()

@@ -338,10 +338,7 @@ func (e *Mem) Start(h Handler) error {
 // notice when no endpoint of to is started, comes to the Handler later on
 // another goroutine. req is copied. Send fails only after Close.
 func (e *Mem) Send(to string, tag uint64, req []byte) error {
-	e.net.mu.Lock()
-	dead := e.dead
-	e.net.mu.Unlock()
-	if dead {
+	if e.isDead() {
 		return ErrMemClosed
 	}
 	e.net.sendRequest(e, to, tag, req)
@@ -378,7 +375,9 @@ func (e *Mem) enter() (Handler, bool) {
 
 func (e *Mem) exit() { e.active.RUnlock() }
 
-func (e *Mem) reply(tag uint64, data []byte) {
+// deliver calls f with the handler if a Handler call may run, counting
+// the delivery; a closed endpoint's deliveries are stale.
+func (e *Mem) deliver(f func(Handler)) {
 	h, ok := e.enter()
 	if !ok {
 		e.net.count(func(s *MemStats) { s.Stale++ })
@@ -386,32 +385,33 @@ func (e *Mem) reply(tag uint64, data []byte) {
 	}
 	defer e.exit()
 	e.net.count(func(s *MemStats) { s.Delivered++ })
-	h.HandleReply(tag, data)
+	f(h)
+}
+
+func (e *Mem) reply(tag uint64, data []byte) {
+	e.deliver(func(h Handler) { h.HandleReply(tag, data) })
 }
 
 // Publish sends data on topic to every other started endpoint; each copy
 // may be lost, duplicated or delayed like any message. It fails only
 // after Close.
 func (e *Mem) Publish(topic string, data []byte) error {
-	e.net.mu.Lock()
-	dead := e.dead
-	e.net.mu.Unlock()
-	if dead {
+	if e.isDead() {
 		return ErrMemClosed
 	}
 	e.net.publish(e, topic, data)
 	return nil
 }
 
+// isDead reports whether Close has begun.
+func (e *Mem) isDead() bool {
+	e.net.mu.Lock()
+	defer e.net.mu.Unlock()
+	return e.dead
+}
+
 func (e *Mem) gossip(topic string, data []byte) {
-	h, ok := e.enter()
-	if !ok {
-		e.net.count(func(s *MemStats) { s.Stale++ })
-		return
-	}
-	defer e.exit()
-	e.net.count(func(s *MemStats) { s.Delivered++ })
-	h.HandleGossip(topic, data)
+	e.deliver(func(h Handler) { h.HandleGossip(topic, data) })
 }
 
 func (e *Mem) unreachable(tag uint64, to string) {
