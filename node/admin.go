@@ -26,7 +26,7 @@ func (n *Node) addAdminEndpoints(svc *service) error {
 // Start.
 func (n *Node) Status() protocol.NodeStatus {
 	st := protocol.NodeStatus{
-		Node: n.cfg.ID, Version: Version, Actor: n.actor, Started: n.startTime.UnixNano(),
+		Node: n.cfg.ID, Version: Version, Key: n.publicKey, Actor: n.actor, Started: n.startTime.UnixNano(),
 		Replicas: n.cfg.Replicas, Partitions: n.cfg.Partitions, Prefix: n.subjects.Prefix,
 		Members: n.Members(), Alive: n.Heard(), Inflight: n.inflight.Load(),
 	}

@@ -29,6 +29,10 @@ type Config struct {
 	// inside DataDir and should not survive a reboot. Default: /dev/shm
 	// if the machine has it, else the temp dir.
 	RunDir string
+	// KeyFile holds the node's key pair (an nkey seed, owner-only): its
+	// identity among the members. Default DataDir/node.nk, created on
+	// the first start if missing; a file given here must exist.
+	KeyFile string
 	// Secret is the store's shared secret, at least 16 random bytes: it
 	// keys the tag that seals each causal context to its key and store
 	// (protocol.ContextKey), so that no client can make one up. Every node

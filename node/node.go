@@ -8,12 +8,14 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 
 	"github.com/kvmesh/kvmesh/embedded"
 	"github.com/kvmesh/kvmesh/internal/pipeline"
@@ -38,18 +40,20 @@ type Node struct {
 	ctxKey   *protocol.ContextKey
 	maxValue int
 
-	srv     *embedded.Server
-	nc      *nats.Conn
-	fs      disk.FS
-	clock   clock.Clock
-	st      *store.Store
-	issuer  *issuer
-	actor   string // this run's id in causal clocks (identity.go)
-	runFile string // the run record, marked when the store fails
-	runRec  runRecord
-	tr      transport.Transport
-	mem     *membership
-	svc     *service
+	srv       *embedded.Server
+	nc        *nats.Conn
+	fs        disk.FS
+	clock     clock.Clock
+	st        *store.Store
+	issuer    *issuer
+	actor     string // this run's id in causal clocks (identity.go)
+	runFile   string // the run record, marked when the store fails
+	runRec    runRecord
+	key       nkeys.KeyPair // the node's identity (nodekey.go)
+	publicKey string
+	tr        transport.Transport
+	mem       *membership
+	svc       *service
 
 	pending     pendingOps
 	outbox      *pipeline.Pipeline[string, outItem] // per-peer batches of replica RPC items (outbox.go)
@@ -168,6 +172,20 @@ func (n *Node) start(ctx context.Context) error {
 	n.st = st
 	if err := checkSettings(st, n.cfg.DataDir, settings{Node: n.cfg.ID, Replicas: n.cfg.Replicas, Partitions: n.cfg.Partitions, Prefix: n.cfg.Prefix}); err != nil {
 		return err
+	}
+	keyFile := n.cfg.KeyFile
+	if keyFile == "" {
+		keyFile = filepath.Join(n.cfg.DataDir, keyFileName)
+	}
+	var created bool
+	if n.key, created, err = loadKey(n.fs, keyFile, n.cfg.KeyFile == ""); err != nil {
+		return err
+	}
+	if n.publicKey, err = n.key.PublicKey(); err != nil {
+		return fmt.Errorf("node key: %w", err)
+	}
+	if created {
+		n.log.Info("created the node's key pair", "file", keyFile, "public", n.publicKey)
 	}
 	runDir := n.cfg.RunDir
 	if runDir == "" {

@@ -5,6 +5,9 @@ package protocol
 type NodeStatus struct {
 	Node    string `json:"node"`
 	Version string `json:"version"`
+	// Key is the node's public key ("N..."), its identity among the
+	// members.
+	Key string `json:"key"`
 	// Actor is the id the node issues its writes' dots under this run.
 	Actor string `json:"actor"`
 	// Started is when this run started.

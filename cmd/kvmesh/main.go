@@ -21,6 +21,7 @@ const usage = `kvmesh: a Dynamo-style key-value store on an embedded NATS mesh
 Usage:
   kvmesh dev   [--data ./data] [--port 4222]          run a local 3-node cluster
   kvmesh node  --id ID --data DIR [--listen H:P] [--cluster H:P] [--peers URL,...] [--secret-file F]
+  kvmesh keygen FILE                                   write a new node key pair (for --key-file); prints its public key
   kvmesh secret                                        print a new store secret (for --secret-file)
   kvmesh status [--json]                               every node: actor, peers alive, store health
   kvmesh admin quarantine --data DIR                   move a stopped node's damaged store aside
@@ -53,6 +54,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdDev(args[1:], stdout, stderr)
 	case "secret":
 		err = cmdSecret(args[1:], stdout)
+	case "keygen":
+		err = cmdKeygen(args[1:], stdout)
 	case "status":
 		err = cmdStatus(args[1:], stdout, stderr)
 	case "admin":

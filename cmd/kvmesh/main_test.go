@@ -21,10 +21,13 @@ func startNode(t *testing.T) string {
 
 // startNodeIn runs a single-node store (N=1) on free ports with its data
 // in dir; the test's cleanup closes it.
-func startNodeIn(t *testing.T, dir string) *node.Node {
+func startNodeIn(t *testing.T, dir string, mutate ...func(*node.Config)) *node.Node {
 	t.Helper()
 	cfg := node.DefaultConfig()
 	cfg.ID, cfg.DataDir, cfg.RunDir = "solo", dir, t.TempDir()
+	for _, m := range mutate {
+		m(&cfg)
+	}
 	cfg.Secret = []byte("kvmesh cmd test secret")
 	cfg.Listen, cfg.Cluster = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Replicas = 1
@@ -161,5 +164,27 @@ func TestStatus(t *testing.T) {
 	}
 	if code, _, _ := kvmesh(t, "", "status", "extra"); code != 2 {
 		t.Fatalf("status with an argument: exit %d, want 2", code)
+	}
+}
+
+// TestKeygen: keygen writes an owner-only node seed that a node then
+// starts with (its status shows the printed public key), and never
+// overwrites a key.
+func TestKeygen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "n.nk")
+	code, out, errs := kvmesh(t, "", "keygen", path)
+	public := strings.TrimSpace(out)
+	if code != 0 || !strings.HasPrefix(public, "N") || len(public) != 56 {
+		t.Fatalf("keygen: %d %q %q", code, out, errs)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v %v", fi, err)
+	}
+	if code, _, errs := kvmesh(t, "", "keygen", path); code != 1 || !strings.Contains(errs, "never overwrites") {
+		t.Fatalf("keygen over an existing key: %d %q", code, errs)
+	}
+	n := startNodeIn(t, t.TempDir(), func(cfg *node.Config) { cfg.KeyFile = path })
+	if n.PublicKey() != public {
+		t.Fatalf("the node started with key %s, keygen printed %s", n.PublicKey(), public)
 	}
 }

@@ -38,6 +38,7 @@ func nodeFlags(fs *flag.FlagSet, cfg *node.Config, peers *string, logLevel *stri
 	fs.DurationVar(&cfg.PeerWait, "peer-wait", cfg.PeerWait, "how long to wait for peers at start")
 	fs.StringVar(logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(secretFile, "secret-file", "", "file holding the store's secret, the same on every node (default DATA/secret, created if missing; kvmesh secret makes one)")
+	fs.StringVar(&cfg.KeyFile, "key-file", "", "file holding the node's key pair, its identity among the members (default DATA/node.nk, created if missing; kvmesh keygen makes one)")
 	fs.StringVar(&cfg.RunDir, "run-dir", "", "directory of the node's run record, outside the data dir, ideally tmpfs (default /dev/shm, else the temp dir)")
 	plantedFlags(fs, cfg)
 }
