@@ -6,6 +6,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/kvmesh/kvmesh/node/membership"
 	"github.com/kvmesh/kvmesh/protocol"
 )
 
@@ -29,6 +30,7 @@ func (n *Node) Status() protocol.NodeStatus {
 		Node: n.cfg.ID, Version: Version, Key: n.publicKey, Actor: n.actor, Started: n.startTime.UnixNano(),
 		Replicas: n.cfg.Replicas, Partitions: n.cfg.Partitions, Prefix: n.subjects.Prefix,
 		Members: n.Members(), Alive: n.Heard(), Inflight: n.inflight.Load(),
+		Suspect: n.live.in(membership.Suspect), Down: n.live.in(membership.Down),
 	}
 	if err := n.StoreError(); err != nil {
 		st.StoreError = err.Error()

@@ -79,6 +79,11 @@ type Config struct {
 	PeerWait time.Duration
 	// Heartbeat is the interval of membership announcements. Default 1s.
 	Heartbeat time.Duration
+	// SuspectAfter is how long a peer may stay silent before the failure
+	// detector suspects it, and DownAfter before it declares it down (a
+	// down owner is asked last by reads and forwarded writes; it keeps
+	// its place in the ring). Defaults 3 and 10 heartbeats.
+	SuspectAfter, DownAfter time.Duration
 	// MaxInflight bounds the client operations a node coordinates at once;
 	// beyond it requests get ErrOverloaded. Default 8192.
 	MaxInflight int
@@ -154,6 +159,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: peer wait must be >= 0")
 	case c.Heartbeat <= 0:
 		return fmt.Errorf("config: heartbeat must be > 0")
+	case c.SuspectAfter < 0 || c.DownAfter < 0 || c.DownAfter > 0 && c.DownAfter <= c.SuspectAfter:
+		return fmt.Errorf("config: suspect after %v, down after %v: want 0 <= suspect < down", c.SuspectAfter, c.DownAfter)
 	case c.MaxInflight < 1:
 		return fmt.Errorf("config: max inflight must be >= 1")
 	case c.MaxPayload < 64<<10:

@@ -107,3 +107,48 @@ func TestCallIsTheClientAPI(t *testing.T) {
 		}
 	})
 }
+
+// TestFailureDetectorOverGossip: a peer cut off is suspected after three
+// silent heartbeats and down after ten, as the node's status says; while
+// it is down, reads ask the live owners first and still answer; healed,
+// it is alive again at its next heartbeat.
+func TestFailureDetectorOverGossip(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net := transport.NewMemNetwork(1)
+		nodes := startMemNodes(t, net, []string{"n1", "n2", "n3"}, true)
+		ctx := context.Background()
+		if _, err := nodes[0].Put(ctx, "k", []byte("v"), nil, 3); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if st := nodes[0].Status(); len(st.Alive) != 3 || len(st.Suspect)+len(st.Down) != 0 {
+			t.Fatalf("all up: %+v", st)
+		}
+		net.Isolate("n3")
+		time.Sleep(4 * time.Second)
+		synctest.Wait()
+		if st := nodes[0].Status(); !slices.Equal(st.Suspect, []string{"n3"}) || slices.Contains(st.Alive, "n3") {
+			t.Fatalf("after 4 silent seconds: alive %v, suspect %v, down %v", st.Alive, st.Suspect, st.Down)
+		}
+		time.Sleep(8 * time.Second)
+		synctest.Wait()
+		if st := nodes[0].Status(); !slices.Equal(st.Down, []string{"n3"}) || len(st.Suspect) != 0 {
+			t.Fatalf("after 12 silent seconds: suspect %v, down %v", st.Suspect, st.Down)
+		}
+		// A read at n3's peers asks the live owners first: no wait on n3.
+		start := time.Now()
+		if obj, err := nodes[1].Get(ctx, "k", 2); err != nil || len(obj.Live()) != 1 {
+			t.Fatalf("read with n3 down: %v %v", obj, err)
+		}
+		if d := time.Since(start); d > 100*time.Millisecond {
+			t.Fatalf("the read waited %v (fake time) on the down owner", d)
+		}
+		net.Heal()
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if st := nodes[0].Status(); len(st.Alive) != 3 || len(st.Down) != 0 {
+			t.Fatalf("after the heal: alive %v, down %v", st.Alive, st.Down)
+		}
+	})
+}

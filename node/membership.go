@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kvmesh/kvmesh/node/membership"
 	"github.com/kvmesh/kvmesh/node/ring"
 	"github.com/kvmesh/kvmesh/node/store"
 	"github.com/kvmesh/kvmesh/protocol"
@@ -15,7 +16,7 @@ import (
 // metaMembers is the store metadata entry holding the member set.
 const metaMembers = "members"
 
-// membership is the seam for who is in the ring. For now it is a
+// memberSet is the seam for who is in the ring. For now it is a
 // grow-only set: the node itself, the members persisted by an earlier
 // run, the peers met over routes at start, and the members other nodes
 // announce. Explicit join, leave and remove come with dynamic membership;
@@ -25,7 +26,7 @@ const metaMembers = "members"
 // Gossip callbacks never learn themselves (learning builds a ring and
 // persists the set with an fsync): they offer the ids they hear of, and
 // the node's membership loop learns them.
-type membership struct {
+type memberSet struct {
 	st         *store.Store
 	partitions int
 	replicas   int
@@ -39,8 +40,8 @@ type membership struct {
 	wake    chan struct{} // capacity 1: "something was offered"
 }
 
-func loadMembership(st *store.Store, self string, partitions, replicas int) (*membership, error) {
-	m := &membership{st: st, partitions: partitions, replicas: replicas, wake: make(chan struct{}, 1)}
+func loadMembership(st *store.Store, self string, partitions, replicas int) (*memberSet, error) {
+	m := &memberSet{st: st, partitions: partitions, replicas: replicas, wake: make(chan struct{}, 1)}
 	raw, err := st.GetMeta(metaMembers)
 	if err != nil {
 		return nil, err
@@ -55,10 +56,10 @@ func loadMembership(st *store.Store, self string, partitions, replicas int) (*me
 	return m, nil
 }
 
-func (m *membership) ring() *ring.Ring { return m.r.Load() }
+func (m *memberSet) ring() *ring.Ring { return m.r.Load() }
 
 // learn adds ids to the member set; it reports whether the set grew.
-func (m *membership) learn(ids ...string) bool {
+func (m *memberSet) learn(ids ...string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	grew := false
@@ -88,7 +89,7 @@ func (m *membership) learn(ids ...string) bool {
 
 // offer queues the ids that are not members yet for learn, without
 // blocking; it reports whether there was any.
-func (m *membership) offer(ids []string) bool {
+func (m *memberSet) offer(ids []string) bool {
 	known := m.ring().Members() // sorted
 	var fresh []string
 	for _, id := range ids {
@@ -112,7 +113,7 @@ func (m *membership) offer(ids []string) bool {
 }
 
 // takeOffered returns and forgets the ids offered so far.
-func (m *membership) takeOffered() []string {
+func (m *memberSet) takeOffered() []string {
 	m.offerMu.Lock()
 	defer m.offerMu.Unlock()
 	ids := m.offered
@@ -144,7 +145,10 @@ func (n *Node) HandleGossip(topic string, data []byte) {
 	} else {
 		n.otherSecret.Delete(a.From)
 	}
-	_, seen := n.heard.Swap(a.From, n.clock.Now())
+	_, seen := n.heard.Swap(a.From, true)
+	if c := n.live.observe(a.From, n.clock.Now()); c != nil {
+		n.log.Info("member heard again", "member", c.ID, "was", c.From.String())
+	}
 	n.mem.offer(append(a.Members, a.From))
 	if !seen {
 		n.announce()
@@ -158,6 +162,7 @@ func (n *Node) HandleGossip(topic string, data []byte) {
 // that this node's RPC interest has reached them (notes/nats.md section
 // 3).
 func (n *Node) startGossip() {
+	n.live.watch(n.clock.Now(), n.peers())
 	n.announce()
 	n.wg.Add(1)
 	go func() {
@@ -171,10 +176,14 @@ func (n *Node) startGossip() {
 			case <-n.mem.wake:
 				if n.mem.learn(n.mem.takeOffered()...) {
 					n.log.Info("members changed", "members", n.Members())
+					n.live.watch(n.clock.Now(), n.peers())
 					n.announce()
 				}
 			case <-t.C():
 				n.announce()
+				for _, c := range n.live.tick(n.clock.Now()) {
+					n.log.Warn("member "+c.To.String(), "member", c.ID, "silent", c.Silent.Round(time.Millisecond))
+				}
 			}
 		}
 	}()
@@ -190,18 +199,64 @@ func (n *Node) announce() {
 	}
 }
 
-// Heard returns the members this node has received an announcement from
-// within the last three heartbeats, this node included: the peers it
-// knows to be alive and whose RPC subscriptions have reached it. It is
-// the seam of the failure detector that comes with dynamic membership.
+// Heard returns the members this node has heard from and its failure
+// detector holds alive, this node included: the peers it knows to be
+// alive and whose RPC subscriptions have reached it.
 func (n *Node) Heard() []string {
 	out := []string{n.cfg.ID}
-	cutoff := n.clock.Now().Add(-3 * n.cfg.Heartbeat)
 	for _, m := range n.Members() {
-		if v, ok := n.heard.Load(m); ok && v.(time.Time).After(cutoff) {
+		if _, ok := n.heard.Load(m); ok && m != n.cfg.ID && n.live.state(m) == membership.Alive {
 			out = append(out, m)
 		}
 	}
 	slices.Sort(out)
 	return out
 }
+
+// peers returns the members but this node.
+func (n *Node) peers() []string {
+	return slices.DeleteFunc(n.Members(), func(m string) bool { return m == n.cfg.ID })
+}
+
+// liveness is the node's failure detector (membership.Detector) behind a
+// lock: gossip delivery observes, the membership loop ticks, the request
+// path reads.
+type liveness struct {
+	mu sync.Mutex
+	d  *membership.Detector
+}
+
+func (l *liveness) watch(now time.Time, ids []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.d.Watch(now, ids...)
+}
+
+func (l *liveness) observe(id string, now time.Time) *membership.Change {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.d.Observe(id, now)
+}
+
+func (l *liveness) tick(now time.Time) []membership.Change {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.d.Tick(now)
+}
+
+func (l *liveness) state(id string) membership.State {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.d.State(id)
+}
+
+// in returns the peers in state s.
+func (l *liveness) in(s membership.State) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.d.In(s)
+}
+
+// rank orders owners for asking: alive ones first, then suspects, then
+// down ones (coord.ByLiveness).
+func (l *liveness) rank(id string) int { return int(l.state(id)) }

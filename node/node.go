@@ -21,6 +21,7 @@ import (
 	"github.com/kvmesh/kvmesh/internal/pipeline"
 	"github.com/kvmesh/kvmesh/node/clock"
 	"github.com/kvmesh/kvmesh/node/disk"
+	"github.com/kvmesh/kvmesh/node/membership"
 	"github.com/kvmesh/kvmesh/node/store"
 	"github.com/kvmesh/kvmesh/node/transport"
 	"github.com/kvmesh/kvmesh/protocol"
@@ -52,13 +53,14 @@ type Node struct {
 	key       nkeys.KeyPair // the node's identity (nodekey.go)
 	publicKey string
 	tr        transport.Transport
-	mem       *membership
+	mem       *memberSet
 	svc       *service
 
 	pending     pendingOps
 	outbox      *pipeline.Pipeline[string, outItem] // per-peer batches of replica RPC items (outbox.go)
 	forwarded   forwarded
-	heard       sync.Map // member id -> time.Time of its last announcement
+	heard       sync.Map // member id -> true: heard from at least once
+	live        liveness // the failure detector (membership.go)
 	otherSecret sync.Map // member id -> true: it announced another secret (logged once)
 	inflight    atomic.Int64
 	reads       chan readJob // for the reader goroutines (reads.go)
@@ -94,6 +96,14 @@ func New(cfg Config) (*Node, error) {
 	if n.clock == nil {
 		n.clock = clock.Real{}
 	}
+	suspect, down := cfg.SuspectAfter, cfg.DownAfter
+	if suspect == 0 {
+		suspect = 3 * cfg.Heartbeat
+	}
+	if down == 0 {
+		down = max(10*cfg.Heartbeat, suspect+cfg.Heartbeat)
+	}
+	n.live.d = membership.NewDetector(suspect, down)
 	n.pending.ops = make(map[uint64]rpcOp)
 	// Tags start at a random point so that a restarted node's tags do not
 	// repeat its previous run's (peers deduplicate forwards by tag).

@@ -20,6 +20,11 @@ type NodeStatus struct {
 	// those it heard from lately (itself included).
 	Members []string `json:"members"`
 	Alive   []string `json:"alive"`
+	// Suspect and Down are the members its failure detector suspects
+	// (silent a few heartbeats) or holds down (silent longer): a down
+	// member keeps its place in the ring and is asked last.
+	Suspect []string `json:"suspect,omitempty"`
+	Down    []string `json:"down,omitempty"`
 	// StoreError is why the node's store stopped taking writes (a full
 	// disk, an I/O error); empty while it is healthy. A node whose store
 	// failed serves reads and forwards writes; restart it once the disk

@@ -48,15 +48,21 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 		}
 	} else {
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NODE\tACTOR\tALIVE\tSTORE\tINFLIGHT\tUP")
+		fmt.Fprintln(tw, "NODE\tACTOR\tALIVE\tSUSPECT\tDOWN\tSTORE\tINFLIGHT\tUP")
+		list := func(ids []string) string {
+			if len(ids) == 0 {
+				return "-"
+			}
+			return strings.Join(ids, ",")
+		}
 		for _, st := range sts {
 			store := "ok"
 			if st.StoreError != "" {
 				store = "FAILED: " + st.StoreError
 			}
 			up := time.Since(time.Unix(0, st.Started)).Round(time.Second)
-			fmt.Fprintf(tw, "%s\t%s\t%d/%d %s\t%s\t%d\t%s\n", st.Node, st.Actor, len(st.Alive), len(st.Members),
-				strings.Join(st.Alive, ","), store, st.Inflight, up)
+			fmt.Fprintf(tw, "%s\t%s\t%d/%d %s\t%s\t%s\t%s\t%d\t%s\n", st.Node, st.Actor, len(st.Alive), len(st.Members),
+				list(st.Alive), list(st.Suspect), list(st.Down), store, st.Inflight, up)
 		}
 		if err := tw.Flush(); err != nil {
 			return err

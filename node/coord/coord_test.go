@@ -310,3 +310,11 @@ func TestForwardPaths(t *testing.T) {
 		none(t, "a reply after the timeout", op.OnResult("b", &protocol.Result{Ctx: ctx}, nil, t0))
 	})
 }
+
+func TestByLiveness(t *testing.T) {
+	state := map[string]int{"a": 3, "b": 1, "c": 2, "d": 1}
+	got := ByLiveness([]string{"a", "b", "c", "d"}, func(id string) int { return state[id] })
+	if !slices.Equal(got, []string{"b", "d", "c", "a"}) {
+		t.Fatalf("ordered %v: alive in preference order, then suspect, then down", got)
+	}
+}

@@ -1,7 +1,9 @@
 package coord
 
 import (
+	"cmp"
 	"errors"
+	"slices"
 
 	"github.com/kvmesh/kvmesh/protocol"
 )
@@ -15,4 +17,15 @@ func QuorumErr(t interface{ Err(string) error }, op string) error {
 		return &protocol.Error{Code: protocol.ErrOverloaded.Code, Name: protocol.ErrOverloaded.Name, Msg: err.Error()}
 	}
 	return err
+}
+
+// ByLiveness returns owners reordered for asking: by rank (the failure
+// detector's view: alive, then suspect, then down), the preference order
+// kept among equals, so that a read asks live owners first and a
+// forwarded write goes to a live owner first. A down owner keeps its
+// place in the ring; it is only asked last.
+func ByLiveness(owners []string, rank func(id string) int) []string {
+	out := slices.Clone(owners)
+	slices.SortStableFunc(out, func(a, b string) int { return cmp.Compare(rank(a), rank(b)) })
+	return out
 }
