@@ -49,7 +49,7 @@ func route(pl *protocol.Placement, key, connected string, down func(id string) b
 	var last []string
 	for _, id := range owners {
 		switch {
-		case down(id):
+		case down(id) || pl.IsDown(id):
 			last = append(last, id)
 		case id == connected:
 			out = slices.Insert(out, 0, id)

@@ -67,6 +67,21 @@ func TestRoute(t *testing.T) {
 			t.Errorf("%s: route(%s, connected %q) = %v, want %v", tc.name, tc.key, tc.connected, got, tc.want)
 		}
 	}
+	// The table's own down list (the answering node's failure detector)
+	// counts like the client's marks, and does not change the epoch.
+	withDown, err := protocol.NewPlacement("n1", 2, 3, members, [][]string{{"n2", "n4", "n1"}, {"n5", "n3", "n2"}}, "n4", "n5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := route(withDown, k0, "n4", none); !slices.Equal(got, []string{"n2", "n1", "n4"}) {
+		t.Errorf("a table with n4 down: route = %v", got)
+	}
+	if got := route(withDown, k1, "n3", none); !slices.Equal(got, []string{"n3", "n2", "n5"}) {
+		t.Errorf("a table with n5 down: route = %v", got)
+	}
+	if withDown.Epoch != pl.Epoch {
+		t.Errorf("the down list changed the epoch: %s, %s", withDown.Epoch, pl.Epoch)
+	}
 	// Routing follows the shared key hash: every key of a 256-partition
 	// table goes to the owners of protocol.PartitionOf's partition.
 	owners := make([][]string, 256)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/kvmesh/kvmesh/node/membership"
 	"github.com/kvmesh/kvmesh/protocol"
 )
 
@@ -116,7 +117,7 @@ func (n *Node) placement() ([]byte, error) {
 	for p := range owners {
 		owners[p] = rg.Owners(p)
 	}
-	pl, err := protocol.NewPlacement(n.cfg.ID, rg.Partitions(), rg.N(), rg.Members(), owners)
+	pl, err := protocol.NewPlacement(n.cfg.ID, rg.Partitions(), rg.N(), rg.Members(), owners, n.live.in(membership.Down)...)
 	if err != nil {
 		return nil, err
 	}

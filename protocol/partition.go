@@ -95,14 +95,28 @@ type Placement struct {
 	// preference order (primary first), as indices into Members: a table
 	// of 65,536 partitions still fits a message.
 	Owners [][]int `json:"owners"`
+	// Down are the members the answering node's failure detector holds
+	// down, as indices into Members: a client sends to them last. It is
+	// liveness, not placement, so it is not part of the epoch.
+	Down []int `json:"down,omitempty"`
 
 	ids [][]string // Owners resolved to ids, shared by all callers
+}
+
+// IsDown reports whether the table says member id is down.
+func (pl *Placement) IsDown(id string) bool {
+	for _, i := range pl.Down {
+		if i >= 0 && i < len(pl.Members) && pl.Members[i] == id {
+			return true
+		}
+	}
+	return false
 }
 
 // NewPlacement builds the table node answers with: owners[p] are
 // partition p's owners, primary first, each one of members. It returns
 // ErrInvalidOption if the result would not pass DecodePlacement.
-func NewPlacement(node string, partitions, replicas int, members []string, owners [][]string) (*Placement, error) {
+func NewPlacement(node string, partitions, replicas int, members []string, owners [][]string, down ...string) (*Placement, error) {
 	pl := &Placement{V: Version, Node: node, Partitions: partitions, Replicas: replicas,
 		Members: slices.Sorted(slices.Values(members))}
 	index := make(map[string]int, len(pl.Members))
@@ -118,6 +132,11 @@ func NewPlacement(node string, partitions, replicas int, members []string, owner
 				return nil, Errorf(ErrInvalidOption, "placement: owner %q of partition %d is not a member", Clip(id, 64), p)
 			}
 			pl.Owners[p][j] = i
+		}
+	}
+	for _, id := range down {
+		if i, ok := index[id]; ok {
+			pl.Down = append(pl.Down, i)
 		}
 	}
 	pl.Epoch = PlacementEpoch(pl)
@@ -164,6 +183,13 @@ func (pl *Placement) check() error {
 		return Errorf(ErrMalformed, "placement: %d owner lists for %d partitions", len(pl.Owners), pl.Partitions)
 	case pl.Node != "" && ValidateNodeID(pl.Node) != nil:
 		return Errorf(ErrMalformed, "placement: bad node id")
+	case len(pl.Down) > len(pl.Members):
+		return Errorf(ErrMalformed, "placement: %d down of %d members", len(pl.Down), len(pl.Members))
+	}
+	for _, i := range pl.Down {
+		if i < 0 || i >= len(pl.Members) {
+			return Errorf(ErrMalformed, "placement: down index %d out of range", i)
+		}
 	}
 	for i, id := range pl.Members {
 		if ValidateNodeID(id) != nil {

@@ -203,6 +203,8 @@ func TestDecodePlacementRefusesBadTables(t *testing.T) {
 		{"long owner list", func(m map[string]any) { m["owners"].([]any)[0] = []any{0, 1, 2} }, false},
 		{"owners not lists", func(m map[string]any) { m["owners"] = "n1" }, false},
 		{"fractional index", func(m map[string]any) { m["owners"].([]any)[0] = []any{0.5, 1} }, false},
+		{"down index out of range", func(m map[string]any) { m["down"] = []any{3} }, false},
+		{"more down than members", func(m map[string]any) { m["down"] = []any{0, 1, 2, 0} }, false},
 		{"wrong epoch", func(m map[string]any) { m["epoch"] = "0000000000000000" }, true},
 		{"owners changed under the epoch", func(m map[string]any) { m["owners"].([]any)[0] = []any{2, 1} }, true},
 		{"members changed under the epoch", func(m map[string]any) { m["members"] = []any{"n1", "n2", "n4"} }, true},
