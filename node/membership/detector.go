@@ -1,6 +1,9 @@
-// Package membership decides who is in the ring and who answers now. For
-// now it holds the failure detector; the versioned, signed member records
-// and their merge come with dynamic membership (issue 17).
+// Package membership decides who is in the ring and who answers now: the
+// member records, signed with the cluster's key, and their merge into a
+// Set that every node agrees on without a leader (records.go), and the
+// failure detector (detector.go). The node does not run on records yet:
+// its member set is still the grow-only list of ids that gossip carries
+// (issue 17 moves it onto them).
 //
 // It is pure: no goroutines, no I/O, no clock. Time comes in as an
 // argument; the node feeds it heartbeats and ticks and acts on what it
