@@ -338,14 +338,14 @@ func (c *procCluster) connect(url string) (*nats.Conn, error) {
 }
 
 // client returns a client of p (falling back to the other nodes when p
-// is down), closed when the test ends.
-func (c *procCluster) client(p *proc) *client.Client {
+// is down), with opts, closed when the test ends.
+func (c *procCluster) client(p *proc, opts ...client.Option) *client.Client {
 	c.t.Helper()
 	nc, err := c.connect(c.urls(p))
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	cl, err := client.New(nc)
+	cl, err := client.New(nc, opts...)
 	if err != nil {
 		nc.Close()
 		c.t.Fatal(err)

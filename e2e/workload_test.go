@@ -55,6 +55,7 @@ type workload struct {
 	clients   []*client.Client
 	rate      int // operations per second, all workers together
 	opTimeout time.Duration
+	putOpts   []client.CallOption // the unique puts' options (the planted test's W=1)
 	seed      int64
 	hot       []string
 	regs      []string       // register keys, written blind by every worker
@@ -239,7 +240,7 @@ func (w *workload) put(s *workerState) {
 	key := fmt.Sprintf("u.%d.%d", s.id, s.seq)
 	op := history.Op{Worker: s.id, Kind: history.KindPut, Key: key, Value: history.Seal("u:" + key), Start: w.now()}
 	ctx, cancel := w.opContext()
-	pctx, err := s.cl.Put(ctx, key, []byte(op.Value))
+	pctx, err := s.cl.Put(ctx, key, []byte(op.Value), w.putOpts...)
 	cancel()
 	op.End = w.now()
 	op.Outcome, op.Err = history.OutcomeOf(err)
