@@ -3,6 +3,7 @@ package protocol
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math/rand"
 	"reflect"
 	"strings"
@@ -52,72 +53,42 @@ func randClientBatchReply(rng *rand.Rand) *ClientBatchReply {
 	return r
 }
 
-// checkDecodeClientBatch is the property every input of
-// DecodeClientBatch has: bounded allocation, a 400 error or a batch that
-// re-encodes stably.
+// checkDecodeClientBatch asserts DecodeClientBatch's contract on b
+// (checkDecoded): 1..MaxClientBatch items of known ops.
 func checkDecodeClientBatch(t testing.TB, b []byte) *ClientBatch {
 	t.Helper()
-	var r *ClientBatch
-	var err error
-	assertBounded(t, "DecodeClientBatch", len(b), func() { r, err = DecodeClientBatch(b) })
-	if err != nil {
-		if r != nil {
-			t.Fatalf("DecodeClientBatch returned a value with error %v", err)
+	return checkDecoded(t, "DecodeClientBatch", b, DecodeClientBatch, EncodeClientBatch, func(r *ClientBatch) error {
+		if len(r.Items) < 1 || len(r.Items) > MaxClientBatch {
+			return fmt.Errorf("decoded %d items", len(r.Items))
 		}
-		assertWireError(t, "DecodeClientBatch", err)
-		return nil
-	}
-	if len(r.Items) < 1 || len(r.Items) > MaxClientBatch {
-		t.Fatalf("decoded %d items", len(r.Items))
-	}
-	for i := range r.Items {
-		if op := r.Items[i].Op; op < BatchGet || op > BatchDel {
-			t.Fatalf("item %d: op %d", i, op)
-		}
-	}
-	e1, _ := EncodeClientBatch(r)
-	r2, err := DecodeClientBatch(e1)
-	if err != nil {
-		t.Fatalf("a decoded batch does not decode after re-encoding: %v", err)
-	}
-	if e2, _ := EncodeClientBatch(r2); !bytes.Equal(e1, e2) {
-		t.Fatalf("re-encoding is not stable:\n% x\n% x", e1, e2)
-	}
-	return r
-}
-
-func checkDecodeClientBatchReply(t testing.TB, b []byte) *ClientBatchReply {
-	t.Helper()
-	var r *ClientBatchReply
-	var err error
-	assertBounded(t, "DecodeClientBatchReply", len(b), func() { r, err = DecodeClientBatchReply(b) })
-	if err != nil {
-		if r != nil {
-			t.Fatalf("DecodeClientBatchReply returned a value with error %v", err)
-		}
-		assertWireError(t, "DecodeClientBatchReply", err)
-		return nil
-	}
-	for i := range r.Results {
-		res := &r.Results[i]
-		if e := res.Error(); (e == nil) != (res.Code == 0) {
-			t.Fatalf("result %d: code %d but error %v", i, res.Code, e)
-		}
-		for _, v := range res.Values {
-			if v == nil {
-				t.Fatalf("result %d: a nil value", i)
+		for i := range r.Items {
+			if op := r.Items[i].Op; op < BatchGet || op > BatchDel {
+				return fmt.Errorf("item %d: op %d", i, op)
 			}
 		}
-	}
-	e1, _ := EncodeClientBatchReply(r)
-	r2, err := DecodeClientBatchReply(e1)
-	if err != nil {
-		t.Fatalf("a decoded reply does not decode after re-encoding: %v", err)
-	}
-	if e2, _ := EncodeClientBatchReply(r2); !bytes.Equal(e1, e2) {
-		t.Fatalf("re-encoding is not stable:\n% x\n% x", e1, e2)
-	}
-	return r
+		return nil
+	})
+}
+
+// checkDecodeClientBatchReply asserts DecodeClientBatchReply's contract
+// on b (checkDecoded): each result has an error exactly when it has a
+// code, and no nil value.
+func checkDecodeClientBatchReply(t testing.TB, b []byte) *ClientBatchReply {
+	t.Helper()
+	return checkDecoded(t, "DecodeClientBatchReply", b, DecodeClientBatchReply, EncodeClientBatchReply, func(r *ClientBatchReply) error {
+		for i := range r.Results {
+			res := &r.Results[i]
+			if e := res.Error(); (e == nil) != (res.Code == 0) {
+				return fmt.Errorf("result %d: code %d but error %v", i, res.Code, e)
+			}
+			for _, v := range res.Values {
+				if v == nil {
+					return fmt.Errorf("result %d: a nil value", i)
+				}
+			}
+		}
+		return nil
+	})
 }
 
 func TestClientBatchRoundTrip(t *testing.T) {

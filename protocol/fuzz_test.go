@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"errors"
 	"math/rand"
 	"reflect"
@@ -85,6 +86,40 @@ func assertWireError(t testing.TB, what string, err error) {
 	if code, _ := Classify(err); code != 400 {
 		t.Fatalf("%s: error %v has code %d, want 400", what, err, code)
 	}
+}
+
+// checkDecoded asserts a decoder's contract on b, the property every
+// input has: no panic, an allocation bounded by b's length, and either a
+// 400 error and no value, or a value that passes valid and re-encodes to
+// bytes that decode again and re-encode to the same bytes. It returns the
+// value, or the zero value when b was refused.
+func checkDecoded[T any](t testing.TB, name string, b []byte, dec func([]byte) (T, error), enc func(T) ([]byte, error), valid func(T) error) T {
+	t.Helper()
+	var v, zero T
+	var err error
+	assertBounded(t, name, len(b), func() { v, err = dec(b) })
+	if err != nil {
+		if !reflect.ValueOf(&v).Elem().IsZero() {
+			t.Fatalf("%s returned a value with error %v", name, err)
+		}
+		assertWireError(t, name, err)
+		return zero
+	}
+	if err := valid(v); err != nil {
+		t.Fatalf("%s returned an invalid value: %v\n%#v", name, err, v)
+	}
+	e1, err := enc(v)
+	if err != nil {
+		t.Fatalf("%s: encoding a decoded value: %v", name, err)
+	}
+	v2, err := dec(e1)
+	if err != nil {
+		t.Fatalf("%s: a decoded value does not decode after re-encoding: %v\n%#v", name, err, v)
+	}
+	if e2, _ := enc(v2); !bytes.Equal(e1, e2) {
+		t.Fatalf("%s: re-encoding is not stable:\n% x\n% x", name, e1, e2)
+	}
+	return v
 }
 
 // seedEncodings returns valid encodings of n random values from a fixed

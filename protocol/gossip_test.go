@@ -57,30 +57,16 @@ func (w *wire) announce(a *Announce) {
 	w.fields(s.present, s.zero)
 }
 
+// checkDecodeAnnounce asserts DecodeAnnounce's contract on b
+// (checkDecoded).
 func checkDecodeAnnounce(t testing.TB, b []byte) *Announce {
 	t.Helper()
-	var a *Announce
-	var err error
-	assertBounded(t, "DecodeAnnounce", len(b), func() { a, err = DecodeAnnounce(b) })
-	if err != nil {
-		if a != nil {
-			t.Fatalf("DecodeAnnounce returned a value with error %v", err)
+	return checkDecoded(t, "DecodeAnnounce", b, DecodeAnnounce, EncodeAnnounce, func(a *Announce) error {
+		if ValidateNodeID(a.From) != nil || len(a.Members) > MaxMembers || len(a.Secret) > maxSecretLen {
+			return errors.New("invalid announcement")
 		}
-		assertWireError(t, "DecodeAnnounce", err)
 		return nil
-	}
-	if ValidateNodeID(a.From) != nil || len(a.Members) > MaxMembers || len(a.Secret) > maxSecretLen {
-		t.Fatalf("DecodeAnnounce returned an invalid announcement %+v", a)
-	}
-	e1, _ := EncodeAnnounce(a)
-	a2, err := DecodeAnnounce(e1)
-	if err != nil {
-		t.Fatalf("a decoded announcement does not decode after re-encoding: %v", err)
-	}
-	if e2, _ := EncodeAnnounce(a2); !bytes.Equal(e1, e2) {
-		t.Fatalf("re-encoding is not stable:\n% x\n% x", e1, e2)
-	}
-	return a
+	})
 }
 
 // TestAnnounceCodecMatchesReflection: the hand-written encoder writes the
