@@ -9,6 +9,7 @@
 //	version    dotted version vectors: update, sync, prune (pure)
 //	quorum     counting replies, merging reads (pure)
 //	coord      the read, write and forward state machines (pure)
+//	membership the failure detector, signed member records (pure)
 //	store      the write-ahead log, group commit and bbolt
 //	disk       the file-system seam (and a simulated disk for tests)
 //	transport  all node-to-node traffic: RPC and gossip (NATS, in-memory)
@@ -59,7 +60,10 @@
 // The member set is grow-only for now (membership.go): peers met at start
 // and those gossip announces, persisted in the store. Announcements cross
 // the transport like RPC, so the simulation reaches them; the gossip
-// callback only offers ids, and the membership loop learns them.
+// callback only offers ids, and the membership loop learns them. Every
+// announcement is a heartbeat to the failure detector
+// (membership.Detector): a silent peer is suspect, then down, and reads
+// and forwarded writes ask it last.
 //
 // # Concurrency
 //

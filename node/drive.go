@@ -116,7 +116,7 @@ func (d *driver) apply(eff coord.Effects) {
 // coordinateRead starts a read of key from owners, answered after r
 // replies; finish is called once, from some delivery goroutine.
 func (n *Node) coordinateRead(key string, p int, owners []string, r int, finish func(*protocol.Object, error)) {
-	op, eff := coord.NewRead(n.cfg.ID, key, coord.ByLiveness(owners, n.live.rank), r, n.clock.Now(), n.cfg.RequestTimeout)
+	op, eff := coord.NewRead(n.cfg.ID, key, n.live.order(owners), r, n.clock.Now(), n.cfg.RequestTimeout)
 	n.drive(p, key, op, eff, func(a coord.Answer) { finish(a.Obj, a.Err) }, nil)
 }
 
@@ -143,7 +143,7 @@ func (n *Node) coordinateWrite(key string, p int, owners []string, ctx protocol.
 // owners; finish is called once with the owner's answer.
 func (n *Node) forwardWrite(owners []string, item protocol.Item, finish func(protocol.Clock, error)) {
 	// The owner has its own request timeout for the quorum; allow for it.
-	op, eff := coord.NewForward(coord.ByLiveness(owners, n.live.rank), item, n.clock.Now(), n.cfg.RequestTimeout+n.cfg.RequestTimeout/2)
+	op, eff := coord.NewForward(n.live.order(owners), item, n.clock.Now(), n.cfg.RequestTimeout+n.cfg.RequestTimeout/2)
 	n.drive(0, item.Key, op, eff, func(a coord.Answer) { finish(a.Ctx, a.Err) }, nil)
 }
 

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kvmesh/kvmesh/node/coord"
 	"github.com/kvmesh/kvmesh/node/membership"
 	"github.com/kvmesh/kvmesh/node/ring"
 	"github.com/kvmesh/kvmesh/node/store"
@@ -224,6 +225,14 @@ func (n *Node) peers() []string {
 type liveness struct {
 	mu sync.Mutex
 	d  *membership.Detector
+	// unwell counts the peers not alive, so that the request path skips
+	// the ordering (and its lookups) while every peer is well.
+	unwell atomic.Int32
+}
+
+// count refreshes unwell; mu is held.
+func (l *liveness) count() {
+	l.unwell.Store(int32(len(l.d.In(membership.Suspect)) + len(l.d.In(membership.Down))))
 }
 
 func (l *liveness) watch(now time.Time, ids []string) {
@@ -235,13 +244,21 @@ func (l *liveness) watch(now time.Time, ids []string) {
 func (l *liveness) observe(id string, now time.Time) *membership.Change {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.d.Observe(id, now)
+	c := l.d.Observe(id, now)
+	if c != nil {
+		l.count()
+	}
+	return c
 }
 
 func (l *liveness) tick(now time.Time) []membership.Change {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.d.Tick(now)
+	cs := l.d.Tick(now)
+	if len(cs) > 0 {
+		l.count()
+	}
+	return cs
 }
 
 func (l *liveness) state(id string) membership.State {
@@ -257,6 +274,13 @@ func (l *liveness) in(s membership.State) []string {
 	return l.d.In(s)
 }
 
-// rank orders owners for asking: alive ones first, then suspects, then
-// down ones (coord.ByLiveness).
-func (l *liveness) rank(id string) int { return int(l.state(id)) }
+// order returns owners for asking: alive ones first, then suspects, then
+// down ones (coord.ByLiveness); owners itself while every peer is alive.
+func (l *liveness) order(owners []string) []string {
+	if l.unwell.Load() == 0 {
+		return owners
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return coord.ByLiveness(owners, func(id string) int { return int(l.d.State(id)) })
+}
