@@ -31,6 +31,7 @@ func (n *Node) Status() protocol.NodeStatus {
 		Replicas: n.cfg.Replicas, Partitions: n.cfg.Partitions, Prefix: n.subjects.Prefix,
 		Members: n.Members(), Alive: n.Heard(), Inflight: n.inflight.Load(),
 		Suspect: n.live.in(membership.Suspect), Down: n.live.in(membership.Down),
+		RefusedHeartbeats: n.gossip.refused.Load(), RefusedRecords: n.mem.refused.Load(),
 	}
 	if err := n.StoreError(); err != nil {
 		st.StoreError = err.Error()

@@ -77,7 +77,7 @@ type Config struct {
 	// PeerWait bounds how long Run waits for the peers' routes at start
 	// before it serves what it can alone. Default 5s.
 	PeerWait time.Duration
-	// Heartbeat is the interval of membership announcements. Default 1s.
+	// Heartbeat is the interval of membership heartbeats. Default 1s.
 	Heartbeat time.Duration
 	// SuspectAfter is how long a peer may stay silent before the failure
 	// detector suspects it, and DownAfter before it declares it down (a
@@ -89,7 +89,7 @@ type Config struct {
 	MaxInflight int
 
 	// Members are node ids known to be members of the store, in addition
-	// to those learned from routes and announcements. Optional with NATS;
+	// to those whose member records it holds. Optional with NATS;
 	// the whole member set when Transport is set.
 	Members []string
 	// Transport, when set, replaces NATS entirely: no embedded server, no

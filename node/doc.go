@@ -57,13 +57,18 @@
 //
 // # Membership
 //
-// The member set is grow-only for now (membership.go): peers met at start
-// and those gossip announces, persisted in the store. Announcements cross
-// the transport like RPC, so the simulation reaches them; the gossip
-// callback only offers ids, and the membership loop learns them. Every
-// announcement is a heartbeat to the failure detector
-// (membership.Detector): a silent peer is suspect, then down, and reads
-// and forwarded writes ask it last.
+// The member set is a set of member records (membership.go), each signed
+// by the cluster key that every member derives from the store secret, and
+// merged without a leader (membership.Set); it is persisted in the store,
+// and the ring is a function of it. Nodes gossip heartbeats, signed by
+// their node keys, with a digest of their records, and all their records
+// when a peer's digest differs. Heartbeats cross the transport like RPC,
+// so the simulation reaches them; the gossip callback only offers
+// records, and the membership loop verifies and applies them. A
+// heartbeat whose signature is not its sender's, or that is older than
+// the last one accepted, is ignored. Every accepted heartbeat is a sign
+// of life to the failure detector (membership.Detector): a silent peer is
+// suspect, then down, and reads and forwarded writes ask it last.
 //
 // # Concurrency
 //

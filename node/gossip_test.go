@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/nats-io/nkeys"
+
 	"github.com/kvmesh/kvmesh/node"
+	"github.com/kvmesh/kvmesh/node/membership"
 	"github.com/kvmesh/kvmesh/node/transport"
 	"github.com/kvmesh/kvmesh/protocol"
 )
@@ -41,7 +45,7 @@ func startMemNodes(t *testing.T, net *transport.MemNetwork, ids []string, member
 
 // TestGossipOverTheTransport: membership gossip crosses the Transport
 // seam like replica RPC, so nodes on the in-memory network learn each
-// other from announcements alone (each starts knowing only itself), and
+// other from heartbeats alone (each starts knowing only itself), and
 // a node cut off by a partition is not heard until the network heals.
 func TestGossipOverTheTransport(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -149,6 +153,107 @@ func TestFailureDetectorOverGossip(t *testing.T) {
 		synctest.Wait()
 		if st := nodes[0].Status(); len(st.Alive) != 3 || len(st.Down) != 0 {
 			t.Fatalf("after the heal: alive %v, down %v", st.Alive, st.Down)
+		}
+	})
+}
+
+// gossipRecorder is a transport handler that keeps the heartbeats it
+// hears: the test's eavesdropper on the gossip subjects.
+type gossipRecorder struct {
+	mu    sync.Mutex
+	heard map[string][]byte // sender -> its last heartbeat
+}
+
+func (g *gossipRecorder) HandleRequest([]byte, func([]byte)) {}
+func (g *gossipRecorder) HandleReply(uint64, []byte)         {}
+func (g *gossipRecorder) HandleUnreachable(uint64, string)   {}
+func (g *gossipRecorder) HandleGossip(topic string, data []byte) {
+	if h, err := protocol.DecodeHeartbeat(data); err == nil {
+		g.mu.Lock()
+		g.heard[h.From] = data
+		g.mu.Unlock()
+	}
+}
+
+// TestGossipRefusesWhatItCannotVerify: an outsider on the gossip
+// subjects (a client connection, over NATS) can change neither the member
+// set nor liveness. A made-up member with a record signed by another
+// cluster key, a heartbeat in a member's name signed by another key, a
+// member's record tampered with, and a member's real heartbeat replayed
+// after it went silent are all ignored and counted.
+func TestGossipRefusesWhatItCannotVerify(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net := transport.NewMemNetwork(1)
+		ids := []string{"n1", "n2", "n3"}
+		nodes := startMemNodes(t, net, ids, false)
+		spy := &gossipRecorder{heard: map[string][]byte{}}
+		evil := net.Endpoint("evil")
+		if err := evil.Start(spy); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { evil.Close() })
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		for _, n := range nodes {
+			if st := n.Status(); !slices.Equal(st.Members, ids) || st.RefusedHeartbeats+st.RefusedRecords != 0 {
+				t.Fatalf("%s knows %v, refused %d heartbeats and %d records of its peers", n.ID(), st.Members, st.RefusedHeartbeats, st.RefusedRecords)
+			}
+		}
+		publish := func(h protocol.Heartbeat, signer nkeys.KeyPair) {
+			t.Helper()
+			h.V, h.Time = protocol.Version, time.Now().UnixNano()
+			h.Sig, _ = signer.Sign(h.SigningBytes())
+			b, _ := protocol.EncodeHeartbeat(&h)
+			if err := evil.Publish("heartbeat", b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		otherCluster, _ := nkeys.CreateCluster()
+		n9, _ := nkeys.CreateServer()
+		n9pub, _ := n9.PublicKey()
+		forged, _ := membership.Sign(protocol.MemberRecord{V: protocol.Version, ID: "n9", Key: n9pub, Status: protocol.MemberUp, Incarnation: 1, Version: 1}, otherCluster)
+		publish(protocol.Heartbeat{From: "n9", Records: []protocol.MemberRecord{forged}}, n9)
+
+		spy.mu.Lock()
+		real2, _ := protocol.DecodeHeartbeat(spy.heard["n2"])
+		replay3 := spy.heard["n3"]
+		spy.mu.Unlock()
+		var rec2 protocol.MemberRecord
+		for _, r := range real2.Records {
+			if r.ID == "n2" {
+				rec2 = r
+			}
+		}
+		publish(protocol.Heartbeat{From: "n2"}, n9) // n2's name, another key
+		tampered := rec2
+		tampered.Route, tampered.Version = "nats-route://evil:6222", rec2.Version+1
+		publish(protocol.Heartbeat{From: "n9", Records: []protocol.MemberRecord{tampered}}, n9)
+		synctest.Wait()
+
+		// n3 goes silent until it is down; its replayed heartbeat does
+		// not bring it back.
+		net.Isolate("n3")
+		time.Sleep(12 * time.Second)
+		synctest.Wait()
+		if err := evil.Publish("heartbeat", replay3); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		for _, n := range nodes[:2] {
+			st := n.Status()
+			if !slices.Equal(st.Members, ids) || !slices.Equal(st.Down, []string{"n3"}) {
+				t.Fatalf("%s: members %v, down %v: want the three, n3 down", n.ID(), st.Members, st.Down)
+			}
+			// n2 ignores a heartbeat in its own name before any check.
+			if want := map[string]int64{"n1": 3, "n2": 2}[n.ID()]; st.RefusedRecords != 2 || st.RefusedHeartbeats != want {
+				t.Fatalf("%s refused %d records and %d heartbeats, want 2 (forged, tampered) and %d (no member, wrong key, no member)",
+					n.ID(), st.RefusedRecords, st.RefusedHeartbeats, want)
+			}
+		}
+		for _, r := range nodes[0].MemberRecords() {
+			if r.ID == "n2" && r.Route != rec2.Route {
+				t.Fatalf("n2's record was tampered with: %+v", r)
+			}
 		}
 	})
 }

@@ -1,11 +1,17 @@
 package node
 
 import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/nats-io/nkeys"
 
 	"github.com/kvmesh/kvmesh/node/coord"
 	"github.com/kvmesh/kvmesh/node/membership"
@@ -14,157 +20,286 @@ import (
 	"github.com/kvmesh/kvmesh/protocol"
 )
 
-// metaMembers is the store metadata entry holding the member set.
-const metaMembers = "members"
+// metaRecords is the store metadata entry holding the member records.
+const metaRecords = "member-records"
 
-// memberSet is the seam for who is in the ring. For now it is a
-// grow-only set: the node itself, the members persisted by an earlier
-// run, the peers met over routes at start, and the members other nodes
-// announce. Explicit join, leave and remove come with dynamic membership;
-// they will replace learn, not its callers. The ring is rebuilt whenever
-// the set grows and read lock-free by the request path.
+// memberSet is who is in the ring: the member records (membership.Set)
+// this node holds, each signed by the cluster key, plus the ids the
+// configuration names (Config.Members, the simulation's static set). The
+// ring is rebuilt whenever the set changes and read lock-free by the
+// request path.
 //
-// Gossip callbacks never learn themselves (learning builds a ring and
-// persists the set with an fsync): they offer the ids they hear of, and
-// the node's membership loop learns them.
+// Gossip callbacks never apply records themselves (that verifies
+// signatures, builds a ring and persists the set with an fsync): they
+// offer what they hear, and the node's membership loop applies it.
 type memberSet struct {
 	st         *store.Store
 	partitions int
 	replicas   int
+	cluster    string   // the cluster's public key (membership.ClusterKey)
+	self       string   // this node's id: always in its ring
+	static     []string // ids of Config.Members
 
-	mu      sync.Mutex // serialises learn
-	members []string   // sorted
-	r       atomic.Pointer[ring.Ring]
+	mu     sync.Mutex // serialises apply
+	set    atomic.Pointer[membership.Set]
+	digest atomic.Pointer[[]byte]
+	r      atomic.Pointer[ring.Ring]
 
 	offerMu sync.Mutex
-	offered []string      // ids heard of and not known, for the loop to learn
-	wake    chan struct{} // capacity 1: "something was offered"
+	offered []protocol.MemberRecord // records heard, for the loop to apply
+	wake    chan struct{}           // capacity 1: "something was offered"
+
+	refused atomic.Int64 // records that did not verify (forged, invalid)
+
+	changedMu sync.Mutex
+	changed   chan struct{} // closed and replaced whenever the set changes
 }
 
-func loadMembership(st *store.Store, self string, partitions, replicas int) (*memberSet, error) {
-	m := &memberSet{st: st, partitions: partitions, replicas: replicas, wake: make(chan struct{}, 1)}
-	raw, err := st.GetMeta(metaMembers)
+// loadMembership opens the member set persisted in st: records that no
+// longer verify under cluster (another secret) are dropped.
+func loadMembership(st *store.Store, cluster, self string, static []string, partitions, replicas int) (*memberSet, error) {
+	m := &memberSet{st: st, partitions: partitions, replicas: replicas, cluster: cluster, self: self, static: static,
+		wake: make(chan struct{}, 1), changed: make(chan struct{})}
+	raw, err := st.GetMeta(metaRecords)
 	if err != nil {
 		return nil, err
 	}
-	ids := []string{self}
-	for _, id := range strings.Split(string(raw), "\n") {
-		if protocol.ValidateNodeID(id) == nil {
-			ids = append(ids, id)
+	var set membership.Set
+	for len(raw) > 0 {
+		size, k := binary.Uvarint(raw)
+		if k <= 0 || size > uint64(len(raw)-k) {
+			break
 		}
+		if r, err := protocol.DecodeMemberRecord(raw[k : k+int(size)]); err == nil {
+			set, _ = set.Apply(*r, cluster)
+		}
+		raw = raw[k+int(size):]
 	}
-	m.learn(ids...)
+	m.publish(set)
 	return m, nil
 }
 
 func (m *memberSet) ring() *ring.Ring { return m.r.Load() }
 
-// learn adds ids to the member set; it reports whether the set grew.
-func (m *memberSet) learn(ids ...string) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	grew := false
-	for _, id := range ids {
-		if protocol.ValidateNodeID(id) != nil {
-			continue
-		}
-		if i, found := slices.BinarySearch(m.members, id); !found {
-			if len(m.members) >= protocol.MaxMembers {
-				break
-			}
-			m.members = slices.Insert(m.members, i, id)
-			grew = true
+func (m *memberSet) records() membership.Set { return *m.set.Load() }
+
+// publish makes set the node's member set and rebuilds the ring from it.
+func (m *memberSet) publish(set membership.Set) {
+	ids := slices.Concat([]string{m.self}, m.static, set.Members())
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	m.set.Store(&set)
+	d := set.Digest()
+	m.digest.Store(&d)
+	if old := m.r.Load(); old == nil || !slices.Equal(old.Members(), ids) {
+		if r, err := ring.New(ids, m.partitions, m.replicas); err == nil { // ids are valid and unique
+			m.r.Store(r)
 		}
 	}
-	if !grew && m.r.Load() != nil {
-		return false
-	}
-	r, err := ring.New(m.members, m.partitions, m.replicas)
-	if err != nil { // cannot happen: ids are valid and unique
-		return false
-	}
-	m.r.Store(r)
-	_ = m.st.PutMeta(metaMembers, []byte(strings.Join(m.members, "\n")))
-	return grew
+	m.changedMu.Lock()
+	close(m.changed)
+	m.changed = make(chan struct{})
+	m.changedMu.Unlock()
 }
 
-// offer queues the ids that are not members yet for learn, without
-// blocking; it reports whether there was any.
-func (m *memberSet) offer(ids []string) bool {
-	known := m.ring().Members() // sorted
-	var fresh []string
-	for _, id := range ids {
-		if _, found := slices.BinarySearch(known, id); !found && protocol.ValidateNodeID(id) == nil {
-			fresh = append(fresh, id)
+// waitFor waits until the set holds a record of each of ids, or ctx ends.
+func (m *memberSet) waitFor(ctx context.Context, ids []string) error {
+	for {
+		m.changedMu.Lock()
+		ch := m.changed
+		m.changedMu.Unlock()
+		set := m.records()
+		if !slices.ContainsFunc(ids, func(id string) bool { _, ok := set.Get(id); return !ok }) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
 		}
 	}
-	if len(fresh) == 0 {
+}
+
+// apply merges records into the set, persists it if it changed, and
+// reports whether it did. Records that do not verify are counted in
+// refused; stale ones are ignored.
+func (m *memberSet) apply(recs ...protocol.MemberRecord) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	set := m.records()
+	changed := false
+	for _, r := range recs {
+		if old, ok := set.Get(r.ID); ok && bytes.Equal(old.Sig, r.Sig) && bytes.Equal(old.SigningBytes(), r.SigningBytes()) {
+			continue // the record it holds: most gossip
+		}
+		next, err := set.Apply(r, m.cluster)
+		switch {
+		case err == nil:
+			set, changed = next, true
+		case !errors.Is(err, membership.ErrStale):
+			m.refused.Add(1)
+		}
+	}
+	if !changed {
 		return false
+	}
+	var raw []byte
+	for _, r := range set.Records() {
+		b, _ := protocol.EncodeMemberRecord(&r)
+		raw = binary.AppendUvarint(raw, uint64(len(b)))
+		raw = append(raw, b...)
+	}
+	_ = m.st.PutMeta(metaRecords, raw)
+	m.publish(set)
+	return true
+}
+
+// offer queues records for apply, without blocking.
+func (m *memberSet) offer(recs []protocol.MemberRecord) {
+	if len(recs) == 0 {
+		return
 	}
 	m.offerMu.Lock()
 	if len(m.offered) < protocol.MaxMembers {
-		m.offered = append(m.offered, fresh...)
+		m.offered = append(m.offered, recs...)
 	}
 	m.offerMu.Unlock()
 	select {
 	case m.wake <- struct{}{}:
 	default:
 	}
+}
+
+// takeOffered returns and forgets the records offered so far.
+func (m *memberSet) takeOffered() []protocol.MemberRecord {
+	m.offerMu.Lock()
+	defer m.offerMu.Unlock()
+	recs := m.offered
+	m.offered = nil
+	return recs
+}
+
+// gossipHeartbeat is the gossip topic of heartbeats (protocol.Heartbeat).
+const gossipHeartbeat = "heartbeat"
+
+// gossipState is what the node keeps of the heartbeats it hears.
+type gossipState struct {
+	mu   sync.Mutex
+	last map[string]int64 // member id -> Time of the last heartbeat accepted from it
+	// full is set when a heartbeat's digest differed from this node's:
+	// the next heartbeat carries every record.
+	full atomic.Bool
+	// refused counts heartbeats that did not verify: malformed,
+	// unsigned, forged, from no member. (Replayed ones, which a reordered
+	// one cannot be told from, are ignored without a count.)
+	refused atomic.Int64
+	// sent is the Time of the last heartbeat this node sent: each one's
+	// is later, even when the clock did not move (a fake one) or went
+	// back, so that no peer takes it for a replay.
+	sent atomic.Int64
+}
+
+// nextTime returns the Time of the next heartbeat sent at now.
+func (g *gossipState) nextTime(now int64) int64 {
+	for {
+		last := g.sent.Load()
+		t := max(now, last+1)
+		if g.sent.CompareAndSwap(last, t) {
+			return t
+		}
+	}
+}
+
+// accept reports whether a heartbeat of from at time t is later than the
+// last accepted, and records it if so.
+func (g *gossipState) accept(from string, t int64) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.last == nil {
+		g.last = make(map[string]int64)
+	}
+	if last, ok := g.last[from]; ok && t <= last {
+		return false
+	}
+	g.last[from] = t
 	return true
 }
 
-// takeOffered returns and forgets the ids offered so far.
-func (m *memberSet) takeOffered() []string {
-	m.offerMu.Lock()
-	defer m.offerMu.Unlock()
-	ids := m.offered
-	m.offered = nil
-	return ids
-}
-
-// gossipMembers is the gossip topic of membership announcements.
-const gossipMembers = "members"
-
-// HandleGossip implements transport.Handler: another node's membership
-// announcement. It notes that the node is alive, offers the members it
-// names to the membership loop, and answers a node heard for the first
-// time with an announcement of its own, so that a newcomer hears this one
-// at once. It never blocks.
+// HandleGossip implements transport.Handler: another node's heartbeat.
+// The member records in it go to the membership loop, which verifies
+// each under the cluster key. The heartbeat itself counts only if it is
+// signed by the key of its sender's member record and later than the
+// last one accepted from it: only then is the sender alive, and a new
+// sender answered with a heartbeat at once, so that a newcomer hears
+// this node without waiting. Anything else is counted and ignored. It
+// never blocks.
 func (n *Node) HandleGossip(topic string, data []byte) {
-	if topic != gossipMembers {
+	if topic != gossipHeartbeat {
 		return
 	}
-	a, err := protocol.DecodeAnnounce(data)
-	if err != nil || a.From == n.cfg.ID {
+	h, err := protocol.DecodeHeartbeat(data)
+	if err != nil || h.From == n.cfg.ID {
+		if err != nil {
+			n.gossip.refused.Add(1)
+		}
 		return
 	}
-	if a.Secret != n.ctxKey.Fingerprint() {
-		if _, warned := n.otherSecret.LoadOrStore(a.From, true); !warned {
+	n.mem.offer(h.Records)
+	if !n.verifyHeartbeat(h) {
+		n.gossip.refused.Add(1)
+		return
+	}
+	if !n.gossip.accept(h.From, h.Time) {
+		return // replayed, or overtaken by a later one
+	}
+	if !bytes.Equal(h.Digest, *n.mem.digest.Load()) {
+		n.gossip.full.Store(true)
+	}
+	if h.Secret != n.ctxKey.Fingerprint() {
+		if _, warned := n.otherSecret.LoadOrStore(h.From, true); !warned {
 			n.log.Error("a node of the store has another secret: each refuses the causal contexts the other issues (400). Give every node the same --secret-file",
-				"peer", a.From, "its secret", a.Secret, "this node's", n.ctxKey.Fingerprint())
+				"peer", h.From, "its secret", h.Secret, "this node's", n.ctxKey.Fingerprint())
 		}
 	} else {
-		n.otherSecret.Delete(a.From)
+		n.otherSecret.Delete(h.From)
 	}
-	_, seen := n.heard.Swap(a.From, true)
-	if c := n.live.observe(a.From, n.clock.Now()); c != nil {
+	_, seen := n.heard.Swap(h.From, true)
+	if c := n.live.observe(h.From, n.clock.Now()); c != nil {
 		n.log.Info("member heard again", "member", c.ID, "was", c.From.String())
 	}
-	n.mem.offer(append(a.Members, a.From))
 	if !seen {
-		n.announce()
+		n.gossip.full.Store(true)
+		n.heartbeat()
 	}
 }
 
-// startGossip announces this node and starts the membership loop: it
-// learns the members gossip offers (and announces when the set grew) and
-// announces this node's member set every heartbeat. The transport
-// delivers gossip from its Start on, so an announcement also tells peers
-// that this node's RPC interest has reached them (notes/nats.md section
-// 3).
+// verifyHeartbeat checks h's signature against its sender's key: the
+// one in the sender's record this node holds, or else in the sender's
+// own record carried by h if that verifies under the cluster key.
+func (n *Node) verifyHeartbeat(h *protocol.Heartbeat) bool {
+	rec, ok := n.mem.records().Get(h.From)
+	for _, r := range h.Records {
+		if r.ID == h.From && (!ok || membership.Supersedes(&r, &rec)) && membership.Verify(&r, n.mem.cluster) == nil {
+			rec, ok = r, true
+		}
+	}
+	if !ok || rec.Status == protocol.MemberLeft || len(h.Sig) == 0 {
+		return false
+	}
+	kp, err := nkeys.FromPublicKey(rec.Key)
+	return err == nil && kp.Verify(h.SigningBytes(), h.Sig) == nil
+}
+
+// startGossip sends the first heartbeat and starts the membership loop:
+// it applies the records gossip offers (and heartbeats at once, with
+// every record, when the set changed) and heartbeats every interval. The
+// transport delivers gossip from its Start on, so a heartbeat also tells
+// peers that this node's RPC interest has reached them (notes/nats.md
+// section 3).
 func (n *Node) startGossip() {
 	n.live.watch(n.clock.Now(), n.peers())
-	n.announce()
+	n.gossip.full.Store(true)
+	n.heartbeat()
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -175,13 +310,15 @@ func (n *Node) startGossip() {
 			case <-n.stop:
 				return
 			case <-n.mem.wake:
-				if n.mem.learn(n.mem.takeOffered()...) {
+				if n.mem.apply(n.mem.takeOffered()...) {
+					n.ownRecordChanged()
 					n.log.Info("members changed", "members", n.Members())
 					n.live.watch(n.clock.Now(), n.peers())
-					n.announce()
+					n.gossip.full.Store(true)
+					n.heartbeat()
 				}
 			case <-t.C():
-				n.announce()
+				n.heartbeat()
 				for _, c := range n.live.tick(n.clock.Now()) {
 					n.log.Warn("member "+c.To.String(), "member", c.ID, "silent", c.Silent.Round(time.Millisecond))
 				}
@@ -190,13 +327,67 @@ func (n *Node) startGossip() {
 	}()
 }
 
-// announce publishes this node's member set once.
-func (n *Node) announce() {
-	b, err := protocol.EncodeAnnounce(&protocol.Announce{
-		V: protocol.Version, From: n.cfg.ID, Members: n.Members(), Time: n.clock.Now().UnixNano(), Secret: n.ctxKey.Fingerprint(),
-	})
-	if err == nil {
-		_ = n.tr.Publish(gossipMembers, b)
+// heartbeat publishes one heartbeat: this node's own record, or every
+// record when a peer may lack some.
+func (n *Node) heartbeat() {
+	set := n.mem.records()
+	h := protocol.Heartbeat{V: protocol.Version, From: n.cfg.ID, Time: n.gossip.nextTime(n.clock.Now().UnixNano()), Secret: n.ctxKey.Fingerprint(),
+		Digest: *n.mem.digest.Load()}
+	if n.gossip.full.Swap(false) {
+		h.Records = set.Records()
+	} else if own, ok := set.Get(n.cfg.ID); ok {
+		h.Records = []protocol.MemberRecord{own}
+	}
+	h.Sig, _ = n.key.Sign(h.SigningBytes())
+	if b, err := protocol.EncodeHeartbeat(&h); err == nil {
+		_ = n.tr.Publish(gossipHeartbeat, b)
+	}
+}
+
+// registerSelf makes sure the set holds this node's record as it is
+// now: its key and addresses, status up. A record of an earlier run with
+// the same key is kept (a new version if an address changed); a record
+// with another key (a lost data dir) or a left one is followed by a new
+// incarnation.
+func (n *Node) registerSelf() error {
+	want := protocol.MemberRecord{V: protocol.Version, ID: n.cfg.ID, Key: n.publicKey, Client: n.ClientURL(), Route: n.ClusterURL(),
+		Status: protocol.MemberUp, Incarnation: 1, Version: 1}
+	if old, ok := n.mem.records().Get(n.cfg.ID); ok {
+		if old.Key == want.Key && old.Status != protocol.MemberLeft {
+			if old.Client == want.Client && old.Route == want.Route {
+				return nil
+			}
+			want.Status, want.Incarnation, want.Version = old.Status, old.Incarnation, old.Version+1
+		} else {
+			want.Incarnation = old.Incarnation + 1
+		}
+	}
+	r, err := membership.Sign(want, n.clusterKey)
+	if err != nil {
+		return fmt.Errorf("sign member record: %w", err)
+	}
+	if !n.mem.apply(r) {
+		return fmt.Errorf("member record of %s refused", n.cfg.ID)
+	}
+	return nil
+}
+
+// ownRecordChanged handles a record of this node's id that gossip
+// brought and that supersedes the one it wrote: one of an earlier run
+// (its data dir was lost) or from another node using its id. The node
+// takes its place again with a later record, unless it was removed.
+func (n *Node) ownRecordChanged() {
+	own, ok := n.mem.records().Get(n.cfg.ID)
+	if !ok || own.Key == n.publicKey && own.Status != protocol.MemberLeft {
+		return
+	}
+	if own.Status == protocol.MemberLeft {
+		n.log.Error("this node was removed from the store; it serves no partition. Give it a new data dir and join it again to bring it back", "incarnation", own.Incarnation)
+		return
+	}
+	n.log.Warn("another key claimed this node's id; taking it back with a new incarnation", "key", own.Key)
+	if err := n.registerSelf(); err != nil {
+		n.log.Error("could not take this node's id back", "err", err)
 	}
 }
 

@@ -52,16 +52,20 @@ type Node struct {
 	runRec    runRecord
 	key       nkeys.KeyPair // the node's identity (nodekey.go)
 	publicKey string
-	tr        transport.Transport
-	mem       *memberSet
-	svc       *service
+	// clusterKey signs member records (membership.ClusterKey): every
+	// member derives it from the store secret.
+	clusterKey nkeys.KeyPair
+	tr         transport.Transport
+	mem        *memberSet
+	svc        *service
 
 	pending     pendingOps
 	outbox      *pipeline.Pipeline[string, outItem] // per-peer batches of replica RPC items (outbox.go)
 	forwarded   forwarded
 	heard       sync.Map // member id -> true: heard from at least once
+	gossip      gossipState
 	live        liveness // the failure detector (membership.go)
-	otherSecret sync.Map // member id -> true: it announced another secret (logged once)
+	otherSecret sync.Map // member id -> true: its heartbeats show another secret (logged once)
 	inflight    atomic.Int64
 	reads       chan readJob // for the reader goroutines (reads.go)
 
@@ -140,6 +144,10 @@ func (n *Node) ClusterURL() string {
 // Members returns the ids of the store's members as this node knows them.
 func (n *Node) Members() []string { return n.mem.ring().Members() }
 
+// MemberRecords returns the member records this node holds, sorted by
+// id. Valid after Start.
+func (n *Node) MemberRecords() []protocol.MemberRecord { return n.mem.records().Records() }
+
 // Start opens the store, starts the transport (the embedded NATS server
 // and the node's connection to it, unless Config.Transport gives one),
 // serves the replica RPC, starts gossip and, over NATS, waits at most
@@ -211,13 +219,19 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	n.startReaders()
 	n.issuer = newIssuer(st, n.actor, n.clock.Now, n.readStore)
-	if n.mem, err = loadMembership(st, n.cfg.ID, n.cfg.Partitions, n.cfg.Replicas); err != nil {
+	if n.clusterKey, err = membership.ClusterKey(n.cfg.Secret); err != nil {
 		return err
 	}
-	n.mem.learn(n.cfg.Members...)
+	cluster, _ := n.clusterKey.PublicKey()
+	if n.mem, err = loadMembership(st, cluster, n.cfg.ID, n.cfg.Members, n.cfg.Partitions, n.cfg.Replicas); err != nil {
+		return err
+	}
 	if n.cfg.Transport != nil {
 		n.tr = n.cfg.Transport
 	} else if err := n.startNATS(); err != nil {
+		return err
+	}
+	if err := n.registerSelf(); err != nil {
 		return err
 	}
 	if err := n.tr.Start(n); err != nil {
@@ -294,8 +308,9 @@ func splitHostPort(addr string) (string, int, error) {
 }
 
 // waitForPeers waits, at most PeerWait, until the routes to the
-// configured peers are up and their members are known. A node whose peers
-// are down still starts: it serves what the quorum it can reach allows.
+// configured peers are up and their member records are known. A node
+// whose peers are down still starts: it serves what the quorum it can
+// reach allows.
 func (n *Node) waitForPeers(ctx context.Context) {
 	want := 0
 	for _, p := range n.cfg.Peers {
@@ -308,11 +323,13 @@ func (n *Node) waitForPeers(ctx context.Context) {
 	}
 	wctx, cancel := context.WithTimeout(ctx, n.cfg.PeerWait)
 	defer cancel()
-	if err := n.srv.WaitForPeers(wctx, want); err != nil {
+	err := n.srv.WaitForPeers(wctx, want)
+	if err == nil {
+		err = n.mem.waitFor(wctx, n.srv.PeerNames())
+	}
+	if err != nil {
 		n.log.Warn("not all peers reachable; serving with the members known", "want", want, "have", n.srv.NumPeers(), "members", n.Members())
 	}
-	n.mem.learn(n.srv.PeerNames()...)
-	n.announce()
 }
 
 // Run starts the node and serves until ctx is done, then closes it.

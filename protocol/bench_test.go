@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"fmt"
 	"testing"
 )
@@ -117,7 +118,7 @@ func BenchmarkDecodeReply(b *testing.B) {
 
 // Benchmarks of the other messages, in the shapes a loaded store sends: a client batch of 16 puts with
 // 100-byte values and contexts and its reply, a stored object, a causal
-// context of 3 entries, a get's 3 siblings and a 5-node announcement.
+// context of 3 entries, a get's 3 siblings and a 5-node heartbeat with every record.
 
 var (
 	benchAny     any
@@ -141,9 +142,14 @@ func benchClientBatchReply() *ClientBatchReply {
 	return r
 }
 
-func benchAnnounce() *Announce {
-	return &Announce{V: Version, From: "node-1", Members: []string{"node-1", "node-2", "node-3", "node-4", "node-5"},
-		Time: 1_717_000_000_000_000_000, Secret: "0123456789abcdef"}
+func benchHeartbeat() *Heartbeat {
+	h := &Heartbeat{V: Version, From: "node-1", Time: 1_717_000_000_000_000_000, Secret: "0123456789abcdef",
+		Digest: bytes.Repeat([]byte{7}, digestLen), Sig: bytes.Repeat([]byte{9}, sigLen)}
+	for _, id := range []string{"node-1", "node-2", "node-3", "node-4", "node-5"} {
+		h.Records = append(h.Records, MemberRecord{V: Version, ID: id, Key: testNodeKey, Client: "nats://10.0.0.1:4222",
+			Route: "nats-route://10.0.0.1:6222", Status: MemberUp, Incarnation: 1, Version: 3, Sig: bytes.Repeat([]byte{1}, sigLen)})
+	}
+	return h
 }
 
 func benchSiblings() [][]byte {
@@ -189,7 +195,9 @@ func BenchmarkObject(b *testing.B) { benchCodec(b, benchObject(500), EncodeObjec
 
 func BenchmarkSiblings(b *testing.B) { benchCodec(b, benchSiblings(), EncodeSiblings, DecodeSiblings) }
 
-func BenchmarkAnnounce(b *testing.B) { benchCodec(b, benchAnnounce(), EncodeAnnounce, DecodeAnnounce) }
+func BenchmarkHeartbeat(b *testing.B) {
+	benchCodec(b, benchHeartbeat(), EncodeHeartbeat, DecodeHeartbeat)
+}
 
 func BenchmarkContext(b *testing.B) {
 	c := benchObject(500).Clock

@@ -13,7 +13,7 @@ import (
 
 // What the fuzz targets of the decoders share. Every decoder has a
 // target next to its tests (FuzzDecodeRequest in rpc_test.go,
-// FuzzDecodeAnnounce in gossip_test.go, ...), with a check* helper that
+// FuzzDecodeHeartbeat in heartbeat_test.go, ...), with a check* helper that
 // states its contract, which the property tests of property_test.go use
 // too. Each target's seed corpus is both its f.Add calls and the files in
 // testdata/fuzz/<Name>/, so plain `go test` replays them; `go test -fuzz`
@@ -67,7 +67,6 @@ func assertBoundedUnmarshal(t testing.TB, b []byte) {
 		func() any { return new(reflReply) },
 		func() any { return new(reflObject) },
 		func() any { return new([]reflDot) },
-		func() any { return new(reflAnnounce) },
 	}
 	for _, newTarget := range targets {
 		v := newTarget()

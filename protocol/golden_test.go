@@ -20,7 +20,7 @@ import (
 
 // The golden wire test pins the bytes of every message kvmesh encodes
 // (node RPC, client batches, stored records, the siblings payload, causal
-// contexts, membership announcements) and what its decoders make of
+// contexts, membership heartbeats) and what its decoders make of
 // them and of other encodings of the same data. Nodes of different
 // versions talk to each other and a node reads the records an older one
 // wrote, so none of it may change by accident: testdata/wire.golden was
@@ -59,7 +59,7 @@ var (
 	decClientReply = decodeAsAny(DecodeClientBatchReply)
 	decObject      = decodeAsAny(DecodeObject)
 	decSiblings    = decodeAsAny(DecodeSiblings)
-	decAnnounce    = decodeAsAny(DecodeAnnounce)
+	decHeartbeat   = decodeAsAny(DecodeHeartbeat)
 )
 
 // A context's golden bytes are the raw bytes under its base64: the
@@ -133,8 +133,8 @@ func goldenEncodings() []goldenEncoding {
 	ctx := func(name string, c Clock) {
 		g = append(g, goldenEncoding{"context/" + name, goldenSeal(c), decContext})
 	}
-	ann := func(name string, a *Announce) {
-		g = append(g, goldenEncoding{"announce/" + name, func() ([]byte, error) { return EncodeAnnounce(a) }, decAnnounce})
+	hb := func(name string, h *Heartbeat) {
+		g = append(g, goldenEncoding{"heartbeat/" + name, func() ([]byte, error) { return EncodeHeartbeat(h) }, decHeartbeat})
 	}
 
 	// Node RPC.
@@ -265,14 +265,14 @@ func goldenEncodings() []goldenEncoding {
 	ctx("16", manyDots(16))
 	ctx("max", manyDots(MaxClockEntries))
 
-	// Membership announcements.
-	ann("typical", &Announce{V: Version, From: "n1", Members: []string{"n1", "n2", "n3"}, Time: 1_717_000_000_000_000_000, Secret: "0123456789abcdef"})
-	ann("no-secret", &Announce{V: Version, From: "n1", Members: []string{"n1"}, Time: 1})
-	ann("nil-members", &Announce{V: Version, From: "n1"})
-	ann("empty-members", &Announce{V: Version, From: "n1", Members: []string{}, Time: -1})
-	ann("17-members", &Announce{V: Version, From: "node-00", Members: idsOf(17), Time: math.MaxInt64, Secret: strings.Repeat("s", 64)})
-	ann("zero", &Announce{})
-	ann("invalid", &Announce{V: 2, From: "a b", Members: []string{""}, Time: math.MinInt64, Secret: strings.Repeat("s", 65)})
+	// Membership heartbeats.
+	rec := MemberRecord{V: Version, ID: "n1", Key: testNodeKey, Client: "nats://127.0.0.1:4222", Route: "nats-route://127.0.0.1:6222",
+		Status: MemberUp, Incarnation: 1, Version: 2, Sig: bytes.Repeat([]byte{0xa5}, sigLen)}
+	hb("typical", &Heartbeat{V: Version, From: "n1", Time: 1_717_000_000_000_000_000, Secret: "0123456789abcdef",
+		Digest: bytes.Repeat([]byte{0x5a}, digestLen), Records: []MemberRecord{rec}, Sig: bytes.Repeat([]byte{0x3c}, sigLen)})
+	hb("minimal", &Heartbeat{V: Version, From: "n1", Time: 1})
+	hb("zero", &Heartbeat{})
+	hb("invalid", &Heartbeat{V: 2, From: "a b", Time: math.MinInt64, Secret: strings.Repeat("s", 65), Digest: []byte{1}, Sig: []byte{2}})
 	return g
 }
 
@@ -311,7 +311,7 @@ func goldenInputs(t testing.TB) []goldenInput {
 		dec  func([]byte) (any, error)
 	}{
 		{"request", decRequest}, {"reply", decReply}, {"clientbatch", decClientBatch}, {"clientreply", decClientReply},
-		{"object", decObject}, {"siblings", decSiblings}, {"clock", decClock}, {"announce", decAnnounce},
+		{"object", decObject}, {"siblings", decSiblings}, {"clock", decClock}, {"heartbeat", decHeartbeat},
 	}
 	// Garbage every decoder must refuse, and the hostile lengths of
 	// notes/reliability.md §4.
@@ -371,22 +371,17 @@ func goldenInputs(t testing.TB) []goldenInput {
 	add("clock", "unsorted", mustHex(t, "9292a1620192a16101"), decClock)
 	add("clock", "trailing", mustHex(t, "9192a16101c0"), decClock)
 	add("clock", "257-entries", append(mustHex(t, "dc0101"), bytes.Repeat(mustHex(t, "92a16101"), 257)...), decClock)
-	announce := map[string]any{"v": Version, "f": "n1", "m": []any{"n1", "n2"}, "t": int64(1_717_000_000_000_000_000), "s": "fp", "extra": []any{1, 2}}
-	add("announce", "generic", sortedMarshal(t, announce), decAnnounce)
-	add("announce", "wide-ints", wideMarshal(t, announce), decAnnounce)
-	add("announce", "bin-strings", mustHex(t, "84c4017601c40166c4026e31c4016d91c4026e32c4017401"), decAnnounce)
-	add("announce", "nil-fields", mustHex(t, "85a17601a166a26e31a16dc0a174c0a173c0"), decAnnounce)
-	add("announce", "missing-time", mustHex(t, "83a17601a166a26e31a16d90"), decAnnounce)
-	add("announce", "no-version", mustHex(t, "83a166a26e31a16d90a17401"), decAnnounce)
-	add("announce", "bad-member", mustHex(t, "84a17601a166a26e31a16d91a3612e62a17401"), decAnnounce)
-	add("announce", "1025-members", append(mustHex(t, "84a17601a166a26e31a17401a16ddc0401"), bytes.Repeat(mustHex(t, "a26e31"), 1025)...), decAnnounce)
-	add("announce", "time-is-a-string", mustHex(t, "84a17601a166a26e31a16d90a174a131"), decAnnounce)
-	add("announce", "trailing", mustHex(t, "84a17601a166a26e31a16d90a17401c0"), decAnnounce)
-	// Forms no kvmesh encoder ever wrote. Reflection read the two of an
-	// announcement; the hand-written decoders refuse them all, by design
-	// (a repeated key could mean either value).
-	add("announce", "repeated-key", mustHex(t, "85a17601a17601a166a26e31a16d90a17401"), decAnnounce)
-	add("announce", "array-form", mustHex(t, "9501a26e319001a0"), decAnnounce)
+	heartbeat := map[string]any{"v": Version, "f": "n1", "t": int64(1_717_000_000_000_000_000), "s": "fp", "extra": []any{1, 2}}
+	add("heartbeat", "generic", sortedMarshal(t, heartbeat), decHeartbeat)
+	add("heartbeat", "wide-ints", wideMarshal(t, heartbeat), decHeartbeat)
+	add("heartbeat", "missing-time", mustHex(t, "82a17601a166a26e31"), decHeartbeat)
+	add("heartbeat", "trailing", mustHex(t, "83a17601a166a26e31a17401c0"), decHeartbeat)
+	add("heartbeat", "1025-records", append(mustHex(t, "84a17601a166a26e31a17401a172dc0401"), bytes.Repeat(mustHex(t, "c0"), 1025)...), decHeartbeat)
+	add("heartbeat", "huge-record-count", mustHex(t, "84a17601a166a26e31a17401a172dd7fffffff"), decHeartbeat)
+	add("heartbeat", "unknown-too-deep", append(mustHex(t, "84a17601a166a26e31a17401a178"), nest(MaxDepth)...), decHeartbeat)
+	// Forms no kvmesh encoder ever wrote, which reflection read; the
+	// hand-written decoders refuse them, by design (a repeated key could
+	// mean either value).
 	add("request", "repeated-key", mustHex(t, "84a17601a17601a166a26e31a1699183a17401a16f01a16ba161"), decRequest)
 	add("reply", "array-form", mustHex(t, "9301a26e3290"), decReply)
 	// Unknown keys whose values only the structural check refused: an
@@ -399,8 +394,6 @@ func goldenInputs(t testing.TB) []goldenInput {
 	add("request", "unknown-in-item-deepest", append(mustHex(t, "83a17601a166a26e31a1699184a17401a16f01a16ba161a178"), nest(MaxDepth-3)...), decRequest)
 	add("request", "unknown-nil-key", mustHex(t, "84a17601a166a26e31a1699183a17401a16f01a16ba161c09101"), decRequest)
 	add("request", "key-is-a-number", mustHex(t, "84a17601a166a26e31a1699183a17401a16f01a16ba1610101"), decRequest)
-	add("announce", "unknown-too-deep", append(mustHex(t, "85a17601a166a26e31a16d90a17401a178"), nest(MaxDepth)...), decAnnounce)
-	add("announce", "unknown-deepest", append(mustHex(t, "85a17601a166a26e31a16d90a17401a178"), nest(MaxDepth-1)...), decAnnounce)
 	add("clientbatch", "unknown-ext-map", mustHex(t, "83a17601a1699182a16f01a16ba161a178c70301810102"), decClientBatch)
 	add("clientbatch", "unknown-ext", mustHex(t, "83a17601a1699182a16f01a16ba161a178c70301900102"), decClientBatch)
 	return g

@@ -12,7 +12,7 @@ import (
 
 // kvmesh's one msgpack codec: every message it sends or stores (node RPC,
 // client batches, stored objects, the siblings payload, causal contexts,
-// announcements) is encoded by append functions and decoded by a decoder
+// heartbeats) is encoded by append functions and decoded by a decoder
 // that reads the bytes directly, both written by hand. msgpack reflection
 // was about a sixth of a loaded node's CPU, and msgpack v5 trusts declared
 // lengths: five bytes could make it allocate until the process died.
@@ -218,7 +218,7 @@ func appendBool(b []byte, v bool) []byte {
 type decoder struct {
 	b    []byte
 	pos  int
-	what string // the message, for errors: "request", "announce", ...
+	what string // the message, for errors: "request", "heartbeat", ...
 	// depth is the number of maps and lists open around pos, so that the
 	// value of an unknown key, which only a map holds, nests at most
 	// MaxDepth deep in all.

@@ -102,7 +102,7 @@ func TestDecodersRefuseHostileLengths(t *testing.T) {
 		"object":       func(b []byte) error { _, err := DecodeObject(append([]byte{recordFormat}, b...)); return err },
 		"siblings":     func(b []byte) error { _, err := DecodeSiblings(b); return err },
 		"clock":        func(b []byte) error { _, err := decodeClock(b); return err },
-		"announce":     func(b []byte) error { _, err := DecodeAnnounce(b); return err },
+		"heartbeat":    func(b []byte) error { _, err := DecodeHeartbeat(b); return err },
 	}
 	for name, h := range hostile {
 		for what, decode := range decoders {

@@ -114,14 +114,6 @@ type reflResult struct {
 	Ctx  []reflDot   `msgpack:"ctx,omitempty"`
 }
 
-type reflAnnounce struct {
-	V       int      `msgpack:"v"`
-	From    string   `msgpack:"f"`
-	Members []string `msgpack:"m"`
-	Time    int64    `msgpack:"t"`
-	Secret  string   `msgpack:"s,omitempty"`
-}
-
 // convert converts each element of a list, keeping nil and empty apart,
 // as the conversions below do.
 func convert[A, B any](in []A, f func(A) B) []B {
@@ -272,36 +264,6 @@ func refDecodeReply(b []byte) (*Reply, error) {
 	return r, nil
 }
 
-// refDecodeAnnounce is DecodeAnnounce as it was with reflection.
-func refDecodeAnnounce(b []byte) (*Announce, error) {
-	if err := checkMsgpack(b, MaxDepth); err != nil {
-		return nil, err
-	}
-	var ra reflAnnounce
-	if err := msgpack.Unmarshal(b, &ra); err != nil {
-		return nil, Errorf(ErrMalformed, "announce: %v", err)
-	}
-	a := Announce(ra)
-	if a.V != Version {
-		return nil, Errorf(ErrMalformed, "announce: protocol version %d, want %d", a.V, Version)
-	}
-	if err := ValidateNodeID(a.From); err != nil {
-		return nil, Errorf(ErrMalformed, "announce: bad sender id")
-	}
-	if len(a.Secret) > 64 {
-		return nil, Errorf(ErrMalformed, "announce: secret fingerprint of %d bytes", len(a.Secret))
-	}
-	if len(a.Members) > MaxMembers {
-		return nil, Errorf(ErrMalformed, "announce: %d members, limit %d", len(a.Members), MaxMembers)
-	}
-	for _, m := range a.Members {
-		if err := ValidateNodeID(m); err != nil {
-			return nil, Errorf(ErrMalformed, "announce: bad member id")
-		}
-	}
-	return &a, nil
-}
-
 // refDecodeClock is the decoder of a context's clock as it was with
 // reflection.
 func refDecodeClock(b []byte) (Clock, error) {
@@ -429,9 +391,6 @@ func FuzzCodecMatchesReflection(f *testing.F) {
 		w.reply(randReply(rng))
 		f.Add(w.b)
 		w.b = nil
-		w.announce(randAnnounce(rng))
-		f.Add(w.b)
-		w.b = nil
 		w.clock(randClock(rng))
 		f.Add(w.b)
 		w.b = nil
@@ -442,7 +401,6 @@ func FuzzCodecMatchesReflection(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		assertSameDecode(t, "request", b, DecodeRequest, refDecodeRequest, hasRepeatedKey(b))
 		assertSameDecode(t, "reply", b, DecodeReply, refDecodeReply, true)
-		assertSameDecode(t, "announce", b, DecodeAnnounce, refDecodeAnnounce, hasRepeatedKey(b) || isArray(b))
 		assertSameDecode(t, "clock", b, decodeClock, refDecodeClock, false)
 		assertSameDecode(t, "siblings", b, DecodeSiblings, refDecodeSiblings, false)
 	})

@@ -25,6 +25,14 @@ type NodeStatus struct {
 	// member keeps its place in the ring and is asked last.
 	Suspect []string `json:"suspect,omitempty"`
 	Down    []string `json:"down,omitempty"`
+	// RefusedHeartbeats counts the gossip messages this node ignored
+	// since it started: malformed, unsigned, signed by a key that is not
+	// their sender's, or from no member (a replayed one is ignored too,
+	// uncounted: it cannot be told from one overtaken). RefusedRecords counts
+	// member records that did not verify under the cluster key (forged,
+	// tampered). Neither changes membership or liveness.
+	RefusedHeartbeats int64 `json:"refused_heartbeats,omitempty"`
+	RefusedRecords    int64 `json:"refused_records,omitempty"`
 	// StoreError is why the node's store stopped taking writes (a full
 	// disk, an I/O error); empty while it is healthy. A node whose store
 	// failed serves reads and forwards writes; restart it once the disk

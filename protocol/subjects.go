@@ -251,5 +251,5 @@ func literalSubject(s string) bool {
 }
 
 // Gossip is the subject of membership messages of the given kind, e.g.
-// "members" for the periodic announcement of each node's member set.
+// "heartbeat" for each node's periodic heartbeat (protocol.Heartbeat).
 func (s Subjects) Gossip(kind string) string { return s.Prefix + ".gossip." + kind }

@@ -36,7 +36,7 @@ func nodeFlags(fs *flag.FlagSet, cfg *node.Config, peers *string, logLevel *stri
 	})
 	fs.DurationVar(&cfg.RequestTimeout, "timeout", cfg.RequestTimeout, "request timeout at the coordinator")
 	fs.DurationVar(&cfg.PeerWait, "peer-wait", cfg.PeerWait, "how long to wait for peers at start")
-	fs.DurationVar(&cfg.Heartbeat, "heartbeat", cfg.Heartbeat, "interval of the membership announcements (heartbeats)")
+	fs.DurationVar(&cfg.Heartbeat, "heartbeat", cfg.Heartbeat, "interval of the membership heartbeats")
 	fs.DurationVar(&cfg.SuspectAfter, "suspect-after", 0, "silence after which a peer is suspect (default 3 heartbeats)")
 	fs.DurationVar(&cfg.DownAfter, "down-after", 0, "silence after which a peer is down: reads and forwarded writes ask it last (default 10 heartbeats)")
 	fs.StringVar(logLevel, "log-level", "info", "debug, info, warn or error")

@@ -53,7 +53,7 @@ type Change struct {
 }
 
 // Detector is a timeout failure detector with a suspicion step, in the
-// manner of SWIM's: a peer heard from (any announcement or heartbeat) is
+// manner of SWIM's: a peer heard from (any heartbeat) is
 // Alive; one silent for SuspectAfter becomes Suspect, and for DownAfter
 // Down; a heartbeat brings it back to Alive at once. A peer never heard
 // from counts from when the detector started watching it, so a node that

@@ -3,6 +3,8 @@ package membership
 import (
 	"bytes"
 	"cmp"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"maps"
@@ -145,6 +147,26 @@ func (s Set) Members() []string {
 	slices.Sort(out)
 	return out
 }
+
+// Digest returns a hash of the set's records, signatures included: two
+// sets are equal exactly when their digests are (up to SHA-256
+// collisions). Nodes compare digests in heartbeats and send their records
+// only when they differ.
+func (s Set) Digest() []byte {
+	h := sha256.New()
+	var n [4]byte
+	for _, r := range s.Records() {
+		for _, b := range [][]byte{r.SigningBytes(), r.Sig} {
+			binary.BigEndian.PutUint32(n[:], uint32(len(b)))
+			h.Write(n[:])
+			h.Write(b)
+		}
+	}
+	return h.Sum(nil)
+}
+
+// Len returns the number of records in the set.
+func (s Set) Len() int { return len(s.recs) }
 
 // Equal reports whether s and o hold the same records.
 func (s Set) Equal(o Set) bool {

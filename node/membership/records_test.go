@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -165,5 +166,28 @@ func TestMergeLaws(t *testing.T) {
 		if n != 0 {
 			t.Fatalf("round %d: merging a set into itself applied %d records", round, n)
 		}
+	}
+}
+
+func TestDigest(t *testing.T) {
+	k := newTestKeys(t)
+	var a, b Set
+	if !bytes.Equal(a.Digest(), b.Digest()) {
+		t.Fatal("empty sets differ")
+	}
+	r1, r2 := k.record(t, "n1", protocol.MemberUp, 1, 1), k.record(t, "n2", protocol.MemberUp, 1, 1)
+	a, _ = a.Apply(r1, k.pub)
+	a, _ = a.Apply(r2, k.pub)
+	b, _ = b.Apply(r2, k.pub)
+	if bytes.Equal(a.Digest(), b.Digest()) {
+		t.Fatal("sets with different records have one digest")
+	}
+	b, _ = b.Apply(r1, k.pub)
+	if !bytes.Equal(a.Digest(), b.Digest()) {
+		t.Fatal("sets with the same records, applied in another order, differ")
+	}
+	b, _ = b.Apply(k.record(t, "n2", protocol.MemberUp, 1, 2), k.pub)
+	if bytes.Equal(a.Digest(), b.Digest()) {
+		t.Fatal("a new version did not change the digest")
 	}
 }

@@ -1,6 +1,6 @@
 // Package transport carries all node-to-node traffic of a kvmesh node:
 // RPC requests and replies (encoded protocol.Request and protocol.Reply)
-// and gossip publications to every node (membership announcements). It is
+// and gossip publications to every node (membership heartbeats). It is
 // the seam between the node and the network: the NATS implementation
 // sends on the per-node RPC subjects over one long-lived reply inbox and
 // publishes on the gossip subjects; tests and the simulation tier put an
