@@ -33,6 +33,11 @@ func (n *Node) Status() protocol.NodeStatus {
 		Suspect: n.live.in(membership.Suspect), Down: n.live.in(membership.Down),
 		RefusedHeartbeats: n.gossip.refused.Load(), RefusedRecords: n.mem.refused.Load(),
 	}
+	rg := n.mem.ring()
+	for _, r := range n.mem.records().Records() {
+		st.Records = append(st.Records, protocol.MemberInfo{ID: r.ID, Key: r.Key, Status: r.Status.String(), DC: r.DC, Client: r.Client,
+			Route: r.Route, Incarnation: r.Incarnation, Version: r.Version, Partitions: len(rg.PartitionsOf(r.ID))})
+	}
 	if err := n.StoreError(); err != nil {
 		st.StoreError = err.Error()
 	}

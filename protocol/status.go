@@ -20,6 +20,9 @@ type NodeStatus struct {
 	// those it heard from lately (itself included).
 	Members []string `json:"members"`
 	Alive   []string `json:"alive"`
+	// Records are the member records the node holds, with the
+	// partitions each member owns in its ring.
+	Records []MemberInfo `json:"records,omitempty"`
 	// Suspect and Down are the members its failure detector suspects
 	// (silent a few heartbeats) or holds down (silent longer): a down
 	// member keeps its place in the ring and is asked last.
@@ -40,4 +43,19 @@ type NodeStatus struct {
 	StoreError string `json:"store_error,omitempty"`
 	// Inflight is the number of client operations it coordinates now.
 	Inflight int64 `json:"inflight"`
+}
+
+// MemberInfo is a member record as kvmesh status shows it.
+type MemberInfo struct {
+	ID          string `json:"id"`
+	Key         string `json:"key"`
+	Status      string `json:"status"` // joining, up, leaving or left
+	DC          string `json:"dc,omitempty"`
+	Client      string `json:"client,omitempty"`
+	Route       string `json:"route,omitempty"`
+	Incarnation uint64 `json:"incarnation"`
+	Version     uint64 `json:"version"`
+	// Partitions is the number of partitions the member owns (a replica
+	// of) in the node's ring.
+	Partitions int `json:"partitions"`
 }

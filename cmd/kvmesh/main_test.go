@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -148,14 +149,18 @@ func TestAdminQuarantine(t *testing.T) {
 	}
 }
 
-// TestStatus: kvmesh status prints a line per node, or JSON, and exits 0
-// while every member answers and every store is healthy.
+// TestStatus: kvmesh status prints a line per node and a table of the
+// members, or JSON, and exits 0 while every member answers and every
+// store is healthy.
 func TestStatus(t *testing.T) {
 	n := startNodeIn(t, t.TempDir())
 	t.Setenv("KVMESH_URL", n.ClientURL())
 	code, out, errs := kvmesh(t, "", "status")
 	if code != 0 || !strings.HasPrefix(out, "NODE") || !strings.Contains(out, "solo") || !strings.Contains(out, n.Actor()) || !strings.Contains(out, " ok ") {
 		t.Fatalf("status: %d %q %q", code, out, errs)
+	}
+	if !regexp.MustCompile(`(?m)^solo +up +alive +- +256 +nats://`).MatchString(out) || !strings.Contains(out, "balance 1.00") {
+		t.Fatalf("status shows no member table: %q", out)
 	}
 	code, out, errs = kvmesh(t, "", "status", "--json")
 	var sts []map[string]any

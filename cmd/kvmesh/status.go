@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/kvmesh/kvmesh/client"
 	"github.com/kvmesh/kvmesh/internal/cli"
+	"github.com/kvmesh/kvmesh/protocol"
 )
 
 // cmdStatus prints every node's status: one line each, or JSON. It
@@ -67,6 +69,9 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 		if err := tw.Flush(); err != nil {
 			return err
 		}
+		if err := printMembers(stdout, sts); err != nil {
+			return err
+		}
 	}
 	var failed []string
 	for _, st := range sts {
@@ -78,4 +83,56 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 		missing = errors.Join(missing, fmt.Errorf("the store of %s has failed: it takes no writes until it is restarted", strings.Join(failed, ", ")))
 	}
 	return missing
+}
+
+// printMembers prints the member records as the first node that has any
+// holds them: each member's status, its liveness as the answering nodes
+// see it (the worst any reports), its data center, the partitions it
+// owns, and the ring's balance.
+func printMembers(w io.Writer, sts []client.NodeStatus) error {
+	var view *client.NodeStatus
+	for i := range sts {
+		if len(sts[i].Records) > 0 {
+			view = &sts[i]
+			break
+		}
+	}
+	if view == nil {
+		return nil
+	}
+	liveness := map[string]string{}
+	for _, st := range sts {
+		for _, id := range st.Suspect {
+			if liveness[id] != "down" {
+				liveness[id] = "suspect"
+			}
+		}
+		for _, id := range st.Down {
+			liveness[id] = "down"
+		}
+	}
+	fmt.Fprintf(w, "\nmembers (as %s holds them):\n", view.Node)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MEMBER\tSTATUS\tLIVENESS\tDC\tPARTITIONS\tCLIENT\tKEY")
+	total, most, owners := 0, 0, 0
+	for _, r := range view.Records {
+		live := cmp.Or(liveness[r.ID], "alive")
+		if r.Status == "left" {
+			live = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, r.Status, live, cmp.Or(r.DC, "-"), r.Partitions, cmp.Or(r.Client, "-"), protocol.Clip(r.Key, 12))
+		if r.Partitions > 0 {
+			total, most, owners = total+r.Partitions, max(most, r.Partitions), owners+1
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if owners > 0 {
+		mean := float64(total) / float64(owners)
+		_, err := fmt.Fprintf(w, "ring: %d partitions x %d replicas over %d members; most partitions on one member %d, mean %.1f (balance %.2f)\n",
+			view.Partitions, view.Replicas, owners, most, mean, float64(most)/mean)
+		return err
+	}
+	return nil
 }
