@@ -34,11 +34,8 @@ func cmdQuarantine(args []string, stdout, stderr io.Writer) error {
 			"Nothing is deleted. The node then starts empty, under a new actor, and its peers refill it.\n\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := cli.ParseFlagsOnly(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return cli.Usagef("unexpected argument %q", fs.Arg(0))
 	}
 	if *data == "" {
 		return cli.Usagef("--data is required")
