@@ -100,6 +100,16 @@ func (s Subjects) AdminNodeReplicas(id string) string {
 	return s.Prefix + ".admin.node." + id + ".replicas"
 }
 
+// AdminInvite is the subject one node (the queue group's pick) answers
+// with a new join token in its text form. The body is empty for a token
+// valid DefaultTokenTTL, or a Go duration ("30m") within
+// MinTokenTTL..MaxTokenTTL.
+func (s Subjects) AdminInvite() string { return s.Prefix + ".admin.invite" }
+
+// AdminJoin is the subject one node answers a JoinRequest on, with a
+// JoinReply or an error (see token.go).
+func (s Subjects) AdminJoin() string { return s.Prefix + ".admin.join" }
+
 // Events is the subject a change of key is published on.
 func (s Subjects) Events(key string) string { return s.Prefix + ".events." + key }
 
