@@ -43,11 +43,12 @@ const (
 	MinTokenTTL     = time.Minute
 	MaxTokenTTL     = 7 * 24 * time.Hour
 
+	// MaxSealedLen bounds JoinReply.Sealed: a store secret and the
+	// sealing's 44 bytes (version, nonce, tag).
+	MaxSealedLen = 4 << 10
+
 	// maxPrefixLen bounds the subject prefix a token names.
 	maxPrefixLen = 256
-	// maxSealedLen bounds JoinReply.Sealed: a store secret and the
-	// sealing's 44 bytes (version, nonce, tag).
-	maxSealedLen = 4 << 10
 	// publicKeyLen is the length of an nkey public key of any kind: its
 	// kind letter and 55 base32 digits.
 	publicKeyLen = 56
@@ -299,7 +300,7 @@ func (d *decoder) joinReply() (*JoinReply, error) {
 		case "x":
 			err = d.publicKey(&r.XKey, 'X')
 		case "s":
-			if r.Sealed, err = d.bytes(); err == nil && (len(r.Sealed) == 0 || len(r.Sealed) > maxSealedLen) {
+			if r.Sealed, err = d.bytes(); err == nil && (len(r.Sealed) == 0 || len(r.Sealed) > MaxSealedLen) {
 				err = d.errorf("sealed secret of %d bytes", len(r.Sealed))
 			}
 		}

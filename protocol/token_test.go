@@ -192,7 +192,7 @@ func TestDecodeJoinMessagesRefuse(t *testing.T) {
 		"bad from":    func(r *JoinReply) { r.From = "a b" },
 		"cluster key": func(r *JoinReply) { r.XKey = testClusterKey },
 		"empty":       func(r *JoinReply) { r.Sealed = nil },
-		"too large":   func(r *JoinReply) { r.Sealed = make([]byte, maxSealedLen+1) },
+		"too large":   func(r *JoinReply) { r.Sealed = make([]byte, MaxSealedLen+1) },
 	} {
 		r := randJoinReply(rng)
 		edit(r)
@@ -259,7 +259,7 @@ func checkDecodeJoinRequest(t testing.TB, b []byte) *JoinRequest {
 func checkDecodeJoinReply(t testing.TB, b []byte) *JoinReply {
 	t.Helper()
 	return checkDecoded(t, "DecodeJoinReply", b, DecodeJoinReply, EncodeJoinReply, func(r *JoinReply) error {
-		if ValidateNodeID(r.From) != nil || !validPublicKey(r.XKey, 'X') || len(r.Sealed) == 0 || len(r.Sealed) > maxSealedLen {
+		if ValidateNodeID(r.From) != nil || !validPublicKey(r.XKey, 'X') || len(r.Sealed) == 0 || len(r.Sealed) > MaxSealedLen {
 			return errors.New("invalid join reply")
 		}
 		return nil
