@@ -12,8 +12,21 @@ import (
 
 // addAdminEndpoints adds the operators' endpoints to the service: the
 // node's status (one reply per node on the broadcast subject, this node's
-// on its own) and a dump of its own replicas of given keys.
+// on its own), a dump of its own replicas of given keys, and admission
+// (join.go): invite and join, each answered by one node of the queue
+// group. The client port has no client authentication yet: anyone who
+// reaches it may ask for an invite (see join.go).
 func (n *Node) addAdminEndpoints(svc *service) error {
+	j, err := n.newJoinService()
+	if err != nil {
+		return err
+	}
+	if err := svc.addEndpoint("invite", n.subjects.AdminInvite(), j.serveInvite); err != nil {
+		return err
+	}
+	if err := svc.addEndpoint("join", n.subjects.AdminJoin(), j.serveJoin); err != nil {
+		return err
+	}
 	if err := svc.addBroadcast("status", n.subjects.AdminStatus(), n.serveStatus); err != nil {
 		return err
 	}
