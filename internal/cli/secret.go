@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/kvmesh/kvmesh/node/disk"
 	"github.com/kvmesh/kvmesh/protocol"
 )
 
@@ -28,12 +29,9 @@ func NewSecret() []byte {
 func LoadSecret(path string, create bool) (secret []byte, created bool, err error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) && create {
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, false, err
-		}
 		b = NewSecret()
-		if err := os.WriteFile(path, append(bytes.Clone(b), '\n'), 0o600); err != nil {
-			return nil, false, fmt.Errorf("write secret: %w", err)
+		if err := WriteSecret(path, b); err != nil {
+			return nil, false, err
 		}
 		return b, true, nil
 	}
@@ -45,4 +43,17 @@ func LoadSecret(path string, create bool) (secret []byte, created bool, err erro
 		return nil, false, fmt.Errorf("secret in %s is %d bytes, want at least %d (kvmesh secret makes one)", path, len(b), protocol.MinSecretLen)
 	}
 	return b, false, nil
+}
+
+// WriteSecret writes secret to path, owner-only, replacing the file
+// atomically and syncing it: a crash leaves the old file or the whole
+// secret, never a part of it that a node would take for the secret.
+func WriteSecret(path string, secret []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	if err := disk.WriteFile(disk.OS{}, path, append(bytes.Clone(secret), '\n'), 0o600, true); err != nil {
+		return fmt.Errorf("write secret: %w", err)
+	}
+	return nil
 }
