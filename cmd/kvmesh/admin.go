@@ -9,16 +9,19 @@ import (
 	"github.com/kvmesh/kvmesh/node"
 )
 
-// cmdAdmin runs an operator's verb on a node's files.
+// cmdAdmin runs an operator's verb: on a stopped node's files
+// (quarantine) or on a running store (invite).
 func cmdAdmin(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return cli.Usagef("admin needs a verb: quarantine")
+		return cli.Usagef("admin needs a verb: quarantine or invite")
 	}
 	switch args[0] {
 	case "quarantine":
 		return cmdQuarantine(args[1:], stdout, stderr)
+	case "invite":
+		return cmdInvite(args[1:], stdout, stderr)
 	default:
-		return cli.Usagef("unknown admin verb %q (want quarantine)", args[0])
+		return cli.Usagef("unknown admin verb %q (want quarantine or invite)", args[0])
 	}
 }
 

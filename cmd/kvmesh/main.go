@@ -21,10 +21,12 @@ const usage = `kvmesh: a Dynamo-style key-value store on an embedded NATS mesh
 Usage:
   kvmesh dev   [--data ./data] [--port 4222]          run a local 3-node cluster
   kvmesh node  --id ID --data DIR [--listen H:P] [--cluster H:P] [--peers URL,...] [--secret-file F]
+               [--join URL --token TOKEN]             a new node: fetch the store's secret with a join token
   kvmesh keygen FILE                                   write a new node key pair (for --key-file); prints its public key
   kvmesh secret                                        print a new store secret (for --secret-file)
   kvmesh status [--json]                               every node: actor, peers alive, store health
   kvmesh admin quarantine --data DIR                   move a stopped node's damaged store aside
+  kvmesh admin invite [--ttl 1h]                       print a join token for a new node
   kvmesh put   KEY VALUE [-w W] [--context CTX|--blind] replace (VALUE "-" reads stdin)
   kvmesh get   KEY [-r R]                              read
   kvmesh del   KEY [-w W] [--context CTX]              delete

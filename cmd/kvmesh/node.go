@@ -60,6 +60,8 @@ func cmdNode(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("node", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	nodeFlags(fs, &cfg, &peers, &level, &secretFile)
+	var join joinFlags
+	join.register(fs)
 	defer cpuProfileFlag(fs)()
 	err := cli.ParseFlagsOnly(fs, args)
 	if err != nil {
@@ -76,6 +78,9 @@ func cmdNode(args []string, stderr io.Writer) error {
 	create := secretFile == ""
 	if create {
 		secretFile = filepath.Join(cfg.DataDir, "secret")
+	}
+	if err := join.prepare(&cfg, secretFile, create); err != nil {
+		return err
 	}
 	var created bool
 	if cfg.Secret, created, err = cli.LoadSecret(secretFile, create); err != nil {
