@@ -151,14 +151,14 @@ func TestJoinRefusals(t *testing.T) {
 		name, want string
 		body       []byte
 	}{
-		{"expired token", "invalid_option", first(request(expired, nil))},
-		{"another cluster's token", "invalid_option", first(request(foreign, nil))},
-		{"token changed after signing", "invalid_option", first(request(tampered, nil))},
-		{"token signed by another key", "invalid_option", first(request(forged, nil))},
-		{"request signed by another node key", "invalid_option", first(request(good, newNodeKey(t)))},
+		{"expired token", "invalid_option", joinBytes(request(expired, nil))},
+		{"another cluster's token", "invalid_option", joinBytes(request(foreign, nil))},
+		{"token changed after signing", "invalid_option", joinBytes(request(tampered, nil))},
+		{"token signed by another key", "invalid_option", joinBytes(request(forged, nil))},
+		{"request signed by another node key", "invalid_option", joinBytes(request(good, newNodeKey(t)))},
 		{"not msgpack", "malformed", []byte("hello")},
 		{"empty", "malformed", nil},
-		{"truncated", "malformed", func() []byte { b := first(request(good, nil)); return b[:len(b)/2] }()},
+		{"truncated", "malformed", func() []byte { b := joinBytes(request(good, nil)); return b[:len(b)/2] }()},
 	} {
 		m := send(tc.body)
 		if m.Header.Get(protocol.HdrServiceErrorCode) != "400" || m.Header.Get(protocol.HdrError) != tc.want || len(m.Data) != 0 {
@@ -193,7 +193,8 @@ func TestJoinRefusals(t *testing.T) {
 	}
 }
 
-func first(b []byte, _ nkeys.KeyPair) []byte { return b }
+// joinBytes keeps the encoded request of a request call.
+func joinBytes(b []byte, _ nkeys.KeyPair) []byte { return b }
 
 // TestJoinRefusesAForeignSecret: a server that answers the join
 // subject with a secret of its own (a man in the middle: the curve key
