@@ -79,10 +79,7 @@ type joinService struct {
 }
 
 func (n *Node) newJoinService() (*joinService, error) {
-	kp, err := membership.ClusterKey(n.cfg.Secret)
-	if err != nil {
-		return nil, err
-	}
+	kp := n.clusterKey
 	pub, err := kp.PublicKey()
 	if err != nil {
 		return nil, err
@@ -201,8 +198,8 @@ func (j *joinService) admit(r *protocol.JoinRequest, now time.Time) error {
 }
 
 // clientURLs returns the client URLs a token lists: this node's first,
-// then those of the other servers of the NATS cluster, which the routes
-// gossip (the server's connect URLs), at most MaxTokenURLs. A listener
+// then those in the member records of the members that have not left,
+// at most MaxTokenURLs. A listener
 // on an unspecified address (0.0.0.0) is listed by its interfaces'
 // addresses, as the server advertises it.
 func (n *Node) clientURLs() []string {
@@ -218,13 +215,9 @@ func (n *Node) clientURLs() []string {
 		urls = append(urls, u)
 	}
 	add(n.ClientURL())
-	if n.srv != nil {
-		if ns := n.srv.NATS(); ns != nil {
-			if v, err := ns.Varz(nil); err == nil {
-				for _, hp := range v.ClientConnectURLs {
-					add("nats://" + hp)
-				}
-			}
+	for _, r := range n.mem.records().Records() {
+		if r.Status != protocol.MemberLeft && r.Client != "" {
+			add(r.Client)
 		}
 	}
 	if len(urls) > protocol.MaxTokenURLs {
