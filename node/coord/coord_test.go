@@ -318,3 +318,52 @@ func TestByLiveness(t *testing.T) {
 		t.Fatalf("ordered %v: alive in preference order, then suspect, then down", got)
 	}
 }
+
+// TestJointWrite: while owners change, a write goes to the owners of
+// both rings and needs w acknowledgements among each: old owners a, b,
+// c; new owners a, b, j.
+func TestJointWrite(t *testing.T) {
+	actor := protocol.NewActorID("a", 1, 1)
+	newObj := obj(t, nil, actor, "v")
+	start := func(t *testing.T) *Write {
+		op, _ := NewJointWrite("a", actor, "k", []string{"a", "b", "c"}, [][]string{{"a", "b", "j"}}, nil, false, 2, t0, timeout)
+		if got := sentTo(op.OnLogged(newObj), protocol.RPCWrite); !slices.Equal(got, []string{"b", "c", "j"}) {
+			t.Fatalf("a joint write goes to every owner of both rings: %v", got)
+		}
+		return op
+	}
+	t.Run("an ack in both rings", func(t *testing.T) {
+		op := start(t)
+		none(t, "the local ack", op.OnStored(nil, t0))
+		if eff := op.OnResult("b", &protocol.Result{}, nil, t0); eff.Answer == nil || eff.Answer.Err != nil {
+			t.Fatalf("a and b are owners in both: %+v", eff)
+		}
+	})
+	t.Run("two acks of the old ring are not enough", func(t *testing.T) {
+		op := start(t)
+		none(t, "the local ack", op.OnStored(nil, t0))
+		none(t, "c, an old owner only", op.OnResult("c", &protocol.Result{}, nil, t0))
+		none(t, "b down", op.OnResult("b", nil, errDown, t0))
+		if eff := op.OnResult("j", &protocol.Result{}, nil, t0); eff.Answer == nil || eff.Answer.Err != nil {
+			t.Fatalf("a, c in the old ring and a, j in the new: %+v", eff)
+		}
+	})
+	t.Run("a new ring short of its quorum fails the write", func(t *testing.T) {
+		op := start(t)
+		none(t, "the local ack", op.OnStored(nil, t0))
+		none(t, "c", op.OnResult("c", &protocol.Result{}, nil, t0))
+		none(t, "b down", op.OnResult("b", nil, errDown, t0))
+		eff := op.OnResult("j", nil, errDown, t0)
+		if eff.Answer == nil || !errors.Is(eff.Answer.Err, protocol.ErrQuorumNotReached) {
+			t.Fatalf("the new ring has 1 of 2: %+v", eff)
+		}
+	})
+	t.Run("a smaller old ring needs no more than it has", func(t *testing.T) {
+		op, _ := NewJointWrite("a", actor, "k", []string{"a", "b", "c"}, [][]string{{"a"}}, nil, false, 2, t0, timeout)
+		op.OnLogged(newObj)
+		none(t, "the local ack", op.OnStored(nil, t0))
+		if eff := op.OnResult("c", &protocol.Result{}, nil, t0); eff.Answer == nil || eff.Answer.Err != nil {
+			t.Fatalf("w=2 in {a,b,c}, w=1 in {a}: %+v", eff)
+		}
+	})
+}

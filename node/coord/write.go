@@ -1,6 +1,7 @@
 package coord
 
 import (
+	"slices"
 	"time"
 
 	"github.com/kvmesh/kvmesh/node/quorum"
@@ -16,15 +17,21 @@ import (
 // one (OnStored) included. If w cannot be reached it waits for every
 // owner's answer, or the timeout, so the error says how many replicas
 // hold the write.
+//
+// While the ring changes, a write is joint (NewJointWrite): it goes to
+// the owners of the key in every ring a node may still read from, and
+// needs w acknowledgements among each ring's owners, so that a quorum
+// read in any of them sees it (Raft's joint consensus, per key).
 type Write struct {
 	id       string // this node
 	actor    string // the actor this node issues dots under
 	key      string
-	owners   []string
+	targets  []string       // every owner, of every ring, once
 	ctx      protocol.Clock // the client's context
 	del      bool
-	tally    *quorum.Tally
-	answered int              // distinct owners that answered
+	tally    *quorum.Tally    // the owners' of the ring this node reads from
+	joint    []*quorum.Tally  // the other rings' owners'
+	answered []string         // targets that answered
 	obj      *protocol.Object // the new object, once logged
 	done     bool
 }
@@ -34,7 +41,22 @@ type Write struct {
 // answered after w acknowledgements of owners. w must be
 // 1..len(owners).
 func NewWrite(id, actor, key string, owners []string, ctx protocol.Clock, del bool, w int, now time.Time, timeout time.Duration) (*Write, Effects) {
-	op := &Write{id: id, actor: actor, key: key, owners: owners, ctx: ctx, del: del, tally: quorum.NewTally(owners, w)}
+	return NewJointWrite(id, actor, key, owners, nil, ctx, del, w, now, timeout)
+}
+
+// NewJointWrite is NewWrite for a key whose owners change: the write
+// also goes to each owner set in also, and needs min(w, its size)
+// acknowledgements among each of them too.
+func NewJointWrite(id, actor, key string, owners []string, also [][]string, ctx protocol.Clock, del bool, w int, now time.Time, timeout time.Duration) (*Write, Effects) {
+	op := &Write{id: id, actor: actor, key: key, targets: slices.Clone(owners), ctx: ctx, del: del, tally: quorum.NewTally(owners, w)}
+	for _, set := range also {
+		op.joint = append(op.joint, quorum.NewTally(set, min(w, len(set))))
+		for _, o := range set {
+			if !slices.Contains(op.targets, o) {
+				op.targets = append(op.targets, o)
+			}
+		}
+	}
 	return op, Effects{Arm: []Deadline{{Timeout, now.Add(timeout)}}, Issue: true}
 }
 
@@ -50,7 +72,7 @@ func (op *Write) OnLogged(obj *protocol.Object) Effects {
 	}
 	op.obj = obj
 	var eff Effects
-	for _, o := range op.owners {
+	for _, o := range op.targets {
 		if o != op.id {
 			eff.Send = append(eff.Send, Send{To: o, Item: protocol.Item{Op: protocol.RPCWrite, Key: op.key, Obj: obj}})
 		}
@@ -74,23 +96,44 @@ func (op *Write) OnResult(from string, res *protocol.Result, err error, now time
 	if op.done {
 		return Effects{}
 	}
-	err = resultErr(res, err)
-	var changed bool
-	if err != nil {
-		changed = op.tally.Fail(from, err)
-	} else {
-		changed = op.tally.OK(from)
+	if !slices.Contains(op.targets, from) || slices.Contains(op.answered, from) {
+		return Effects{}
 	}
-	if changed {
-		op.answered++
+	op.answered = append(op.answered, from)
+	err = resultErr(res, err)
+	for _, t := range op.tallies() {
+		if err != nil {
+			t.Fail(from, err)
+		} else {
+			t.OK(from)
+		}
 	}
 	switch {
-	case op.tally.Succeeded():
+	case op.succeeded():
 		return op.end(Answer{Ctx: WriteContext(op.obj, op.ctx, op.actor)})
-	case op.answered == len(op.owners):
-		return op.end(Answer{Err: QuorumErr(op.tally, OpName(op.del))})
+	case len(op.answered) == len(op.targets):
+		return op.end(Answer{Err: op.err()})
 	}
 	return Effects{}
+}
+
+// tallies returns the write's tallies, the read ring's first.
+func (op *Write) tallies() []*quorum.Tally { return append([]*quorum.Tally{op.tally}, op.joint...) }
+
+// succeeded reports whether every ring's owners acknowledged enough.
+func (op *Write) succeeded() bool {
+	return !slices.ContainsFunc(op.tallies(), func(t *quorum.Tally) bool { return !t.Succeeded() })
+}
+
+// err is the quorum error of the first ring whose owners did not
+// acknowledge enough.
+func (op *Write) err() error {
+	for _, t := range op.tallies() {
+		if !t.Succeeded() {
+			return QuorumErr(t, OpName(op.del))
+		}
+	}
+	return nil
 }
 
 // OnDeadline takes the write's timeout.
@@ -98,7 +141,7 @@ func (op *Write) OnDeadline(t Timer, now time.Time) Effects {
 	if t != Timeout {
 		return Effects{}
 	}
-	return op.end(Answer{Err: QuorumErr(op.tally, OpName(op.del))})
+	return op.end(Answer{Err: op.err()})
 }
 
 // Abort ends the write with err (the node is shutting down).
