@@ -12,9 +12,10 @@ package protocol
 //
 // On the wire it is the msgpack map
 //
-//	{v: V, f: From, t: Time, s: Secret, d: Digest, r: [record...], g: Sig}
+//	{v: V, f: From, t: Time, s: Secret, d: Digest, r: [record...],
+//	 se: Serving, te: Target, re: Ready, g: Sig}
 //
-// with s, d, r and g left out when empty.
+// with the fields after t left out when empty or zero.
 type Heartbeat struct {
 	V    int
 	From string
@@ -27,6 +28,11 @@ type Heartbeat struct {
 	Digest []byte
 	// Records are member records: the sender's own, or all it holds.
 	Records []MemberRecord
+	// Serving, Target and Ready are membership epochs
+	// (membership.Epoch) of the sender: of the ring it reads from, of the
+	// ring the partitions are going to, and of the target ring it has
+	// copied every partition it gains for. Zero: none.
+	Serving, Target, Ready uint64
 	// Sig is the sender's node key's signature over SigningBytes.
 	Sig []byte
 }
@@ -76,6 +82,14 @@ func appendHeartbeat(b []byte, h *Heartbeat) []byte {
 	if len(h.Records) > 0 {
 		b = appendArray(m.key(b, "r"), h.Records, appendMemberRecord)
 	}
+	for _, f := range [...]struct {
+		k string
+		v uint64
+	}{{"se", h.Serving}, {"te", h.Target}, {"re", h.Ready}} {
+		if f.v != 0 {
+			b = m.uint(b, f.k, f.v)
+		}
+	}
 	if len(h.Sig) > 0 {
 		b = m.bin(b, "g", h.Sig)
 	}
@@ -83,7 +97,7 @@ func appendHeartbeat(b []byte, h *Heartbeat) []byte {
 }
 
 var (
-	heartbeatKeys = keys([]string{"v", "f", "t", "s", "d", "r", "g"}, "v", "f", "t")
+	heartbeatKeys = keys([]string{"v", "f", "t", "s", "d", "r", "se", "te", "re", "g"}, "v", "f", "t")
 	recordList    = listSpec{name: "member records", minSize: minRecordSize, max: MaxMembers}
 )
 
@@ -113,6 +127,12 @@ func (d *decoder) heartbeat() (*Heartbeat, error) {
 				}
 				return err
 			})
+		case "se":
+			h.Serving, err = d.uint()
+		case "te":
+			h.Target, err = d.uint()
+		case "re":
+			h.Ready, err = d.uint()
 		case "g":
 			if h.Sig, err = d.bytes(); err == nil && len(h.Sig) != sigLen {
 				err = d.errorf("signature of %d bytes", len(h.Sig))

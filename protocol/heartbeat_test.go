@@ -20,6 +20,9 @@ func randHeartbeat(rng *rand.Rand) *Heartbeat {
 		h.Records = append(h.Records, *randMemberRecord(rng))
 	}
 	if rng.Intn(2) == 0 {
+		h.Serving, h.Target, h.Ready = rng.Uint64(), rng.Uint64()>>uint(rng.Intn(64)), uint64(rng.Intn(2))
+	}
+	if rng.Intn(2) == 0 {
 		h.Sig = bytes.Repeat([]byte{byte(rng.Intn(256))}, sigLen)
 	}
 	return h
