@@ -98,7 +98,7 @@ func appendHeartbeat(b []byte, h *Heartbeat) []byte {
 
 var (
 	heartbeatKeys = keys([]string{"v", "f", "t", "s", "d", "r", "se", "te", "re", "g"}, "v", "f", "t")
-	recordList    = listSpec{name: "member records", minSize: minRecordSize, max: MaxMembers}
+	memberRecordList    = listSpec{name: "member records", minSize: minRecordSize, max: MaxMembers}
 )
 
 func (d *decoder) heartbeat() (*Heartbeat, error) {
@@ -120,7 +120,7 @@ func (d *decoder) heartbeat() (*Heartbeat, error) {
 				err = d.errorf("digest of %d bytes", len(h.Digest))
 			}
 		case "r":
-			h.Records, err = decodeList(d, recordList, func(r *MemberRecord) error {
+			h.Records, err = decodeList(d, memberRecordList, func(r *MemberRecord) error {
 				x, err := d.memberRecord()
 				if err == nil {
 					*r = *x
