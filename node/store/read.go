@@ -57,16 +57,27 @@ func (s *Store) memLookup(bkey []byte) (memEntry, bool) {
 }
 
 // Scan calls fn for each record of partition p in key order until fn
-// returns false. It reads in chunks of consecutive keys, each chunk in its
-// own read transaction, and calls fn outside any transaction, so fn may
-// take its time and may call the Store. Scan is therefore not a snapshot
-// of the partition: a key written during the scan may or may not be seen,
-// but each record seen is one that was durable. The partition's records
-// still in memory are taken when Scan starts and win over bbolt's for
-// the same key. A corrupt record ends the scan: fn has seen every record
-// before it, and Scan returns an error wrapping protocol.ErrInternal that
-// names the key.
+// returns false: ScanFrom from the partition's first key.
 func (s *Store) Scan(p int, fn func(key string, o *protocol.Object) bool) error {
+	return s.ScanFrom(p, "", fn)
+}
+
+// ScanFrom calls fn for each record of partition p whose key sorts after
+// the cursor after ("" for all of them), in key order, until fn returns
+// false. It seeks to the cursor, so a page of a transfer costs what it
+// reads, not a read of the partition up to it.
+//
+// It reads in chunks of consecutive keys, each chunk in its own read
+// transaction, and calls fn outside any transaction, so fn may take its
+// time and may call the Store. ScanFrom is therefore not a snapshot of
+// the partition: a key written during the scan may or may not be seen,
+// but each record seen is one that was durable. The partition's records
+// still in memory are taken when ScanFrom starts and win over bbolt's
+// for the same key. A corrupt record ends the scan: fn has seen every
+// record before it, and ScanFrom returns an error wrapping
+// protocol.ErrInternal that names the key. Records before the cursor are
+// not read, so a corrupt one there goes unnoticed.
+func (s *Store) ScanFrom(p int, after string, fn func(key string, o *protocol.Object) bool) error {
 	prefix, err := partitionPrefix(p)
 	if err != nil {
 		return err
@@ -74,7 +85,13 @@ func (s *Store) Scan(p int, fn func(key string, o *protocol.Object) bool) error 
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	mem := s.memPartition(prefix)
+	// The first key after the cursor is at least the cursor followed by
+	// a zero byte: the smallest string that sorts after it.
+	from := prefix
+	if after != "" {
+		from = append(append(bytes.Clone(prefix), after...), 0)
+	}
+	mem := s.memPartition(prefix, from)
 	type record struct {
 		key string
 		o   *protocol.Object
@@ -95,7 +112,6 @@ func (s *Store) Scan(p int, fn func(key string, o *protocol.Object) bool) error 
 		}
 		return bk == nil || fn(key, o)
 	}
-	from := prefix
 	for {
 		recs = recs[:0]
 		var next []byte // first key of the next chunk; nil at the end
@@ -153,8 +169,8 @@ func (s *Store) Scan(p int, fn func(key string, o *protocol.Object) bool) error 
 }
 
 // memPartition returns the in-memory records of the partition with the
-// given prefix, newest per key, in key order.
-func (s *Store) memPartition(prefix []byte) []memEntry {
+// given prefix from the bbolt key from on, newest per key, in key order.
+func (s *Store) memPartition(prefix, from []byte) []memEntry {
 	s.memMu.RLock()
 	byKey := make(map[string]memEntry)
 	for _, t := range []*memtable{s.frozen, s.active} { // active last: it wins
@@ -162,7 +178,7 @@ func (s *Store) memPartition(prefix []byte) []memEntry {
 			continue
 		}
 		for k, e := range t.m {
-			if bytes.HasPrefix(e.bkey, prefix) {
+			if bytes.HasPrefix(e.bkey, prefix) && bytes.Compare(e.bkey, from) >= 0 {
 				byKey[k] = e
 			}
 		}

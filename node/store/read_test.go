@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"path/filepath"
 	"slices"
@@ -101,6 +102,95 @@ func TestScan(t *testing.T) {
 	if got := value(mustGet(t, s, 255, "y")); got != "y!" {
 		t.Fatalf("y = %q", got)
 	}
+}
+
+// TestScanFrom: a scan from a cursor gives exactly the records after it,
+// in order, with memory's records winning over bbolt's, wherever the
+// cursor falls (on a key, between keys, before or after them all, on a
+// key only memory holds); and pages that each start after the last key
+// of the one before give the whole partition once.
+func TestScanFrom(t *testing.T) {
+	s, path := openTest(t, Options{})
+	var keys []string
+	for i := range 2*scanChunk + 37 {
+		keys = append(keys, fmt.Sprintf("key/%05d", i))
+	}
+	fill(t, s, 256, keys)
+	fill(t, s, 255, []string{"x"})
+	fill(t, s, 257, []string{"a"})
+	if err := s.Close(); err != nil { // checkpoints everything into bbolt
+		t.Fatal(err)
+	}
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// Memory now holds newer records of some keys, and keys bbolt lacks.
+	want := map[string]string{}
+	for _, k := range keys {
+		want[k] = k
+	}
+	for i := 0; i < len(keys); i += 7 {
+		if _, err := s.Update(context.Background(), 256, keys[i], put(keys[i]+"!")); err != nil {
+			t.Fatal(err)
+		}
+		want[keys[i]] = keys[i] + "!"
+	}
+	memOnly := []string{"key/00010a", "key/00300~", "a", "zz"}
+	for _, k := range memOnly {
+		if _, err := s.Update(context.Background(), 256, k, put(k)); err != nil {
+			t.Fatal(err)
+		}
+		want[k] = k
+	}
+	all := slices.Sorted(maps.Keys(want))
+
+	scanFrom := func(after string, limit int) []string {
+		t.Helper()
+		var got []string
+		err := s.ScanFrom(256, after, func(key string, o *protocol.Object) bool {
+			if value(o) != want[key] {
+				t.Errorf("ScanFrom(%q): %s = %q, want %q", after, key, value(o), want[key])
+			}
+			got = append(got, key)
+			return len(got) < limit
+		})
+		if err != nil {
+			t.Fatalf("ScanFrom(%q): %v", after, err)
+		}
+		return got
+	}
+	for _, after := range []string{"", "0", "a", "key/00000", "key/00010", "key/00010a", "key/0001", "key/00255",
+		"key/00256", "key/00300", "key/00300~", "key/00548", "key/00549", "yy", "zz", "zzz"} {
+		i, _ := slices.BinarySearch(all, after)
+		if i < len(all) && all[i] == after {
+			i++
+		}
+		if got := scanFrom(after, math.MaxInt); !slices.Equal(got, all[i:]) {
+			t.Errorf("ScanFrom(%q) gave %d keys from %q, want %d from %q", after, len(got), first(got), len(all[i:]), first(all[i:]))
+		}
+	}
+	// Pages of 100, each after the previous page's last key.
+	var paged []string
+	for after := ""; ; {
+		page := scanFrom(after, 100)
+		paged = append(paged, page...)
+		if len(page) < 100 {
+			break
+		}
+		after = page[len(page)-1]
+	}
+	if !slices.Equal(paged, all) {
+		t.Fatalf("paging gave %d keys, want %d", len(paged), len(all))
+	}
+}
+
+func first(keys []string) string {
+	if len(keys) == 0 {
+		return ""
+	}
+	return keys[0]
 }
 
 // corruptRecords are object encodings that must not decode, each with
@@ -206,6 +296,18 @@ func TestCorruptRecord(t *testing.T) {
 	}
 	if got := value(mustGet(t, s, 4, "z-good")); got != "z-good" {
 		t.Fatalf("good record after corrupt ones = %q", got)
+	}
+	// A scan from a cursor past the corrupt keys does not read them; one
+	// from a cursor before them fails at the first.
+	seen = nil
+	err = s.ScanFrom(4, "m-~", func(key string, _ *protocol.Object) bool { seen = append(seen, key); return true })
+	if err != nil || !slices.Equal(seen, []string{"z-good"}) {
+		t.Fatalf("ScanFrom past the corrupt keys = (%q, %v), want [z-good]", seen, err)
+	}
+	seen = nil
+	err = s.ScanFrom(4, "a-good", func(key string, _ *protocol.Object) bool { seen = append(seen, key); return true })
+	if !errors.Is(err, protocol.ErrInternal) || len(seen) != 0 {
+		t.Fatalf("ScanFrom before the corrupt keys = (%q, %v), want ErrInternal", seen, err)
 	}
 	// The corrupt bytes are untouched.
 	err = s.db.View(func(tx *bolt.Tx) error {
