@@ -235,7 +235,11 @@ func (w *wire) object(o *Object) {
 	}
 	w.arrayLen(2)
 	w.clock(o.Clock)
-	wireList(w, o.Siblings, func(s Sibling) {
+	w.siblings(o.Siblings)
+}
+
+func (w *wire) siblings(ss []Sibling) {
+	wireList(w, ss, func(s Sibling) {
 		w.arrayLen(4)
 		w.dot(s.Dot)
 		w.bin(s.Value)

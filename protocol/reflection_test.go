@@ -97,6 +97,10 @@ type reflItem struct {
 	Ctx []reflDot   `msgpack:"ctx,omitempty"`
 	Del bool        `msgpack:"del,omitempty"`
 	W   int         `msgpack:"w,omitempty"`
+
+	Partition int    `msgpack:"p,omitempty"`
+	After     string `msgpack:"a,omitempty"`
+	Budget    int    `msgpack:"m,omitempty"`
 }
 
 type reflReply struct {
@@ -112,6 +116,30 @@ type reflResult struct {
 	Err  string      `msgpack:"e,omitempty"`
 	Obj  *reflObject `msgpack:"b,omitempty"`
 	Ctx  []reflDot   `msgpack:"ctx,omitempty"`
+
+	Recs []reflRecord `msgpack:"rec,omitempty"`
+	Next string       `msgpack:"a,omitempty"`
+}
+
+// reflRecord is the twin of a scan page's Record: an object's array
+// with the key in front.
+type reflRecord struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Key      string
+	Clock    []reflDot
+	Siblings []reflSibling
+}
+
+func toReflRecord(r Record) reflRecord {
+	o := toReflObject(r.Obj)
+	if o == nil {
+		return reflRecord{Key: r.Key}
+	}
+	return reflRecord{Key: r.Key, Clock: o.Clock, Siblings: o.Siblings}
+}
+
+func fromReflRecord(r reflRecord) Record {
+	return Record{Key: r.Key, Obj: fromReflObject(&reflObject{Clock: r.Clock, Siblings: r.Siblings})}
 }
 
 // convert converts each element of a list, keeping nil and empty apart,
@@ -152,28 +180,30 @@ func fromReflObject(r *reflObject) *Object {
 func toReflRequest(r *Request) *reflRequest {
 	return &reflRequest{V: r.V, From: r.From, Items: convert(r.Items, func(it Item) reflItem {
 		return reflItem{Tag: it.Tag, Op: it.Op, Key: it.Key, Obj: toReflObject(it.Obj), Val: it.Val,
-			Ctx: toReflClock(it.Ctx), Del: it.Del, W: it.W}
+			Ctx: toReflClock(it.Ctx), Del: it.Del, W: it.W, Partition: it.Partition, After: it.After, Budget: it.Budget}
 	})}
 }
 
 func fromReflRequest(r *reflRequest) *Request {
 	return &Request{V: r.V, From: r.From, Items: convert(r.Items, func(it reflItem) Item {
 		return Item{Tag: it.Tag, Op: it.Op, Key: it.Key, Obj: fromReflObject(it.Obj), Val: it.Val,
-			Ctx: fromReflClock(it.Ctx), Del: it.Del, W: it.W}
+			Ctx: fromReflClock(it.Ctx), Del: it.Del, W: it.W, Partition: it.Partition, After: it.After, Budget: it.Budget}
 	})}
 }
 
 func toReflReply(r *Reply) *reflReply {
 	return &reflReply{V: r.V, From: r.From, Results: convert(r.Results, func(res Result) reflResult {
 		return reflResult{Tag: res.Tag, Code: res.Code, Name: res.Name, Err: res.Err,
-			Obj: toReflObject(res.Obj), Ctx: toReflClock(res.Ctx)}
+			Obj: toReflObject(res.Obj), Ctx: toReflClock(res.Ctx), Next: res.Next,
+			Recs: convert(res.Recs, toReflRecord)}
 	})}
 }
 
 func fromReflReply(r *reflReply) *Reply {
 	return &Reply{V: r.V, From: r.From, Results: convert(r.Results, func(res reflResult) Result {
 		return Result{Tag: res.Tag, Code: res.Code, Name: res.Name, Err: res.Err,
-			Obj: fromReflObject(res.Obj), Ctx: fromReflClock(res.Ctx)}
+			Obj: fromReflObject(res.Obj), Ctx: fromReflClock(res.Ctx), Next: res.Next,
+			Recs: convert(res.Recs, fromReflRecord)}
 	})}
 }
 
@@ -199,7 +229,7 @@ func refDecodeRequest(b []byte) (*Request, error) {
 		return nil, Errorf(ErrMalformed, "request: %d items", len(head.Items))
 	}
 	for _, it := range head.Items {
-		if it.Op < uint64(RPCRead) || it.Op > uint64(RPCCoordinate) {
+		if it.Op < uint64(RPCRead) || it.Op > uint64(RPCScan) {
 			return nil, Errorf(ErrMalformed, "request: unknown op %d", it.Op)
 		}
 	}
@@ -216,7 +246,11 @@ func refDecodeRequest(b []byte) (*Request, error) {
 		if uint64(it.Op) != head.Items[i].Op {
 			return nil, Errorf(ErrMalformed, "request: inconsistent op")
 		}
-		if err := ValidateKey(it.Key); err != nil {
+		if it.Op == RPCScan {
+			if it.Key != "" {
+				return nil, Errorf(ErrMalformed, "request: scan with a key")
+			}
+		} else if err := ValidateKey(it.Key); err != nil {
 			return nil, err
 		}
 		if it.Op == RPCWrite && it.Obj == nil {
@@ -232,6 +266,14 @@ func refDecodeRequest(b []byte) (*Request, error) {
 		}
 		if it.W < 0 {
 			return nil, Errorf(ErrMalformed, "request: write quorum %d", it.W)
+		}
+		if it.Partition < 0 || it.Partition >= MaxPartitions || it.Budget < 0 {
+			return nil, Errorf(ErrMalformed, "request: bad scan")
+		}
+		if it.After != "" {
+			if err := ValidateKey(it.After); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return r, nil
@@ -258,6 +300,20 @@ func refDecodeReply(b []byte) (*Reply, error) {
 			}
 		}
 		if err := res.Ctx.Validate(); err != nil {
+			return nil, err
+		}
+		if len(res.Recs) > MaxScanRecords {
+			return nil, Errorf(ErrMalformed, "reply: %d records", len(res.Recs))
+		}
+		for _, rec := range res.Recs {
+			if err := ValidateKey(rec.Key); err != nil {
+				return nil, err
+			}
+			if err := rec.Obj.Validate(); err != nil {
+				return nil, err
+			}
+		}
+		if err := validScan(res.Recs, res.Next); err != nil {
 			return nil, err
 		}
 	}
@@ -296,7 +352,7 @@ func refDecodeSiblings(b []byte) ([][]byte, error) {
 // structKeys are the keys of the structs reflection decoded.
 var structKeys = map[string]bool{"v": true, "f": true, "i": true, "r": true,
 	"t": true, "o": true, "k": true, "b": true, "val": true, "ctx": true, "del": true, "w": true,
-	"c": true, "n": true, "e": true, "m": true, "s": true}
+	"c": true, "n": true, "e": true, "m": true, "s": true, "p": true, "a": true, "rec": true}
 
 // hasRepeatedKey reports whether a map anywhere in b, which checkMsgpack
 // accepted, has a struct key twice (str and bin count as the same).
@@ -395,6 +451,12 @@ func FuzzCodecMatchesReflection(f *testing.F) {
 		f.Add(w.b)
 		w.b = nil
 		w.values(randValues(rng))
+		f.Add(w.b)
+		w.b = nil
+		w.request(randScanRequest(rng))
+		f.Add(w.b)
+		w.b = nil
+		w.reply(randScanReply(rng))
 		f.Add(w.b)
 	}
 	addHostile(f, nil)

@@ -7,11 +7,17 @@ package protocol
 // zero:
 //
 //	request {v: Version, f: sender, i: [{t: tag, o: op, k: key, b: object,
-//	         val: value, ctx: clock, del: delete, w: write quorum}]}
+//	         val: value, ctx: clock, del: delete, w: write quorum,
+//	         p: partition, a: cursor, m: byte budget}]}
 //	reply   {v: Version, f: sender, r: [{t: tag, c: code, n: name,
-//	         e: message, b: object, ctx: clock}]}
+//	         e: message, b: object, ctx: clock, rec: records, a: cursor}]}
 //
-// An object is the array of record.go.
+// An object is the array of record.go; records and the scan fields are
+// scan.go's. Fields were only ever added, left out when zero, so what an
+// older node sends decodes the same, and it skips the keys it does not
+// know. A node refuses a request with an op it does not know as a whole
+// (a reply of one error result with tag 0): a newer op goes to an older
+// peer alone in its message, or it fails the other items with it.
 
 // RPC operations between nodes, on Subjects.NodeRPC.
 const (
@@ -24,6 +30,9 @@ const (
 	// delete (Val, Ctx, Del, W) because the receiving node of the client
 	// request is not an owner and so cannot issue the write's dot.
 	RPCCoordinate uint8 = 3
+	// RPCScan asks a node for a page of the records of partition
+	// Partition after the key After, of at most Budget bytes (scan.go).
+	RPCScan uint8 = 4
 )
 
 // Request is one node-to-node message. It carries a batch of items so a
@@ -45,6 +54,11 @@ type Item struct {
 	Ctx Clock
 	Del bool
 	W   int
+	// RPCScan: the partition, the cursor ("" for the partition's start)
+	// and the byte budget of the page's records (0: the server's limit).
+	Partition int
+	After     string
+	Budget    int
 }
 
 // Reply answers a Request, one Result per item, in any order.
@@ -63,6 +77,10 @@ type Result struct {
 	Err  string
 	Obj  *Object // RPCRead: the replica's object (nil if absent)
 	Ctx  Clock
+	// RPCScan: the page's records in key order, and the cursor of the
+	// next page ("" when the partition is done).
+	Recs []Record
+	Next string
 }
 
 // MaxBatch bounds the items of one Request.
@@ -98,14 +116,17 @@ func EncodeReply(r *Reply) ([]byte, error) {
 // input gives ErrMalformed (or a more specific 400 error), never a panic
 // and never an allocation larger than the input justifies. Every field of
 // the result is checked: the sender id, the op of each item (read at full
-// width), its key, object, context and write quorum.
+// width), its key (none for a scan), object, context, write quorum,
+// partition, cursor and budget.
 func DecodeRequest(b []byte) (*Request, error) {
 	d := decoder{b: b, what: "request"}
 	return decodeMessage(&d, d.request)
 }
 
 // DecodeReply decodes and validates a Reply from the wire: the sender id,
-// the number of results and the object and context of each.
+// the number of results and the object and context of each, and the
+// records (valid keys in increasing order, each with a valid object) and
+// cursor of a scan page.
 func DecodeReply(b []byte) (*Reply, error) {
 	d := decoder{b: b, what: "reply"}
 	return decodeMessage(&d, d.reply)
@@ -143,6 +164,15 @@ func appendItem(b []byte, it *Item) []byte {
 	if it.W != 0 {
 		b = m.int(b, "w", int64(it.W))
 	}
+	if it.Partition != 0 {
+		b = m.int(b, "p", int64(it.Partition))
+	}
+	if it.After != "" {
+		b = m.str(b, "a", it.After)
+	}
+	if it.Budget != 0 {
+		b = m.int(b, "m", int64(it.Budget))
+	}
 	return m.end(b)
 }
 
@@ -172,14 +202,20 @@ func appendResult(b []byte, res *Result) []byte {
 	if len(res.Ctx) > 0 {
 		b = appendClock(m.key(b, "ctx"), res.Ctx)
 	}
+	if len(res.Recs) > 0 {
+		b = appendArray(m.key(b, "rec"), res.Recs, appendScanRecord)
+	}
+	if res.Next != "" {
+		b = m.str(b, "a", res.Next)
+	}
 	return m.end(b)
 }
 
 var (
 	requestKeys = keys([]string{"v", "f", "i"}, "v", "f", "i")
-	itemKeys    = keys([]string{"t", "o", "k", "b", "val", "ctx", "del", "w"}, "o")
+	itemKeys    = keys([]string{"t", "o", "k", "b", "val", "ctx", "del", "w", "p", "a", "m"}, "o")
 	replyKeys   = keys([]string{"v", "f", "r"}, "v", "f")
-	resultKeys  = keys([]string{"t", "c", "n", "e", "b", "ctx"})
+	resultKeys  = keys([]string{"t", "c", "n", "e", "b", "ctx", "rec", "a"})
 
 	// itemList: the smallest item is {"o":1,"k":"a"}.
 	itemList = listSpec{name: "items", minSize: 8, min: 1, max: MaxBatch}
@@ -214,7 +250,7 @@ func (d *decoder) item(it *Item) error {
 		case "t":
 			it.Tag, err = d.uint()
 		case "o":
-			it.Op, err = d.op(RPCRead, RPCCoordinate)
+			it.Op, err = d.op(RPCRead, RPCScan)
 		case "k":
 			it.Key, err = d.str()
 		case "b":
@@ -227,13 +263,23 @@ func (d *decoder) item(it *Item) error {
 			it.Del, err = d.bool()
 		case "w":
 			it.W, err = d.intField()
+		case "p":
+			it.Partition, err = d.intField()
+		case "a":
+			it.After, err = d.str()
+		case "m":
+			it.Budget, err = d.intField()
 		}
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	if err := ValidateKey(it.Key); err != nil {
+	if it.Op == RPCScan {
+		if it.Key != "" {
+			return Errorf(ErrMalformed, "request: scan with a key")
+		}
+	} else if err := ValidateKey(it.Key); err != nil {
 		return err
 	}
 	if it.Op == RPCWrite && it.Obj == nil {
@@ -251,6 +297,17 @@ func (d *decoder) item(it *Item) error {
 	}
 	if it.W < 0 {
 		return Errorf(ErrMalformed, "request: write quorum %d", it.W)
+	}
+	if it.Partition < 0 || it.Partition >= MaxPartitions {
+		return Errorf(ErrMalformed, "request: partition %d", it.Partition)
+	}
+	if it.After != "" {
+		if err := ValidateKey(it.After); err != nil {
+			return err
+		}
+	}
+	if it.Budget < 0 {
+		return Errorf(ErrMalformed, "request: scan budget %d", it.Budget)
 	}
 	return nil
 }
@@ -290,6 +347,10 @@ func (d *decoder) result(res *Result) error {
 			res.Obj, err = d.objectOrNil()
 		case "ctx":
 			res.Ctx, err = d.clock()
+		case "rec":
+			res.Recs, err = decodeList(d, recordList, d.scanRecord)
+		case "a":
+			res.Next, err = d.str()
 		}
 		return err
 	})
@@ -301,5 +362,8 @@ func (d *decoder) result(res *Result) error {
 			return err
 		}
 	}
-	return res.Ctx.Validate()
+	if err := res.Ctx.Validate(); err != nil {
+		return err
+	}
+	return validScan(res.Recs, res.Next)
 }
