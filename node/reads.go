@@ -10,6 +10,7 @@ import (
 // on the node's RPC subscription. So such reads go to a few reader
 // goroutines through a bounded queue, and a read that finds the queue
 // full is refused as overloaded (the coordinator asks another owner).
+// The pages of partition scans (scan.go) take the same queue.
 
 const (
 	readers     = 4    // reader goroutines per node
@@ -20,6 +21,7 @@ type readJob struct {
 	p    int
 	key  string
 	done func(*protocol.Object, error)
+	scan *scanJob // set: the job serves this scan page instead
 }
 
 // startReaders starts the reader goroutines; they stop with the node.
@@ -35,6 +37,10 @@ func (n *Node) startReaders() {
 					n.failReads()
 					return
 				case j := <-n.reads:
+					if s := j.scan; s != nil {
+						s.done(scanPage(n.st, s.p, s.after, s.budget, s.limit))
+						continue
+					}
 					j.done(n.st.Get(j.p, j.key))
 				}
 			}
@@ -47,21 +53,35 @@ func (n *Node) failReads() {
 	for {
 		select {
 		case j := <-n.reads:
-			j.done(nil, protocol.Errorf(protocol.ErrNodeUnavailable, "node %s is shutting down", n.cfg.ID))
+			j.fail(protocol.Errorf(protocol.ErrNodeUnavailable, "node %s is shutting down", n.cfg.ID))
 		default:
 			return
 		}
 	}
 }
 
+func (j *readJob) fail(err error) {
+	if j.scan != nil {
+		j.scan.done(protocol.ResultError(0, err))
+		return
+	}
+	j.done(nil, err)
+}
+
 // readStore reads key from bbolt on a reader goroutine, without looking
 // at the memtables first (the caller did), and hands the result to done;
 // a full queue is ErrOverloaded at once. It never blocks.
 func (n *Node) readStore(p int, key string, done func(*protocol.Object, error)) {
+	n.queueRead(readJob{p: p, key: key, done: done})
+}
+
+// queueRead hands j to the readers, or fails it with ErrOverloaded at
+// once when their queue is full. It never blocks.
+func (n *Node) queueRead(j readJob) {
 	select {
-	case n.reads <- readJob{p, key, done}:
+	case n.reads <- j:
 	default:
-		done(nil, protocol.Errorf(protocol.ErrOverloaded, "node %s: %d replica reads queued", n.cfg.ID, readBacklog))
+		j.fail(protocol.Errorf(protocol.ErrOverloaded, "node %s: %d replica reads queued", n.cfg.ID, readBacklog))
 	}
 }
 

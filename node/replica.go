@@ -28,7 +28,9 @@ func (n *Node) HandleRequest(data []byte, respond func([]byte)) {
 	}
 	// Reads answer at once, writes after their commit, forwarded writes
 	// after a whole quorum round: reply to each kind separately so a
-	// quick result never waits for a slow one of the same message.
+	// quick result never waits for a slow one of the same message. Every
+	// other item (a forwarded write, a scan page) has a reply of its own:
+	// a scan page fills what one reply can carry.
 	var reads, writes int
 	for i := range req.Items {
 		switch req.Items[i].Op {
@@ -79,6 +81,8 @@ func (n *Node) serveItem(from string, it *protocol.Item, add func(protocol.Resul
 		if err != nil {
 			fail(err)
 		}
+	case protocol.RPCScan:
+		n.serveScan(it, add)
 	case protocol.RPCCoordinate:
 		owners := r.Owners(p)
 		if !slices.Contains(owners, n.cfg.ID) {
