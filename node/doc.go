@@ -55,6 +55,17 @@
 // it asked have answered (or at the timeout) repairs the owners that
 // answered with something older.
 //
+// # A partition transfer
+//
+// A node that gains a partition pulls it from a current owner
+// (transfer.go): it asks for a page of the partition's records after a
+// cursor (protocol.RPCScan, alone in its message), the owner's reader
+// goroutine fills the page from the store up to a byte budget that fits
+// one reply (scan.go), and the puller merges each record with
+// version.Sync, as a replica write does, and asks for the next page once
+// they are all durable. A stalled transfer returns the cursor it reached
+// and resumes from there.
+//
 // # Membership
 //
 // The member set is a set of member records (membership.go), each signed

@@ -68,6 +68,7 @@ type Node struct {
 	otherSecret sync.Map // member id -> true: its heartbeats show another secret (logged once)
 	inflight    atomic.Int64
 	reads       chan readJob // for the reader goroutines (reads.go)
+	pageBudget  int          // bytes of records a pulled page may hold (transfer.go)
 
 	stop      chan struct{} // closed by Close: stops the loops
 	wg        sync.WaitGroup
@@ -94,8 +95,11 @@ func New(cfg Config) (*Node, error) {
 		subjects: subjects,
 		ctxKey:   ctxKey,
 		maxValue: protocol.MaxValueLen(int64(cfg.MaxPayload)),
-		clock:    cfg.Clock,
-		stop:     make(chan struct{}),
+		// As much as a reply carries: fewer, bigger pages, each one
+		// round trip and one group commit.
+		pageBudget: protocol.ScanBudget(int64(cfg.MaxPayload)),
+		clock:      cfg.Clock,
+		stop:       make(chan struct{}),
 	}
 	if n.clock == nil {
 		n.clock = clock.Real{}

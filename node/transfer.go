@@ -1,0 +1,173 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/kvmesh/kvmesh/protocol"
+)
+
+// The pulling side of a partition transfer: a node that gains a partition
+// (a join, a leave, the removal of a dead node) copies it from a current
+// owner, one page (scan.go) at a time. Who pulls what and when is the
+// membership side's; anti-entropy will reuse the primitive.
+
+// pullPartition copies partition p from peer from into this node's store,
+// starting after the cursor after ("" for the whole partition). It asks
+// for a page, merges each of its records into the local object of its key
+// with the merge replica writes use (syncInto: version.Sync of dotted
+// version vectors, so a record never overwrites a newer local version and
+// concurrent ones become siblings), waits until they are all durable, and
+// only then asks for the next page: memory holds one page at a time.
+// progress, if not nil, is called after each page with its records, their
+// bytes (protocol.Record.Size) and the cursor reached.
+//
+// It returns "" once the partition is done. When ctx ends, the peer fails
+// or does not answer a page within Config.RequestTimeout, or a write
+// fails, it returns the error and the cursor reached: every record up to
+// it is durable here, and a pull from that cursor resumes the transfer.
+// It blocks; it is safe to call concurrently, for any partitions.
+func (n *Node) pullPartition(ctx context.Context, p int, from string, after string, progress func(keys, bytes int, cursor string)) (cursor string, err error) {
+	if p < 0 || p >= n.cfg.Partitions {
+		return after, protocol.Errorf(protocol.ErrInvalidOption, "pull of partition %d: the store has %d", p, n.cfg.Partitions)
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return after, fmt.Errorf("pull partition %d from %s: %w", p, from, err)
+		}
+		res, err := n.requestPage(ctx, from, protocol.Item{Op: protocol.RPCScan, Partition: p, After: after, Budget: n.pageBudget})
+		if err == nil {
+			err = checkPage(n.mem.ring().Partition, p, after, res)
+		}
+		var bytes int
+		if err == nil {
+			bytes, err = n.applyPage(ctx, p, res.Recs)
+		}
+		if err != nil {
+			return after, fmt.Errorf("pull partition %d from %s after %q: %w", p, from, protocol.Clip(after, 64), err)
+		}
+		after = res.Next
+		if progress != nil {
+			progress(len(res.Recs), bytes, after)
+		}
+		if after == "" {
+			return "", nil
+		}
+	}
+}
+
+// checkPage checks what the decoder cannot know of a page asked of
+// partition p after the cursor after: its records belong to p and follow
+// the cursor (the decoder checked their order), and its next cursor is
+// its last key, so that the pages that follow miss nothing; a page that
+// does not move the cursor would loop forever.
+func checkPage(partition func(string) int, p int, after string, res *protocol.Result) error {
+	for _, r := range res.Recs {
+		if partition(r.Key) != p {
+			return protocol.Errorf(protocol.ErrMalformed, "page of partition %d holds %q of partition %d", p, protocol.Clip(r.Key, 64), partition(r.Key))
+		}
+	}
+	if len(res.Recs) > 0 && res.Recs[0].Key <= after {
+		return protocol.Errorf(protocol.ErrMalformed, "page after %q starts at %q", protocol.Clip(after, 64), protocol.Clip(res.Recs[0].Key, 64))
+	}
+	if res.Next != "" && (len(res.Recs) == 0 || res.Next != res.Recs[len(res.Recs)-1].Key) {
+		return protocol.Errorf(protocol.ErrMalformed, "page of %d records continues after %q", len(res.Recs), protocol.Clip(res.Next, 64))
+	}
+	return nil
+}
+
+// applyPage merges recs into the store and returns once all of them are
+// durable, with their bytes. A full store queue makes it wait for the
+// page's writes queued so far and try again; ctx ending stops the wait
+// (the writes queued may still commit: merging them again is harmless).
+func (n *Node) applyPage(ctx context.Context, p int, recs []protocol.Record) (int, error) {
+	done := make(chan error, len(recs)) // never blocks the committer
+	queued, bytes := 0, 0
+	var errs []error
+	wait := func() error {
+		for ; queued > 0; queued-- {
+			select {
+			case err := <-done:
+				if err != nil {
+					errs = append(errs, err)
+				}
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return errors.Join(errs...)
+	}
+	for i := range recs {
+		r := &recs[i]
+		bytes += r.Size()
+		for {
+			err := n.st.Apply(p, r.Key, syncInto(r.Obj), func(_ *protocol.Object, err error) { done <- err })
+			if err == nil {
+				queued++
+				break
+			}
+			if !errors.Is(err, protocol.ErrOverloaded) || queued == 0 {
+				return bytes, errors.Join(fmt.Errorf("merge %q: %w", protocol.Clip(r.Key, 64), err), wait())
+			}
+			if err := wait(); err != nil {
+				return bytes, err
+			}
+		}
+	}
+	return bytes, wait()
+}
+
+// requestPage sends item (an RPCScan) to peer to and waits for its result,
+// at most Config.RequestTimeout. It goes through the node's RPC machinery
+// (a tag in the pending map, transport.Send, the reply inbox) but not
+// through the outbox: a scan goes alone in its message, so a peer too old
+// to know the op, which refuses the whole message with one error, fails
+// only the scan, and at once.
+func (n *Node) requestPage(ctx context.Context, to string, item protocol.Item) (*protocol.Result, error) {
+	w := &pageWait{ch: make(chan pageAnswer, 1)}
+	tag := n.pending.add(w)
+	defer n.pending.remove(tag)
+	timer := n.clock.AfterFunc(n.cfg.RequestTimeout, func() {
+		w.result(to, nil, protocol.Errorf(protocol.ErrNodeUnavailable, "%s: no scan page within %v", to, n.cfg.RequestTimeout))
+	})
+	defer timer.Stop()
+	item.Tag = tag
+	n.flush(to, []outItem{{item: item, op: w}})
+	select {
+	case a := <-w.ch:
+		return a.res, a.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-n.stop:
+		return nil, n.shuttingDown()
+	}
+}
+
+// pageWait is a page request in the pending map: the first of its result,
+// a failure of its message, its timeout and the node's shutdown answers.
+type pageWait struct {
+	once sync.Once
+	ch   chan pageAnswer
+}
+
+type pageAnswer struct {
+	res *protocol.Result
+	err error
+}
+
+func (w *pageWait) result(_ string, res *protocol.Result, err error) {
+	if err == nil && res != nil {
+		err = res.Error()
+	}
+	if err == nil && res == nil {
+		err = protocol.Errorf(protocol.ErrInternal, "scan: no result")
+	}
+	if err != nil {
+		res = nil
+	}
+	w.once.Do(func() { w.ch <- pageAnswer{res, err} })
+}
+
+func (w *pageWait) abort(err error) { w.result("", nil, err) }
