@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 // servers on free loopback ports, bbolt files in temp dirs.
 type testCluster struct {
 	t     testing.TB
+	mu    sync.Mutex // guards nodes and cfgs against running (a load's goroutines)
 	nodes []*node.Node
 	cfgs  []node.Config
 }
@@ -73,17 +75,22 @@ func (c *testCluster) start(i int) error {
 	if err := n.Start(ctx); err != nil {
 		return fmt.Errorf("start %s: %w", c.cfgs[i].ID, err)
 	}
+	c.mu.Lock()
 	c.nodes[i] = n
+	c.mu.Unlock()
 	return nil
 }
 
 // stop closes node i (a clean stop; e2e tests kill -9).
 func (c *testCluster) stop(i int) {
-	if c.nodes[i] != nil {
-		if err := c.nodes[i].Close(); err != nil {
+	c.mu.Lock()
+	n := c.nodes[i]
+	c.nodes[i] = nil
+	c.mu.Unlock()
+	if n != nil {
+		if err := n.Close(); err != nil {
 			c.t.Errorf("close %s: %v", c.cfgs[i].ID, err)
 		}
-		c.nodes[i] = nil
 	}
 }
 

@@ -88,6 +88,13 @@ type Config struct {
 	// beyond it requests get ErrOverloaded. Default 8192.
 	MaxInflight int
 
+	// Join makes a node that is not a member yet join as joining: the
+	// partitions it gains stream to it from their owners before it
+	// serves them. Without it a new node is up at once: right for the
+	// nodes that start a store together, wrong for one added later
+	// (acknowledged writes would be on the owners it replaces).
+	Join bool
+
 	// Members are node ids known to be members of the store, in addition
 	// to those whose member records it holds. Optional with NATS;
 	// the whole member set when Transport is set.

@@ -121,10 +121,12 @@ func (n *Node) coordinateRead(key string, p int, owners []string, r int, finish 
 }
 
 // coordinateWrite starts a write of sib with the client's context ctx.
-// The node must be an owner of key whose store takes writes. finish is
-// called once, from some delivery goroutine; it must not block.
+// The node must be an owner of key whose store takes writes. While the
+// ring changes the write is joint: it also needs w acknowledgements
+// among the key's owners in the target and prev rings. finish is called
+// once, from some delivery goroutine; it must not block.
 func (n *Node) coordinateWrite(key string, p int, owners []string, ctx protocol.Clock, sib protocol.Sibling, w int, finish func(protocol.Clock, error)) {
-	op, eff := coord.NewWrite(n.cfg.ID, n.actor, key, owners, ctx, sib.Deleted, w, n.clock.Now(), n.cfg.RequestTimeout)
+	op, eff := coord.NewJointWrite(n.cfg.ID, n.actor, key, owners, n.mem.joint(p, owners), ctx, sib.Deleted, w, n.clock.Now(), n.cfg.RequestTimeout)
 	n.drive(p, key, op, eff, func(a coord.Answer) { finish(a.Ctx, a.Err) }, func(d *driver) {
 		n.issuer.issue(p, key, ctx, sib, func(obj *protocol.Object) {
 			d.call(func(time.Time) coord.Effects { return op.OnLogged(obj) })

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,10 +41,16 @@ type memberSet struct {
 	self       string   // this node's id: always in its ring
 	static     []string // ids of Config.Members
 
-	mu     sync.Mutex // serialises apply
+	mu     sync.Mutex // serialises apply and the changes of prev
 	set    atomic.Pointer[membership.Set]
 	digest atomic.Pointer[[]byte]
+	// r is the serving ring (reads ask its owners), target the ring the
+	// partitions are going to (the same ring when no transition is on),
+	// prev the serving rings before r that some member may still read
+	// from: writes are joint over all of them (rebalance.go).
 	r      atomic.Pointer[ring.Ring]
+	target atomic.Pointer[ring.Ring]
+	prev   atomic.Pointer[[]*ring.Ring]
 
 	offerMu sync.Mutex
 	offered []protocol.MemberRecord // records heard, for the loop to apply
@@ -60,6 +67,7 @@ type memberSet struct {
 func loadMembership(st *store.Store, cluster, self string, static []string, partitions, replicas int) (*memberSet, error) {
 	m := &memberSet{st: st, partitions: partitions, replicas: replicas, cluster: cluster, self: self, static: static,
 		wake: make(chan struct{}, 1), changed: make(chan struct{})}
+	m.prev.Store(new([]*ring.Ring))
 	raw, err := st.GetMeta(metaRecords)
 	if err != nil {
 		return nil, err
@@ -76,30 +84,149 @@ func loadMembership(st *store.Store, cluster, self string, static []string, part
 		raw = raw[k+int(size):]
 	}
 	m.publish(set)
+	prev, err := st.GetMeta(metaPrev)
+	if err != nil {
+		return nil, err
+	}
+	var rings []*ring.Ring
+	for _, list := range strings.Split(string(prev), ";") {
+		if ids := strings.Fields(list); len(ids) > 0 {
+			if r, err := ring.New(ids, partitions, replicas); err == nil {
+				rings = append(rings, r)
+			}
+		}
+	}
+	m.prev.Store(&rings)
 	return m, nil
 }
+
+// metaPrev is the store metadata entry holding the member lists of the
+// prev rings, so that a node restarted during a transition still writes
+// to them.
+const metaPrev = "member-prev"
 
 func (m *memberSet) ring() *ring.Ring { return m.r.Load() }
 
 func (m *memberSet) records() membership.Set { return *m.set.Load() }
 
-// publish makes set the node's member set and rebuilds the ring from it.
+// publish makes set the node's member set and rebuilds the rings from
+// it: the serving ring of the members up or leaving, the target ring of
+// those up or joining (membership.Set.Serving and Target), both with the
+// configured ids. A node alone with no serving member (a joiner that has
+// heard no peer) serves with the target ring. When the serving ring
+// changes because a transition ended (a member that was joining or
+// leaving in the set before is not any more), the old one joins prev. A
+// member heard of for the first time as up (the nodes that start a store
+// together meet) moves no data, and nobody reads from the old ring.
 func (m *memberSet) publish(set membership.Set) {
-	ids := slices.Concat([]string{m.self}, m.static, set.Members())
-	slices.Sort(ids)
-	ids = slices.Compact(ids)
+	before := membership.Set{}
+	if b := m.set.Load(); b != nil {
+		before = *b
+	}
+	ids := func(of []string) []string {
+		out := slices.Concat(m.static, of)
+		slices.Sort(out)
+		return slices.Compact(out)
+	}
+	serving, target := ids(set.Serving()), ids(set.Target())
+	if len(serving) == 0 {
+		serving = target
+	}
+	if len(serving) == 0 {
+		serving = []string{m.self}
+	}
 	m.set.Store(&set)
 	d := set.Digest()
 	m.digest.Store(&d)
-	if old := m.r.Load(); old == nil || !slices.Equal(old.Members(), ids) {
-		if r, err := ring.New(ids, m.partitions, m.replicas); err == nil { // ids are valid and unique
+	old := m.r.Load()
+	if old == nil || !slices.Equal(old.Members(), serving) {
+		if r, err := ring.New(serving, m.partitions, m.replicas); err == nil { // ids are valid and unique
 			m.r.Store(r)
+			if old != nil && transitionEnded(before, set) {
+				m.setPrev(append(slices.Clone(*m.prev.Load()), old))
+			}
+		}
+	}
+	switch r := m.r.Load(); {
+	case slices.Equal(target, r.Members()):
+		m.target.Store(r)
+	case len(target) > 0 && (m.target.Load() == nil || !slices.Equal(m.target.Load().Members(), target)):
+		if t, err := ring.New(target, m.partitions, m.replicas); err == nil {
+			m.target.Store(t)
 		}
 	}
 	m.changedMu.Lock()
 	close(m.changed)
 	m.changed = make(chan struct{})
 	m.changedMu.Unlock()
+}
+
+// transitionEnded reports whether a member joining or leaving in before
+// is not any more in after.
+func transitionEnded(before, after membership.Set) bool {
+	for _, r := range before.Records() {
+		if r.Status == protocol.MemberJoining || r.Status == protocol.MemberLeaving {
+			if a, ok := after.Get(r.ID); ok && a.Status != r.Status {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// maxPrev bounds the prev rings a node keeps: the oldest goes first.
+const maxPrev = 4
+
+// setPrev makes rings the prev rings and persists their member lists;
+// m.mu is held (or the set is being loaded).
+func (m *memberSet) setPrev(rings []*ring.Ring) {
+	if len(rings) > maxPrev {
+		rings = rings[len(rings)-maxPrev:]
+	}
+	m.prev.Store(&rings)
+	lists := make([]string, len(rings))
+	for i, r := range rings {
+		lists[i] = strings.Join(r.Members(), " ")
+	}
+	_ = m.st.PutMeta(metaPrev, []byte(strings.Join(lists, ";")))
+}
+
+// clearPrev forgets the prev rings: every member serves the current one.
+func (m *memberSet) clearPrev() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(*m.prev.Load()) > 0 {
+		m.setPrev(nil)
+	}
+}
+
+func (m *memberSet) targetRing() *ring.Ring { return m.target.Load() }
+
+// joint returns the owner sets of partition p that a write must also
+// reach, besides owners (the serving ring's): the target ring's and the
+// prev rings', each once; nil while no transition is on.
+func (m *memberSet) joint(p int, owners []string) [][]string {
+	var out [][]string
+	add := func(r *ring.Ring) {
+		o := r.Owners(p)
+		if !slices.Equal(o, owners) && !slices.ContainsFunc(out, func(x []string) bool { return slices.Equal(x, o) }) {
+			out = append(out, o)
+		}
+	}
+	if t := m.target.Load(); t != nil {
+		add(t)
+	}
+	for _, r := range *m.prev.Load() {
+		add(r)
+	}
+	return out
+}
+
+// changedCh returns a channel closed at the next change of the set.
+func (m *memberSet) changedCh() <-chan struct{} {
+	m.changedMu.Lock()
+	defer m.changedMu.Unlock()
+	return m.changed
 }
 
 // waitFor waits until the set holds a record of each of ids, or ctx ends.
@@ -252,6 +379,7 @@ func (n *Node) HandleGossip(topic string, data []byte) {
 	if !n.gossip.accept(h.From, h.Time) {
 		return // replayed, or overtaken by a later one
 	}
+	n.rebal.heard(h.From, epochs{serving: h.Serving, target: h.Target, ready: h.Ready})
 	if !bytes.Equal(h.Digest, *n.mem.digest.Load()) {
 		n.gossip.full.Store(true)
 	}
@@ -332,7 +460,8 @@ func (n *Node) startGossip() {
 func (n *Node) heartbeat() {
 	set := n.mem.records()
 	h := protocol.Heartbeat{V: protocol.Version, From: n.cfg.ID, Time: n.gossip.nextTime(n.clock.Now().UnixNano()), Secret: n.ctxKey.Fingerprint(),
-		Digest: *n.mem.digest.Load()}
+		Digest: *n.mem.digest.Load(), Serving: membership.Epoch(n.mem.ring().Members()),
+		Target: membership.Epoch(n.mem.targetRing().Members()), Ready: n.rebal.ready.Load()}
 	if n.gossip.full.Swap(false) {
 		h.Records = set.Records()
 	} else if own, ok := set.Get(n.cfg.ID); ok {
@@ -345,13 +474,17 @@ func (n *Node) heartbeat() {
 }
 
 // registerSelf makes sure the set holds this node's record as it is
-// now: its key and addresses, status up. A record of an earlier run with
-// the same key is kept (a new version if an address changed); a record
-// with another key (a lost data dir) or a left one is followed by a new
-// incarnation.
+// now: its key and addresses, status up, or joining with Config.Join. A
+// record of an earlier run with the same key is kept (a new version if
+// an address changed); a record with another key (a lost data dir) or a
+// left one is followed by a new incarnation.
 func (n *Node) registerSelf() error {
+	status := protocol.MemberUp
+	if n.cfg.Join {
+		status = protocol.MemberJoining
+	}
 	want := protocol.MemberRecord{V: protocol.Version, ID: n.cfg.ID, Key: n.publicKey, Client: n.ClientURL(), Route: n.ClusterURL(),
-		Status: protocol.MemberUp, Incarnation: 1, Version: 1}
+		Status: status, Incarnation: 1, Version: 1}
 	if old, ok := n.mem.records().Get(n.cfg.ID); ok {
 		if old.Key == want.Key && old.Status != protocol.MemberLeft {
 			if old.Client == want.Client && old.Route == want.Route {
@@ -382,7 +515,12 @@ func (n *Node) ownRecordChanged() {
 		return
 	}
 	if own.Status == protocol.MemberLeft {
-		n.log.Error("this node was removed from the store; it serves no partition. Give it a new data dir and join it again to bring it back", "incarnation", own.Incarnation)
+		if own.Key == n.publicKey {
+			n.log.Info("this node has left the store: its partitions are on the other members")
+		} else {
+			n.log.Error("this node was removed from the store; it serves no partition. Give it a new data dir and join it again to bring it back", "incarnation", own.Incarnation)
+		}
+		n.leftOnce.Do(func() { close(n.left) })
 		return
 	}
 	n.log.Warn("another key claimed this node's id; taking it back with a new incarnation", "key", own.Key)

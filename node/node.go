@@ -64,6 +64,9 @@ type Node struct {
 	forwarded   forwarded
 	heard       sync.Map // member id -> true: heard from at least once
 	gossip      gossipState
+	rebal       rebalance     // rebalance.go
+	left        chan struct{} // closed once this node's record is left (Left)
+	leftOnce    sync.Once
 	live        liveness // the failure detector (membership.go)
 	otherSecret sync.Map // member id -> true: its heartbeats show another secret (logged once)
 	inflight    atomic.Int64
@@ -100,6 +103,7 @@ func New(cfg Config) (*Node, error) {
 		pageBudget: protocol.ScanBudget(int64(cfg.MaxPayload)),
 		clock:      cfg.Clock,
 		stop:       make(chan struct{}),
+		left:       make(chan struct{}),
 	}
 	if n.clock == nil {
 		n.clock = clock.Real{}
@@ -147,6 +151,11 @@ func (n *Node) ClusterURL() string {
 
 // Members returns the ids of the store's members as this node knows them.
 func (n *Node) Members() []string { return n.mem.ring().Members() }
+
+// Left returns a channel closed once this node's member record is left:
+// it left the store (Leave) or was removed. It serves no partition then;
+// its process should stop.
+func (n *Node) Left() <-chan struct{} { return n.left }
 
 // MemberRecords returns the member records this node holds, sorted by
 // id. Valid after Start.
@@ -242,6 +251,7 @@ func (n *Node) start(ctx context.Context) error {
 		return err
 	}
 	n.startGossip()
+	n.startRebalance()
 	if n.srv == nil {
 		return nil
 	}
