@@ -27,6 +27,12 @@ func (n *Node) addAdminEndpoints(svc *service) error {
 	if err := svc.addEndpoint("join", n.subjects.AdminJoin(), j.serveJoin); err != nil {
 		return err
 	}
+	if err := svc.addEndpoint("remove", n.subjects.AdminRemove(), n.serveRemove); err != nil {
+		return err
+	}
+	if err := svc.addEndpoint("leave", n.subjects.AdminNodeLeave(n.cfg.ID), n.serveLeave); err != nil {
+		return err
+	}
 	if err := svc.addBroadcast("status", n.subjects.AdminStatus(), n.serveStatus); err != nil {
 		return err
 	}
@@ -45,6 +51,10 @@ func (n *Node) Status() protocol.NodeStatus {
 		Members: n.Members(), Alive: n.Heard(), Inflight: n.inflight.Load(),
 		Suspect: n.live.in(membership.Suspect), Down: n.live.in(membership.Down),
 		RefusedHeartbeats: n.gossip.refused.Load(), RefusedRecords: n.mem.refused.Load(),
+	}
+	if rb := &n.rebal; rb.started.Load() != 0 && rb.ready.Load() != membership.Epoch(n.mem.targetRing().Members()) {
+		st.Transfer = &protocol.TransferStatus{Partitions: rb.partitions.Load(), Done: rb.partitionsDone.Load(),
+			Keys: rb.keys.Load(), Bytes: rb.bytes.Load(), Started: rb.started.Load()}
 	}
 	rg := n.mem.ring()
 	for _, r := range n.mem.records().Records() {
@@ -101,4 +111,36 @@ func (n *Node) serveReplicas(req *request) {
 			col.add(protocol.Result{Tag: it.Tag, Obj: obj})
 		})
 	}
+}
+
+// serveRemove starts the removal of the member the body names.
+func (n *Node) serveRemove(req *request) {
+	err := checkHeaders(opAdmin, req.Header())
+	if err == nil {
+		id := string(req.Data())
+		if err = protocol.ValidateNodeID(id); err != nil {
+			err = protocol.Errorf(protocol.ErrInvalidOption, "remove: %v", err)
+		} else {
+			err = n.Remove(id)
+		}
+	}
+	n.respondAdmin(req, err)
+}
+
+// serveLeave starts this node's leave.
+func (n *Node) serveLeave(req *request) {
+	err := checkHeaders(opAdmin, req.Header())
+	if err == nil {
+		err = n.Leave()
+	}
+	n.respondAdmin(req, err)
+}
+
+// respondAdmin answers an operator's command: empty, or the error.
+func (n *Node) respondAdmin(req *request, err error) {
+	if err != nil {
+		n.respondError(req, err)
+		return
+	}
+	_ = req.reply(&nats.Msg{Header: nats.Header{protocol.HdrNode: {n.cfg.ID}}})
 }

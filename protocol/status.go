@@ -28,6 +28,9 @@ type NodeStatus struct {
 	// member keeps its place in the ring and is asked last.
 	Suspect []string `json:"suspect,omitempty"`
 	Down    []string `json:"down,omitempty"`
+	// Transfer is the copying of the partitions this node gains in a
+	// membership change, while one is on.
+	Transfer *TransferStatus `json:"transfer,omitempty"`
 	// RefusedHeartbeats counts the gossip messages this node ignored
 	// since it started: malformed, unsigned, signed by a key that is not
 	// their sender's, or from no member (a replayed one is ignored too,
@@ -58,4 +61,13 @@ type MemberInfo struct {
 	// Partitions is the number of partitions the member owns (a replica
 	// of) in the node's ring.
 	Partitions int `json:"partitions"`
+}
+
+// TransferStatus is the progress of a node's partition transfers.
+type TransferStatus struct {
+	Partitions int64 `json:"partitions"` // partitions the node gains
+	Done       int64 `json:"done"`       // copied from a majority of their owners
+	Keys       int64 `json:"keys"`       // records copied so far
+	Bytes      int64 `json:"bytes"`
+	Started    int64 `json:"started"` // unix nanoseconds
 }

@@ -100,6 +100,17 @@ func (s Subjects) AdminNodeReplicas(id string) string {
 	return s.Prefix + ".admin.node." + id + ".replicas"
 }
 
+// AdminRemove is the subject one node answers a removal on: the body is
+// the id of the member to remove (a dead node); the reply is empty, or
+// an error.
+func (s Subjects) AdminRemove() string { return s.Prefix + ".admin.remove" }
+
+// AdminNodeLeave is the subject node id answers to start its leave (an
+// empty body); the reply is empty, or an error.
+func (s Subjects) AdminNodeLeave(id string) string {
+	return s.Prefix + ".admin.node." + id + ".leave"
+}
+
 // AdminInvite is the subject one node (the queue group's pick) answers
 // with a new join token in its text form. The body is empty for a token
 // valid DefaultTokenTTL, or a Go duration ("30m") within

@@ -13,15 +13,17 @@ import (
 // (quarantine) or on a running store (invite).
 func cmdAdmin(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return cli.Usagef("admin needs a verb: quarantine or invite")
+		return cli.Usagef("admin needs a verb: invite, leave, remove or quarantine")
 	}
 	switch args[0] {
 	case "quarantine":
 		return cmdQuarantine(args[1:], stdout, stderr)
 	case "invite":
 		return cmdInvite(args[1:], stdout, stderr)
+	case "leave", "remove":
+		return cmdMemberChange(args[0], args[1:], stdout, stderr)
 	default:
-		return cli.Usagef("unknown admin verb %q (want quarantine or invite)", args[0])
+		return cli.Usagef("unknown admin verb %q (want invite, leave, remove or quarantine)", args[0])
 	}
 }
 

@@ -75,7 +75,7 @@ type joinFlags struct {
 }
 
 func (j *joinFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&j.url, "join", "", "route URL of a member of the store to join (nats-route://host:port), added to --peers; a new data dir also needs --token")
+	fs.StringVar(&j.url, "join", "", "route URL of a member of the store to join (nats-route://host:port), added to --peers: the node joins, and the partitions it gains stream to it before it serves them; a new data dir also needs --token")
 	fs.StringVar(&j.token, "token", "", "join token from `kvmesh admin invite`: a node without a secret fetches the store's with it")
 }
 
@@ -87,6 +87,7 @@ func (j *joinFlags) prepare(cfg *node.Config, secretFile string, defaultFile boo
 	j.token = strings.TrimSpace(j.token)
 	if j.url != "" {
 		cfg.Peers = append(cfg.Peers, j.url)
+		cfg.Join = true
 	}
 	if j.url == "" && j.token == "" {
 		return nil

@@ -102,8 +102,12 @@ func cmdNode(args []string, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stderr, "kvmesh node %s ready: clients %s, routes %s\n", cfg.ID, n.ClientURL(), n.ClusterURL())
-	<-ctx.Done()
-	fmt.Fprintf(stderr, "kvmesh node %s stopping\n", cfg.ID)
+	select {
+	case <-ctx.Done():
+		fmt.Fprintf(stderr, "kvmesh node %s stopping\n", cfg.ID)
+	case <-n.Left():
+		fmt.Fprintf(stderr, "kvmesh node %s has left the store; stopping\n", cfg.ID)
+	}
 	return n.Close()
 }
 
