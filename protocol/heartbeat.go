@@ -97,8 +97,8 @@ func appendHeartbeat(b []byte, h *Heartbeat) []byte {
 }
 
 var (
-	heartbeatKeys = keys([]string{"v", "f", "t", "s", "d", "r", "se", "te", "re", "g"}, "v", "f", "t")
-	memberRecordList    = listSpec{name: "member records", minSize: minRecordSize, max: MaxMembers}
+	heartbeatKeys    = keys([]string{"v", "f", "t", "s", "d", "r", "se", "te", "re", "g"}, "v", "f", "t")
+	memberRecordList = listSpec{name: "member records", minSize: minRecordSize, max: MaxMembers}
 )
 
 func (d *decoder) heartbeat() (*Heartbeat, error) {
