@@ -15,4 +15,9 @@ var (
 
 	// ErrClosed: Shutdown was called; the Server cannot be used again.
 	ErrClosed = errors.New("server shut down")
+
+	// ErrInvalidKey: ClusterCA, NodeCert or PeerKey was given a key of the
+	// wrong kind (a node key where the cluster key belongs, a key without
+	// its seed, a certificate whose key is not ed25519).
+	ErrInvalidKey = errors.New("invalid key")
 )
