@@ -55,6 +55,14 @@ type Config struct {
 	// ClusterPort. Empty means wait for peers to connect to us.
 	Routes []string
 
+	// RouteAuth, when set, admits on routes only the cluster's members:
+	// mutual TLS with certificates from the cluster CA and an Admit check
+	// of the peer's node key (see RouteAuth). It requires a ClusterPort.
+	// nil means open routes: any nats-server that reaches ClusterPort
+	// joins the cluster and receives its traffic. Start copies the struct;
+	// Admit itself stays the caller's.
+	RouteAuth *RouteAuth
+
 	// MaxPayload is the largest message (headers plus data) in bytes.
 	// Default DefaultMaxPayload (1 MiB); at most server.MAX_PENDING_SIZE
 	// (64 MiB); the server warns above 8 MiB. It must be identical on all
@@ -128,6 +136,16 @@ func (c Config) normalize() (Config, error) {
 		routes = append(routes, r)
 	}
 	c.Routes = routes
+	if c.RouteAuth != nil {
+		if c.ClusterPort == 0 {
+			return bad("route auth given but cluster port is 0 (no routes to authenticate)")
+		}
+		ra := *c.RouteAuth
+		if err := ra.check(); err != nil {
+			return bad("%v", err)
+		}
+		c.RouteAuth = &ra
+	}
 	switch {
 	case c.MaxPayload == 0:
 		c.MaxPayload = DefaultMaxPayload

@@ -17,6 +17,13 @@
 // buffers and batches; measured on a 3-node store on 2 cores, puts at C=64
 // went from 13.7k/s to 19.1k/s and R=1 gets from 31k/s to 43k/s.
 //
+// Routes are open by default: any nats-server that reaches the cluster port
+// joins and receives the cluster's traffic, whatever the client auth (the
+// shared notes/nats.md §4). With Config.RouteAuth they admit only members:
+// mutual TLS 1.3 with certificates the cluster key issues to node keys
+// (ClusterCA, NodeCert), verified by crypto/tls on both ends, then an
+// Admit check of the peer's node key at every handshake.
+//
 // JetStream stays off. Logging is off unless a server.Logger is given.
 //
 // Lifecycle: Start returns a ready server; Restart replaces it on the same

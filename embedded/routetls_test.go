@@ -2,12 +2,201 @@ package embedded
 
 import (
 	"bytes"
+	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
+
+	"github.com/kvmesh/kvmesh/internal/freeport"
 )
+
+// testCluster is a cluster key with its CA and a shared admission list:
+// every key is admitted unless refused.
+type testCluster struct {
+	key nkeys.KeyPair
+	ca  *x509.Certificate
+
+	mu      sync.Mutex
+	refused map[string]bool
+}
+
+func newTestCluster(t *testing.T) *testCluster {
+	t.Helper()
+	key, err := nkeys.CreateCluster()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := ClusterCA(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testCluster{key: key, ca: ca, refused: make(map[string]bool)}
+}
+
+func (c *testCluster) admit(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.refused[key]
+}
+
+func (c *testCluster) refuse(key string, refused bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.refused[key] = refused
+}
+
+// cert issues a certificate of this cluster to a fresh node key.
+func (c *testCluster) cert(t *testing.T, id string) (tls.Certificate, string) {
+	t.Helper()
+	kp, err := nkeys.CreateServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	cert, err := NodeCert(c.key, kp, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert, pub
+}
+
+// member is a node of this cluster on random ports, logging to log.
+func (c *testCluster) member(t *testing.T, name string, log *recLogger, routes ...string) (Config, string) {
+	t.Helper()
+	cert, pub := c.cert(t, name)
+	cfg := clusterCfg(name, routes...)
+	cfg.RouteAuth = &RouteAuth{Cert: cert, CA: c.ca, Admit: c.admit}
+	cfg.Logger = log
+	return cfg, pub
+}
+
+// waitLog waits until log has a line with prefix and substr.
+func waitLog(ctx context.Context, t *testing.T, log *recLogger, prefix, substr string) {
+	t.Helper()
+	waitFor(ctx, t, fmt.Sprintf("log %s %q", prefix, substr), func() error {
+		if log.has(prefix, substr) {
+			return nil
+		}
+		return errors.New("not yet")
+	})
+}
+
+// stranger is a nats-server that is not of the cluster, with a local
+// client subscribed to everything: what it receives has leaked.
+type stranger struct {
+	ns  *server.Server
+	log *recLogger
+	got atomic.Int64
+}
+
+// startStranger starts a plain nats-server (tlsCfg nil) or one with its
+// own route TLS, routed at routes, in the same NATS cluster name.
+func startStranger(t *testing.T, name string, tlsCfg *tls.Config, routes ...string) *stranger {
+	t.Helper()
+	o := &server.Options{
+		ServerName: name, Host: "127.0.0.1", Port: RandomPort, NoSigs: true,
+		Cluster: server.ClusterOpts{Name: DefaultClusterName, Host: "127.0.0.1", Port: RandomPort, TLSConfig: tlsCfg},
+	}
+	if len(routes) > 0 {
+		o.Routes = server.RoutesFromStr(strings.Join(routes, ","))
+	}
+	ns, err := server.NewServer(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &stranger{ns: ns, log: &recLogger{}}
+	ns.SetLoggerV2(s.log, false, false, false)
+	ns.Start()
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatalf("stranger %s not ready", name)
+	}
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	if _, err := nc.Subscribe(">", func(*nats.Msg) { s.got.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (s *stranger) clusterURL() string {
+	return fmt.Sprintf("nats-route://%s", s.ns.ClusterAddr())
+}
+
+// permissiveTLS is an intruder's route TLS: it presents its certificate
+// even to a server asking for another CA's (crypto/tls would otherwise send
+// none), and accepts whatever the other side presents, so that only our
+// side can be what refuses the route.
+func permissiveTLS(cert tls.Certificate) *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{cert},
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return &cert, nil
+		},
+		ClientAuth:         tls.RequireAnyClientCert,
+		InsecureSkipVerify: true,
+	}
+}
+
+// burst publishes n messages from pub's node and waits until a subscriber
+// on sub's node has them all: they crossed a route, and a stranger with a
+// route would have had them by then too.
+func burst(ctx context.Context, t *testing.T, pub, sub *Server, n int) {
+	t.Helper()
+	ncSub, ncPub := connT(t, sub), connT(t, pub)
+	var got atomic.Int64
+	all := make(chan struct{})
+	s, err := ncSub.Subscribe("kv.burst.>", func(*nats.Msg) {
+		if got.Add(1) == int64(n) {
+			close(all)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Unsubscribe() }()
+	// Interest crosses routes asynchronously: wait for it with a request
+	// on the same connection, answered after the subscription.
+	respond(t, ncSub, "kv.burst-ready", sub.Name())
+	requestEventually(ctx, t, ncPub, "kv.burst-ready", "?")
+	for i := range n {
+		if err := ncPub.Publish(fmt.Sprintf("kv.burst.%d", i), []byte("secret")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-all:
+	case <-ctx.Done():
+		t.Fatalf("burst: %d of %d messages crossed the route", got.Load(), n)
+	}
+}
+
+func checkNoLeak(t *testing.T, s *stranger) {
+	t.Helper()
+	if n := s.ns.NumRemotes(); n != 0 {
+		t.Fatalf("stranger has %d routes", n)
+	}
+	if n := s.got.Load(); n != 0 {
+		t.Fatalf("stranger received %d messages", n)
+	}
+}
 
 func TestClusterCADeterministic(t *testing.T) {
 	key, _ := nkeys.CreateCluster()
@@ -97,5 +286,207 @@ func TestNodeCert(t *testing.T) {
 	}
 	if _, err := PeerKey(nil); !errors.Is(err, ErrInvalidKey) {
 		t.Errorf("PeerKey(nil): %v", err)
+	}
+}
+
+func TestRouteAuthConfigErrors(t *testing.T) {
+	tc := newTestCluster(t)
+	other := newTestCluster(t)
+	cert, _ := tc.cert(t, "n1")
+	foreign, _ := other.cert(t, "n1")
+	tests := []struct {
+		name string
+		mod  func(*Config)
+		want string
+	}{
+		{"no cluster port", func(c *Config) { c.ClusterPort = 0 }, "cluster port is 0"},
+		{"no CA", func(c *Config) { c.RouteAuth.CA = nil }, "no CA"},
+		{"no Admit", func(c *Config) { c.RouteAuth.Admit = nil }, "no Admit"},
+		{"no cert", func(c *Config) { c.RouteAuth.Cert = tls.Certificate{} }, "no certificate"},
+		{"cert of another cluster", func(c *Config) { c.RouteAuth.Cert = foreign }, "does not verify"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := clusterCfg("n1")
+			c.RouteAuth = &RouteAuth{Cert: cert, CA: tc.ca, Admit: tc.admit}
+			tt.mod(&c)
+			if err := c.Validate(); !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Validate() = %v, want ErrInvalidConfig containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// Members form a full mesh over TLS from seeds, messages cross it, and a
+// restarted member rejoins.
+func TestRouteAuthMesh(t *testing.T) {
+	ctx := testCtx(t)
+	tc := newTestCluster(t)
+	log1 := &recLogger{}
+	c1, _ := tc.member(t, "n1", log1)
+	n1 := startT(t, c1)
+	c2, _ := tc.member(t, "n2", &recLogger{}, n1.ClusterURL())
+	n2 := startT(t, c2)
+	c3, _ := tc.member(t, "n3", &recLogger{}, n1.ClusterURL())
+	n3 := startT(t, c3)
+	start := time.Now()
+	waitPeers(ctx, t, 2, n1, n2, n3)
+	t.Logf("TLS star meshed in %v", time.Since(start))
+	ns := []*Server{n1, n2, n3}
+	checkPeerNames(t, ns)
+
+	vz, err := n1.NATS().Varz(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !vz.Cluster.TLSRequired || !vz.Cluster.TLSVerify {
+		t.Fatalf("route TLS required %v, verify %v", vz.Cluster.TLSRequired, vz.Cluster.TLSVerify)
+	}
+	if log1.has("WRN", "will not be verified") {
+		t.Fatal("nats-server warns that routes are not verified")
+	}
+
+	nc1, nc3 := connT(t, n1), connT(t, n3)
+	respond(t, nc3, "svc.n3", "n3")
+	if m, _ := requestEventually(ctx, t, nc1, "svc.n3", "ping"); string(m.Data) != "n3:ping" {
+		t.Fatalf("reply %q", m.Data)
+	}
+
+	if err := n2.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	waitPeers(ctx, t, 2, n1, n2, n3)
+	checkPeerNames(t, ns)
+}
+
+// The harness below detects a leak: on open routes a stranger joins and
+// receives the cluster's traffic.
+func TestStrangerSniffsOpenRoutes(t *testing.T) {
+	ctx := testCtx(t)
+	n1 := startT(t, clusterCfg("n1"))
+	n2 := startT(t, clusterCfg("n2", n1.ClusterURL()))
+	waitPeers(ctx, t, 1, n1, n2)
+	s := startStranger(t, "sniffer", nil, n1.ClusterURL())
+	waitFor(ctx, t, "the sniffer to join", func() error {
+		if s.ns.NumRemotes() < 2 {
+			return fmt.Errorf("%d routes", s.ns.NumRemotes())
+		}
+		return nil
+	})
+	burst(ctx, t, n1, n2, 100)
+	waitFor(ctx, t, "the sniffer to get the burst", func() error {
+		if s.got.Load() < 100 {
+			return fmt.Errorf("got %d", s.got.Load())
+		}
+		return nil
+	})
+}
+
+// strangers returns the cases of intruders: a plain server, and one with
+// TLS and a certificate from another cluster key that accepts anything.
+func strangers(t *testing.T) map[string]*tls.Config {
+	other := newTestCluster(t)
+	cert, _ := other.cert(t, "intruder")
+	return map[string]*tls.Config{"plain": nil, "other cluster": permissiveTLS(cert)}
+}
+
+// A stranger that dials a member gets no route and none of the traffic.
+func TestRouteAuthRefusesStrangerDialing(t *testing.T) {
+	for name, tlsCfg := range strangers(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := testCtx(t)
+			tc := newTestCluster(t)
+			log1 := &recLogger{}
+			c1, _ := tc.member(t, "n1", log1)
+			n1 := startT(t, c1)
+			c2, _ := tc.member(t, "n2", &recLogger{}, n1.ClusterURL())
+			n2 := startT(t, c2)
+			waitPeers(ctx, t, 1, n1, n2)
+
+			s := startStranger(t, "intruder", tlsCfg, n1.ClusterURL())
+			waitFor(ctx, t, "n1 to refuse the stranger", func() error {
+				if s.ns.NumRemotes() > 0 || log1.has("ERR", "handshake error") {
+					return nil
+				}
+				return errors.New("no attempt yet")
+			})
+			burst(ctx, t, n1, n2, 100)
+			checkNoLeak(t, s)
+			checkPeerNames(t, []*Server{n1, n2})
+		})
+	}
+}
+
+// A member that dials a stranger (listed in its routes) opens no route.
+func TestRouteAuthRefusesStrangerDialed(t *testing.T) {
+	for name, tlsCfg := range strangers(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := testCtx(t)
+			tc := newTestCluster(t)
+			s := startStranger(t, "intruder", tlsCfg)
+			log1 := &recLogger{}
+			c1, _ := tc.member(t, "n1", log1, s.clusterURL())
+			n1 := startT(t, c1)
+			c2, _ := tc.member(t, "n2", &recLogger{}, n1.ClusterURL())
+			n2 := startT(t, c2)
+			waitPeers(ctx, t, 1, n1, n2)
+
+			waitFor(ctx, t, "n1's route to the stranger to fail", func() error {
+				if s.ns.NumRemotes() > 0 || log1.has("ERR", "handshake error") {
+					return nil
+				}
+				return errors.New("no attempt yet")
+			})
+			burst(ctx, t, n1, n2, 100)
+			checkNoLeak(t, s)
+			checkPeerNames(t, []*Server{n1, n2})
+		})
+	}
+}
+
+// Admit decides at each handshake: a refused member stays out, and gets
+// in at its next attempt once admitted.
+func TestRouteAuthAdmit(t *testing.T) {
+	ctx := testCtx(t)
+	tc := newTestCluster(t)
+	log1 := &recLogger{}
+	c1, _ := tc.member(t, "n1", log1)
+	n1 := startT(t, c1)
+	c2, _ := tc.member(t, "n2", &recLogger{}, n1.ClusterURL())
+	n2 := startT(t, c2)
+	c3, k3 := tc.member(t, "n3", &recLogger{}, n1.ClusterURL())
+	tc.refuse(k3, true)
+	n3 := startT(t, c3)
+
+	waitLog(ctx, t, log1, "ERR", "not admitted")
+	waitPeers(ctx, t, 1, n1, n2)
+	if n := n3.NumPeers(); n != 0 {
+		t.Fatalf("refused n3 has %d peers", n)
+	}
+	checkPeerNames(t, []*Server{n1, n2})
+
+	tc.refuse(k3, false)
+	start := time.Now()
+	waitPeers(ctx, t, 2, n1, n2, n3)
+	t.Logf("n3 joined %v after being admitted", time.Since(start))
+	checkPeerNames(t, []*Server{n1, n2, n3})
+}
+
+// A node listed in its own routes dials itself; its own key passes even
+// when Admit does not list it, so the server sees the self-route and
+// drops it, instead of retrying a refused handshake forever.
+func TestRouteAuthSelfRoute(t *testing.T) {
+	ctx := testCtx(t)
+	tc := newTestCluster(t)
+	port := freeport.MustTake(t, 1)[0]
+	self := fmt.Sprintf("nats-route://127.0.0.1:%d", port)
+	log1 := &recLogger{}
+	c1, k1 := tc.member(t, "n1", log1, self)
+	c1.ClusterPort = port
+	tc.refuse(k1, true)
+	startT(t, c1)
+	waitLog(ctx, t, log1, "INF", "Duplicate Route")
+	if log1.has("ERR", "not admitted") {
+		t.Fatal("n1 refused its own key")
 	}
 }

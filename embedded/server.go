@@ -30,6 +30,8 @@ type Server struct {
 
 	prov provider // current *server.Server; swapped by Restart
 
+	guard *routeGuard // route admission; nil when cfg.RouteAuth is nil
+
 	// life serializes Restart and Shutdown, which block for up to
 	// ReadyTimeout; the accessors never take it.
 	life sync.Mutex
@@ -48,7 +50,13 @@ func Start(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	ns, err := launch(cfg)
+	var guard *routeGuard
+	if cfg.RouteAuth != nil {
+		if guard, err = newRouteGuard(cfg.RouteAuth); err != nil {
+			return nil, fmt.Errorf("embedded: start %s: %w: %v", cfg.Name, ErrInvalidConfig, err)
+		}
+	}
+	ns, err := launch(cfg, guard)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: start %s: %w", cfg.Name, err)
 	}
@@ -56,14 +64,15 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.ClusterPort != 0 {
 		cfg.ClusterPort = ns.ClusterAddr().Port
 	}
-	s := &Server{cfg: cfg}
+	s := &Server{cfg: cfg, guard: guard}
 	s.prov.cur.Store(ns)
 	return s, nil
 }
 
-// options builds fresh server options for cfg. The server writes resolved
-// ports back into its Options, so each start gets its own copy.
-func options(cfg Config) *server.Options {
+// options builds fresh server options for cfg, with guard's TLS config on
+// routes when guard is not nil. The server writes resolved ports back into
+// its Options, so each start (and each reload) gets its own copy.
+func options(cfg Config, guard *routeGuard) *server.Options {
 	o := &server.Options{
 		ServerName: cfg.Name,
 		Host:       cfg.Host,
@@ -81,6 +90,9 @@ func options(cfg Config) *server.Options {
 			Host: cfg.ClusterHost,
 			Port: cfg.ClusterPort,
 		}
+		if guard != nil {
+			o.Cluster.TLSConfig = guard.tls
+		}
 	}
 	// Only when non-empty: RoutesFromStr("") yields one empty URL, which
 	// the server retries forever ("missing port in address").
@@ -92,8 +104,8 @@ func options(cfg Config) *server.Options {
 
 // launch starts one server instance and waits for its listeners. On error
 // the instance has been shut down.
-func launch(cfg Config) (*server.Server, error) {
-	ns, err := server.NewServer(options(cfg))
+func launch(cfg Config, guard *routeGuard) (*server.Server, error) {
+	ns, err := server.NewServer(options(cfg, guard))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 	}
@@ -230,7 +242,7 @@ func (s *Server) Restart() error {
 	old := s.prov.cur.Load()
 	old.Shutdown()
 	old.WaitForShutdown()
-	ns, err := launch(s.cfg)
+	ns, err := launch(s.cfg, s.guard)
 	if err != nil {
 		return fmt.Errorf("embedded: restart %s: %w", s.cfg.Name, err)
 	}
