@@ -57,7 +57,8 @@ type Config struct {
 
 	// RouteAuth, when set, admits on routes only the cluster's members:
 	// mutual TLS with certificates from the cluster CA and an Admit check
-	// of the peer's node key (see RouteAuth). It requires a ClusterPort.
+	// of the peer's node key (see RouteAuth). It requires a ClusterPort,
+	// and its certificate must be issued for Name (NodeCert's id).
 	// nil means open routes: any nats-server that reaches ClusterPort
 	// joins the cluster and receives its traffic. Start copies the struct;
 	// Admit itself stays the caller's.
@@ -141,7 +142,7 @@ func (c Config) normalize() (Config, error) {
 			return bad("route auth given but cluster port is 0 (no routes to authenticate)")
 		}
 		ra := *c.RouteAuth
-		if err := ra.check(); err != nil {
+		if err := ra.check(c.Name); err != nil {
 			return bad("%v", err)
 		}
 		c.RouteAuth = &ra

@@ -22,7 +22,8 @@
 // shared notes/nats.md §4). With Config.RouteAuth they admit only members:
 // mutual TLS 1.3 with certificates the cluster key issues to node keys
 // (ClusterCA, NodeCert), verified by crypto/tls on both ends, then an
-// Admit check of the peer's node key at every handshake.
+// Admit check of the peer's node key at every handshake; DropRoutes closes
+// the live routes of a member Admit no longer admits.
 //
 // JetStream stays off. Logging is off unless a server.Logger is given.
 //

@@ -18,6 +18,16 @@ var (
 
 	// ErrInvalidKey: ClusterCA, NodeCert or PeerKey was given a key of the
 	// wrong kind (a node key where the cluster key belongs, a key without
-	// its seed, a certificate whose key is not ed25519).
+	// its seed, a certificate whose key is not ed25519), or DropRoutes a
+	// string that is not a node key.
 	ErrInvalidKey = errors.New("invalid key")
+
+	// ErrNoRouteAuth: DropRoutes on a server started without
+	// Config.RouteAuth, whose routes are open to any server.
+	ErrNoRouteAuth = errors.New("routes not authenticated")
+
+	// ErrStillAdmitted: DropRoutes of a key that RouteAuth.Admit still
+	// admits (or of the node's own key): its routes would come back at the
+	// next handshake. Make Admit refuse it first.
+	ErrStillAdmitted = errors.New("peer still admitted")
 )

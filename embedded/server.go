@@ -30,10 +30,11 @@ type Server struct {
 
 	prov provider // current *server.Server; swapped by Restart
 
-	guard *routeGuard // route admission; nil when cfg.RouteAuth is nil
+	guard  *routeGuard   // route admission; nil when cfg.RouteAuth is nil
+	settle time.Duration // routeSettle; shorter in tests
 
-	// life serializes Restart and Shutdown, which block for up to
-	// ReadyTimeout; the accessors never take it.
+	// life serializes Restart, Shutdown and DropRoutes, which block (up
+	// to ReadyTimeout, routeSettle); the accessors never take it.
 	life sync.Mutex
 
 	mu     sync.Mutex
@@ -64,7 +65,7 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.ClusterPort != 0 {
 		cfg.ClusterPort = ns.ClusterAddr().Port
 	}
-	s := &Server{cfg: cfg, guard: guard}
+	s := &Server{cfg: cfg, guard: guard, settle: routeSettle}
 	s.prov.cur.Store(ns)
 	return s, nil
 }
