@@ -43,7 +43,8 @@ type RouteAuth struct {
 	Admit func(nodeKey string) bool
 }
 
-// check validates a, which Start is about to use for the server name.
+// check validates a, which Start is about to use for the server name, and
+// fills in a.Cert.Leaf.
 func (a *RouteAuth) check(name string) error {
 	if a.CA == nil {
 		return errors.New("route auth: no CA")
@@ -60,6 +61,7 @@ func (a *RouteAuth) check(name string) error {
 		if leaf, err = x509.ParseCertificate(a.Cert.Certificate[0]); err != nil {
 			return fmt.Errorf("route auth: certificate: %v", err)
 		}
+		a.Cert.Leaf = leaf
 	}
 	// The checks the peers will make, so that a mismatched cluster key
 	// fails here and not as routes that never come up.
@@ -109,15 +111,9 @@ type admission struct {
 	at   time.Time // when it passed verify
 }
 
+// newRouteGuard builds the guard of a, which Config.normalize has checked.
 func newRouteGuard(a *RouteAuth) (*routeGuard, error) {
-	leaf := a.Cert.Leaf
-	if leaf == nil {
-		var err error
-		if leaf, err = x509.ParseCertificate(a.Cert.Certificate[0]); err != nil {
-			return nil, err
-		}
-	}
-	self, err := PeerKey(leaf)
+	self, err := PeerKey(a.Cert.Leaf)
 	if err != nil {
 		return nil, err
 	}

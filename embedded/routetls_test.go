@@ -319,6 +319,16 @@ func TestRouteAuthConfigErrors(t *testing.T) {
 		{"cert of another cluster", func(c *Config) { c.RouteAuth.Cert = foreign }, "does not verify"},
 		{"cert of another node", func(c *Config) { c.Name = "n2" }, "not for this node"},
 	}
+	// A certificate without its parsed Leaf (as tls.X509KeyPair gave it
+	// before Go 1.23) is parsed once, by the check.
+	noLeaf := cert
+	noLeaf.Leaf = nil
+	ok := clusterCfg("n1")
+	ok.RouteAuth = &RouteAuth{Cert: noLeaf, CA: tc.ca, Admit: tc.admit}
+	if n, err := ok.normalize(); err != nil || n.RouteAuth.Cert.Leaf == nil || ok.RouteAuth.Cert.Leaf != nil {
+		t.Fatalf("without Leaf: %v; leaf filled in %v, caller's left alone %v", err,
+			n.RouteAuth != nil && n.RouteAuth.Cert.Leaf != nil, ok.RouteAuth.Cert.Leaf == nil)
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := clusterCfg("n1")
