@@ -438,7 +438,9 @@ func (n *Node) startGossip() {
 			case <-n.stop:
 				return
 			case <-n.mem.wake:
+				before := n.mem.records()
 				if n.mem.apply(n.mem.takeOffered()...) {
+					n.dropLeftRoutes(before, n.mem.records())
 					n.ownRecordChanged()
 					n.log.Info("members changed", "members", n.Members())
 					n.live.watch(n.clock.Now(), n.peers())

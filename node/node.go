@@ -302,7 +302,67 @@ func (n *Node) embeddedConfig() (embedded.Config, error) {
 	if n.cfg.NATSLog {
 		ec.Logger = natsLogger{n.log.With("component", "nats")}
 	}
+	ca, err := embedded.ClusterCA(n.clusterKey)
+	if err != nil {
+		return embedded.Config{}, fmt.Errorf("route certificates: %w", err)
+	}
+	cert, err := embedded.NodeCert(n.clusterKey, n.key, n.cfg.ID)
+	if err != nil {
+		return embedded.Config{}, fmt.Errorf("route certificates: %w", err)
+	}
+	ec.RouteAuth = &embedded.RouteAuth{Cert: cert, CA: ca, Admit: n.admitRoute}
 	return ec, nil
+}
+
+// admitRoute is the embedded server's RouteAuth.Admit: a peer whose
+// certificate the cluster key issued (a holder of the store secret) may
+// open routes, unless its key is a member's that has left or was
+// removed.
+func (n *Node) admitRoute(key string) bool {
+	for _, r := range n.mem.records().Records() {
+		if r.Key == key && r.Status == protocol.MemberLeft {
+			return false
+		}
+	}
+	return true
+}
+
+// dropLeftRoutes closes the routes of the members that left in the
+// change from before to after, a few heartbeats later (so that a leaving
+// node hears that it has left first); admitRoute keeps them out from
+// then on.
+func (n *Node) dropLeftRoutes(before, after membership.Set) {
+	if n.srv == nil {
+		return
+	}
+	var keys []string
+	for _, r := range after.Records() {
+		if b, ok := before.Get(r.ID); r.Status == protocol.MemberLeft && r.ID != n.cfg.ID && (!ok || b.Status != protocol.MemberLeft) {
+			keys = append(keys, r.Key)
+		}
+	}
+	if len(keys) == 0 {
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		wait := make(chan struct{})
+		t := n.clock.AfterFunc(3*n.cfg.Heartbeat, func() { close(wait) })
+		defer t.Stop()
+		select {
+		case <-n.stop:
+			return
+		case <-wait:
+		}
+		for _, k := range keys {
+			if err := n.srv.DropRoutes(k); err != nil {
+				n.log.Debug("drop the routes of a member that left", "key", k, "err", err)
+			} else {
+				n.log.Info("dropped the routes of a member that left", "key", k)
+			}
+		}
+	}()
 }
 
 // splitHostPort parses "host:port"; port 0 becomes -1 (a random port).

@@ -211,6 +211,16 @@ func TestMembershipChangesUnderLoad(t *testing.T) {
 		case <-time.After(60 * time.Second):
 			t.Fatal("n2 did not leave")
 		}
+		// The members drop its routes, and admit it no more.
+		deadline := time.Now().Add(20 * time.Second)
+		for _, n := range c.running() {
+			for n.ID() != "n2" && slices.Contains(n.ConnectedPeers(), "n2") {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s still routes to n2, which left", n.ID())
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
 		c.stop(1)
 	})
 	step("remove n5, stopped", []string{"n1", "n3", "n4"}, func() {
