@@ -88,6 +88,16 @@ type Config struct {
 	// beyond it requests get ErrOverloaded. Default 8192.
 	MaxInflight int
 
+	// DataCenter names the node's data center ("" is the default one):
+	// it is in the node's member record, and each data center has its own
+	// chores owner (chores.go). Letters, digits, '-' and '_'.
+	DataCenter string
+	// AutoRemoveAfter, when positive, makes the chores owner remove a
+	// member down that long, as `kvmesh admin remove` would: its
+	// partitions are copied from the remaining replicas. Zero (the
+	// default) leaves removal to the operator.
+	AutoRemoveAfter time.Duration
+
 	// Join makes a node that is not a member yet join as joining: the
 	// partitions it gains stream to it from their owners before it
 	// serves them. Without it a new node is up at once: right for the
@@ -168,6 +178,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: heartbeat must be > 0")
 	case c.SuspectAfter < 0 || c.DownAfter < 0 || c.DownAfter > 0 && c.DownAfter <= c.SuspectAfter:
 		return fmt.Errorf("config: suspect after %v, down after %v: want 0 <= suspect < down", c.SuspectAfter, c.DownAfter)
+	case c.DataCenter != "" && protocol.ValidateNodeID(c.DataCenter) != nil:
+		return fmt.Errorf("config: data center %q: letters, digits, '-' and '_'", c.DataCenter)
+	case c.AutoRemoveAfter < 0:
+		return fmt.Errorf("config: auto-remove after must be >= 0")
 	case c.MaxInflight < 1:
 		return fmt.Errorf("config: max inflight must be >= 1")
 	case c.MaxPayload < 64<<10:

@@ -486,10 +486,10 @@ func (n *Node) registerSelf() error {
 		status = protocol.MemberJoining
 	}
 	want := protocol.MemberRecord{V: protocol.Version, ID: n.cfg.ID, Key: n.publicKey, Client: n.ClientURL(), Route: n.ClusterURL(),
-		Status: status, Incarnation: 1, Version: 1}
+		DC: n.cfg.DataCenter, Status: status, Incarnation: 1, Version: 1}
 	if old, ok := n.mem.records().Get(n.cfg.ID); ok {
 		if old.Key == want.Key && old.Status != protocol.MemberLeft {
-			if old.Client == want.Client && old.Route == want.Route {
+			if old.Client == want.Client && old.Route == want.Route && old.DC == want.DC {
 				return nil
 			}
 			want.Status, want.Incarnation, want.Version = old.Status, old.Incarnation, old.Version+1

@@ -117,6 +117,7 @@ func (n *Node) startRebalance() {
 		defer t.Stop()
 		for {
 			n.rebalanceStep(ctx)
+			n.runChores()
 			select {
 			case <-ctx.Done():
 				return

@@ -28,6 +28,10 @@ type NodeStatus struct {
 	// member keeps its place in the ring and is asked last.
 	Suspect []string `json:"suspect,omitempty"`
 	Down    []string `json:"down,omitempty"`
+	// DC is the node's data center; Chores the member that runs its data
+	// center's chores as this node sees it.
+	DC     string `json:"dc,omitempty"`
+	Chores string `json:"chores,omitempty"`
 	// Transfer is the copying of the partitions this node gains in a
 	// membership change, while one is on.
 	Transfer *TransferStatus `json:"transfer,omitempty"`

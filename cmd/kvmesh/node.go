@@ -39,6 +39,8 @@ func nodeFlags(fs *flag.FlagSet, cfg *node.Config, peers *string, logLevel *stri
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", cfg.Heartbeat, "interval of the membership heartbeats")
 	fs.DurationVar(&cfg.SuspectAfter, "suspect-after", 0, "silence after which a peer is suspect (default 3 heartbeats)")
 	fs.DurationVar(&cfg.DownAfter, "down-after", 0, "silence after which a peer is down: reads and forwarded writes ask it last (default 10 heartbeats)")
+	fs.StringVar(&cfg.DataCenter, "dc", "", "the node's data center (each has its own chores owner)")
+	fs.DurationVar(&cfg.AutoRemoveAfter, "auto-remove-after", 0, "remove a member down this long, as kvmesh admin remove would (0: never, the default)")
 	fs.StringVar(logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(secretFile, "secret-file", "", "file holding the store's secret, the same on every node (default DATA/secret, created if missing; kvmesh secret makes one)")
 	fs.StringVar(&cfg.KeyFile, "key-file", "", "file holding the node's key pair, its identity among the members (default DATA/node.nk, created if missing; kvmesh keygen makes one)")

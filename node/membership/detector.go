@@ -146,6 +146,15 @@ func (d *Detector) State(id string) State {
 	return Alive
 }
 
+// Silent returns how long id has been silent as of now: zero for a peer
+// not watched (the node itself, say).
+func (d *Detector) Silent(id string, now time.Time) time.Duration {
+	if p := d.peers[id]; p != nil && now.After(p.last) {
+		return now.Sub(p.last)
+	}
+	return 0
+}
+
 // In returns the watched peers in state s, sorted.
 func (d *Detector) In(s State) []string {
 	var out []string

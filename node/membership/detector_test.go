@@ -100,3 +100,15 @@ func TestDetectorStates(t *testing.T) {
 		t.Fatal("a peer heard first is watched, alive, with no change")
 	}
 }
+
+func TestDetectorSilent(t *testing.T) {
+	d := NewDetector(3*time.Second, 10*time.Second)
+	d.Watch(at(0), "a")
+	d.Observe("a", at(2*time.Second))
+	if got := d.Silent("a", at(14*time.Second)); got != 12*time.Second {
+		t.Fatalf("silent %v, want 12s since the last heartbeat", got)
+	}
+	if got := d.Silent("self", at(14*time.Second)); got != 0 {
+		t.Fatalf("a peer not watched is silent %v", got)
+	}
+}
