@@ -52,9 +52,9 @@ func (n *Node) Status() protocol.NodeStatus {
 		Suspect: n.live.in(membership.Suspect), Down: n.live.in(membership.Down),
 		RefusedHeartbeats: n.gossip.refused.Load(), RefusedRecords: n.mem.refused.Load(), DC: n.cfg.DataCenter, Chores: n.choresOwner(),
 	}
-	if rb := &n.rebal; rb.started.Load() != 0 && rb.ready.Load() != membership.Epoch(n.mem.targetRing().Members()) {
+	if rb := &n.rebal; rb.started.Load() != 0 && rb.partitions.Load() > 0 {
 		st.Transfer = &protocol.TransferStatus{Partitions: rb.partitions.Load(), Done: rb.partitionsDone.Load(),
-			Keys: rb.keys.Load(), Bytes: rb.bytes.Load(), Started: rb.started.Load()}
+			Keys: rb.keys.Load(), Bytes: rb.bytes.Load(), Started: rb.started.Load(), Finished: rb.finished.Load()}
 	}
 	rg := n.mem.ring()
 	for _, r := range n.mem.records().Records() {

@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -62,5 +63,54 @@ func BenchmarkCluster(b *testing.B) {
 				b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "ops/s")
 			})
 		}
+	}
+}
+
+// BenchmarkJoin measures a join: a 3-node cluster in this process holds
+// KVMESH_JOIN_KEYS keys (default 100,000) of 1 KiB, and a fourth node
+// joins; it reports how long until every node serves the new ring and
+// the rate at which the joiner copied what it gains (from a majority of
+// each partition's owners, so about twice its share of the data). Run it
+// alone: go test -run XXX -bench BenchmarkJoin -benchtime 1x ./node/
+func BenchmarkJoin(b *testing.B) {
+	keys := 100_000
+	if s := os.Getenv("KVMESH_JOIN_KEYS"); s != "" {
+		fmt.Sscan(s, &keys)
+	}
+	for range b.N {
+		b.StopTimer()
+		c := startCluster(b, 3)
+		value := make([]byte, 1024)
+		ctx := context.Background()
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range 64 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := next.Add(1); i <= int64(keys); i = next.Add(1) {
+					if _, err := c.nodes[i%3].Put(ctx, fmt.Sprint("j.", i), value, nil, 2); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		b.StartTimer()
+		start := time.Now()
+		n4 := c.add("n4")
+		c.waitSettled("n1", "n2", "n3", "n4")
+		b.StopTimer()
+		t := n4.Status().Transfer
+		if t == nil || t.Finished == 0 {
+			b.Fatalf("n4 copied nothing: %+v", t)
+		}
+		copy := time.Duration(t.Finished - t.Started)
+		b.ReportMetric(time.Since(start).Seconds(), "s-to-settle")
+		b.ReportMetric(copy.Seconds(), "s-copying")
+		b.ReportMetric(float64(t.Bytes)/1e6/copy.Seconds(), "MB/s")
+		b.ReportMetric(float64(t.Keys), "records-copied")
+		c.close()
 	}
 }

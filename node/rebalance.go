@@ -54,7 +54,7 @@ type rebalance struct {
 	// Progress of the current target's transfers, for status.
 	partitions, partitionsDone atomic.Int64
 	keys, bytes                atomic.Int64
-	started                    atomic.Int64 // unix nanoseconds; 0: none
+	started, finished          atomic.Int64 // unix nanoseconds; 0: none, not yet
 }
 
 type pullFrom struct {
@@ -154,6 +154,7 @@ func (n *Node) rebalanceStep(ctx context.Context) {
 			rb.target, rb.since = eT, now
 			rb.cursors, rb.done = map[pullFrom]string{}, map[pullFrom]bool{}
 			rb.started.Store(0)
+			rb.finished.Store(0)
 		}
 		since := rb.since
 		rb.mu.Unlock()
@@ -246,6 +247,9 @@ func (n *Node) pullGains(ctx context.Context, eT uint64, gains []membership.Move
 		}
 		copied++
 		rb.partitionsDone.Store(int64(copied))
+	}
+	if complete {
+		rb.finished.Store(n.clock.Now().UnixNano())
 	}
 	if complete && len(gains) > 0 {
 		d := time.Duration(n.clock.Now().UnixNano() - rb.started.Load())

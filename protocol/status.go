@@ -32,8 +32,8 @@ type NodeStatus struct {
 	// center's chores as this node sees it.
 	DC     string `json:"dc,omitempty"`
 	Chores string `json:"chores,omitempty"`
-	// Transfer is the copying of the partitions this node gains in a
-	// membership change, while one is on.
+	// Transfer is the copying of the partitions this node gains in the
+	// last membership change that gave it any.
 	Transfer *TransferStatus `json:"transfer,omitempty"`
 	// RefusedHeartbeats counts the gossip messages this node ignored
 	// since it started: malformed, unsigned, signed by a key that is not
@@ -73,5 +73,6 @@ type TransferStatus struct {
 	Done       int64 `json:"done"`       // copied from a majority of their owners
 	Keys       int64 `json:"keys"`       // records copied so far
 	Bytes      int64 `json:"bytes"`
-	Started    int64 `json:"started"` // unix nanoseconds
+	Started    int64 `json:"started"`            // unix nanoseconds
+	Finished   int64 `json:"finished,omitempty"` // unix nanoseconds; 0 while it runs
 }

@@ -96,7 +96,7 @@ func memberProgress(c *client.Client, id string, timeout time.Duration) (left bo
 			}
 		}
 		left = left && gone
-		if t := st.Transfer; t != nil {
+		if t := st.Transfer; t != nil && t.Finished == 0 {
 			parts, done, bytes = parts+t.Partitions, done+t.Done, bytes+t.Bytes
 		}
 	}
