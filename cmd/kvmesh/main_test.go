@@ -159,7 +159,7 @@ func TestStatus(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "NODE") || !strings.Contains(out, "solo") || !strings.Contains(out, n.Actor()) || !strings.Contains(out, " ok ") {
 		t.Fatalf("status: %d %q %q", code, out, errs)
 	}
-	if !regexp.MustCompile(`(?m)^solo +up +alive +- +256 +nats://`).MatchString(out) || !strings.Contains(out, "balance 1.00") {
+	if !regexp.MustCompile(`(?m)^solo +up +alive +- +256 +- +nats://`).MatchString(out) || !strings.Contains(out, "balance 1.00") {
 		t.Fatalf("status shows no member table: %q", out)
 	}
 	code, out, errs = kvmesh(t, "", "status", "--json")

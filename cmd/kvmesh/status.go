@@ -88,7 +88,8 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 // printMembers prints the member records as the first node that has any
 // holds them: each member's status, its liveness as the answering nodes
 // see it (the worst any reports), its data center, the partitions it
-// owns, and the ring's balance.
+// owns, the partitions it is copying (copied/gained) in a membership
+// change, and the ring's balance.
 func printMembers(w io.Writer, sts []client.NodeStatus) error {
 	var view *client.NodeStatus
 	for i := range sts {
@@ -113,14 +114,21 @@ func printMembers(w io.Writer, sts []client.NodeStatus) error {
 	}
 	fmt.Fprintf(w, "\nmembers (as %s holds them):\n", view.Node)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MEMBER\tSTATUS\tLIVENESS\tDC\tPARTITIONS\tCLIENT\tKEY")
+	transfers := map[string]string{}
+	for _, st := range sts {
+		if t := st.Transfer; t != nil && t.Finished == 0 {
+			transfers[st.Node] = fmt.Sprintf("%d/%d, %.1f MB", t.Done, t.Partitions, float64(t.Bytes)/1e6)
+		}
+	}
+	fmt.Fprintln(tw, "MEMBER\tSTATUS\tLIVENESS\tDC\tPARTITIONS\tCOPYING\tCLIENT\tKEY")
 	total, most, owners := 0, 0, 0
 	for _, r := range view.Records {
 		live := cmp.Or(liveness[r.ID], "alive")
 		if r.Status == "left" {
 			live = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, r.Status, live, cmp.Or(r.DC, "-"), r.Partitions, cmp.Or(r.Client, "-"), protocol.Clip(r.Key, 12))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", r.ID, r.Status, live, cmp.Or(r.DC, "-"), r.Partitions,
+			cmp.Or(transfers[r.ID], "-"), cmp.Or(r.Client, "-"), protocol.Clip(r.Key, 12))
 		if r.Partitions > 0 {
 			total, most, owners = total+r.Partitions, max(most, r.Partitions), owners+1
 		}
