@@ -214,9 +214,16 @@ func (s *Store) maybeCheckpoint(flushes chan<- *memtable) {
 			return
 		}
 	}
+	s.startCheckpoint(flushes)
+}
+
+// startCheckpoint rotates the log, freezes the active memtable and hands
+// it to the checkpointer. No checkpoint may be running. It returns the
+// frozen memtable, or nil if the rotation failed (the store is broken).
+func (s *Store) startCheckpoint(flushes chan<- *memtable) *memtable {
 	if err := s.wal.rotate(); err != nil {
 		s.fail(err)
-		return
+		return nil
 	}
 	t := s.active
 	s.memMu.Lock()
@@ -225,6 +232,7 @@ func (s *Store) maybeCheckpoint(flushes chan<- *memtable) {
 	s.memMu.Unlock()
 	s.flushing = t
 	flushes <- t // never blocks: one checkpoint at a time
+	return t
 }
 
 // logFactor is how much bigger than MemtableBytes a log segment may grow
