@@ -25,7 +25,8 @@ type op struct {
 }
 
 // run is the committer: the only goroutine that writes records. It owns
-// the log, the active memtable and the checkpointer goroutine. It returns
+// the log, the active memtable and the checkpointer goroutine. Between
+// batches it also makes the cuts of DropPartition (drop.go). It returns
 // once Close has closed the queue, every accepted write is done, and the
 // last checkpoint has ended.
 func (s *Store) run() {
@@ -39,7 +40,19 @@ func (s *Store) run() {
 		}
 	}()
 	batch := make([]*op, 0, s.opts.MaxBatch)
-	for first := range s.queue {
+committing:
+	for {
+		var first *op
+		select {
+		case o, ok := <-s.queue:
+			if !ok {
+				break committing
+			}
+			first = o
+		case c := <-s.cuts:
+			c.reply <- s.cut(c.d, flushes)
+			continue
+		}
 		batch = s.drain(append(batch[:0], first))
 		s.commit(batch)
 		clear(batch) // let the ops and their results be collected
@@ -143,6 +156,9 @@ func (s *Store) commit(batch []*op) {
 		s.buf = w.buf[:0]
 	}
 	if err == nil {
+		if d := s.dropping.Load(); d != nil {
+			d.keep(w.changes) // before the records can reach bbolt
+		}
 		s.memMu.Lock()
 		for _, e := range w.changes {
 			s.active.put(e)

@@ -34,6 +34,17 @@
 // rather than per batch. Open replays what no checkpoint covered (wal.go
 // has the format and the crash cases).
 //
+// # Dropping a partition
+//
+// DropPartition (drop.go) removes a partition a node no longer owns. It
+// first has the committer make a cut between two batches: from then on
+// the committer notes the partition's keys it commits, and the active
+// memtable is checkpointed, so that every record written before the cut
+// is in bbolt and in no log segment Open would replay. Then it deletes
+// the partition's keys from bbolt, a chunk per transaction, but those
+// written after the cut. The log needs no drop marker, and a crash leaves
+// some keys deleted and the rest intact.
+//
 // # Damage
 //
 // A crash can only tear the log's last, unsynced frame. Damage anywhere

@@ -148,6 +148,15 @@ type Store struct {
 	failMu sync.Mutex
 	failed error // set once when the log or a checkpoint fails
 
+	// DropPartition's (drop.go): cuts carries a drop's request to the
+	// committer; dropping, set by the committer at the cut and cleared by
+	// the drop, is the drop in progress; dropSem lets one run at a time;
+	// dropChunk is dropChunk but for tests.
+	cuts      chan cutRequest
+	dropping  atomic.Pointer[drop]
+	dropSem   chan struct{}
+	dropChunk int
+
 	// mu orders Apply's send on queue against Close closing it: Apply
 	// holds it shared while it checks closed and sends; Close holds it
 	// exclusively while it sets closed and closes queue.
@@ -169,6 +178,7 @@ type Store struct {
 		beforeSync   func(first bool) // after a batch's log write and logged callbacks, before its sync; first: its frame is the segment's first
 		afterCommit  func()           // after the batch's log sync, before any done
 		inCheckpoint func() error     // last thing in a checkpoint's transaction; an error aborts it
+		dropChunk    func(chunks int) // after a drop's cut (0) and after each of its committed chunks
 	}
 }
 
@@ -223,6 +233,10 @@ func Open(path string, opts Options) (*Store, error) {
 		opts:   opts,
 		queue:  make(chan *op, opts.MaxQueue),
 		exited: make(chan struct{}),
+
+		cuts:      make(chan cutRequest),
+		dropSem:   make(chan struct{}, 1),
+		dropChunk: dropChunk,
 	}
 	// bbolt does not sync the directory when it creates its file; the
 	// log segment Open creates next does (createSegment), and nothing is
