@@ -10,7 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/kvmesh/kvmesh/protocol"
 )
@@ -150,8 +149,11 @@ func TestDropPartition(t *testing.T) {
 				d.s.dropChunk = chunk
 				s, others, mine := dropFixture(t, d.s, reopen, 2500)
 				n, err := s.DropPartition(context.Background(), dropP)
-				if err != nil || n != len(mine) {
-					t.Fatalf("DropPartition = %d, %v; want %d, nil", n, err, len(mine))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n != len(mine) { // not fatal: what the store holds tells more
+					t.Errorf("DropPartition dropped %d records, want %d", n, len(mine))
 				}
 				check := func(when string) {
 					t.Helper()
@@ -187,8 +189,8 @@ func TestDropPartition(t *testing.T) {
 // writing to its neighbours and to it (late writes), readers scan, and
 // small memtables checkpoint all along: every acknowledged write to
 // another partition survives; the dropped partition keeps only writes
-// made during the drop, and every write acknowledged after the drop
-// returned; all of it also after a restart.
+// made during the drop, and every write made after its cut (so every
+// write made after it returned); all of it also after a restart.
 func TestDropPartitionConcurrent(t *testing.T) {
 	d := openSim(t, 7, Options{MemtableBytes: 16 << 10})
 	d.s.dropChunk = 50
@@ -204,11 +206,16 @@ func TestDropPartitionConcurrent(t *testing.T) {
 	s, others, mine := dropFixture(t, d.s, reopen, 2500)
 	s.dropChunk = 50
 
-	var returned atomic.Bool
+	var returned, cut atomic.Bool
+	s.hooks.dropChunk = func(chunks int) {
+		if chunks == 0 {
+			cut.Store(true)
+		}
+	}
 	var writers, reader sync.WaitGroup
 	var mu sync.Mutex
 	acked := map[int]map[string]string{} // partition -> key -> last acknowledged value
-	late := map[string]string{}          // dropP's keys written after the drop returned -> last value
+	kept := map[string]string{}          // dropP's keys written after the cut -> last value
 	for p := range others {
 		acked[p] = map[string]string{}
 	}
@@ -217,7 +224,7 @@ func TestDropPartitionConcurrent(t *testing.T) {
 	writer := func(p int, prefix string) {
 		defer writers.Done()
 		for i, after := 0, 0; after < 20; i++ {
-			ret := returned.Load()
+			ret, postCut := returned.Load(), cut.Load()
 			key := fmt.Sprintf("%s%03d", prefix, i%200)
 			if p == dropP && i%2 == 0 {
 				key = fmt.Sprintf("k%05d", i*7%len(mine))
@@ -230,8 +237,8 @@ func TestDropPartitionConcurrent(t *testing.T) {
 			mu.Lock()
 			if p != dropP {
 				acked[p][key] = v
-			} else if ret {
-				late[key] = v
+			} else if postCut {
+				kept[key] = v
 			}
 			mu.Unlock()
 			if ret {
@@ -268,7 +275,8 @@ func TestDropPartitionConcurrent(t *testing.T) {
 	checkpoints := s.Stats().Checkpoints
 	n, err := s.DropPartition(context.Background(), dropP)
 	returned.Store(true)
-	if err != nil || n > len(mine) || n < len(mine)/2 {
+	// The writer's own keys written before the cut count too (200 at most).
+	if err != nil || n > len(mine)+200 || n < len(mine)/2 {
 		t.Fatalf("DropPartition = %d, %v; want about %d", n, err, len(mine))
 	}
 	if c := s.Stats().Checkpoints - checkpoints; c < 3 {
@@ -291,25 +299,15 @@ func TestDropPartitionConcurrent(t *testing.T) {
 				t.Fatalf("%s: %s = %q survived the drop", when, k, v)
 			}
 		}
-		for k, v := range late {
+		for k, v := range kept {
 			if got[k] != v {
-				t.Fatalf("%s: %s = %q, acknowledged %q after the drop returned", when, k, got[k], v)
+				t.Fatalf("%s: %s = %q, acknowledged %q after the drop's cut", when, k, got[k], v)
 			}
 		}
 	}
 	check("after the drop")
 	reopen()
 	check("after a restart")
-}
-
-// waitFor polls cond until it holds, for at most ten seconds.
-func waitFor(t testing.TB, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("condition never held")
-		}
-	}
 }
 
 // TestDropPartitionCrash crashes the process, or the machine, at a random
@@ -361,7 +359,7 @@ func TestDropPartitionCrash(t *testing.T) {
 			}
 		}
 		n, err := s.DropPartition(context.Background(), dropP)
-		if (err == nil) != (at == total) || err == nil && n != len(mine) {
+		if (err == nil) != (at == total) {
 			t.Fatalf("seed %d: DropPartition crashed at chunk %d = %d, %v", seed, at, n, err)
 		}
 		if err := d.crash(power); err != nil {
