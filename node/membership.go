@@ -379,7 +379,7 @@ func (n *Node) HandleGossip(topic string, data []byte) {
 	if !n.gossip.accept(h.From, h.Time) {
 		return // replayed, or overtaken by a later one
 	}
-	n.rebal.heard(h.From, epochs{serving: h.Serving, target: h.Target, ready: h.Ready})
+	n.rebal.heard(h.From, epochs{serving: h.Serving, target: h.Target, ready: h.Ready, settled: h.Settled})
 	if !bytes.Equal(h.Digest, *n.mem.digest.Load()) {
 		n.gossip.full.Store(true)
 	}
@@ -464,6 +464,9 @@ func (n *Node) heartbeat() {
 	h := protocol.Heartbeat{V: protocol.Version, From: n.cfg.ID, Time: n.gossip.nextTime(n.clock.Now().UnixNano()), Secret: n.ctxKey.Fingerprint(),
 		Digest: *n.mem.digest.Load(), Serving: membership.Epoch(n.mem.ring().Members()),
 		Target: membership.Epoch(n.mem.targetRing().Members()), Ready: n.rebal.ready.Load()}
+	if n.mem.targetRing() == n.mem.ring() && len(*n.mem.prev.Load()) == 0 {
+		h.Settled = h.Serving
+	}
 	if n.gossip.full.Swap(false) {
 		h.Records = set.Records()
 	} else if own, ok := set.Get(n.cfg.ID); ok {

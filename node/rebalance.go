@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kvmesh/kvmesh/node/membership"
+	"github.com/kvmesh/kvmesh/node/ring"
 	"github.com/kvmesh/kvmesh/protocol"
 )
 
@@ -28,14 +29,17 @@ import (
 //  3. says it is ready for that target, and once every member of the
 //     target ring is, flips the joining members to up and the leaving
 //     ones to left (membership.Flip): the serving ring becomes the
-//     target ring.
+//     target ring;
+//  4. once every member serves it, drops its copies of the partitions
+//     it does not own (store.DropPartition): nobody reads them any more,
+//     and each partition is on its N owners only.
 //
 // A member that is down holds a transition at step 2 until it is back
 // or removed, except a leaving one (a removed node is leaving, and
 // dead). A node that leaves stops serving once its record is left.
 
 // epochs are a member's epochs, as its last accepted heartbeat said.
-type epochs struct{ serving, target, ready uint64 }
+type epochs struct{ serving, target, ready, settled uint64 }
 
 // rebalance is the node's rebalancing state.
 type rebalance struct {
@@ -48,8 +52,12 @@ type rebalance struct {
 	// partition and source, so that a stalled transfer resumes there.
 	cursors map[pullFrom]string
 	done    map[pullFrom]bool
+	// settledSince is when every member was first seen writing to the
+	// serving ring alone (the loop's own).
+	settledSince time.Time
 
-	ready atomic.Uint64 // the target epoch this node holds every partition it gains for
+	ready   atomic.Uint64 // the target epoch this node holds every partition it gains for
+	dropped atomic.Uint64 // the serving epoch this node dropped the partitions it does not own for
 
 	// Progress of the current target's transfers, for status.
 	partitions, partitionsDone atomic.Int64
@@ -141,6 +149,22 @@ func (n *Node) rebalanceStep(ctx context.Context) {
 	if eT == eS {
 		if rb.ready.Swap(eT) != eT {
 			n.heartbeat()
+		}
+		// Drop the partitions this node does not own once no member
+		// writes to a previous ring any more, and a request timeout later
+		// (joint writes under way have ended).
+		if len(*n.mem.prev.Load()) > 0 || rb.dropped.Load() == eS {
+			return
+		}
+		if !rb.all(reporters, func(e epochs) bool { return e.settled == eS }) {
+			rb.settledSince = time.Time{}
+			return
+		}
+		if rb.settledSince.IsZero() {
+			rb.settledSince = n.clock.Now()
+		}
+		if n.clock.Now().Sub(rb.settledSince) >= n.cfg.RequestTimeout && n.dropOrphans(ctx, serving) {
+			rb.dropped.Store(eS)
 		}
 		return
 	}
@@ -293,8 +317,9 @@ func (n *Node) setLeaving(id string) error {
 }
 
 // Settled reports whether this node holds members up and every other
-// record left, serves and targets their ring, and knows that every
-// member serves it too (no previous ring left to write to).
+// record left, serves and targets their ring, knows that every member
+// serves it too (no previous ring left to write to), and has dropped
+// the partitions it does not own.
 func (n *Node) Settled(members []string) bool {
 	for _, r := range n.mem.records().Records() {
 		up := r.Status == protocol.MemberUp
@@ -303,5 +328,27 @@ func (n *Node) Settled(members []string) bool {
 		}
 	}
 	want := slices.Sorted(slices.Values(members))
-	return slices.Equal(n.mem.ring().Members(), want) && n.mem.targetRing() == n.mem.ring() && len(*n.mem.prev.Load()) == 0
+	return slices.Equal(n.mem.ring().Members(), want) && n.mem.targetRing() == n.mem.ring() && len(*n.mem.prev.Load()) == 0 &&
+		n.rebal.dropped.Load() == membership.Epoch(want)
+}
+
+// dropOrphans drops this node's copies of the partitions it does not own
+// in serving; it reports whether all are gone.
+func (n *Node) dropOrphans(ctx context.Context, serving *ring.Ring) bool {
+	for p := range serving.Partitions() {
+		if serving.IsOwner(p, n.cfg.ID) || ctx.Err() != nil {
+			continue
+		}
+		held := false
+		if err := n.st.Scan(p, func(string, *protocol.Object) bool { held = true; return false }); err != nil || !held {
+			continue
+		}
+		dropped, err := n.st.DropPartition(ctx, p)
+		if err != nil {
+			n.log.Warn("could not drop a partition this node no longer owns; it tries again", "partition", p, "err", err)
+			return false
+		}
+		n.log.Info("dropped a partition this node no longer owns", "partition", p, "records", dropped)
+	}
+	return ctx.Err() == nil
 }

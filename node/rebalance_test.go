@@ -114,10 +114,11 @@ func (c *testCluster) waitSettled(members ...string) {
 }
 
 // checkAll reads every acknowledged key with R=all through every running
-// node, and checks that a write quorum (2) of its owners hold it: a
-// quorum read of the settled ring sees it. (An acknowledged write is on W
-// replicas, not N: a replica that missed it catches up by a read repair,
-// or by anti-entropy when it exists.)
+// node, and checks that a write quorum (2) of its owners hold it, so that
+// a quorum read of the settled ring sees it, and that no other node
+// does: the nodes that no longer own its partition dropped their copies.
+// (An acknowledged write is on W replicas, not N: a replica that missed
+// it catches up by a read repair, or by anti-entropy when it exists.)
 func (c *testCluster) checkAll(ctx context.Context, keys []string) {
 	c.t.Helper()
 	nodes := c.running()
@@ -136,13 +137,14 @@ func (c *testCluster) checkAll(ctx context.Context, keys []string) {
 					return
 				}
 				var holders []string
-				for _, o := range n.Owners(key) {
-					if r, err := byID[o].Replica(key); err == nil && r != nil {
-						holders = append(holders, o)
+				for _, m := range nodes {
+					if r, err := m.Replica(key); err == nil && r != nil {
+						holders = append(holders, m.ID())
 					}
 				}
-				if len(holders) < 2 {
-					errs <- fmt.Errorf("only %v of the owners %v of %s hold it", holders, n.Owners(key), key)
+				owners := n.Owners(key)
+				if held := slices.DeleteFunc(slices.Clone(holders), func(h string) bool { return !slices.Contains(owners, h) }); len(held) < 2 || len(held) < len(holders) {
+					errs <- fmt.Errorf("%s is held by %v, its owners are %v: want a quorum of them and no other node", key, holders, owners)
 					return
 				}
 			}

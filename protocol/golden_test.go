@@ -288,7 +288,7 @@ func goldenEncodings() []goldenEncoding {
 	rec := MemberRecord{V: Version, ID: "n1", Key: testNodeKey, Client: "nats://127.0.0.1:4222", Route: "nats-route://127.0.0.1:6222",
 		Status: MemberUp, Incarnation: 1, Version: 2, Sig: bytes.Repeat([]byte{0xa5}, sigLen)}
 	hb("typical", &Heartbeat{V: Version, From: "n1", Time: 1_717_000_000_000_000_000, Secret: "0123456789abcdef",
-		Digest: bytes.Repeat([]byte{0x5a}, digestLen), Records: []MemberRecord{rec}, Serving: 7, Target: math.MaxUint64, Ready: 7,
+		Digest: bytes.Repeat([]byte{0x5a}, digestLen), Records: []MemberRecord{rec}, Serving: 7, Target: math.MaxUint64, Ready: 7, Settled: 7,
 		Sig: bytes.Repeat([]byte{0x3c}, sigLen)})
 	hb("minimal", &Heartbeat{V: Version, From: "n1", Time: 1})
 	hb("zero", &Heartbeat{})

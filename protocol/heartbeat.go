@@ -13,7 +13,7 @@ package protocol
 // On the wire it is the msgpack map
 //
 //	{v: V, f: From, t: Time, s: Secret, d: Digest, r: [record...],
-//	 se: Serving, te: Target, re: Ready, g: Sig}
+//	 se: Serving, te: Target, re: Ready, sd: Settled, g: Sig}
 //
 // with the fields after t left out when empty or zero.
 type Heartbeat struct {
@@ -28,11 +28,12 @@ type Heartbeat struct {
 	Digest []byte
 	// Records are member records: the sender's own, or all it holds.
 	Records []MemberRecord
-	// Serving, Target and Ready are membership epochs
+	// Serving, Target, Ready and Settled are membership epochs
 	// (membership.Epoch) of the sender: of the ring it reads from, of the
-	// ring the partitions are going to, and of the target ring it has
-	// copied every partition it gains for. Zero: none.
-	Serving, Target, Ready uint64
+	// ring the partitions are going to, of the target ring it has copied
+	// every partition it gains for, and of the serving ring it writes to
+	// alone (no previous ring left). Zero: none.
+	Serving, Target, Ready, Settled uint64
 	// Sig is the sender's node key's signature over SigningBytes.
 	Sig []byte
 }
@@ -85,7 +86,7 @@ func appendHeartbeat(b []byte, h *Heartbeat) []byte {
 	for _, f := range [...]struct {
 		k string
 		v uint64
-	}{{"se", h.Serving}, {"te", h.Target}, {"re", h.Ready}} {
+	}{{"se", h.Serving}, {"te", h.Target}, {"re", h.Ready}, {"sd", h.Settled}} {
 		if f.v != 0 {
 			b = m.uint(b, f.k, f.v)
 		}
@@ -97,7 +98,7 @@ func appendHeartbeat(b []byte, h *Heartbeat) []byte {
 }
 
 var (
-	heartbeatKeys    = keys([]string{"v", "f", "t", "s", "d", "r", "se", "te", "re", "g"}, "v", "f", "t")
+	heartbeatKeys    = keys([]string{"v", "f", "t", "s", "d", "r", "se", "te", "re", "sd", "g"}, "v", "f", "t")
 	memberRecordList = listSpec{name: "member records", minSize: minRecordSize, max: MaxMembers}
 )
 
@@ -133,6 +134,8 @@ func (d *decoder) heartbeat() (*Heartbeat, error) {
 			h.Target, err = d.uint()
 		case "re":
 			h.Ready, err = d.uint()
+		case "sd":
+			h.Settled, err = d.uint()
 		case "g":
 			if h.Sig, err = d.bytes(); err == nil && len(h.Sig) != sigLen {
 				err = d.errorf("signature of %d bytes", len(h.Sig))

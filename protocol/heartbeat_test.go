@@ -20,7 +20,7 @@ func randHeartbeat(rng *rand.Rand) *Heartbeat {
 		h.Records = append(h.Records, *randMemberRecord(rng))
 	}
 	if rng.Intn(2) == 0 {
-		h.Serving, h.Target, h.Ready = rng.Uint64(), rng.Uint64()>>uint(rng.Intn(64)), uint64(rng.Intn(2))
+		h.Serving, h.Target, h.Ready, h.Settled = rng.Uint64(), rng.Uint64()>>uint(rng.Intn(64)), uint64(rng.Intn(2)), rng.Uint64()>>uint(rng.Intn(64))
 	}
 	if rng.Intn(2) == 0 {
 		h.Sig = bytes.Repeat([]byte{byte(rng.Intn(256))}, sigLen)
