@@ -525,8 +525,8 @@ func (n *Node) ownRecordChanged() {
 		} else {
 			n.log.Error("this node was removed from the store; it serves no partition. Give it a new data dir and join it again to bring it back", "incarnation", own.Incarnation)
 		}
-		n.leftOnce.Do(func() { close(n.left) })
-		return
+		return // the rebalancing loop closes Left once the others let go
+
 	}
 	n.log.Warn("another key claimed this node's id; taking it back with a new incarnation", "key", own.Key)
 	if err := n.registerSelf(); err != nil {

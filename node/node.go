@@ -329,8 +329,8 @@ func (n *Node) admitRoute(key string) bool {
 
 // dropLeftRoutes closes the routes of the members that left in the
 // change from before to after, a few heartbeats later (so that a leaving
-// node hears that it has left first); admitRoute keeps them out from
-// then on.
+// node hears that it has left, and that the others let go, first:
+// checkLeft); admitRoute keeps them out from then on.
 func (n *Node) dropLeftRoutes(before, after membership.Set) {
 	if n.srv == nil {
 		return
@@ -348,7 +348,7 @@ func (n *Node) dropLeftRoutes(before, after membership.Set) {
 	go func() {
 		defer n.wg.Done()
 		wait := make(chan struct{})
-		t := n.clock.AfterFunc(3*n.cfg.Heartbeat, func() { close(wait) })
+		t := n.clock.AfterFunc((leftGrace+2)*n.cfg.Heartbeat, func() { close(wait) })
 		defer t.Stop()
 		select {
 		case <-n.stop:

@@ -55,6 +55,8 @@ type rebalance struct {
 	// settledSince is when every member was first seen writing to the
 	// serving ring alone (the loop's own).
 	settledSince time.Time
+	// leftAt is when this node saw its own record left.
+	leftAt time.Time
 
 	ready   atomic.Uint64 // the target epoch this node holds every partition it gains for
 	dropped atomic.Uint64 // the serving epoch this node dropped the partitions it does not own for
@@ -142,6 +144,7 @@ func (n *Node) rebalanceStep(ctx context.Context) {
 	serving, target := n.mem.ring(), n.mem.targetRing()
 	eS, eT := membership.Epoch(serving.Members()), membership.Epoch(target.Members())
 	reporters := n.reporters()
+	n.checkLeft(reporters, eS)
 	if len(*n.mem.prev.Load()) > 0 && rb.all(reporters, func(e epochs) bool { return e.serving == eS }) {
 		n.mem.clearPrev()
 		n.log.Info("every member serves the new ring", "members", serving.Members())
@@ -351,4 +354,31 @@ func (n *Node) dropOrphans(ctx context.Context, serving *ring.Ring) bool {
 		n.log.Info("dropped a partition this node no longer owns", "partition", p, "records", dropped)
 	}
 	return ctx.Err() == nil
+}
+
+// leftGrace bounds, in heartbeats, how long a node that has left waits
+// for the others to stop writing to it before Left closes anyway (the
+// others drop its routes a little later: dropLeftRoutes).
+const leftGrace = 8
+
+// checkLeft closes Left once this node's record is left and every other
+// member writes to a ring without it (it reports settled at eS, which no
+// longer names this node), or leftGrace heartbeats after the node saw it
+// had left. Exiting earlier would fail the joint writes still under way
+// on the partitions it owned.
+func (n *Node) checkLeft(reporters []string, eS uint64) {
+	own, ok := n.mem.records().Get(n.cfg.ID)
+	if !ok || own.Status != protocol.MemberLeft || own.Key != n.publicKey {
+		return
+	}
+	rb := &n.rebal
+	rb.mu.Lock()
+	if rb.leftAt.IsZero() {
+		rb.leftAt = n.clock.Now()
+	}
+	since := n.clock.Now().Sub(rb.leftAt)
+	rb.mu.Unlock()
+	if rb.all(reporters, func(e epochs) bool { return e.settled == eS }) || since >= leftGrace*n.cfg.Heartbeat {
+		n.leftOnce.Do(func() { close(n.left) })
+	}
 }
