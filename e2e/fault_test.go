@@ -311,6 +311,9 @@ func faultRun(t *testing.T, s faultSpec, p faultParams, seed int64, raceNodes bo
 	}
 	var problems []string
 	for _, q := range c.procs {
+		if q.gone {
+			continue // it left the store, or was removed
+		}
 		if q.crashed() {
 			problems = append(problems, fmt.Sprintf("node %s exited on its own (crash)", q.id))
 			c.kill(q) // reap, then serve again so the checks can run
@@ -447,12 +450,15 @@ func finalRead(ctx context.Context, cl *client.Client, key string, deadline time
 	}
 }
 
-// dumpAll asks every node for its own replica of each key (on its admin
-// replicas subject, over a connection to that node's own server): what
-// each replica holds, without any quorum or repair.
+// dumpAll asks every member for its own replica of each key (on its
+// admin replicas subject, over a connection to that node's own server):
+// what each replica holds, without any quorum or repair.
 func (c *procCluster) dumpAll(keys []string) (history.Dumps, error) {
 	dumps := history.Dumps{}
 	for _, p := range c.procs {
+		if p.gone {
+			continue
+		}
 		d, err := c.dump(p, keys)
 		if err != nil {
 			return nil, err
@@ -580,13 +586,13 @@ func (c *procCluster) converge(ctx context.Context, cl *client.Client, keys []st
 	var divs []history.Divergence
 	for {
 		dumps, err := c.dumpAll(keys)
+		if err == nil {
+			divs, err = c.diverged(keys, dumps)
+		}
 		if err != nil {
 			divs = []history.Divergence{{Key: "*", Detail: err.Error()}}
-		} else {
-			divs = history.Diverged(keys, dumps, replicas, c.incarnations())
-			if len(divs) == 0 {
-				return time.Since(healed), nil, repairs
-			}
+		} else if len(divs) == 0 {
+			return time.Since(healed), nil, repairs
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return time.Since(healed), divs, repairs

@@ -104,9 +104,21 @@ type proc struct {
 	run         *spawn.Proc // nil while killed
 	paused      bool
 	kills       int // unclean stops so far: each makes the node a new incarnation
+	// join and token, for a node added to a running store: the route URL
+	// of the member it joins through and the token of kvmesh admin
+	// invite. Such a node is started as an operator would start it, with
+	// --join and --token instead of --peers and --secret-file.
+	join, token string
+	// gone: the node left the store (admin leave) or was removed (admin
+	// remove). It is never started again, dumped or counted as a replica.
+	gone bool
 }
 
 func (p *proc) url() string { return fmt.Sprintf("nats://%s:%d", p.host, p.clientPort) }
+
+// routeURL is the URL of p's route listener, as the others' --peers and
+// a joining node's --join name it.
+func (p *proc) routeURL() string { return fmt.Sprintf("nats-route://%s:%d", p.host, p.clusterPort) }
 
 func (p *proc) pid() int {
 	if p.run == nil {
@@ -127,6 +139,7 @@ type procCluster struct {
 	extra  []string // extra flags for every node
 	bin    string
 	secret string // the --secret-file every node shares
+	base   string // data dirs and logs
 	lab    *netLab
 	dialer nats.CustomDialer // nil outside namespaces
 }
@@ -159,6 +172,7 @@ func startCluster(t *testing.T, o clusterOpts) *procCluster {
 	if base == "" {
 		base = t.TempDir()
 	}
+	c.base = base
 	c.secret = filepath.Join(base, "secret")
 	if err := os.WriteFile(c.secret, []byte(rand.Text()+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -180,7 +194,7 @@ func startCluster(t *testing.T, o clusterOpts) *procCluster {
 		p.dir = filepath.Join(base, p.id)
 		p.logPath = filepath.Join(base, p.id+".log")
 		c.procs = append(c.procs, p)
-		c.peers = append(c.peers, fmt.Sprintf("nats-route://%s:%d", p.host, p.clusterPort))
+		c.peers = append(c.peers, p.routeURL())
 	}
 	// Registered before the kills, so that it runs after them.
 	if o.dataFS != "" {
@@ -228,8 +242,13 @@ func (c *procCluster) launch(p *proc) error {
 	args := []string{"node", "--id", p.id, "--data", p.dir,
 		"--listen", fmt.Sprintf("%s:%d", p.host, p.clientPort),
 		"--cluster", fmt.Sprintf("%s:%d", p.host, p.clusterPort),
-		"--peers", strings.Join(c.peers, ","), "--peer-wait", "10s",
-		"--run-dir", p.dir + ".run", "--secret-file", c.secret}
+		"--peer-wait", "10s", "--run-dir", p.dir + ".run"}
+	if p.join != "" {
+		// On a restart the data dir holds the secret: the token is ignored.
+		args = append(args, "--join", p.join, "--token", p.token)
+	} else {
+		args = append(args, "--peers", strings.Join(c.peers, ","), "--secret-file", c.secret)
+	}
 	args = append(args, c.extra...)
 	var cmd *exec.Cmd
 	if p.ns != "" {
