@@ -120,6 +120,13 @@ func TestFaultDiskFull(t *testing.T) {
 	runFaultSpec(t, faultSpec{name: "disk-full", nemesis: nemesisDiskFull, short: 15 * time.Second, dataFS: "64m"})
 }
 
+func TestFaultMembership(t *testing.T) {
+	// A change outlasts the fault time when it needs to (a removal
+	// waits about 10 s for the failure detector): a short run makes one
+	// join and one removal or leave.
+	runFaultSpec(t, faultSpec{name: "membership", nemesis: nemesisMembership, short: 20 * time.Second})
+}
+
 func runFaultSpec(t *testing.T, s faultSpec) {
 	if testing.Short() {
 		t.Skip("the nemeses run in make test and make soak, not in make unit (-short)")

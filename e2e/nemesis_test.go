@@ -390,3 +390,100 @@ func awaitLog(ctx context.Context, p *proc, from int64, s string, timeout time.D
 	}
 	return false
 }
+
+// membershipSettle bounds each step of a membership change of the
+// nemesis: a join until every node holds the new member up, a removal or
+// a leave until the command says it is done and every node agrees. A
+// removal waits for the failure detector to hold the dead node down
+// (10 heartbeats) before its partitions are copied.
+const membershipSettle = 90 * time.Second
+
+// nemesisMembership changes the members while the load runs, as an
+// operator does, through the kvmesh binary: 1-3 s after the last change
+// settled it joins a new node (kvmesh admin invite on a random member,
+// then kvmesh node --join that member's route URL --token, on a fresh
+// data dir and its own ports) and waits until every node holds it up;
+// 1-3 s later it takes a random member out, in turn (the first chosen
+// by the seed) by kill -9 and kvmesh admin remove, or by kvmesh admin
+// leave, and waits until that has settled too. The store keeps 5 or 6
+// members. A change once begun is carried to its end (each step within
+// membershipSettle) even when the run ends meanwhile: that is the
+// nemesis's heal.
+func nemesisMembership(ctx context.Context, e *faultEnv) error {
+	remove := e.rnd.IntN(2) == 0
+	for {
+		if !sleepCtx(ctx, e.between(time.Second, 3*time.Second)) {
+			return nil
+		}
+		if err := e.joinOne(); err != nil {
+			return err
+		}
+		if !sleepCtx(ctx, e.between(time.Second, 3*time.Second)) {
+			return nil
+		}
+		if err := e.takeOut(remove); err != nil {
+			return err
+		}
+		remove = !remove
+	}
+}
+
+// pickLive returns a random running member, and another one to send the
+// commands to.
+func (e *faultEnv) pickLive() (p, via *proc) {
+	live := e.c.live()
+	i := e.rnd.IntN(len(live))
+	j := (i + 1 + e.rnd.IntN(len(live)-1)) % len(live)
+	return live[i], live[j]
+}
+
+// joinOne joins a new node through a random member and waits until the
+// store has settled with it up.
+func (e *faultEnv) joinOne() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*membershipSettle)
+	defer cancel()
+	via, _ := e.pickLive()
+	token, err := e.c.invite(ctx, via)
+	if err != nil {
+		return err
+	}
+	e.sched.fault("kvmesh admin invite on %s; a new node joins through it", via.id)
+	p, err := e.c.join(via, token)
+	if err != nil {
+		return err
+	}
+	e.sched.logf("%s (pid %d) started with --join %s --token, serving", p.id, p.pid(), via.routeURL())
+	if err := e.c.awaitSettled(ctx, membershipSettle); err != nil {
+		return err
+	}
+	e.sched.logf("every node holds %s up, no transfer", p.id)
+	return nil
+}
+
+// takeOut kills -9 a random member and removes it (remove), or has it
+// leave, then waits until the store has settled without it.
+func (e *faultEnv) takeOut(remove bool) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*membershipSettle)
+	defer cancel()
+	p, via := e.pickLive()
+	if remove {
+		pid := p.pid()
+		e.c.kill(p)
+		e.sched.fault("kill -9 %s (pid %d), then kvmesh admin remove %s on %s", p.id, pid, p.id, via.id)
+		if err := e.c.remove(ctx, p, via, membershipSettle); err != nil {
+			return err
+		}
+		e.sched.logf("kvmesh admin remove %s printed %s", p.id, p.id)
+	} else {
+		e.sched.fault("kvmesh admin leave %s on %s", p.id, via.id)
+		if err := e.c.leave(ctx, p, via, membershipSettle); err != nil {
+			return err
+		}
+		e.sched.logf("kvmesh admin leave %s printed %s; its process exited", p.id, p.id)
+	}
+	if err := e.c.awaitSettled(ctx, membershipSettle); err != nil {
+		return err
+	}
+	e.sched.logf("every node holds %s left, no transfer", p.id)
+	return nil
+}
