@@ -392,98 +392,128 @@ func awaitLog(ctx context.Context, p *proc, from int64, s string, timeout time.D
 }
 
 // membershipSettle bounds each step of a membership change of the
-// nemesis: a join until every node holds the new member up, a removal or
-// a leave until the command says it is done and every node agrees. A
+// nemesis: a join until every node holds the new members up, a removal
+// or a leave until the command says it is done and every node agrees. A
 // removal waits for the failure detector to hold the dead node down
 // (10 heartbeats) before its partitions are copied.
 const membershipSettle = 90 * time.Second
 
 // nemesisMembership changes the members while the load runs, as an
-// operator does, through the kvmesh binary: 1-3 s after the last change
-// settled it joins a new node (kvmesh admin invite on a random member,
-// then kvmesh node --join that member's route URL --token, on a fresh
-// data dir and its own ports) and waits until every node holds it up;
-// 1-3 s later it takes a random member out, in turn (the first chosen
-// by the seed) by kill -9 and kvmesh admin remove, or by kvmesh admin
-// leave, and waits until that has settled too. The store keeps 5 or 6
-// members. A change once begun is carried to its end (each step within
-// membershipSettle) even when the run ends meanwhile: that is the
-// nemesis's heal.
+// operator does, through the kvmesh binary. Each round, 1-3 s after the
+// last change settled, it joins new nodes (kvmesh admin invite on a
+// random member, then kvmesh node --join that member's route URL --token,
+// each on a fresh data dir and its own ports) and waits until every node
+// holds them up; 1-3 s later it takes as many random members out and
+// waits until that has settled too. A member is taken out by kill -9 and
+// kvmesh admin remove, or by kvmesh admin leave. Rounds alternate between
+// two nodes at once (two join with one token; then one is removed while
+// another leaves, concurrently) and one (removed or left, in turn, the
+// first chosen by the seed). Two at once matter: with one change a
+// partition gains at most one new owner, so a quorum read always meets
+// an old owner, and a new owner that copied nothing would go unnoticed;
+// with two, some partitions have two new owners of three. The store
+// keeps 5 to 7 members. A change once begun is carried to its end (each
+// step within membershipSettle) even when the run ends meanwhile: that
+// is the nemesis's heal.
 func nemesisMembership(ctx context.Context, e *faultEnv) error {
 	remove := e.rnd.IntN(2) == 0
-	for {
+	for round := 0; ; round++ {
 		if !sleepCtx(ctx, e.between(time.Second, 3*time.Second)) {
 			return nil
 		}
-		if err := e.joinOne(); err != nil {
+		k := 2 - round%2
+		if err := e.joinSome(k); err != nil {
 			return err
 		}
 		if !sleepCtx(ctx, e.between(time.Second, 3*time.Second)) {
 			return nil
 		}
-		if err := e.takeOut(remove); err != nil {
+		how := []bool{true, false} // one removed, one leaves
+		if k == 1 {
+			how, remove = []bool{remove}, !remove
+		}
+		if err := e.takeOut(how); err != nil {
 			return err
 		}
-		remove = !remove
 	}
 }
 
-// pickLive returns a random running member, and another one to send the
-// commands to.
-func (e *faultEnv) pickLive() (p, via *proc) {
-	live := e.c.live()
-	i := e.rnd.IntN(len(live))
-	j := (i + 1 + e.rnd.IntN(len(live)-1)) % len(live)
-	return live[i], live[j]
-}
-
-// joinOne joins a new node through a random member and waits until the
-// store has settled with it up.
-func (e *faultEnv) joinOne() error {
+// joinSome joins k new nodes, with one token, through a random member
+// and waits until the store has settled with them up.
+func (e *faultEnv) joinSome(k int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*membershipSettle)
 	defer cancel()
-	via, _ := e.pickLive()
+	live := e.c.live()
+	via := live[e.rnd.IntN(len(live))]
 	token, err := e.c.invite(ctx, via)
 	if err != nil {
 		return err
 	}
-	e.sched.fault("kvmesh admin invite on %s; a new node joins through it", via.id)
-	p, err := e.c.join(via, token)
-	if err != nil {
-		return err
+	e.sched.fault("kvmesh admin invite on %s; %d new node(s) join through it", via.id, k)
+	var ids []string
+	for range k {
+		p, err := e.c.join(via, token)
+		if err != nil {
+			return err
+		}
+		ids = append(ids, p.id)
+		e.sched.logf("%s (pid %d) started with --join %s --token, serving", p.id, p.pid(), via.routeURL())
 	}
-	e.sched.logf("%s (pid %d) started with --join %s --token, serving", p.id, p.pid(), via.routeURL())
 	if err := e.c.awaitSettled(ctx, membershipSettle); err != nil {
 		return err
 	}
-	e.sched.logf("every node holds %s up, no transfer", p.id)
+	e.sched.logf("every node holds %s up, no transfer", strings.Join(ids, ","))
 	return nil
 }
 
-// takeOut kills -9 a random member and removes it (remove), or has it
-// leave, then waits until the store has settled without it.
-func (e *faultEnv) takeOut(remove bool) error {
+// takeOut takes len(how) random members out at once, each by kill -9 and
+// kvmesh admin remove (true) or kvmesh admin leave (false), the commands
+// sent to another member and run concurrently, then waits until the
+// store has settled without them.
+func (e *faultEnv) takeOut(how []bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*membershipSettle)
 	defer cancel()
-	p, via := e.pickLive()
-	if remove {
-		pid := p.pid()
-		e.c.kill(p)
-		e.sched.fault("kill -9 %s (pid %d), then kvmesh admin remove %s on %s", p.id, pid, p.id, via.id)
-		if err := e.c.remove(ctx, p, via, membershipSettle); err != nil {
-			return err
+	live := e.c.live()
+	perm := e.rnd.Perm(len(live))
+	out, via := make([]*proc, len(how)), live[perm[len(how)]]
+	for i := range how {
+		out[i] = live[perm[i]]
+	}
+	for i, p := range out {
+		if how[i] {
+			pid := p.pid()
+			e.c.kill(p)
+			e.sched.fault("kill -9 %s (pid %d), then kvmesh admin remove %s on %s", p.id, pid, p.id, via.id)
+		} else {
+			e.sched.fault("kvmesh admin leave %s on %s", p.id, via.id)
 		}
-		e.sched.logf("kvmesh admin remove %s printed %s", p.id, p.id)
-	} else {
-		e.sched.fault("kvmesh admin leave %s on %s", p.id, via.id)
-		if err := e.c.leave(ctx, p, via, membershipSettle); err != nil {
-			return err
-		}
-		e.sched.logf("kvmesh admin leave %s printed %s; its process exited", p.id, p.id)
+	}
+	errs := make([]error, len(out))
+	var wg sync.WaitGroup
+	for i, p := range out {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if how[i] {
+				if errs[i] = e.c.remove(ctx, p, via, membershipSettle); errs[i] == nil {
+					e.sched.logf("kvmesh admin remove %s printed %s", p.id, p.id)
+				}
+			} else if errs[i] = e.c.leave(ctx, p, via, membershipSettle); errs[i] == nil {
+				e.sched.logf("kvmesh admin leave %s printed %s; its process exited", p.id, p.id)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	if err := e.c.awaitSettled(ctx, membershipSettle); err != nil {
 		return err
 	}
-	e.sched.logf("every node holds %s left, no transfer", p.id)
+	var ids []string
+	for _, p := range out {
+		ids = append(ids, p.id)
+	}
+	e.sched.logf("every node holds %s left, no transfer", strings.Join(ids, ","))
 	return nil
 }
