@@ -207,7 +207,7 @@ func unsettled(sts []protocol.NodeStatus, live []*proc, want map[string]string) 
 		if !ok {
 			return fmt.Sprintf("%s did not answer", p.id)
 		}
-		if t := st.Transfer; t != nil {
+		if t := st.Transfer; t != nil && t.Finished == 0 {
 			return fmt.Sprintf("%s is copying: %d of %d partitions", p.id, t.Done, t.Partitions)
 		}
 		got := map[string]string{}
