@@ -14,8 +14,10 @@ type Config struct {
 	// Writers is how many clients write each hot key; every other key
 	// has one writer (the worker that owns it).
 	Writers map[string]int
-	// Strict claims read-your-writes (P6): strict quorums with R+W>N, no
-	// sloppy quorum and no change of owners, which is kvmesh today.
+	// Strict claims read-your-writes (P6): strict quorums with R+W>N and
+	// no sloppy quorum, which is kvmesh today (a change of owners keeps
+	// it: reads go to the old owners and writes are joint until every
+	// member has copied what it gains).
 	Strict bool
 	// Losses are the times (as Op.Start) at which a replica lost writes it
 	// had acknowledged: its data dir was wiped. A write invoked before
