@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/kvmesh/kvmesh/client"
@@ -60,13 +62,20 @@ func cmdMemberChange(verb string, args []string, stdout, stderr io.Writer) error
 		return nil
 	}
 	deadline := time.Now().Add(*wait)
+	bar := isTerminal(stderr)
 	for {
-		left, progress := memberProgress(c, id, f.timeout)
+		left, progress := memberProgress(c, id, f.timeout, bar)
 		if left {
+			if bar {
+				fmt.Fprintln(stderr)
+			}
 			_, err := fmt.Fprintln(stdout, id)
 			return err
 		}
-		if progress != "" {
+		switch {
+		case progress != "" && bar:
+			fmt.Fprintf(stderr, "\r%s\033[K", progress) // one line, redrawn
+		case progress != "":
 			fmt.Fprintln(stderr, progress)
 		}
 		if time.Now().After(deadline) {
@@ -78,12 +87,12 @@ func cmdMemberChange(verb string, args []string, stdout, stderr io.Writer) error
 
 // memberProgress asks the nodes for their status: whether every answer
 // holds member id left, and a line on the transfers under way.
-func memberProgress(c *client.Client, id string, timeout time.Duration) (left bool, progress string) {
+func memberProgress(c *client.Client, id string, timeout time.Duration, bar bool) (left bool, progress string) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	sts, _ := c.Status(ctx)
 	left = len(sts) > 0
-	var parts, done, bytes int64
+	var parts, done, bytes, started int64
 	for _, st := range sts {
 		if st.Node == id {
 			left = false
@@ -98,10 +107,31 @@ func memberProgress(c *client.Client, id string, timeout time.Duration) (left bo
 		left = left && gone
 		if t := st.Transfer; t != nil && t.Finished == 0 {
 			parts, done, bytes = parts+t.Partitions, done+t.Done, bytes+t.Bytes
+			if started == 0 || t.Started < started {
+				started = t.Started
+			}
 		}
 	}
-	if parts > 0 {
-		progress = fmt.Sprintf("transfers: %d of %d partitions copied, %.1f MB", done, parts, float64(bytes)/1e6)
+	if parts == 0 {
+		return left, ""
+	}
+	rate := float64(bytes) / 1e6 / max(time.Since(time.Unix(0, started)).Seconds(), 1e-3)
+	progress = fmt.Sprintf("transfers: %d of %d partitions copied, %.1f MB, %.1f MB/s", done, parts, float64(bytes)/1e6, rate)
+	if bar {
+		const width = 30
+		filled := int(width * done / parts)
+		progress = "[" + strings.Repeat("#", filled) + strings.Repeat(".", width-filled) + "] " + progress
 	}
 	return left, progress
+}
+
+// isTerminal reports whether w is a terminal: progress is then a bar
+// redrawn in place, else a line at a time (logs, pipes).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
