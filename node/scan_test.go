@@ -70,7 +70,10 @@ func startMemNode(t testing.TB, net *transport.MemNetwork, id string, members []
 	cfg.RunDir = t.TempDir()
 	cfg.Secret = transferSecret
 	cfg.Members = members
-	cfg.Replicas = 1
+	// Every node owns every partition (N is at least the members): a node
+	// drops the partitions it does not own (rebalance.go), which would
+	// race the pulls these tests make by hand.
+	cfg.Replicas = max(len(members), 1)
 	cfg.Partitions = transferQ
 	cfg.RequestTimeout = 5 * time.Second
 	if mutate != nil {

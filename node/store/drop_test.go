@@ -99,6 +99,11 @@ func firstDiff(got, want map[string]string) string {
 // rewrites of the first quarter of the old ones stay in the memtable and
 // the log. It returns the store, what the neighbours hold and what dropP
 // holds.
+//
+// With the default memtable size the fixture checks that its last writes
+// are still only in the memtable and its first ones in bbolt; a store with
+// small memtables (checkpointing in the background at any time) skips
+// that check, which would depend on timing.
 func dropFixture(t testing.TB, s *Store, reopen func() *Store, n int) (*Store, map[int]map[string]string, map[string]string) {
 	t.Helper()
 	others := map[int]map[string]string{}
@@ -118,6 +123,9 @@ func dropFixture(t testing.TB, s *Store, reopen func() *Store, n int) (*Store, m
 		}
 	}
 	writeAll(t, s, dropP, more)
+	if s.opts.MemtableBytes < DefaultOptions().MemtableBytes {
+		return s, others, mine
+	}
 	if _, ok, _ := s.Cached(dropP, fmt.Sprintf("k%05d", n+n/5-1)); !ok {
 		t.Fatal("the fixture's last writes are not in the memtable")
 	}
