@@ -1,17 +1,13 @@
 package node_test
 
 import (
-	"fmt"
 	"slices"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
-	"github.com/kvmesh/kvmesh/node"
 	"github.com/kvmesh/kvmesh/node/membership"
 	"github.com/kvmesh/kvmesh/protocol"
 )
@@ -71,71 +67,5 @@ func TestClientsCannotChangeMembership(t *testing.T) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-	}
-}
-
-// TestStrangersGetNoRoute: a plain nats-server routed at a member gets no
-// route and sees none of the store's traffic, and a kvmesh node of
-// another store (its own secret, so its own cluster key) routed at the
-// members is refused too and never becomes a member; the store serves
-// on.
-func TestStrangersGetNoRoute(t *testing.T) {
-	c := startCluster(t, 3)
-	o := &server.Options{ServerName: "sniffer", Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
-		Cluster: server.ClusterOpts{Name: "kvmesh", Host: "127.0.0.1", Port: -1},
-		Routes:  server.RoutesFromStr(c.nodes[0].ClusterURL())}
-	ns, err := server.NewServer(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("sniffer not ready")
-	}
-	spy, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer spy.Close()
-	var sniffed atomic.Int64
-	if _, err := spy.Subscribe(">", func(*nats.Msg) { sniffed.Add(1) }); err != nil {
-		t.Fatal(err)
-	}
-
-	other := node.DefaultConfig()
-	other.ID, other.DataDir, other.RunDir = "n9", t.TempDir(), t.TempDir()
-	other.Secret = []byte("another store's secret 0123456789")
-	other.Listen, other.Cluster = "127.0.0.1:0", "127.0.0.1:0"
-	other.Peers = []string{c.nodes[0].ClusterURL(), c.nodes[1].ClusterURL()}
-	other.PeerWait = time.Second
-	n9, err := node.New(other)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n9.Start(testCtx(t)); err != nil {
-		t.Fatal(err)
-	}
-	defer n9.Close()
-
-	// The store works on: writes and reads cross its routes, heartbeats
-	// flow; none of it reaches the sniffer.
-	ctx := testCtx(t)
-	for i := range 50 {
-		if _, err := c.nodes[i%3].Put(ctx, fmt.Sprint("k", i), []byte("v"), nil, 3); err != nil {
-			t.Fatal(err)
-		}
-	}
-	time.Sleep(3 * c.cfgs[0].Heartbeat) // heartbeats too: let them flow
-	if got := sniffed.Load(); got != 0 || ns.NumRoutes() != 0 {
-		t.Fatalf("the sniffer has %d routes and received %d messages", ns.NumRoutes(), got)
-	}
-	for _, n := range c.nodes {
-		if slices.Contains(n.ConnectedPeers(), "n9") || slices.Contains(n.ConnectedPeers(), "sniffer") || slices.Contains(n.Members(), "n9") {
-			t.Fatalf("%s: peers %v, members %v", n.ID(), n.ConnectedPeers(), n.Members())
-		}
-	}
-	if got := n9.ConnectedPeers(); len(got) != 0 {
-		t.Fatalf("the other store's node has routes to %v", got)
 	}
 }
