@@ -135,6 +135,9 @@ func (m *memberSet) publish(set membership.Set) {
 	if len(serving) == 0 {
 		serving = []string{m.self}
 	}
+	if len(target) == 0 { // this node's record is not in yet, or was removed
+		target = serving
+	}
 	m.set.Store(&set)
 	d := set.Digest()
 	m.digest.Store(&d)
