@@ -81,6 +81,16 @@
 // of life to the failure detector (membership.Detector): a silent peer is
 // suspect, then down, and reads and forwarded writes ask it last.
 //
+// A join, a leave or a removal moves partitions (rebalance.go): reads
+// use the serving ring (members up or leaving) and writes are joint over
+// it, the target ring (up or joining) and any previous serving ring some
+// member may still read from, while each node copies the partitions it
+// gains from a majority of their serving owners (transfer.go); then the
+// transitions end (membership.Flip), and the nodes drop the partitions
+// they no longer own. Routes are mutual TLS with certificates the
+// cluster key issues (embedded.RouteAuth); admitRoute refuses members
+// that left.
+//
 // # Concurrency
 //
 // Transport and service callbacks never block on the disk or the
