@@ -50,7 +50,7 @@ func (n *Node) Status() protocol.NodeStatus {
 		Replicas: n.cfg.Replicas, Partitions: n.cfg.Partitions, Prefix: n.subjects.Prefix,
 		Members: n.Members(), Alive: n.Heard(), Inflight: n.inflight.Load(),
 		Suspect: n.live.in(membership.Suspect), Down: n.live.in(membership.Down),
-		RefusedHeartbeats: n.gossip.refused.Load(), RefusedRecords: n.mem.refused.Load(), DC: n.cfg.DataCenter, Chores: n.choresOwner(),
+		RefusedHeartbeats: n.gossip.refused.Load(), RefusedRecords: n.mem.refused.Load(), ReadRepairs: n.readRepairs.Load(), DC: n.cfg.DataCenter, Chores: n.choresOwner(),
 	}
 	if rb := &n.rebal; rb.started.Load() != 0 && rb.partitions.Load() > 0 {
 		st.Transfer = &protocol.TransferStatus{Partitions: rb.partitions.Load(), Done: rb.partitionsDone.Load(),

@@ -153,6 +153,7 @@ func (n *Node) forwardWrite(owners []string, item protocol.Item, finish func(pro
 // catches what a lost repair misses) and merges it locally if this node is
 // among them.
 func (n *Node) repair(p int, key string, obj *protocol.Object, nodes []string) {
+	n.readRepairs.Add(int64(len(nodes)))
 	n.sendAll(nil, nodes, protocol.Item{Tag: noReplyTag, Op: protocol.RPCWrite, Key: key, Obj: obj})
 	if slices.Contains(nodes, n.cfg.ID) {
 		_ = n.st.Apply(p, key, syncInto(obj), func(*protocol.Object, error) {})

@@ -257,3 +257,32 @@ func TestGossipRefusesWhatItCannotVerify(t *testing.T) {
 		}
 	})
 }
+
+// TestReadRepairIsCounted: a replica that missed a write while cut off
+// gets the merged object from the next read that reaches it, and the
+// reading node's status counts the repair.
+func TestReadRepairIsCounted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net := transport.NewMemNetwork(1)
+		nodes := startMemNodes(t, net, []string{"n1", "n2", "n3"}, true)
+		ctx := context.Background()
+		net.Isolate("n3")
+		if _, err := nodes[0].Put(ctx, "k", []byte("v"), nil, 2); err != nil {
+			t.Fatal(err)
+		}
+		net.Heal()
+		if got := nodes[0].Status().ReadRepairs; got != 0 {
+			t.Fatalf("%d read repairs before any read", got)
+		}
+		if obj, err := nodes[0].Get(ctx, "k", 3); err != nil || obj == nil {
+			t.Fatalf("R=all read: %v %v", obj, err)
+		}
+		synctest.Wait()
+		if got := nodes[0].Status().ReadRepairs; got != 1 {
+			t.Fatalf("%d read repairs, want 1 (n3)", got)
+		}
+		if r, err := nodes[2].Replica("k"); err != nil || r == nil {
+			t.Fatalf("n3 was not repaired: %v %v", r, err)
+		}
+	})
+}

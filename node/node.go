@@ -70,6 +70,7 @@ type Node struct {
 	live        liveness // the failure detector (membership.go)
 	otherSecret sync.Map // member id -> true: its heartbeats show another secret (logged once)
 	inflight    atomic.Int64
+	readRepairs atomic.Int64 // replicas a read sent the merged object to
 	reads       chan readJob // for the reader goroutines (reads.go)
 	pageBudget  int          // bytes of records a pulled page may hold (transfer.go)
 

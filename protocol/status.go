@@ -48,6 +48,9 @@ type NodeStatus struct {
 	// failed serves reads and forwards writes; restart it once the disk
 	// is fixed.
 	StoreError string `json:"store_error,omitempty"`
+	// ReadRepairs counts the stale replicas this node's reads have sent
+	// the merged object to since it started (read repair).
+	ReadRepairs int64 `json:"read_repairs,omitempty"`
 	// Inflight is the number of client operations it coordinates now.
 	Inflight int64 `json:"inflight"`
 }
