@@ -23,6 +23,7 @@ func TestPurePackagesStayPure(t *testing.T) {
 		"quorum":  {"github.com/kvmesh/kvmesh/protocol", "github.com/kvmesh/kvmesh/node/version"},
 		"coord": {"github.com/kvmesh/kvmesh/protocol", "github.com/kvmesh/kvmesh/node/version",
 			"github.com/kvmesh/kvmesh/node/quorum"},
+		"merkle":     {"github.com/kvmesh/kvmesh/protocol", "github.com/kvmesh/kvmesh/node/version"},
 		"membership": {"github.com/kvmesh/kvmesh/protocol", "github.com/kvmesh/kvmesh/node/ring", "github.com/nats-io/nkeys"}, // signatures: pure computation
 	}
 	clockReads := []string{"Now", "Since", "Until", "Sleep", "After", "AfterFunc", "Tick", "NewTimer", "NewTicker"}
