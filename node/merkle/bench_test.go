@@ -53,3 +53,17 @@ func BenchmarkDigest(b *testing.B) {
 		Digest("tenant/3/obj/12345", o)
 	}
 }
+
+// BenchmarkExchange: two trees of 10k keys that differ in 10.
+func BenchmarkExchange(b *testing.B) {
+	_, m := benchDigests(10000)
+	ta := rebuilt(b, DefaultShape(), m)
+	for i := range 10 {
+		m[key(i*997)]++
+	}
+	tb := rebuilt(b, DefaultShape(), m)
+	b.ReportAllocs()
+	for b.Loop() {
+		exchange(b, ta, tb)
+	}
+}
