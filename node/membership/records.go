@@ -19,8 +19,8 @@ import (
 // signed with the cluster's key, so its validity depends on nothing but
 // itself: a Set merges records in any order, any number of times, and
 // every node that has seen the same records holds the same set (the merge
-// is commutative, associative and idempotent), without a leader. The ring
-// is a pure function of the set (Set.Members).
+// is commutative, associative and idempotent), without a leader. The
+// rings are pure functions of the set (Set.Serving and Set.Target, plan.go).
 //
 // Every member holds the cluster key's seed; a new node receives it when
 // it is admitted. A member that is removed keeps it, so removal is not a
@@ -131,21 +131,6 @@ func (s Set) Records() []protocol.MemberRecord {
 func (s Set) Get(id string) (protocol.MemberRecord, bool) {
 	r, ok := s.recs[id]
 	return r, ok
-}
-
-// Members returns the ids that own partitions, sorted: every member that
-// has not left. (Joining members own theirs from the start; reads and
-// writes reach the previous owners until a joiner has caught up: the
-// transfer's business, not the set's.)
-func (s Set) Members() []string {
-	var out []string
-	for id, r := range s.recs {
-		if r.Status != protocol.MemberLeft {
-			out = append(out, id)
-		}
-	}
-	slices.Sort(out)
-	return out
 }
 
 // Digest returns a hash of the set's records, signatures included: two
