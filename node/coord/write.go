@@ -31,7 +31,7 @@ type Write struct {
 	del      bool
 	tally    *quorum.Tally    // the owners' of the ring this node reads from
 	joint    []*quorum.Tally  // the other rings' owners'
-	answered []string         // targets that answered
+	answered int              // distinct targets that answered
 	obj      *protocol.Object // the new object, once logged
 	done     bool
 }
@@ -48,7 +48,10 @@ func NewWrite(id, actor, key string, owners []string, ctx protocol.Clock, del bo
 // also goes to each owner set in also, and needs min(w, its size)
 // acknowledgements among each of them too.
 func NewJointWrite(id, actor, key string, owners []string, also [][]string, ctx protocol.Clock, del bool, w int, now time.Time, timeout time.Duration) (*Write, Effects) {
-	op := &Write{id: id, actor: actor, key: key, targets: slices.Clone(owners), ctx: ctx, del: del, tally: quorum.NewTally(owners, w)}
+	op := &Write{id: id, actor: actor, key: key, targets: owners, ctx: ctx, del: del, tally: quorum.NewTally(owners, w)}
+	if len(also) > 0 {
+		op.targets = slices.Clone(owners) // grows below; owners is the caller's
+	}
 	for _, set := range also {
 		op.joint = append(op.joint, quorum.NewTally(set, min(w, len(set))))
 		for _, o := range set {
@@ -96,39 +99,44 @@ func (op *Write) OnResult(from string, res *protocol.Result, err error, now time
 	if op.done {
 		return Effects{}
 	}
-	if !slices.Contains(op.targets, from) || slices.Contains(op.answered, from) {
-		return Effects{}
-	}
-	op.answered = append(op.answered, from)
 	err = resultErr(res, err)
-	for _, t := range op.tallies() {
+	changed := false // false for a node that is no target, or that answered already
+	for i := -1; i < len(op.joint); i++ {
+		t := op.tally
+		if i >= 0 {
+			t = op.joint[i]
+		}
 		if err != nil {
-			t.Fail(from, err)
+			changed = t.Fail(from, err) || changed
 		} else {
-			t.OK(from)
+			changed = t.OK(from) || changed
 		}
 	}
+	if !changed {
+		return Effects{}
+	}
+	op.answered++
 	switch {
 	case op.succeeded():
 		return op.end(Answer{Ctx: WriteContext(op.obj, op.ctx, op.actor)})
-	case len(op.answered) == len(op.targets):
+	case op.answered == len(op.targets):
 		return op.end(Answer{Err: op.err()})
 	}
 	return Effects{}
 }
 
-// tallies returns the write's tallies, the read ring's first.
-func (op *Write) tallies() []*quorum.Tally { return append([]*quorum.Tally{op.tally}, op.joint...) }
-
 // succeeded reports whether every ring's owners acknowledged enough.
 func (op *Write) succeeded() bool {
-	return !slices.ContainsFunc(op.tallies(), func(t *quorum.Tally) bool { return !t.Succeeded() })
+	return op.tally.Succeeded() && !slices.ContainsFunc(op.joint, func(t *quorum.Tally) bool { return !t.Succeeded() })
 }
 
 // err is the quorum error of the first ring whose owners did not
-// acknowledge enough.
+// acknowledge enough: the read ring's, then the others'.
 func (op *Write) err() error {
-	for _, t := range op.tallies() {
+	if !op.tally.Succeeded() {
+		return QuorumErr(op.tally, OpName(op.del))
+	}
+	for _, t := range op.joint {
 		if !t.Succeeded() {
 			return QuorumErr(t, OpName(op.del))
 		}
