@@ -57,6 +57,9 @@ type memberSet struct {
 	wake    chan struct{}           // capacity 1: "something was offered"
 
 	refused atomic.Int64 // records that did not verify (forged, invalid)
+	// onChange, if set, is called by apply with the set before and after
+	// each change, m.mu held: it must not block or call back into m.
+	onChange func(before, after membership.Set)
 
 	changedMu sync.Mutex
 	changed   chan struct{} // closed and replaced whenever the set changes
@@ -256,7 +259,8 @@ func (m *memberSet) waitFor(ctx context.Context, ids []string) error {
 func (m *memberSet) apply(recs ...protocol.MemberRecord) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	set := m.records()
+	before := m.records()
+	set := before
 	changed := false
 	for _, r := range recs {
 		if old, ok := set.Get(r.ID); ok && bytes.Equal(old.Sig, r.Sig) && bytes.Equal(old.SigningBytes(), r.SigningBytes()) {
@@ -281,6 +285,9 @@ func (m *memberSet) apply(recs ...protocol.MemberRecord) bool {
 	}
 	_ = m.st.PutMeta(metaRecords, raw)
 	m.publish(set)
+	if m.onChange != nil {
+		m.onChange(before, set)
+	}
 	return true
 }
 
@@ -441,9 +448,7 @@ func (n *Node) startGossip() {
 			case <-n.stop:
 				return
 			case <-n.mem.wake:
-				before := n.mem.records()
 				if n.mem.apply(n.mem.takeOffered()...) {
-					n.dropLeftRoutes(before, n.mem.records())
 					n.ownRecordChanged()
 					n.log.Info("members changed", "members", n.Members())
 					n.live.watch(n.clock.Now(), n.peers())

@@ -240,6 +240,7 @@ func (n *Node) start(ctx context.Context) error {
 	if n.mem, err = loadMembership(st, cluster, n.cfg.ID, n.cfg.Members, n.cfg.Partitions, n.cfg.Replicas); err != nil {
 		return err
 	}
+	n.mem.onChange = n.dropLeftRoutes // whatever applied the change: gossip, a flip, a removal
 	if n.cfg.Transport != nil {
 		n.tr = n.cfg.Transport
 	} else if err := n.startNATS(); err != nil {
@@ -329,7 +330,7 @@ func (n *Node) admitRoute(key string) bool {
 }
 
 // dropLeftRoutes closes the routes of the members that left in the
-// change from before to after, a few heartbeats later (so that a leaving
+// change from before to after (memberSet.onChange), a few heartbeats later (so that a leaving
 // node hears that it has left, and that the others let go, first:
 // checkLeft); admitRoute keeps them out from then on.
 func (n *Node) dropLeftRoutes(before, after membership.Set) {

@@ -213,9 +213,7 @@ func (n *Node) rebalanceStep(ctx context.Context) {
 			}
 		}
 	}
-	before := n.mem.records()
 	if len(flips) > 0 && n.mem.apply(flips...) {
-		n.dropLeftRoutes(before, n.mem.records())
 		n.log.Info("transfers done: the serving ring is the target ring", "members", target.Members())
 		n.gossip.full.Store(true)
 		n.heartbeat()
