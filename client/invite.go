@@ -2,11 +2,7 @@ package client
 
 import (
 	"context"
-	"errors"
-	"strconv"
 	"time"
-
-	"github.com/nats-io/nats.go"
 
 	"github.com/kvmesh/kvmesh/protocol"
 )
@@ -22,16 +18,9 @@ func (c *Client) Invite(ctx context.Context, ttl time.Duration) (*protocol.Signe
 	if ttl != 0 {
 		body = []byte(ttl.String())
 	}
-	m, err := c.nc.RequestWithContext(ctx, c.subjects.AdminInvite(), body)
-	switch {
-	case errors.Is(err, nats.ErrNoResponders):
-		return nil, protocol.Errorf(protocol.ErrNodeUnavailable, "invite: no kvmesh node serves the store's subjects")
-	case err != nil:
+	m, err := c.admin(ctx, "invite", c.subjects.AdminInvite(), body)
+	if err != nil {
 		return nil, err
-	}
-	if code := m.Header.Get(protocol.HdrServiceErrorCode); code != "" {
-		n, _ := strconv.Atoi(code)
-		return nil, protocol.FromWire(n, m.Header.Get(protocol.HdrError), m.Header.Get(protocol.HdrServiceError))
 	}
 	return protocol.ParseToken(string(m.Data))
 }

@@ -18,7 +18,8 @@ func (c *Client) Leave(ctx context.Context, id string) error {
 	if err := protocol.ValidateNodeID(id); err != nil {
 		return protocol.Errorf(protocol.ErrInvalidOption, "leave: %v", err)
 	}
-	return c.admin(ctx, "leave", c.subjects.AdminNodeLeave(id), nil)
+	_, err := c.admin(ctx, "leave", c.subjects.AdminNodeLeave(id), nil)
+	return err
 }
 
 // Remove declares member id gone for good (a dead node): the other
@@ -28,21 +29,23 @@ func (c *Client) Remove(ctx context.Context, id string) error {
 	if err := protocol.ValidateNodeID(id); err != nil {
 		return protocol.Errorf(protocol.ErrInvalidOption, "remove: %v", err)
 	}
-	return c.admin(ctx, "remove", c.subjects.AdminRemove(), []byte(id))
+	_, err := c.admin(ctx, "remove", c.subjects.AdminRemove(), []byte(id))
+	return err
 }
 
-// admin sends an operator's command and returns the error it answers.
-func (c *Client) admin(ctx context.Context, what, subject string, body []byte) error {
+// admin sends an operator's request (invite, leave, remove) and returns
+// the reply, or the error it carries.
+func (c *Client) admin(ctx context.Context, what, subject string, body []byte) (*nats.Msg, error) {
 	m, err := c.nc.RequestWithContext(ctx, subject, body)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
-		return protocol.Errorf(protocol.ErrNodeUnavailable, "%s: no kvmesh node answers %s", what, subject)
+		return nil, protocol.Errorf(protocol.ErrNodeUnavailable, "%s: no kvmesh node answers %s", what, subject)
 	case err != nil:
-		return err
+		return nil, err
 	}
 	if code := m.Header.Get(protocol.HdrServiceErrorCode); code != "" {
 		n, _ := strconv.Atoi(code)
-		return protocol.FromWire(n, m.Header.Get(protocol.HdrError), m.Header.Get(protocol.HdrServiceError))
+		return nil, protocol.FromWire(n, m.Header.Get(protocol.HdrError), m.Header.Get(protocol.HdrServiceError))
 	}
-	return nil
+	return m, nil
 }
