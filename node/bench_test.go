@@ -106,10 +106,10 @@ func BenchmarkJoin(b *testing.B) {
 		if t == nil || t.Finished == 0 {
 			b.Fatalf("n4 copied nothing: %+v", t)
 		}
-		copy := time.Duration(t.Finished - t.Started)
+		copying := time.Duration(t.Finished - t.Started)
 		b.ReportMetric(time.Since(start).Seconds(), "s-to-settle")
-		b.ReportMetric(copy.Seconds(), "s-copying")
-		b.ReportMetric(float64(t.Bytes)/1e6/copy.Seconds(), "MB/s")
+		b.ReportMetric(copying.Seconds(), "s-copying")
+		b.ReportMetric(float64(t.Bytes)/1e6/copying.Seconds(), "MB/s")
 		b.ReportMetric(float64(t.Keys), "records-copied")
 		c.close()
 	}
