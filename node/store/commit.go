@@ -8,6 +8,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/kvmesh/kvmesh/node/merkle"
 	"github.com/kvmesh/kvmesh/protocol"
 )
 
@@ -51,6 +52,9 @@ committing:
 			first = o
 		case c := <-s.cuts:
 			c.reply <- s.cut(c.d, flushes)
+			continue
+		case rq := <-s.trees.build:
+			rq.reply <- s.buildTree(rq.p)
 			continue
 		}
 		batch = s.drain(append(batch[:0], first))
@@ -164,6 +168,7 @@ func (s *Store) commit(batch []*op) {
 			s.active.put(e)
 		}
 		s.memMu.Unlock()
+		s.trees.apply(w.digests)
 		if s.hooks.afterCommit != nil {
 			s.hooks.afterCommit()
 		}
@@ -364,6 +369,7 @@ type batchTxn struct {
 	s       *Store
 	cur     map[string]*protocol.Object
 	changes []memEntry
+	digests []treeChange // the changes of partitions with a tree (tree.go)
 	buf     []byte
 	tx      *bolt.Tx // a read transaction, begun at the first key not in memory
 	failed  int
@@ -392,6 +398,9 @@ func (w *batchTxn) apply(o *op) (*protocol.Object, error) {
 	v := sealRecord(o.bkey, enc)
 	w.buf = appendRecord(w.buf, o.bkey, v)
 	w.changes = append(w.changes, memEntry{bkey: o.bkey, obj: nw, enc: v})
+	if w.s.trees.has(o.p) {
+		w.digests = append(w.digests, treeChange{p: o.p, key: o.key, old: merkle.Digest(o.key, old), new: merkle.Digest(o.key, nw)})
+	}
 	w.cur[string(o.bkey)] = nw
 	return nw, nil
 }

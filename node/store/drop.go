@@ -58,6 +58,9 @@ func (s *Store) DropPartition(ctx context.Context, p int) (dropped int, err erro
 
 	d := &drop{prefix: prefix, kept: make(map[string]struct{})}
 	defer s.dropping.CompareAndSwap(d, nil)
+	// The deletes below do not go through the committer, so they do not
+	// update the partition's tree: forget it once they are done (tree.go).
+	defer s.trees.forget(p)
 	if err := s.cutFor(ctx, d); err != nil {
 		return 0, fmt.Errorf("store: drop partition %d: %w", p, err)
 	}

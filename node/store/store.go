@@ -20,6 +20,7 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/kvmesh/kvmesh/node/disk"
+	"github.com/kvmesh/kvmesh/node/merkle"
 	"github.com/kvmesh/kvmesh/protocol"
 )
 
@@ -65,6 +66,10 @@ type Options struct {
 	MemtableBytes int
 	// FS is the file system the store's files live on. Default disk.OS.
 	FS disk.FS
+	// TreeShape is the shape of the anti-entropy hash trees (tree.go).
+	// Every replica of a store must use the same. Default
+	// merkle.DefaultShape().
+	TreeShape merkle.Shape
 	// OnFail, if set, is called once when the store stops taking writes
 	// after an I/O error (Broken returns the error from then on), from the
 	// goroutine that hit it, before any write of the failed batch is
@@ -99,6 +104,12 @@ func (o Options) withDefaults() (Options, error) {
 	if o.FS == nil {
 		o.FS = d.FS
 	}
+	if o.TreeShape == (merkle.Shape{}) {
+		o.TreeShape = merkle.DefaultShape()
+	}
+	if err := o.TreeShape.Validate(); err != nil {
+		return o, err
+	}
 	return o, nil
 }
 
@@ -118,6 +129,7 @@ type Stats struct {
 	Ops          uint64  // writes in committed batches, whatever their merge did
 	Failed       uint64  // writes in committed batches whose merge failed, panicked or made an invalid object
 	CommitErrors uint64  // batches whose transaction failed; all their writes failed
+	TreeRebuilds uint64  // anti-entropy trees rebuilt because an exchange found them out of step
 	MeanBatch    float64 // Ops / Batches: writes per fsync
 }
 
@@ -156,6 +168,8 @@ type Store struct {
 	dropping  atomic.Pointer[drop]
 	dropSem   chan struct{}
 	dropChunk int
+
+	trees *trees // the anti-entropy trees (tree.go)
 
 	// mu orders Apply's send on queue against Close closing it: Apply
 	// holds it shared while it checks closed and sends; Close holds it
@@ -235,6 +249,7 @@ func Open(path string, opts Options) (*Store, error) {
 		exited: make(chan struct{}),
 
 		cuts:      make(chan cutRequest),
+		trees:     newTrees(opts.TreeShape),
 		dropSem:   make(chan struct{}, 1),
 		dropChunk: dropChunk,
 	}
