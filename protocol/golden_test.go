@@ -172,6 +172,8 @@ func goldenEncodings() []goldenEncoding {
 	// send, left out when zero.
 	req("scan", validScanRequest())
 	req("scan-invalid", &Request{V: Version, From: "n1", Items: []Item{{Op: RPCScan, Key: "k", Partition: -1, After: "\xff", Budget: -1}}})
+	// Anti-entropy exchanges (tree.go): newer ops and fields, as scans.
+	req("tree", validTreeRequest())
 
 	rep("valid", validReply())
 	rep("ack16", benchReplies()["ack16"])
@@ -194,6 +196,7 @@ func goldenEncodings() []goldenEncoding {
 	}})
 	rep("invalid", &Reply{V: Version, From: "n2", Results: []Result{{Tag: 1, Ctx: manyDots(300)}}})
 	rep("scan", validScanReply())
+	rep("tree", validTreeReply())
 	rep("scan-edges", &Reply{V: Version, From: strings.Repeat("f", MaxNodeIDLen), Results: []Result{{Tag: math.MaxUint64, Recs: []Record{
 		{Key: "a", Obj: &Object{}},
 		{Key: "b", Obj: &Object{Clock: Clock{}, Siblings: []Sibling{}}},

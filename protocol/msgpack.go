@@ -95,7 +95,15 @@ func (m *mapHeader) bin(b []byte, k string, v []byte) []byte  { return appendBin
 func (m *mapHeader) bool(b []byte, k string, v bool) []byte   { return appendBool(m.key(b, k), v) }
 
 func (m *mapHeader) end(b []byte) []byte {
-	b[m.at] = 0x80 | m.n
+	if m.n <= 15 {
+		b[m.at] = 0x80 | m.n
+		return b
+	}
+	// More fields than a fixmap holds (rare: a struct with many optional
+	// fields set): a map16 header, two bytes longer.
+	b = slices.Insert(b, m.at+1, 0, 0)
+	b[m.at] = 0xde
+	binary.BigEndian.PutUint16(b[m.at+1:], uint16(m.n))
 	return b
 }
 
@@ -487,14 +495,14 @@ func (d *decoder) mapLen() (int, error) {
 // them a message must have.
 type keySet struct {
 	names    []string
-	required uint16 // bit i: names[i] must be present
+	required uint32 // bit i: names[i] must be present
 }
 
 // keys returns the key set of names, of which required must be present.
-// A struct has at most 15 fields: its map header is one byte (mapHeader).
+// A struct has at most 32 fields.
 func keys(names []string, required ...string) keySet {
-	if len(names) > 15 {
-		panic("protocol: a struct of more than 15 fields")
+	if len(names) > 32 {
+		panic("protocol: a struct of more than 32 fields")
 	}
 	ks := keySet{names: names}
 	for _, r := range required {
@@ -515,7 +523,7 @@ func (d *decoder) fields(ks keySet, fn func(key string) error) error {
 	if err != nil {
 		return err
 	}
-	var seen uint16
+	var seen uint32
 	d.depth++
 	for range n {
 		k, err := d.field(ks.names, &seen)
@@ -533,7 +541,7 @@ func (d *decoder) fields(ks keySet, fn func(key string) error) error {
 	}
 	d.depth--
 	if missing := ks.required &^ seen; missing != 0 {
-		return d.errorf("field %q missing", ks.names[bits.TrailingZeros16(missing)])
+		return d.errorf("field %q missing", ks.names[bits.TrailingZeros32(missing)])
 	}
 	return nil
 }
@@ -541,7 +549,7 @@ func (d *decoder) fields(ks keySet, fn func(key string) error) error {
 // field reads a map key and returns it if it is one of keys, or "" for a
 // key to skip. seen has bit i set once keys[i] was read in this map: a
 // repeated field is malformed.
-func (d *decoder) field(keys []string, seen *uint16) (string, error) {
+func (d *decoder) field(keys []string, seen *uint32) (string, error) {
 	k, err := d.rawStr()
 	if err != nil {
 		return "", err

@@ -101,6 +101,11 @@ type reflItem struct {
 	Partition int    `msgpack:"p,omitempty"`
 	After     string `msgpack:"a,omitempty"`
 	Budget    int    `msgpack:"m,omitempty"`
+
+	Level   int      `msgpack:"l,omitempty"`
+	Nodes   []int    `msgpack:"tn,omitempty"`
+	Hashes  []uint64 `msgpack:"th,omitempty"`
+	Buckets []int    `msgpack:"bk,omitempty"`
 }
 
 type reflReply struct {
@@ -119,6 +124,13 @@ type reflResult struct {
 
 	Recs []reflRecord `msgpack:"rec,omitempty"`
 	Next string       `msgpack:"a,omitempty"`
+
+	Level   int      `msgpack:"l,omitempty"`
+	Nodes   []int    `msgpack:"tn,omitempty"`
+	Hashes  []uint64 `msgpack:"th,omitempty"`
+	Diff    []int    `msgpack:"d,omitempty"`
+	Keys    []string `msgpack:"ks,omitempty"`
+	Digests []uint64 `msgpack:"ds,omitempty"`
 }
 
 // reflRecord is the twin of a scan page's Record: an object's array
@@ -180,14 +192,16 @@ func fromReflObject(r *reflObject) *Object {
 func toReflRequest(r *Request) *reflRequest {
 	return &reflRequest{V: r.V, From: r.From, Items: convert(r.Items, func(it Item) reflItem {
 		return reflItem{Tag: it.Tag, Op: it.Op, Key: it.Key, Obj: toReflObject(it.Obj), Val: it.Val,
-			Ctx: toReflClock(it.Ctx), Del: it.Del, W: it.W, Partition: it.Partition, After: it.After, Budget: it.Budget}
+			Ctx: toReflClock(it.Ctx), Del: it.Del, W: it.W, Partition: it.Partition, After: it.After, Budget: it.Budget,
+			Level: it.Level, Nodes: it.Nodes, Hashes: it.Hashes, Buckets: it.Buckets}
 	})}
 }
 
 func fromReflRequest(r *reflRequest) *Request {
 	return &Request{V: r.V, From: r.From, Items: convert(r.Items, func(it reflItem) Item {
 		return Item{Tag: it.Tag, Op: it.Op, Key: it.Key, Obj: fromReflObject(it.Obj), Val: it.Val,
-			Ctx: fromReflClock(it.Ctx), Del: it.Del, W: it.W, Partition: it.Partition, After: it.After, Budget: it.Budget}
+			Ctx: fromReflClock(it.Ctx), Del: it.Del, W: it.W, Partition: it.Partition, After: it.After, Budget: it.Budget,
+			Level: it.Level, Nodes: it.Nodes, Hashes: it.Hashes, Buckets: it.Buckets}
 	})}
 }
 
@@ -195,7 +209,8 @@ func toReflReply(r *Reply) *reflReply {
 	return &reflReply{V: r.V, From: r.From, Results: convert(r.Results, func(res Result) reflResult {
 		return reflResult{Tag: res.Tag, Code: res.Code, Name: res.Name, Err: res.Err,
 			Obj: toReflObject(res.Obj), Ctx: toReflClock(res.Ctx), Next: res.Next,
-			Recs: convert(res.Recs, toReflRecord)}
+			Recs: convert(res.Recs, toReflRecord), Level: res.Level, Nodes: res.Nodes, Hashes: res.Hashes,
+			Diff: res.Diff, Keys: res.Keys, Digests: res.Digests}
 	})}
 }
 
@@ -203,7 +218,8 @@ func fromReflReply(r *reflReply) *Reply {
 	return &Reply{V: r.V, From: r.From, Results: convert(r.Results, func(res reflResult) Result {
 		return Result{Tag: res.Tag, Code: res.Code, Name: res.Name, Err: res.Err,
 			Obj: fromReflObject(res.Obj), Ctx: fromReflClock(res.Ctx), Next: res.Next,
-			Recs: convert(res.Recs, fromReflRecord)}
+			Recs: convert(res.Recs, fromReflRecord), Level: res.Level, Nodes: res.Nodes, Hashes: res.Hashes,
+			Diff: res.Diff, Keys: res.Keys, Digests: res.Digests}
 	})}
 }
 
@@ -229,7 +245,7 @@ func refDecodeRequest(b []byte) (*Request, error) {
 		return nil, Errorf(ErrMalformed, "request: %d items", len(head.Items))
 	}
 	for _, it := range head.Items {
-		if it.Op < uint64(RPCRead) || it.Op > uint64(RPCScan) {
+		if it.Op < uint64(RPCRead) || it.Op > uint64(RPCBuckets) {
 			return nil, Errorf(ErrMalformed, "request: unknown op %d", it.Op)
 		}
 	}
@@ -246,11 +262,20 @@ func refDecodeRequest(b []byte) (*Request, error) {
 		if uint64(it.Op) != head.Items[i].Op {
 			return nil, Errorf(ErrMalformed, "request: inconsistent op")
 		}
-		if it.Op == RPCScan {
+		if it.Op == RPCScan || it.Op == RPCTree || it.Op == RPCBuckets {
 			if it.Key != "" {
-				return nil, Errorf(ErrMalformed, "request: scan with a key")
+				return nil, Errorf(ErrMalformed, "request: op with a key")
 			}
 		} else if err := ValidateKey(it.Key); err != nil {
+			return nil, err
+		}
+		if len(it.Nodes) > MaxTreeNodes || len(it.Hashes) > MaxTreeNodes || len(it.Buckets) > MaxTreeNodes {
+			return nil, Errorf(ErrMalformed, "request: too many tree nodes")
+		}
+		if err := validFrontier("request", it.Level, it.Nodes, it.Hashes); err != nil {
+			return nil, err
+		}
+		if err := ascending("request: buckets", it.Buckets); err != nil {
 			return nil, err
 		}
 		if it.Op == RPCWrite && it.Obj == nil {
@@ -314,6 +339,19 @@ func refDecodeReply(b []byte) (*Reply, error) {
 			}
 		}
 		if err := validScan(res.Recs, res.Next); err != nil {
+			return nil, err
+		}
+		if len(res.Nodes) > MaxTreeNodes || len(res.Hashes) > MaxTreeNodes || len(res.Diff) > MaxTreeNodes ||
+			len(res.Keys) > MaxBucketKeys || len(res.Digests) > MaxBucketKeys {
+			return nil, Errorf(ErrMalformed, "reply: too many tree nodes or keys")
+		}
+		if err := validFrontier("reply", res.Level, res.Nodes, res.Hashes); err != nil {
+			return nil, err
+		}
+		if err := ascending("reply: differing buckets", res.Diff); err != nil {
+			return nil, err
+		}
+		if err := validBucketKeys(res.Keys, res.Digests); err != nil {
 			return nil, err
 		}
 	}

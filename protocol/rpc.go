@@ -59,6 +59,12 @@ type Item struct {
 	Partition int
 	After     string
 	Budget    int
+	// RPCTree: the sender's frontier (tree.go). RPCBuckets: the leaf
+	// buckets whose keys to list, with After and Budget paging.
+	Level   int
+	Nodes   []int
+	Hashes  []uint64
+	Buckets []int
 }
 
 // Reply answers a Request, one Result per item, in any order.
@@ -81,6 +87,15 @@ type Result struct {
 	// next page ("" when the partition is done).
 	Recs []Record
 	Next string
+	// RPCTree: the answering side's frontier, or the differing leaf
+	// buckets (tree.go). RPCBuckets: the page's keys and their digests,
+	// with Next.
+	Level   int
+	Nodes   []int
+	Hashes  []uint64
+	Diff    []int
+	Keys    []string
+	Digests []uint64
 }
 
 // MaxBatch bounds the items of one Request.
@@ -173,6 +188,10 @@ func appendItem(b []byte, it *Item) []byte {
 	if it.Budget != 0 {
 		b = m.int(b, "m", int64(it.Budget))
 	}
+	b = appendTreeFields(b, &m, it.Level, it.Nodes, it.Hashes)
+	if len(it.Buckets) > 0 {
+		b = appendArray(m.key(b, "bk"), it.Buckets, appendIntElem)
+	}
 	return m.end(b)
 }
 
@@ -208,14 +227,22 @@ func appendResult(b []byte, res *Result) []byte {
 	if res.Next != "" {
 		b = m.str(b, "a", res.Next)
 	}
+	b = appendTreeFields(b, &m, res.Level, res.Nodes, res.Hashes)
+	if len(res.Diff) > 0 {
+		b = appendArray(m.key(b, "d"), res.Diff, appendIntElem)
+	}
+	if len(res.Keys) > 0 {
+		b = appendArray(m.key(b, "ks"), res.Keys, appendStrElem)
+		b = appendArray(m.key(b, "ds"), res.Digests, appendUintElem)
+	}
 	return m.end(b)
 }
 
 var (
 	requestKeys = keys([]string{"v", "f", "i"}, "v", "f", "i")
-	itemKeys    = keys([]string{"t", "o", "k", "b", "val", "ctx", "del", "w", "p", "a", "m"}, "o")
+	itemKeys    = keys([]string{"t", "o", "k", "b", "val", "ctx", "del", "w", "p", "a", "m", "l", "tn", "th", "bk"}, "o")
 	replyKeys   = keys([]string{"v", "f", "r"}, "v", "f")
-	resultKeys  = keys([]string{"t", "c", "n", "e", "b", "ctx", "rec", "a"})
+	resultKeys  = keys([]string{"t", "c", "n", "e", "b", "ctx", "rec", "a", "l", "tn", "th", "d", "ks", "ds"})
 
 	// itemList: the smallest item is {"o":1,"k":"a"}.
 	itemList = listSpec{name: "items", minSize: 8, min: 1, max: MaxBatch}
@@ -250,7 +277,7 @@ func (d *decoder) item(it *Item) error {
 		case "t":
 			it.Tag, err = d.uint()
 		case "o":
-			it.Op, err = d.op(RPCRead, RPCScan)
+			it.Op, err = d.op(RPCRead, RPCBuckets)
 		case "k":
 			it.Key, err = d.str()
 		case "b":
@@ -269,15 +296,23 @@ func (d *decoder) item(it *Item) error {
 			it.After, err = d.str()
 		case "m":
 			it.Budget, err = d.intField()
+		case "l":
+			it.Level, err = d.intField()
+		case "tn":
+			it.Nodes, err = decodeList(d, treeNodes, d.intElem)
+		case "th":
+			it.Hashes, err = decodeList(d, treeNodes, d.uintElem)
+		case "bk":
+			it.Buckets, err = decodeList(d, treeNodes, d.intElem)
 		}
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	if it.Op == RPCScan {
+	if it.Op == RPCScan || it.Op == RPCTree || it.Op == RPCBuckets {
 		if it.Key != "" {
-			return Errorf(ErrMalformed, "request: scan with a key")
+			return Errorf(ErrMalformed, "request: op %d with a key", it.Op)
 		}
 	} else if err := ValidateKey(it.Key); err != nil {
 		return err
@@ -309,7 +344,10 @@ func (d *decoder) item(it *Item) error {
 	if it.Budget < 0 {
 		return Errorf(ErrMalformed, "request: scan budget %d", it.Budget)
 	}
-	return nil
+	if err := validFrontier("request", it.Level, it.Nodes, it.Hashes); err != nil {
+		return err
+	}
+	return ascending("request: buckets", it.Buckets)
 }
 
 // reply reads and validates a Reply.
@@ -351,6 +389,18 @@ func (d *decoder) result(res *Result) error {
 			res.Recs, err = decodeList(d, recordList, d.scanRecord)
 		case "a":
 			res.Next, err = d.str()
+		case "l":
+			res.Level, err = d.intField()
+		case "tn":
+			res.Nodes, err = decodeList(d, treeNodes, d.intElem)
+		case "th":
+			res.Hashes, err = decodeList(d, treeNodes, d.uintElem)
+		case "d":
+			res.Diff, err = decodeList(d, treeNodes, d.intElem)
+		case "ks":
+			res.Keys, err = decodeList(d, bucketKeys, d.strElem)
+		case "ds":
+			res.Digests, err = decodeList(d, bucketDigst, d.uintElem)
 		}
 		return err
 	})
@@ -363,6 +413,15 @@ func (d *decoder) result(res *Result) error {
 		}
 	}
 	if err := res.Ctx.Validate(); err != nil {
+		return err
+	}
+	if err := validFrontier("reply", res.Level, res.Nodes, res.Hashes); err != nil {
+		return err
+	}
+	if err := ascending("reply: differing buckets", res.Diff); err != nil {
+		return err
+	}
+	if err := validBucketKeys(res.Keys, res.Digests); err != nil {
 		return err
 	}
 	return validScan(res.Recs, res.Next)
