@@ -78,13 +78,13 @@ func TestTreeRejects(t *testing.T) {
 		assertSameDecode(t, "request "+name, b, DecodeRequest, refDecodeRequest, false)
 	}
 	repCases := map[string]func(r *Reply){
-		"frontier mismatch":   func(r *Reply) { r.Results[0].Hashes = nil },
-		"frontier level":      func(r *Reply) { r.Results[0].Level = 99 },
-		"diff not ascending":  func(r *Reply) { r.Results[1].Diff = []int{4, 3} },
-		"keys out of order":   func(r *Reply) { k := r.Results[2].Keys; k[0], k[1] = k[1], k[0] },
-		"repeated key":        func(r *Reply) { r.Results[2].Keys[1] = "user.2" },
-		"invalid key":         func(r *Reply) { r.Results[2].Keys[0] = strings.Repeat("k", MaxKeyLen+1) },
-		"digests mismatch":    func(r *Reply) { r.Results[2].Digests = r.Results[2].Digests[:1] },
+		"frontier mismatch":  func(r *Reply) { r.Results[0].Hashes = nil },
+		"frontier level":     func(r *Reply) { r.Results[0].Level = 99 },
+		"diff not ascending": func(r *Reply) { r.Results[1].Diff = []int{4, 3} },
+		"keys out of order":  func(r *Reply) { k := r.Results[2].Keys; k[0], k[1] = k[1], k[0] },
+		"repeated key":       func(r *Reply) { r.Results[2].Keys[1] = "user.2" },
+		"invalid key":        func(r *Reply) { r.Results[2].Keys[0] = strings.Repeat("k", MaxKeyLen+1) },
+		"digests mismatch":   func(r *Reply) { r.Results[2].Digests = r.Results[2].Digests[:1] },
 	}
 	for name, mutate := range repCases {
 		r := validTreeReply()
