@@ -64,6 +64,7 @@ func (n *Node) Status() protocol.NodeStatus {
 	if err := n.StoreError(); err != nil {
 		st.StoreError = err.Error()
 	}
+	st.AntiEntropy = n.antiEntropyStatus()
 	return st
 }
 

@@ -84,6 +84,13 @@ type Config struct {
 	// down owner is asked last by reads and forwarded writes; it keeps
 	// its place in the ring). Defaults 3 and 10 heartbeats.
 	SuspectAfter, DownAfter time.Duration
+	// AntiEntropy is the pause between two anti-entropy rounds, each of
+	// which compares every partition the node owns with every other
+	// owner alive (antientropy.go). Negative turns it off. Default 10s.
+	AntiEntropy time.Duration
+	// AntiEntropyRate bounds the records a round syncs, pulled or pushed,
+	// a second. Default 5000.
+	AntiEntropyRate int
 	// MaxInflight bounds the client operations a node coordinates at once;
 	// beyond it requests get ErrOverloaded. Default 8192.
 	MaxInflight int
@@ -138,6 +145,9 @@ func DefaultConfig() Config {
 		PeerWait:       5 * time.Second,
 		Heartbeat:      time.Second,
 		MaxInflight:    8192,
+
+		AntiEntropy:     10 * time.Second,
+		AntiEntropyRate: 5000,
 	}
 }
 
@@ -182,6 +192,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: data center %q: letters, digits, '-' and '_'", c.DataCenter)
 	case c.AutoRemoveAfter < 0:
 		return fmt.Errorf("config: auto-remove after must be >= 0")
+	case c.AntiEntropy == 0 || c.AntiEntropy > 0 && c.AntiEntropyRate < 1:
+		return fmt.Errorf("config: anti-entropy every %v at %d records/s: want an interval > 0 (< 0: off) and a rate >= 1", c.AntiEntropy, c.AntiEntropyRate)
 	case c.MaxInflight < 1:
 		return fmt.Errorf("config: max inflight must be >= 1")
 	case c.MaxPayload < 64<<10:

@@ -71,6 +71,7 @@ type Node struct {
 	otherSecret sync.Map // member id -> true: its heartbeats show another secret (logged once)
 	inflight    atomic.Int64
 	readRepairs atomic.Int64 // replicas a read sent the merged object to
+	ae          antiEntropy  // antientropy.go
 	reads       chan readJob // for the reader goroutines (reads.go)
 	pageBudget  int          // bytes of records a pulled page may hold (transfer.go)
 
@@ -254,6 +255,7 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	n.startGossip()
 	n.startRebalance()
+	n.startAntiEntropy()
 	if n.srv == nil {
 		return nil
 	}

@@ -10,7 +10,8 @@ import (
 // on the node's RPC subscription. So such reads go to a few reader
 // goroutines through a bounded queue, and a read that finds the queue
 // full is refused as overloaded (the coordinator asks another owner).
-// The pages of partition scans (scan.go) take the same queue.
+// The pages of partition scans (scan.go) and the steps of anti-entropy
+// exchanges (antientropy.go) take the same queue, as tasks.
 
 const (
 	readers     = 4    // reader goroutines per node
@@ -21,7 +22,14 @@ type readJob struct {
 	p    int
 	key  string
 	done func(*protocol.Object, error)
-	scan *scanJob // set: the job serves this scan page instead
+	task *task // set: the job runs this task instead
+}
+
+// task is work for a reader goroutine that answers one RPC item: run
+// computes the result, done gets it (or the failure of a task never run).
+type task struct {
+	run  func() protocol.Result
+	done func(protocol.Result)
 }
 
 // startReaders starts the reader goroutines; they stop with the node.
@@ -37,8 +45,8 @@ func (n *Node) startReaders() {
 					n.failReads()
 					return
 				case j := <-n.reads:
-					if s := j.scan; s != nil {
-						s.done(scanPage(n.st, s.p, s.after, s.budget, s.limit))
+					if t := j.task; t != nil {
+						t.done(t.run())
 						continue
 					}
 					j.done(n.st.Get(j.p, j.key))
@@ -61,8 +69,8 @@ func (n *Node) failReads() {
 }
 
 func (j *readJob) fail(err error) {
-	if j.scan != nil {
-		j.scan.done(protocol.ResultError(0, err))
+	if j.task != nil {
+		j.task.done(protocol.ResultError(0, err))
 		return
 	}
 	j.done(nil, err)

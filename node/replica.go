@@ -83,6 +83,10 @@ func (n *Node) serveItem(from string, it *protocol.Item, add func(protocol.Resul
 		}
 	case protocol.RPCScan:
 		n.serveScan(it, add)
+	case protocol.RPCTree:
+		n.serveTree(it, add)
+	case protocol.RPCBuckets:
+		n.serveBuckets(it, add)
 	case protocol.RPCCoordinate:
 		owners := r.Owners(p)
 		if !slices.Contains(owners, n.cfg.ID) {

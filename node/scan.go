@@ -15,15 +15,6 @@ import (
 // The node serves whatever its store holds of the partition, owner or
 // not: a fallback holding hinted writes has data worth copying too.
 
-// scanJob is one page to serve on a reader goroutine.
-type scanJob struct {
-	p      int
-	after  string
-	budget int // bytes of records the page may hold
-	limit  int // bytes of records a reply can hold (the first goes alone up to it)
-	done   func(protocol.Result)
-}
-
 // serveScan queues the page an RPCScan item asks for to the readers; add
 // gets the page or the error, under the item's tag. It never blocks.
 func (n *Node) serveScan(it *protocol.Item, add func(protocol.Result)) {
@@ -37,7 +28,9 @@ func (n *Node) serveScan(it *protocol.Item, add func(protocol.Result)) {
 	if it.Budget > 0 {
 		budget = min(it.Budget, limit)
 	}
-	n.queueRead(readJob{scan: &scanJob{p: it.Partition, after: it.After, budget: budget, limit: limit,
+	p, after := it.Partition, it.After
+	n.queueRead(readJob{task: &task{
+		run:  func() protocol.Result { return scanPage(n.st, p, after, budget, limit) },
 		done: func(res protocol.Result) { res.Tag = tag; add(res) }}})
 }
 

@@ -37,7 +37,7 @@ func (n *Node) pullPartition(ctx context.Context, p int, from string, after stri
 		if err := ctx.Err(); err != nil {
 			return after, fmt.Errorf("pull partition %d from %s: %w", p, from, err)
 		}
-		res, err := n.requestPage(ctx, from, protocol.Item{Op: protocol.RPCScan, Partition: p, After: after, Budget: n.pageBudget})
+		res, err := n.request(ctx, from, protocol.Item{Op: protocol.RPCScan, Partition: p, After: after, Budget: n.pageBudget})
 		if err == nil {
 			err = checkPage(n.mem.ring().Partition, p, after, res)
 		}
@@ -119,55 +119,85 @@ func (n *Node) applyPage(ctx context.Context, p int, recs []protocol.Record) (in
 	return bytes, wait()
 }
 
-// requestPage sends item (an RPCScan) to peer to and waits for its result,
-// at most Config.RequestTimeout. It goes through the node's RPC machinery
-// (a tag in the pending map, transport.Send, the reply inbox) but not
-// through the outbox: a scan goes alone in its message, so a peer too old
-// to know the op, which refuses the whole message with one error, fails
-// only the scan, and at once.
-func (n *Node) requestPage(ctx context.Context, to string, item protocol.Item) (*protocol.Result, error) {
-	w := &pageWait{ch: make(chan pageAnswer, 1)}
-	tag := n.pending.add(w)
-	defer n.pending.remove(tag)
-	timer := n.clock.AfterFunc(n.cfg.RequestTimeout, func() {
-		w.result(to, nil, protocol.Errorf(protocol.ErrNodeUnavailable, "%s: no scan page within %v", to, n.cfg.RequestTimeout))
-	})
-	defer timer.Stop()
-	item.Tag = tag
-	n.flush(to, []outItem{{item: item, op: w}})
-	select {
-	case a := <-w.ch:
-		return a.res, a.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-n.stop:
-		return nil, n.shuttingDown()
+// request sends item to peer to, alone in its message, and waits for its
+// result, at most Config.RequestTimeout: requestItems of one item.
+func (n *Node) request(ctx context.Context, to string, item protocol.Item) (*protocol.Result, error) {
+	res, errs := n.requestItems(ctx, to, []protocol.Item{item})
+	return res[0], errs[0]
+}
+
+// requestItems sends items to peer to in one message and waits for all
+// their results, at most Config.RequestTimeout: results[i] answers
+// items[i], or errs[i] says why it did not (the peer's error result
+// included). It goes through the node's RPC machinery (a tag per item in
+// the pending map, transport.Send, the reply inbox) but not through the
+// outbox: the items go alone in their message, so a peer too old to know
+// an op, which refuses the whole message with one error, fails only
+// them, and at once. Partition scans and anti-entropy use it; their items
+// are few and their replies big, and they wait for each answer.
+func (n *Node) requestItems(ctx context.Context, to string, items []protocol.Item) (results []*protocol.Result, errs []error) {
+	results, errs = make([]*protocol.Result, len(items)), make([]error, len(items))
+	ch := make(chan itemAnswer, len(items))
+	out := make([]outItem, len(items))
+	for i := range items {
+		w := &itemWait{i: i, ch: ch}
+		tag := n.pending.add(w)
+		defer n.pending.remove(tag)
+		out[i] = outItem{item: items[i], op: w}
+		out[i].item.Tag = tag
 	}
+	timeout := make(chan struct{})
+	timer := n.clock.AfterFunc(n.cfg.RequestTimeout, func() { close(timeout) })
+	defer timer.Stop()
+	n.flush(to, out)
+	for left := len(items); left > 0; left-- {
+		var err error
+		select {
+		case a := <-ch:
+			results[a.i], errs[a.i] = a.res, a.err
+			continue
+		case <-timeout:
+			err = protocol.Errorf(protocol.ErrNodeUnavailable, "%s: no answer within %v", to, n.cfg.RequestTimeout)
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-n.stop:
+			err = n.shuttingDown()
+		}
+		for i := range items {
+			if results[i] == nil && errs[i] == nil {
+				errs[i] = err
+			}
+		}
+		return results, errs
+	}
+	return results, errs
 }
 
-// pageWait is a page request in the pending map: the first of its result,
-// a failure of its message, its timeout and the node's shutdown answers.
-type pageWait struct {
+// itemWait is one item of requestItems in the pending map: the first of
+// its result and a failure of its message answers.
+type itemWait struct {
 	once sync.Once
-	ch   chan pageAnswer
+	i    int
+	ch   chan itemAnswer // buffered for every item
 }
 
-type pageAnswer struct {
+type itemAnswer struct {
+	i   int
 	res *protocol.Result
 	err error
 }
 
-func (w *pageWait) result(_ string, res *protocol.Result, err error) {
+func (w *itemWait) result(_ string, res *protocol.Result, err error) {
 	if err == nil && res != nil {
 		err = res.Error()
 	}
 	if err == nil && res == nil {
-		err = protocol.Errorf(protocol.ErrInternal, "scan: no result")
+		err = protocol.Errorf(protocol.ErrInternal, "no result")
 	}
 	if err != nil {
 		res = nil
 	}
-	w.once.Do(func() { w.ch <- pageAnswer{res, err} })
+	w.once.Do(func() { w.ch <- itemAnswer{w.i, res, err} })
 }
 
-func (w *pageWait) abort(err error) { w.result("", nil, err) }
+func (w *itemWait) abort(err error) { w.result("", nil, err) }

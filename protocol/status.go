@@ -51,6 +51,9 @@ type NodeStatus struct {
 	// ReadRepairs counts the stale replicas this node's reads have sent
 	// the merged object to since it started (read repair).
 	ReadRepairs int64 `json:"read_repairs,omitempty"`
+	// AntiEntropy is the node's anti-entropy, and the roots of its
+	// partitions' trees.
+	AntiEntropy *AntiEntropyStatus `json:"anti_entropy,omitempty"`
 	// Inflight is the number of client operations it coordinates now.
 	Inflight int64 `json:"inflight"`
 }
@@ -78,4 +81,29 @@ type TransferStatus struct {
 	Bytes      int64 `json:"bytes"`
 	Started    int64 `json:"started"`            // unix nanoseconds
 	Finished   int64 `json:"finished,omitempty"` // unix nanoseconds; 0 while it runs
+}
+
+// AntiEntropyStatus is a node's anti-entropy (node/antientropy.go):
+// totals since it started, and per partition it owns, its tree's root
+// and when an exchange last compared it with every other owner.
+type AntiEntropyStatus struct {
+	Interval string `json:"interval"` // between rounds; "off"
+
+	Rounds     int64         `json:"rounds"`     // rounds done
+	LastRound  int64         `json:"last_round"` // unix nanoseconds of the last round's end; 0: none yet
+	Exchanges  int64         `json:"exchanges"`  // partition exchanges with a peer
+	Differed   int64         `json:"differed"`   // exchanges whose trees differed
+	Pulled     int64         `json:"pulled"`     // records merged from peers
+	Pushed     int64         `json:"pushed"`     // records written to peers
+	Rebuilt    int64         `json:"rebuilt,omitempty"`
+	Partitions []PartitionAE `json:"partitions"`
+}
+
+// PartitionAE is one owned partition's anti-entropy state. Two owners of
+// a partition hold identical records exactly when their roots are equal
+// (up to a 2^-64 chance).
+type PartitionAE struct {
+	P    int    `json:"p"`
+	Root string `json:"root"`           // the tree's root, 16 hex digits
+	Last int64  `json:"last,omitempty"` // unix nanoseconds; 0: never
 }

@@ -41,6 +41,8 @@ func nodeFlags(fs *flag.FlagSet, cfg *node.Config, peers *string, logLevel *stri
 	fs.DurationVar(&cfg.DownAfter, "down-after", 0, "silence after which a peer is down: reads and forwarded writes ask it last (default 10 heartbeats)")
 	fs.StringVar(&cfg.DataCenter, "dc", "", "the node's data center (each has its own chores owner)")
 	fs.DurationVar(&cfg.AutoRemoveAfter, "auto-remove-after", 0, "remove a member down this long, as kvmesh admin remove would (0: never, the default)")
+	fs.DurationVar(&cfg.AntiEntropy, "anti-entropy", cfg.AntiEntropy, "pause between anti-entropy rounds, which compare every partition with its other owners (negative: off)")
+	fs.IntVar(&cfg.AntiEntropyRate, "anti-entropy-rate", cfg.AntiEntropyRate, "records anti-entropy may sync a second")
 	fs.StringVar(logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(secretFile, "secret-file", "", "file holding the store's secret, the same on every node (default DATA/secret, created if missing; kvmesh secret makes one)")
 	fs.StringVar(&cfg.KeyFile, "key-file", "", "file holding the node's key pair, its identity among the members (default DATA/node.nk, created if missing; kvmesh keygen makes one)")

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -26,6 +27,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	f.registerConn(fs)
 	asJSON := fs.Bool("json", false, "print the nodes' status as JSON")
+	parts := fs.Bool("partitions", false, "also print each partition's anti-entropy: its owners' last exchange and whether their trees agree")
 	if err := cli.ParseFlagsOnly(fs, args); err != nil {
 		return err
 	}
@@ -70,6 +72,9 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		if err := printMembers(stdout, sts); err != nil {
+			return err
+		}
+		if err := printAntiEntropy(stdout, sts, *parts, time.Now()); err != nil {
 			return err
 		}
 	}
@@ -143,4 +148,83 @@ func printMembers(w io.Writer, sts []client.NodeStatus) error {
 		return err
 	}
 	return nil
+}
+
+// printAntiEntropy prints each node's anti-entropy (rounds, how many of
+// its partitions an exchange compared with every other owner and how
+// long ago the oldest was, records pulled and pushed), then how many
+// partitions have owners whose trees differ; with partitions, a line per
+// partition too.
+func printAntiEntropy(w io.Writer, sts []client.NodeStatus, partitions bool, now time.Time) error {
+	ago := func(ns int64) string {
+		if ns == 0 {
+			return "never"
+		}
+		return now.Sub(time.Unix(0, ns)).Round(time.Second).String() + " ago"
+	}
+	type owner struct {
+		node string
+		root string
+		last int64
+	}
+	byPart := map[int][]owner{}
+	fmt.Fprintf(w, "\nanti-entropy:\n")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tEVERY\tROUNDS\tEXCHANGED\tOLDEST\tPULLED\tPUSHED")
+	any := false
+	for _, st := range sts {
+		ae := st.AntiEntropy
+		if ae == nil {
+			continue
+		}
+		any = true
+		done, oldest := 0, int64(0)
+		for _, p := range ae.Partitions {
+			byPart[p.P] = append(byPart[p.P], owner{st.Node, p.Root, p.Last})
+			if p.Last != 0 {
+				done++
+			}
+			if oldest == 0 || p.Last < oldest {
+				oldest = p.Last
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d/%d\t%s\t%d\t%d\n", st.Node, ae.Interval, ae.Rounds, done, len(ae.Partitions), ago(oldest), ae.Pulled, ae.Pushed)
+	}
+	if !any {
+		return nil
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	ps := make([]int, 0, len(byPart))
+	differ := 0
+	for p, os := range byPart {
+		ps = append(ps, p)
+		for _, o := range os {
+			if o.root != os[0].root {
+				differ++
+				break
+			}
+		}
+	}
+	fmt.Fprintf(w, "partitions whose answering owners hold different records: %d of %d\n", differ, len(ps))
+	if !partitions {
+		return nil
+	}
+	slices.Sort(ps)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PARTITION\tAGREE\tOWNERS (LAST EXCHANGE)")
+	for _, p := range ps {
+		slices.SortFunc(byPart[p], func(a, b owner) int { return cmp.Compare(a.node, b.node) })
+		agree := "yes"
+		var cells []string
+		for _, o := range byPart[p] {
+			if o.root != byPart[p][0].root {
+				agree = "NO"
+			}
+			cells = append(cells, fmt.Sprintf("%s (%s)", o.node, ago(o.last)))
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\n", p, agree, strings.Join(cells, ", "))
+	}
+	return tw.Flush()
 }
