@@ -581,15 +581,14 @@ func sameDumps(a, b history.Dumps) bool {
 }
 
 // converge polls the replica dumps until the owners of every key hold
-// identical objects (P4), or within passes since healed. Stale replicas
-// are repaired by reads only (no anti-entropy yet), so while keys differ
-// it reads them again with R=all every 3 s: repairs counts those rounds.
-// It returns the time from healed to convergence, or the divergences
-// still there at the deadline.
+// identical objects (P4) and the owners of every partition report equal
+// Merkle roots (every record, not only the workload's keys), or within
+// passes since healed. It only waits: the final reads before it repaired
+// what they read, anti-entropy must repair the rest. repairs is 0, kept
+// for the reports. It returns the time from healed to convergence, or
+// the divergences still there at the deadline.
 func (c *procCluster) converge(ctx context.Context, cl *client.Client, keys []string, healed time.Time, within time.Duration) (time.Duration, []history.Divergence, int) {
 	deadline := healed.Add(within)
-	lastRepair := time.Now()
-	repairs := 0
 	var divs []history.Divergence
 	for {
 		dumps, err := c.dumpAll(keys)
@@ -599,19 +598,14 @@ func (c *procCluster) converge(ctx context.Context, cl *client.Client, keys []st
 		if err != nil {
 			divs = []history.Divergence{{Key: "*", Detail: err.Error()}}
 		} else if len(divs) == 0 {
-			return time.Since(healed), nil, repairs
+			if d := rootsDiffer(ctx, cl, ""); d == "" {
+				return time.Since(healed), nil, 0
+			} else {
+				divs = []history.Divergence{{Key: "*merkle*", Detail: d}}
+			}
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return time.Since(healed), divs, repairs
-		}
-		if err == nil && time.Since(lastRepair) > 3*time.Second {
-			repairs++
-			lastRepair = time.Now()
-			for _, d := range divs {
-				rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				_, _ = cl.Get(rctx, d.Key, client.R("all"))
-				cancel()
-			}
+			return time.Since(healed), divs, 0
 		}
 		sleepCtx(ctx, 200*time.Millisecond)
 	}
