@@ -56,7 +56,7 @@ const (
 // antiEntropy is the node's anti-entropy state, for the status.
 type antiEntropy struct {
 	mu   sync.Mutex
-	last map[int]time.Time // partition -> last round that compared it with every other owner
+	last map[int]time.Time // partition -> start of the last round that compared it with every other owner
 
 	rounds    atomic.Int64
 	exchanges atomic.Int64 // partition exchanges with a peer
@@ -70,6 +70,7 @@ type antiEntropy struct {
 // startAntiEntropy starts the anti-entropy loop; it stops with the node.
 func (n *Node) startAntiEntropy() {
 	n.ae.last = make(map[int]time.Time)
+	n.compacted.candidates = make(map[int]map[string]bool)
 	if n.cfg.AntiEntropy <= 0 {
 		return
 	}
@@ -82,11 +83,12 @@ func (n *Node) startAntiEntropy() {
 	}()
 	go func() {
 		defer n.wg.Done()
-		for {
+		// The first round once the peers' heartbeats had time to come in:
+		// a node restarted after missing writes starts repairing at once.
+		pause := min(n.cfg.AntiEntropy, 2*n.cfg.Heartbeat)
+		for n.sleep(ctx, pause) {
 			n.antiEntropyRound(ctx)
-			if !n.sleep(ctx, n.cfg.AntiEntropy) {
-				return
-			}
+			pause = n.cfg.AntiEntropy
 		}
 	}()
 }
@@ -107,6 +109,7 @@ func (n *Node) sleep(ctx context.Context, d time.Duration) bool {
 // antiEntropyRound exchanges every partition this node owns with every
 // other owner that is alive, once.
 func (n *Node) antiEntropyRound(ctx context.Context) {
+	start := n.clock.Now()
 	r := n.mem.ring()
 	owned := r.PartitionsOf(n.cfg.ID)
 	byPeer := map[string][]int{}
@@ -138,16 +141,23 @@ func (n *Node) antiEntropyRound(ctx context.Context) {
 			return
 		}
 	}
-	now := n.clock.Now()
 	n.ae.mu.Lock()
 	for p, ok := range complete {
 		if ok {
-			n.ae.last[p] = now
+			n.ae.last[p] = start
 		}
 	}
 	n.ae.mu.Unlock()
+	for _, p := range owned {
+		if !complete[p] {
+			continue
+		}
+		if _, err := n.compactPartition(ctx, p); err != nil && ctx.Err() == nil {
+			n.log.Warn("tombstone compaction", "partition", p, "err", err)
+		}
+	}
 	n.ae.rounds.Add(1)
-	n.ae.lastRound.Store(now.UnixNano())
+	n.ae.lastRound.Store(n.clock.Now().UnixNano())
 }
 
 // hasHeard reports whether a heartbeat of id arrived since start.
@@ -476,7 +486,7 @@ func (n *Node) antiEntropyStatus() *protocol.AntiEntropyStatus {
 	st := &protocol.AntiEntropyStatus{
 		Interval: interval, Rounds: ae.rounds.Load(), LastRound: ae.lastRound.Load(),
 		Exchanges: ae.exchanges.Load(), Differed: ae.differed.Load(), Pulled: ae.pulled.Load(),
-		Pushed: ae.pushed.Load(), Rebuilt: ae.rebuilt.Load(),
+		Pushed: ae.pushed.Load(), Rebuilt: ae.rebuilt.Load(), Purged: n.compacted.purged.Load(),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
 	defer cancel()

@@ -63,80 +63,75 @@ func (c *testCluster) waitConverged(limit time.Duration) time.Duration {
 }
 
 // TestAntiEntropyRepairs: a replica that missed writes, overwrites and
-// deletes while it was down, and then one whose data dir was wiped, hold
-// every acknowledged write again with no client traffic: the first filled
-// by its peers' exchanges alone (its own anti-entropy off), the second by
-// its own alone (its peers' off). Checked by comparing Merkle roots, then
-// by reading the repaired node alone, its peers stopped, with R=1.
+// deletes while it was down holds them all again with no client traffic,
+// filled by its peers' exchanges alone (its own anti-entropy off); a
+// replica whose data dir was wiped refills by its own exchanges alone
+// (its peers' off). Checked by comparing Merkle roots, then by reading
+// the repaired node alone, its peers stopped, with R=1.
 func TestAntiEntropyRepairs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts and restarts real nodes")
 	}
-	c := startCluster(t, 3, func(cfg *node.Config) {
-		cfg.AntiEntropy = aeInterval
-		if cfg.ID == "n3" {
+	run := func(t *testing.T, wipe bool, aeOn func(id string) bool) {
+		c := startCluster(t, 3, func(cfg *node.Config) {
 			cfg.AntiEntropy = -1
+			if aeOn(cfg.ID) {
+				cfg.AntiEntropy = aeInterval
+			}
+		})
+		ctx := testCtx(t)
+		n1 := c.nodes[0]
+		c.stopAndWait(2)
+		if wipe {
+			if err := os.RemoveAll(c.cfgs[2].DataDir); err != nil {
+				t.Fatal(err)
+			}
 		}
-	})
-	ctx := testCtx(t)
-	n1 := c.nodes[0]
-
-	// n3 misses 300 puts, 100 overwrites and 50 deletes.
-	c.stopAndWait(2)
-	want := map[string]string{} // "" for deleted
-	for i := range 300 {
-		k := fmt.Sprintf("ae-%03d", i)
-		if _, err := n1.Put(ctx, k, []byte("v1-"+k), nil, 2); err != nil {
+		want := missWrites(ctx, t, n1)
+		if err := c.start(2); err != nil {
 			t.Fatal(err)
 		}
-		want[k] = "v1-" + k
+		took := c.waitConverged(30 * time.Second)
+		t.Logf("converged %v after the restart", took)
+		c.checkAlone(t, 2, want)
 	}
-	for i := range 100 {
+	t.Run("missed writes pushed by the peers", func(t *testing.T) {
+		run(t, false, func(id string) bool { return id != "n3" })
+	})
+	t.Run("wiped replica pulls", func(t *testing.T) {
+		run(t, true, func(id string) bool { return id == "n3" })
+	})
+}
+
+// missWrites writes through n 300 keys, overwrites 100 and deletes 50,
+// with W=2, and returns what each key must read ("": deleted).
+func missWrites(ctx context.Context, t *testing.T, n *node.Node) map[string]string {
+	t.Helper()
+	want := map[string]string{}
+	ctxs := map[string]protocol.Clock{}
+	for i := range 300 {
 		k := fmt.Sprintf("ae-%03d", i)
-		obj, err := n1.Get(ctx, k, 2)
+		cc, err := n.Put(ctx, k, []byte("v1-"+k), nil, 2)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := n1.Put(ctx, k, []byte("v2-"+k), obj.Clock, 2); err != nil {
+		want[k], ctxs[k] = "v1-"+k, cc
+	}
+	for i := range 100 {
+		k := fmt.Sprintf("ae-%03d", i)
+		if _, err := n.Put(ctx, k, []byte("v2-"+k), ctxs[k], 2); err != nil {
 			t.Fatal(err)
 		}
 		want[k] = "v2-" + k
 	}
 	for i := 250; i < 300; i++ {
 		k := fmt.Sprintf("ae-%03d", i)
-		if _, err := n1.Delete(ctx, k, nil, 2); err != nil {
+		if _, err := n.Delete(ctx, k, ctxs[k], 2); err != nil {
 			t.Fatal(err)
 		}
 		want[k] = ""
 	}
-	if err := c.start(2); err != nil {
-		t.Fatal(err)
-	}
-	took := c.waitConverged(30 * time.Second)
-	t.Logf("missed writes: converged %v after restart (pushed by the peers)", took)
-	c.checkAlone(t, 2, want)
-
-	// n3's data dir is lost; its peers' anti-entropy is off, its own on.
-	for i := range 2 {
-		c.stop(i)
-		c.cfgs[i].AntiEntropy = -1
-		if err := c.start(i); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c.waitMembers(3)
-	c.stopAndWait(2)
-	if err := os.RemoveAll(c.cfgs[2].DataDir); err != nil {
-		t.Fatal(err)
-	}
-	c.cfgs[2].AntiEntropy = aeInterval
-	if err := c.start(2); err != nil {
-		t.Fatal(err)
-	}
-	c.waitMembers(3)
-	took = c.waitConverged(30 * time.Second)
-	t.Logf("wiped: converged %v after restart (pulled by the node)", took)
-	c.checkAlone(t, 2, want)
+	return want
 }
 
 // checkAlone stops every node but i, then reads each key of want from i
@@ -167,13 +162,129 @@ func (c *testCluster) checkAlone(t *testing.T, i int, want map[string]string) {
 			t.Errorf("%s alone: %s reads %v, want %q", n.ID(), k, live, v)
 		}
 	}
-	// Restart the others for what follows.
-	for j := range c.nodes {
-		if j != i {
-			if err := c.start(j); err != nil {
-				t.Fatal(err)
+}
+
+// TestTombstoneCompaction: tombstones are purged only once every owner
+// holds them, so a replica that was down across the delete and the grace
+// period does not bring the deleted value back; and a key written again
+// after its purge keeps its new value on every replica, also on those
+// still holding the purged tombstone (the purge floor).
+func TestTombstoneCompaction(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real nodes")
+	}
+	const grace = 300 * time.Millisecond
+	// n1 purges; n2 and n3 run no anti-entropy, so they never purge and
+	// keep the tombstones n1's rounds push to them. n1's rounds are a
+	// second apart: the end of this test needs a moment between two.
+	c := startCluster(t, 3, func(cfg *node.Config) {
+		cfg.TombstoneGrace = grace
+		cfg.AntiEntropy = -1
+		if cfg.ID == "n1" {
+			cfg.AntiEntropy = time.Second
+		}
+	})
+	ctx := testCtx(t)
+	n1 := c.nodes[0]
+	var keys []string
+	ctxs := map[string]protocol.Clock{}
+	for i := range 20 {
+		k := fmt.Sprintf("tomb-%02d", i)
+		cc, err := n1.Put(ctx, k, []byte("old"), nil, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys, ctxs[k] = append(keys, k), cc
+	}
+	// n3 keeps the old values: it is down across the deletes.
+	c.stopAndWait(2)
+	for _, k := range keys {
+		if _, err := n1.Delete(ctx, k, ctxs[k], 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rounds := func() int64 { return n1.Status().AntiEntropy.Rounds }
+	for r0 := rounds(); rounds() < r0+5; {
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, k := range keys {
+		if o, _ := n1.Replica(k); o == nil {
+			t.Fatalf("n1 purged %s while n3, which lacks its tombstone, was down", k)
+		}
+	}
+
+	// n3 back: n1's rounds give it the tombstones, then n1 purges.
+	if err := c.start(2); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for _, k := range keys {
+		for {
+			if o, _ := n1.Replica(k); o == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("n1 has not purged %s", k)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// No value came back anywhere: n3, which had the old values, holds
+	// the tombstones n1 pushed before purging (no reads here: a read
+	// would repair n1).
+	if got := n1.Status().AntiEntropy.Purged; got < int64(len(keys)) {
+		t.Errorf("status counts %d purged, want >= %d", got, len(keys))
+	}
+	for _, k := range keys {
+		for _, n := range c.nodes[1:] {
+			if o, _ := n.Replica(k); o == nil || len(o.Live()) != 0 {
+				t.Fatalf("%s holds %v for %s, want its tombstone", n.ID(), o, k)
 			}
 		}
 	}
-	c.waitMembers(len(c.nodes))
+
+	// Written again through n1, whose dots for these keys were purged,
+	// while n2 and n3, which still hold the tombstones with n1's old
+	// counters, are stopped (else n1's next round pulls a tombstone back
+	// before the write): the new dot must be above those counters.
+	old := map[string]uint64{}
+	for _, k := range keys {
+		o, _ := c.nodes[1].Replica(k)
+		old[k] = o.Clock[0].Counter
+	}
+	c.stop(1)
+	c.stop(2)
+	checked := 0
+	for _, k := range keys {
+		if o, _ := n1.Replica(k); o != nil {
+			continue // pulled back before the stop
+		}
+		if _, err := n1.Put(ctx, k, []byte("new"), nil, 1); err != nil {
+			t.Fatal(err)
+		}
+		o, _ := n1.Replica(k)
+		if d := o.Siblings[0].Dot.Counter; d <= old[k] {
+			t.Fatalf("%s written again with counter %d, not above the purged tombstone's %d", k, d, old[k])
+		}
+		checked++
+	}
+	if checked == 0 {
+		t.Fatal("every tombstone was pulled back before n2 and n3 stopped: nothing checked")
+	}
+	for i := 1; i < 3; i++ {
+		if err := c.start(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.waitMembers(3)
+
+	for _, k := range keys {
+		if _, err := n1.Put(ctx, k, []byte("newer"), nil, 3); err != nil {
+			t.Fatal(err)
+		}
+		obj, err := n1.Get(ctx, k, 3)
+		if err != nil || obj == nil || len(obj.Live()) == 0 {
+			t.Fatalf("%s written again reads %v, %v", k, obj, err)
+		}
+	}
 }

@@ -91,6 +91,11 @@ type Config struct {
 	// AntiEntropyRate bounds the records a round syncs, pulled or pushed,
 	// a second. Default 5000.
 	AntiEntropyRate int
+	// TombstoneGrace is how old a tombstone must be before compaction may
+	// purge it, once every replica holds it (compact.go): longer than
+	// any clock skew between nodes and than a hint may wait to be
+	// delivered. Negative keeps tombstones forever. Default 24h.
+	TombstoneGrace time.Duration
 	// MaxInflight bounds the client operations a node coordinates at once;
 	// beyond it requests get ErrOverloaded. Default 8192.
 	MaxInflight int
@@ -148,6 +153,7 @@ func DefaultConfig() Config {
 
 		AntiEntropy:     10 * time.Second,
 		AntiEntropyRate: 5000,
+		TombstoneGrace:  24 * time.Hour,
 	}
 }
 
@@ -194,6 +200,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: auto-remove after must be >= 0")
 	case c.AntiEntropy == 0 || c.AntiEntropy > 0 && c.AntiEntropyRate < 1:
 		return fmt.Errorf("config: anti-entropy every %v at %d records/s: want an interval > 0 (< 0: off) and a rate >= 1", c.AntiEntropy, c.AntiEntropyRate)
+	case c.TombstoneGrace == 0:
+		return fmt.Errorf("config: tombstone grace must be > 0 (< 0: keep tombstones forever)")
 	case c.MaxInflight < 1:
 		return fmt.Errorf("config: max inflight must be >= 1")
 	case c.MaxPayload < 64<<10:

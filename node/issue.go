@@ -33,6 +33,11 @@ type issuer struct {
 	read    func(p int, key string, done func(*protocol.Object, error))
 	seed    maphash.Seed
 	stripes [64]stripe
+	// floor is the highest counter of this actor in a clock that
+	// tombstone compaction purged (compact.go): a key with no stored
+	// object is issued from it, so that a new dot never repeats one that
+	// a replica still holding the purged tombstone has seen.
+	floor atomic.Uint64
 }
 
 type stripe struct {
@@ -130,6 +135,9 @@ func (is *issuer) loaded(s *stripe, key string, obj *protocol.Object, err error)
 // Nothing is issued when it returns an error.
 func (is *issuer) apply(s *stripe, base *protocol.Object, r *issueReq) error {
 	r.sib.Time = is.now().UnixNano()
+	if f := is.floor.Load(); base == nil && f > 0 {
+		base = &protocol.Object{Clock: protocol.Clock{{Node: is.self, Counter: f}}}
+	}
 	obj, err := version.Update(base, r.ctx, is.self, r.sib)
 	if err != nil {
 		return err

@@ -208,6 +208,13 @@ func (m *memberSet) clearPrev() {
 
 func (m *memberSet) targetRing() *ring.Ring { return m.target.Load() }
 
+// stable reports whether no membership change is under way: the serving
+// and target rings hold the same members and no previous ring is still
+// written to.
+func (m *memberSet) stable() bool {
+	return len(*m.prev.Load()) == 0 && membership.Epoch(m.ring().Members()) == membership.Epoch(m.targetRing().Members())
+}
+
 // joint returns the owner sets of partition p that a write must also
 // reach, besides owners (the serving ring's): the target ring's and the
 // prev rings', each once; nil while no transition is on.

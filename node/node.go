@@ -72,6 +72,7 @@ type Node struct {
 	inflight    atomic.Int64
 	readRepairs atomic.Int64 // replicas a read sent the merged object to
 	ae          antiEntropy  // antientropy.go
+	compacted   compaction   // compact.go
 	reads       chan readJob // for the reader goroutines (reads.go)
 	pageBudget  int          // bytes of records a pulled page may hold (transfer.go)
 
@@ -234,6 +235,9 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	n.startReaders()
 	n.issuer = newIssuer(st, n.actor, n.clock.Now, n.readStore)
+	if err := n.loadPurgeFloor(); err != nil {
+		return fmt.Errorf("purge floor: %w", err)
+	}
 	if n.clusterKey, err = membership.ClusterKey(n.cfg.Secret); err != nil {
 		return err
 	}

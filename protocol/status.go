@@ -96,6 +96,7 @@ type AntiEntropyStatus struct {
 	Pulled     int64         `json:"pulled"`     // records merged from peers
 	Pushed     int64         `json:"pushed"`     // records written to peers
 	Rebuilt    int64         `json:"rebuilt,omitempty"`
+	Purged     int64         `json:"purged"` // tombstones purged by compaction
 	Partitions []PartitionAE `json:"partitions"`
 }
 

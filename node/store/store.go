@@ -130,6 +130,7 @@ type Stats struct {
 	Failed       uint64  // writes in committed batches whose merge failed, panicked or made an invalid object
 	CommitErrors uint64  // batches whose transaction failed; all their writes failed
 	TreeRebuilds uint64  // anti-entropy trees rebuilt because an exchange found them out of step
+	Purged       uint64  // records PurgeKeys deleted (tombstone compaction)
 	MeanBatch    float64 // Ops / Batches: writes per fsync
 }
 

@@ -188,3 +188,71 @@ func TestBucketItems(t *testing.T) {
 		}
 	}
 }
+
+// TestPurgeKeys deletes the records ok accepts, leaves the others and
+// those rewritten after the cut, stays deleted after a reopen, and the
+// partition's tree follows.
+func TestPurgeKeys(t *testing.T) {
+	ctx := context.Background()
+	s, path := openTest(t, Options{})
+	tomb := func(c uint64) MergeFunc {
+		return func(*protocol.Object) (*protocol.Object, error) {
+			d := protocol.Dot{Node: "n1", Counter: c}
+			return &protocol.Object{Clock: protocol.Clock{d}, Siblings: []protocol.Sibling{{Dot: d, Deleted: true}}}, nil
+		}
+	}
+	var keys []string
+	for i := range 40 {
+		k := fmt.Sprintf("k%02d", i)
+		keys = append(keys, k)
+		f := put("v")
+		if i%2 == 0 {
+			f = tomb(uint64(i + 1))
+		}
+		if _, err := s.Update(ctx, 2, k, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.TreeRoot(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	deleted := func(_ string, o *protocol.Object) bool { return len(o.Live()) == 0 }
+	n, err := s.PurgeKeys(ctx, 2, append(keys, "absent"), deleted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 20 {
+		t.Errorf("purged %d, want 20", n)
+	}
+	for i, k := range keys {
+		o := mustGet(t, s, 2, k)
+		if (o == nil) != (i%2 == 0) {
+			t.Errorf("%s: %v after the purge", k, o)
+		}
+	}
+	if got, want := mustRoot(t, s, 2), scanRoot(t, s, 2); got != want {
+		t.Errorf("tree root %x after the purge, records' %x", got, want)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	for i, k := range keys {
+		if o := mustGet(t, s2, 2, k); (o == nil) != (i%2 == 0) {
+			t.Errorf("%s after reopen: %v", k, o)
+		}
+	}
+}
+
+func mustRoot(t *testing.T, s *Store, p int) uint64 {
+	t.Helper()
+	r, err := s.TreeRoot(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
