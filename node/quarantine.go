@@ -20,3 +20,12 @@ func QuarantineStore(dataDir string) (string, error) {
 	c := Config{DataDir: dataDir}
 	return store.Quarantine(disk.OS{}, c.dbPath(), time.Now())
 }
+
+// CompactStore rewrites the store of the stopped node whose data dir is
+// dataDir into a file of its live pages only (store.Compact): the file
+// shrinks by what tombstone compaction and dropped partitions freed.
+// progress gets the bytes written and the old size as it goes.
+func CompactStore(dataDir string, progress func(written, total int64)) (before, after int64, err error) {
+	c := Config{DataDir: dataDir}
+	return store.Compact(c.dbPath(), store.Options{}, progress)
+}

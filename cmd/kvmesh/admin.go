@@ -13,17 +13,19 @@ import (
 // (quarantine) or on a running store (invite).
 func cmdAdmin(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return cli.Usagef("admin needs a verb: invite, leave, remove or quarantine")
+		return cli.Usagef("admin needs a verb: invite, leave, remove, quarantine or compact")
 	}
 	switch args[0] {
 	case "quarantine":
 		return cmdQuarantine(args[1:], stdout, stderr)
+	case "compact":
+		return cmdCompact(args[1:], stdout, stderr)
 	case "invite":
 		return cmdInvite(args[1:], stdout, stderr)
 	case "leave", "remove":
 		return cmdMemberChange(args[0], args[1:], stdout, stderr)
 	default:
-		return cli.Usagef("unknown admin verb %q (want invite, leave, remove or quarantine)", args[0])
+		return cli.Usagef("unknown admin verb %q (want invite, leave, remove, quarantine or compact)", args[0])
 	}
 }
 
@@ -50,5 +52,43 @@ func cmdQuarantine(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	_, err = fmt.Fprintln(stdout, dir)
+	return err
+}
+
+// cmdCompact shrinks a stopped node's store file to its live pages,
+// with progress on stderr (a redrawn line on a terminal), and prints the
+// sizes before and after.
+func cmdCompact(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("admin compact", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", "", "the stopped node's data dir (required)")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: kvmesh admin compact --data DIR\n\n"+
+			"Rewrites the store of a stopped node into a file of its live pages: bbolt reuses the\n"+
+			"space purged tombstones and dropped partitions free, but its file only shrinks this way.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := cli.ParseFlagsOnly(fs, args); err != nil {
+		return err
+	}
+	if *data == "" {
+		return cli.Usagef("--data is required")
+	}
+	bar := isTerminal(stderr)
+	before, after, err := node.CompactStore(*data, func(written, total int64) {
+		line := fmt.Sprintf("compacting: %.1f MB written of at most %.1f MB", float64(written)/1e6, float64(total)/1e6)
+		if bar {
+			fmt.Fprintf(stderr, "\r%s\033[K", line)
+		} else {
+			fmt.Fprintln(stderr, line)
+		}
+	})
+	if bar {
+		fmt.Fprintln(stderr)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "%d bytes -> %d bytes\n", before, after)
 	return err
 }

@@ -26,6 +26,7 @@ Usage:
   kvmesh secret                                        print a new store secret (for --secret-file)
   kvmesh status [--json]                               every node: actor, peers alive, store health
   kvmesh admin quarantine --data DIR                   move a stopped node's damaged store aside
+  kvmesh admin compact --data DIR                      shrink a stopped node's store file to its live pages
   kvmesh admin invite [--ttl 1h]                       print a join token for a new node
   kvmesh put   KEY VALUE [-w W] [--context CTX|--blind] replace (VALUE "-" reads stdin)
   kvmesh get   KEY [-r R]                              read

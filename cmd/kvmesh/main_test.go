@@ -193,3 +193,29 @@ func TestKeygen(t *testing.T) {
 		t.Fatalf("the node started with key %s, keygen printed %s", n.PublicKey(), public)
 	}
 }
+
+// TestAdminCompact: compact refuses a running node's store, shrinks a
+// stopped one's file, and the node then starts with its data.
+func TestAdminCompact(t *testing.T) {
+	dir := t.TempDir()
+	n := startNodeIn(t, dir)
+	t.Setenv("KVMESH_URL", n.ClientURL())
+	if code, _, errs := kvmesh(t, "", "put", "k", "v"); code != 0 {
+		t.Fatalf("put: %d %s", code, errs)
+	}
+	if code, _, errs := kvmesh(t, "", "admin", "compact", "--data", dir); code != 1 {
+		t.Fatalf("compact of a running node's store: %d %q", code, errs)
+	}
+	n.Close()
+	code, out, errs := kvmesh(t, "", "admin", "compact", "--data", dir)
+	if code != 0 || !strings.Contains(out, " bytes -> ") {
+		t.Fatalf("compact: %d %q %q", code, out, errs)
+	}
+	t.Setenv("KVMESH_URL", startNodeIn(t, dir).ClientURL())
+	if code, out, errs := kvmesh(t, "", "get", "k"); code != 0 || strings.TrimSpace(out) != "v" {
+		t.Fatalf("get after the compaction: %d %q %q", code, out, errs)
+	}
+	if code, _, _ := kvmesh(t, "", "admin", "compact"); code != 2 {
+		t.Fatalf("compact without --data: exit %d, want 2", code)
+	}
+}

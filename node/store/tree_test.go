@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -255,4 +257,49 @@ func mustRoot(t *testing.T, s *Store, p int) uint64 {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// TestCompact: after a purge frees most of the file's pages, Compact
+// shrinks the file and the store reopens with every remaining record.
+func TestCompact(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "node.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := strings.Repeat("x", 4096)
+	var keys []string
+	for i := range 2000 {
+		k := fmt.Sprintf("k%04d", i)
+		keys = append(keys, k)
+		if _, err := s.Update(ctx, 1, k, put(big)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.PurgeKeys(ctx, 1, keys[:1900], func(string, *protocol.Object) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	before, after, err := Compact(path, Options{}, func(int64, int64) { calls++ })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("compacted %d -> %d bytes", before, after)
+	if after >= before/2 || calls == 0 {
+		t.Errorf("compacted %d -> %d bytes, %d progress calls", before, after, calls)
+	}
+	s2, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	for i, k := range keys {
+		if o := mustGet(t, s2, 1, k); (o != nil) != (i >= 1900) {
+			t.Fatalf("%s after compact: %v", k, o)
+		}
+	}
 }
