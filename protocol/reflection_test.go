@@ -106,6 +106,9 @@ type reflItem struct {
 	Nodes   []int    `msgpack:"tn,omitempty"`
 	Hashes  []uint64 `msgpack:"th,omitempty"`
 	Buckets []int    `msgpack:"bk,omitempty"`
+
+	Hint string `msgpack:"h,omitempty"`
+	PW   int    `msgpack:"pw,omitempty"`
 }
 
 type reflReply struct {
@@ -193,7 +196,7 @@ func toReflRequest(r *Request) *reflRequest {
 	return &reflRequest{V: r.V, From: r.From, Items: convert(r.Items, func(it Item) reflItem {
 		return reflItem{Tag: it.Tag, Op: it.Op, Key: it.Key, Obj: toReflObject(it.Obj), Val: it.Val,
 			Ctx: toReflClock(it.Ctx), Del: it.Del, W: it.W, Partition: it.Partition, After: it.After, Budget: it.Budget,
-			Level: it.Level, Nodes: it.Nodes, Hashes: it.Hashes, Buckets: it.Buckets}
+			Level: it.Level, Nodes: it.Nodes, Hashes: it.Hashes, Buckets: it.Buckets, Hint: it.Hint, PW: it.PW}
 	})}
 }
 
@@ -201,7 +204,7 @@ func fromReflRequest(r *reflRequest) *Request {
 	return &Request{V: r.V, From: r.From, Items: convert(r.Items, func(it reflItem) Item {
 		return Item{Tag: it.Tag, Op: it.Op, Key: it.Key, Obj: fromReflObject(it.Obj), Val: it.Val,
 			Ctx: fromReflClock(it.Ctx), Del: it.Del, W: it.W, Partition: it.Partition, After: it.After, Budget: it.Budget,
-			Level: it.Level, Nodes: it.Nodes, Hashes: it.Hashes, Buckets: it.Buckets}
+			Level: it.Level, Nodes: it.Nodes, Hashes: it.Hashes, Buckets: it.Buckets, Hint: it.Hint, PW: it.PW}
 	})}
 }
 
@@ -300,6 +303,12 @@ func refDecodeRequest(b []byte) (*Request, error) {
 				return nil, err
 			}
 		}
+		if it.Hint != "" && (it.Op != RPCWrite || ValidateNodeID(it.Hint) != nil) {
+			return nil, Errorf(ErrMalformed, "request: bad hint")
+		}
+		if it.PW < 0 || it.PW > it.W {
+			return nil, Errorf(ErrMalformed, "request: bad pw")
+		}
 	}
 	return r, nil
 }
@@ -390,7 +399,7 @@ func refDecodeSiblings(b []byte) ([][]byte, error) {
 // structKeys are the keys of the structs reflection decoded.
 var structKeys = map[string]bool{"v": true, "f": true, "i": true, "r": true,
 	"t": true, "o": true, "k": true, "b": true, "val": true, "ctx": true, "del": true, "w": true,
-	"c": true, "n": true, "e": true, "m": true, "s": true, "p": true, "a": true, "rec": true}
+	"c": true, "n": true, "e": true, "m": true, "s": true, "p": true, "a": true, "rec": true, "h": true, "pw": true}
 
 // hasRepeatedKey reports whether a map anywhere in b, which checkMsgpack
 // accepted, has a struct key twice (str and bin count as the same).

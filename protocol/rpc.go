@@ -8,7 +8,8 @@ package protocol
 //
 //	request {v: Version, f: sender, i: [{t: tag, o: op, k: key, b: object,
 //	         val: value, ctx: clock, del: delete, w: write quorum,
-//	         p: partition, a: cursor, m: byte budget}]}
+//	         p: partition, a: cursor, m: byte budget, h: hinted owner,
+//	         pw: primary write quorum}]}
 //	reply   {v: Version, f: sender, r: [{t: tag, c: code, n: name,
 //	         e: message, b: object, ctx: clock, rec: records, a: cursor}]}
 //
@@ -65,6 +66,14 @@ type Item struct {
 	Nodes   []int
 	Hashes  []uint64
 	Buckets []int
+	// Hint, on an RPCWrite to a fallback (sloppy quorum), names the owner
+	// of the key the write stands in for: the fallback keeps a durable
+	// hint and delivers the key's partition to that owner once it is
+	// back (hinted handoff). A node id; "" for a write to an owner.
+	Hint string
+	// PW, on an RPCCoordinate, is how many of the W acknowledgements
+	// must come from owners of the key (0: no requirement).
+	PW int
 }
 
 // Reply answers a Request, one Result per item, in any order.
@@ -192,6 +201,12 @@ func appendItem(b []byte, it *Item) []byte {
 	if len(it.Buckets) > 0 {
 		b = appendArray(m.key(b, "bk"), it.Buckets, appendIntElem)
 	}
+	if it.Hint != "" {
+		b = m.str(b, "h", it.Hint)
+	}
+	if it.PW != 0 {
+		b = m.int(b, "pw", int64(it.PW))
+	}
 	return m.end(b)
 }
 
@@ -240,7 +255,7 @@ func appendResult(b []byte, res *Result) []byte {
 
 var (
 	requestKeys = keys([]string{"v", "f", "i"}, "v", "f", "i")
-	itemKeys    = keys([]string{"t", "o", "k", "b", "val", "ctx", "del", "w", "p", "a", "m", "l", "tn", "th", "bk"}, "o")
+	itemKeys    = keys([]string{"t", "o", "k", "b", "val", "ctx", "del", "w", "p", "a", "m", "l", "tn", "th", "bk", "h", "pw"}, "o")
 	replyKeys   = keys([]string{"v", "f", "r"}, "v", "f")
 	resultKeys  = keys([]string{"t", "c", "n", "e", "b", "ctx", "rec", "a", "l", "tn", "th", "d", "ks", "ds"})
 
@@ -304,6 +319,10 @@ func (d *decoder) item(it *Item) error {
 			it.Hashes, err = decodeList(d, treeNodes, d.uintElem)
 		case "bk":
 			it.Buckets, err = decodeList(d, treeNodes, d.intElem)
+		case "h":
+			it.Hint, err = d.str()
+		case "pw":
+			it.PW, err = d.intField()
 		}
 		return err
 	})
@@ -346,6 +365,17 @@ func (d *decoder) item(it *Item) error {
 	}
 	if err := validFrontier("request", it.Level, it.Nodes, it.Hashes); err != nil {
 		return err
+	}
+	if it.Hint != "" {
+		if it.Op != RPCWrite {
+			return Errorf(ErrMalformed, "request: hint on op %d", it.Op)
+		}
+		if err := ValidateNodeID(it.Hint); err != nil {
+			return Errorf(ErrMalformed, "request: hinted owner: %v", err)
+		}
+	}
+	if it.PW < 0 || it.PW > it.W {
+		return Errorf(ErrMalformed, "request: primary write quorum %d with w=%d", it.PW, it.W)
 	}
 	return ascending("request: buckets", it.Buckets)
 }

@@ -585,6 +585,13 @@ func (w *wire) item(it *Item) {
 		s.add(it.After == "", "a", func() { w.str(it.After) })
 		s.add(it.Budget == 0, "m", func() { w.int(int64(it.Budget)) })
 	}
+	// Likewise the hinted-handoff fields, only when set.
+	if it.Hint != "" {
+		s.add(false, "h", func() { w.str(it.Hint) })
+	}
+	if it.PW != 0 {
+		s.add(false, "pw", func() { w.int(int64(it.PW)) })
+	}
 	w.fields(s.present, s.zero)
 }
 

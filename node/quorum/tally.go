@@ -135,9 +135,36 @@ func (t *Tally) Err(op string) error {
 	}
 	fmt.Fprintf(&b, "%s: %d of %d %s acknowledged, %d required",
 		protocol.ErrQuorumNotReached.Error(), t.ok, len(t.nodes), replicas, t.need)
-	errs := make([]error, 0, 1+len(t.order))
+	detail, failed := t.Failures()
+	if detail != "" {
+		fmt.Fprintf(&b, " (%s)", detail)
+	}
+	errs := make([]error, 0, 1+len(failed))
 	errs = append(errs, protocol.ErrQuorumNotReached)
-	sep := " ("
+	errs = append(errs, failed...)
+	return &quorumError{msg: b.String(), errs: errs}
+}
+
+// quorumError is the error Err returns. Its first wrapped error is
+// protocol.ErrQuorumNotReached, so protocol.Classify, which takes the first
+// *protocol.Error in the chain, classifies it as that and not as a
+// replica's error.
+type quorumError struct {
+	msg  string
+	errs []error
+}
+
+func (e *quorumError) Error() string   { return e.msg }
+func (e *quorumError) Unwrap() []error { return e.errs }
+
+// Failures returns what Err lists after the counts: the failed targets
+// with their errors in the order they failed, then the targets that never
+// answered, as "n3: node unavailable; n2: no reply" ("" when none), and
+// the failures' non-nil errors.
+func (t *Tally) Failures() (string, []error) {
+	var b strings.Builder
+	var errs []error
+	sep := ""
 	for _, i := range t.order {
 		msg := "failed"
 		if err := t.errs[i]; err != nil {
@@ -153,20 +180,8 @@ func (t *Tally) Err(op string) error {
 			sep = "; "
 		}
 	}
-	if sep != " (" {
-		b.WriteString(")")
-	}
-	return &quorumError{msg: b.String(), errs: errs}
+	return b.String(), errs
 }
 
-// quorumError is the error Err returns. Its first wrapped error is
-// protocol.ErrQuorumNotReached, so protocol.Classify, which takes the first
-// *protocol.Error in the chain, classifies it as that and not as a
-// replica's error.
-type quorumError struct {
-	msg  string
-	errs []error
-}
-
-func (e *quorumError) Error() string   { return e.msg }
-func (e *quorumError) Unwrap() []error { return e.errs }
+// Targets returns the number of distinct targets.
+func (t *Tally) Targets() int { return len(t.nodes) }
