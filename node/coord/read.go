@@ -1,6 +1,7 @@
 package coord
 
 import (
+	"fmt"
 	"slices"
 	"time"
 
@@ -17,86 +18,160 @@ import (
 // something older than the merge. Asking only r owners halves a quorum
 // read's messages; the owners not asked are repaired by later reads and
 // writes.
+//
+// Sloppy quorum (ReadSpec.Fallbacks): the fallbacks of the ring walk
+// come after the live owners and before the owners held down, and each
+// failure lets one more node be asked: a read asks at most N nodes while
+// none fails, and a fallback, which may hold a write sent in a down
+// owner's place, only in place of an owner that is down or failed. A
+// fallback's reply counts toward r and merges like any other; pr counts
+// the owners' replies only. Repairs go to owners only: a fallback holds
+// a hinted copy for its owner, not a replica.
 type Read struct {
 	key       string
-	owners    []string // this node first when it is an owner
-	self      bool     // owners[0] is this node
+	nodes     []string // to ask, in order: this node first when it is an owner
+	owners    []string // the key's owners (the rest of nodes are fallbacks)
+	self      bool     // nodes[0] is this node
 	tally     *quorum.Tally
 	objs      map[string]*protocol.Object
 	answered  map[string]bool
-	asked     int // owners[:asked] were asked
+	asked     int // nodes[:asked] were asked
+	limit     int // nodes[:limit] may be asked: N, and one more per failure
+	pr        int
+	primaryOK int // owners (not fallbacks) that replied
 	responded bool
 	done      bool
+}
+
+// ReadSpec is a read to coordinate: StartRead's argument.
+type ReadSpec struct {
+	Self string // this node
+	Key  string
+	// Owners are the key's owners, in the order to ask them (the
+	// driver's: live ones first).
+	Owners []string
+	// R is the read quorum, 1..len(Owners); PR (0: none) how many of the
+	// replies must come from owners, 0..len(Owners).
+	R, PR int
+	// Fallbacks are the ring's other members in preference order (nil:
+	// a strict quorum); Down the nodes the failure detector holds down
+	// now (nil: none).
+	Fallbacks, Down []string
 }
 
 // NewRead starts a read of key from owners (the key's preference list)
 // answered after r replies; self is this node's id. r must be 1..len(owners).
 func NewRead(self, key string, owners []string, r int, now time.Time, timeout time.Duration) (*Read, Effects) {
-	order := make([]string, 0, len(owners))
-	if slices.Contains(owners, self) {
-		order = append(order, self)
+	return StartRead(ReadSpec{Self: self, Key: key, Owners: owners, R: r}, now, timeout)
+}
+
+// StartRead starts the read s describes: NewRead, with a sloppy quorum
+// when s has fallbacks, and with pr.
+func StartRead(s ReadSpec, now time.Time, timeout time.Duration) (*Read, Effects) {
+	down := func(id string) bool { return len(s.Down) > 0 && slices.Contains(s.Down, id) }
+	sloppy := len(s.Fallbacks) > 0
+	order := make([]string, 0, len(s.Owners)+len(s.Fallbacks))
+	if slices.Contains(s.Owners, s.Self) {
+		order = append(order, s.Self)
 	}
-	for _, o := range owners {
-		if o != self {
+	for _, o := range s.Owners {
+		if o != s.Self && (!sloppy || !down(o)) {
 			order = append(order, o)
 		}
 	}
-	op := &Read{key: key, owners: order, self: len(order) > 0 && order[0] == self,
-		tally:    quorum.NewTally(order, r),
-		objs:     make(map[string]*protocol.Object, len(order)),
-		answered: make(map[string]bool, len(order))}
+	if sloppy {
+		for _, f := range s.Fallbacks {
+			if f != s.Self && !down(f) {
+				order = append(order, f)
+			}
+		}
+		for _, o := range s.Owners {
+			if o != s.Self && down(o) {
+				order = append(order, o)
+			}
+		}
+	}
+	op := &Read{key: s.Key, nodes: order, owners: s.Owners, self: len(order) > 0 && order[0] == s.Self,
+		tally:    quorum.NewTally(order, s.R),
+		objs:     make(map[string]*protocol.Object, len(s.Owners)),
+		answered: make(map[string]bool, len(s.Owners)),
+		limit:    min(len(s.Owners), len(order)), pr: s.PR}
 	eff := Effects{Arm: []Deadline{{Timeout, now.Add(timeout)}, {Hedge, now.Add(timeout / 8)}}}
-	eff.merge(op.askMore(r))
+	eff.merge(op.askMore(s.R))
 	return op, eff
 }
 
-// askMore asks up to k more owners, in order.
+// askMore asks up to k more nodes, in order, within the limit.
 func (op *Read) askMore(k int) Effects {
 	var eff Effects
 	from := op.asked
-	op.asked = min(op.asked+k, len(op.owners))
+	op.asked = min(op.asked+k, op.limit)
 	for i := from; i < op.asked; i++ {
 		if i == 0 && op.self {
 			eff.ReadLocal = true
 			continue
 		}
-		eff.Send = append(eff.Send, Send{To: op.owners[i], Item: protocol.Item{Op: protocol.RPCRead, Key: op.key}})
+		eff.Send = append(eff.Send, Send{To: op.nodes[i], Item: protocol.Item{Op: protocol.RPCRead, Key: op.key}})
 	}
 	return eff
 }
 
-// OnResult takes one owner's reply: its object in res, or the error (err
-// when the owner could not be reached). Replies from nodes that are not
-// owners, and second replies, are ignored.
+// succeeded reports whether r nodes replied, pr owners among them.
+func (op *Read) succeeded() bool { return op.tally.Succeeded() && op.primaryOK >= op.pr }
+
+// OnResult takes one node's reply: its object in res, or the error (err
+// when the node could not be reached). Replies from nodes not asked, and
+// second replies, are ignored.
 func (op *Read) OnResult(from string, res *protocol.Result, err error, now time.Time) Effects {
-	if op.done || op.answered[from] || !slices.Contains(op.owners, from) {
+	if op.done || op.answered[from] || !slices.Contains(op.nodes[:op.asked], from) {
 		return Effects{}
 	}
 	err = resultErr(res, err)
 	op.answered[from] = true
 	if err != nil {
 		op.tally.Fail(from, err)
+		op.limit = min(op.limit+1, len(op.nodes))
 	} else {
 		op.objs[from] = res.Obj
 		op.tally.OK(from)
+		if slices.Contains(op.owners, from) {
+			op.primaryOK++
+		}
 	}
 	var eff Effects
-	if !op.responded && (op.tally.Succeeded() || len(op.answered) == len(op.owners)) {
+	last := len(op.answered) == op.asked && op.asked == op.limit // nothing more to ask, nothing more to come
+	if !op.responded && (op.succeeded() || last) {
 		op.responded = true
-		if op.tally.Succeeded() {
+		if op.succeeded() {
 			merged, _ := quorum.MergeReads(op.objs)
 			eff.Answer = &Answer{Obj: merged}
 		} else {
-			eff.Answer = &Answer{Err: QuorumErr(op.tally, "get")}
+			eff.Answer = &Answer{Err: op.err()}
 		}
 	}
 	switch {
 	case op.responded && len(op.answered) == op.asked:
 		eff.merge(op.complete())
-	case err != nil && op.asked < len(op.owners) && !op.tally.Succeeded():
+	case err != nil && op.asked < op.limit && !op.succeeded():
 		eff.merge(op.askMore(1))
 	}
 	return eff
+}
+
+// err is the error of a read that did not succeed.
+func (op *Read) err() error {
+	if op.pr > 0 && op.tally.Succeeded() {
+		detail, errs := op.tally.Failures()
+		fbs := op.tally.OKCount() - op.primaryOK
+		msg := fmt.Sprintf("get: pr=%d but only %d primary %s replied (%d %s replied, %d of them %s", op.pr, op.primaryOK,
+			plural(op.primaryOK, "owner", "owners"), op.tally.OKCount(), plural(op.tally.OKCount(), "node", "nodes"), fbs, plural(fbs, "fallback", "fallbacks"))
+		if detail != "" {
+			msg += "; " + detail
+		}
+		err := error(&sloppyError{msg: msg + ")", errs: append([]error{protocol.ErrQuorumNotReached}, errs...)})
+		return QuorumErr(errFunc(func(string) error { return err }), "get")
+	}
+	return QuorumErr(op.tally, "get")
 }
 
 // OnDeadline takes a deadline the read armed.
@@ -107,13 +182,13 @@ func (op *Read) OnDeadline(t Timer, now time.Time) Effects {
 	switch t {
 	case Hedge:
 		if !op.responded {
-			return op.askMore(len(op.owners))
+			return op.askMore(len(op.nodes))
 		}
 	case Timeout:
 		var eff Effects
 		if !op.responded {
 			op.responded = true
-			eff.Answer = &Answer{Err: QuorumErr(op.tally, "get")}
+			eff.Answer = &Answer{Err: op.err()}
 		}
 		eff.merge(op.complete())
 		return eff
@@ -137,14 +212,18 @@ func (op *Read) Abort(err error) Effects {
 }
 
 // complete ends the read and repairs the owners that answered with an
-// older object.
+// older object (never a fallback).
 func (op *Read) complete() Effects {
 	if op.done {
 		return Effects{}
 	}
 	op.done = true
 	eff := Effects{Done: true}
-	if merged, stale := quorum.MergeReads(op.objs); merged != nil && len(stale) > 0 {
+	merged, stale := quorum.MergeReads(op.objs)
+	if len(op.nodes) > len(op.owners) {
+		stale = slices.DeleteFunc(stale, func(id string) bool { return !slices.Contains(op.owners, id) })
+	}
+	if merged != nil && len(stale) > 0 {
 		eff.Repair = &Repair{Obj: merged, To: stale}
 	}
 	return eff
