@@ -42,6 +42,17 @@ const dropChunk = 2048
 // returns an error (ctx's, ErrClosed, the store's failure), dropped
 // records are still gone.
 func (s *Store) DropPartition(ctx context.Context, p int) (dropped int, err error) {
+	return s.DropPartitionAfter(ctx, p, nil)
+}
+
+// DropPartitionAfter is DropPartition with a step between the cut and
+// the deletes: once every record of p committed before the cut is in
+// bbolt, it calls cut (if not nil), and deletes them only if cut returns
+// nil; otherwise it returns cut's error and deletes nothing. A hinted
+// handoff pushes the partition to its owners in cut: what it pushed
+// includes every record the drop deletes, and a hinted write committed
+// after the cut, which the push may have missed, stays with its hint.
+func (s *Store) DropPartitionAfter(ctx context.Context, p int, cut func(context.Context) error) (dropped int, err error) {
 	prefix, err := partitionPrefix(p)
 	if err != nil {
 		return 0, err
@@ -63,6 +74,11 @@ func (s *Store) DropPartition(ctx context.Context, p int) (dropped int, err erro
 	defer s.trees.forget(p)
 	if err := s.cutFor(ctx, d); err != nil {
 		return 0, fmt.Errorf("store: drop partition %d: %w", p, err)
+	}
+	if cut != nil {
+		if err := cut(ctx); err != nil {
+			return 0, err
+		}
 	}
 	if s.hooks.dropChunk != nil {
 		s.hooks.dropChunk(0)
