@@ -52,6 +52,9 @@ func (n *Node) Status() protocol.NodeStatus {
 		Suspect: n.live.in(membership.Suspect), Down: n.live.in(membership.Down),
 		RefusedHeartbeats: n.gossip.refused.Load(), RefusedRecords: n.mem.refused.Load(), ReadRepairs: n.readRepairs.Load(), DC: n.cfg.DataCenter, Chores: n.choresOwner(),
 	}
+	st.Hints.Pending, st.Hints.Partitions, st.Hints.PendingWrites = n.hints.pending()
+	st.Hints.Delivered, st.Hints.Records = n.hints.delivered.Load(), n.hints.records.Load()
+	st.Hints.FallbackWrites, st.Hints.SloppyWrites = n.hints.stored.Load(), n.sloppy.Load()
 	if rb := &n.rebal; rb.started.Load() != 0 && rb.partitions.Load() > 0 {
 		st.Transfer = &protocol.TransferStatus{Partitions: rb.partitions.Load(), Done: rb.partitionsDone.Load(),
 			Keys: rb.keys.Load(), Bytes: rb.bytes.Load(), Started: rb.started.Load(), Finished: rb.finished.Load()}

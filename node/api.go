@@ -69,9 +69,9 @@ const (
 // allowedHeaders lists the Kvmesh-* request headers each operation
 // understands; any other Kvmesh-* header is an unknown option (400).
 var allowedHeaders = map[string][]string{
-	protocol.OpGet: {protocol.HdrKey, protocol.HdrR},
-	protocol.OpPut: {protocol.HdrKey, protocol.HdrW, protocol.HdrContext},
-	protocol.OpDel: {protocol.HdrKey, protocol.HdrW, protocol.HdrContext},
+	protocol.OpGet: {protocol.HdrKey, protocol.HdrR, protocol.HdrPR},
+	protocol.OpPut: {protocol.HdrKey, protocol.HdrW, protocol.HdrPW, protocol.HdrContext},
+	protocol.OpDel: {protocol.HdrKey, protocol.HdrW, protocol.HdrPW, protocol.HdrContext},
 	opRing:         nil,
 	opAdmin:        nil,
 	opBatch:        nil,
@@ -142,14 +142,16 @@ func (n *Node) handler(op string) func(*request) {
 }
 
 // clientOp is one client operation as a request or a batch item carries
-// it, before validation: the quorum (R or W) and the causal context are
-// the text of the Kvmesh-R/W and Kvmesh-Context headers.
+// it, before validation: the quorum (R or W), its part from owners (PR or
+// PW) and the causal context are the text of the Kvmesh-R/W,
+// Kvmesh-PR/PW and Kvmesh-Context headers.
 type clientOp struct {
-	op     string // protocol.OpGet, OpPut or OpDel
-	key    string
-	value  []byte // a put's value; the caller's buffer, copied if kept
-	quorum string
-	ctx    string
+	op      string // protocol.OpGet, OpPut or OpDel
+	key     string
+	value   []byte // a put's value; the caller's buffer, copied if kept
+	quorum  string
+	primary string
+	ctx     string
 }
 
 // clientDone receives the outcome of a started clientOp: a get's object
@@ -171,11 +173,11 @@ func (n *Node) serve(op string, req *request) error {
 		key, err = n.requestKey(op, req.Subject(), hdr)
 	}
 	if err == nil {
-		q := protocol.HdrW
+		q, pq := protocol.HdrW, protocol.HdrPW
 		if op == protocol.OpGet {
-			q = protocol.HdrR
+			q, pq = protocol.HdrR, protocol.HdrPR
 		}
-		err = n.startClientOp(clientOp{op: op, key: key, value: req.Data(), quorum: hdr.Get(q), ctx: hdr.Get(protocol.HdrContext)}, clientDone{
+		err = n.startClientOp(clientOp{op: op, key: key, value: req.Data(), quorum: hdr.Get(q), primary: hdr.Get(pq), ctx: hdr.Get(protocol.HdrContext)}, clientDone{
 			get: func(obj *protocol.Object, err error) {
 				if err != nil {
 					n.respondError(req, err)
@@ -231,7 +233,11 @@ func (n *Node) startClientOp(o clientOp, done clientDone) error {
 		if err != nil {
 			return fmt.Errorf("r: %w", err)
 		}
-		return n.startGet(o.key, need, func(obj *protocol.Object, err error) {
+		pr, err := protocol.ParsePrimary(o.primary, n.cfg.Replicas)
+		if err != nil {
+			return fmt.Errorf("pr: %w", err)
+		}
+		return n.startGet(o.key, quorumReq{n: need, p: pr}, func(obj *protocol.Object, err error) {
 			n.inflight.Add(-1)
 			done.get(obj, err)
 		})
@@ -240,11 +246,15 @@ func (n *Node) startClientOp(o clientOp, done clientDone) error {
 	if err != nil {
 		return fmt.Errorf("w: %w", err)
 	}
+	pw, err := protocol.ParsePrimary(o.primary, n.cfg.Replicas)
+	if err != nil {
+		return fmt.Errorf("pw: %w", err)
+	}
 	ctx, err := n.ctxKey.Open(o.key, o.ctx)
 	if err != nil {
 		return err
 	}
-	return n.startWrite(o.key, o.value, o.op == protocol.OpDel, ctx, need, func(ctx protocol.Clock, err error) {
+	return n.startWrite(o.key, o.value, o.op == protocol.OpDel, ctx, quorumReq{n: need, p: pw}, func(ctx protocol.Clock, err error) {
 		n.inflight.Add(-1)
 		done.write(ctx, err)
 	})

@@ -96,6 +96,11 @@ type Config struct {
 	// any clock skew between nodes and than a hint may wait to be
 	// delivered. Negative keeps tombstones forever. Default 24h.
 	TombstoneGrace time.Duration
+	// HintRate bounds the records a second this node's hinted handoff
+	// pushes to owners that are back (all partitions and owners
+	// together), so that delivering the hints of a long outage does not
+	// crowd out client traffic. Default 5000 records/s; -1: unthrottled.
+	HintRate int
 	// MaxInflight bounds the client operations a node coordinates at once;
 	// beyond it requests get ErrOverloaded. Default 8192.
 	MaxInflight int
@@ -135,6 +140,9 @@ type Config struct {
 	NATSLog bool
 }
 
+// DefaultHintRate is Config.HintRate's default, in records per second.
+const DefaultHintRate = 5000
+
 // DefaultConfig returns a Config with every default set; ID and DataDir
 // are still to be filled in.
 func DefaultConfig() Config {
@@ -154,6 +162,7 @@ func DefaultConfig() Config {
 		AntiEntropy:     10 * time.Second,
 		AntiEntropyRate: 5000,
 		TombstoneGrace:  24 * time.Hour,
+		HintRate:        DefaultHintRate,
 	}
 }
 
@@ -202,6 +211,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: anti-entropy every %v at %d records/s: want an interval > 0 (< 0: off) and a rate >= 1", c.AntiEntropy, c.AntiEntropyRate)
 	case c.TombstoneGrace == 0:
 		return fmt.Errorf("config: tombstone grace must be > 0 (< 0: keep tombstones forever)")
+	case c.HintRate < -1 || c.HintRate == 0:
+		return fmt.Errorf("config: hint rate %d: want records/s > 0, or -1 for unthrottled", c.HintRate)
 	case c.MaxInflight < 1:
 		return fmt.Errorf("config: max inflight must be >= 1")
 	case c.MaxPayload < 64<<10:

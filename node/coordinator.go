@@ -8,28 +8,31 @@ import (
 	"github.com/kvmesh/kvmesh/protocol"
 )
 
-// startGet starts a read of key that answers after r replicas replied.
-// done is called exactly once, from a delivery goroutine, unless startGet
-// returns an error, in which case nothing started.
-func (n *Node) startGet(key string, r int, done func(*protocol.Object, error)) error {
+// startGet starts a read of key that answers after q.n replicas replied,
+// q.p of them owners (PR; a pr above r raises r to it). done is called
+// exactly once, from a delivery goroutine, unless startGet returns an
+// error, in which case nothing started.
+func (n *Node) startGet(key string, q quorumReq, done func(*protocol.Object, error)) error {
 	if err := protocol.ValidateKey(key); err != nil {
 		return err
 	}
 	rg := n.mem.ring()
 	p := rg.Partition(key)
 	owners := rg.Owners(p)
-	if r < 1 || r > len(owners) {
-		return protocol.Errorf(protocol.ErrQuorumNotReached, "get: r=%d with %d owners", r, len(owners))
+	q.n = max(q.n, q.p)
+	if q.n < 1 || q.n > len(owners) || q.p < 0 {
+		return protocol.Errorf(protocol.ErrQuorumNotReached, "get: r=%d, pr=%d with %d owners", q.n, q.p, len(owners))
 	}
-	n.coordinateRead(key, p, owners, r, done)
+	n.coordinateRead(key, p, owners, q, done)
 	return nil
 }
 
 // startWrite starts a put of val (or a delete when del) with the client's
-// causal context ctx, answered after w durable acknowledgements. done is
-// called exactly once unless startWrite returns an error, in which case
+// causal context ctx, answered after q.n durable acknowledgements, q.p
+// of them from owners (PW; a pw above w raises w to it). done is called
+// exactly once unless startWrite returns an error, in which case
 // nothing started and nothing was written.
-func (n *Node) startWrite(key string, val []byte, del bool, ctx protocol.Clock, w int, done func(protocol.Clock, error)) error {
+func (n *Node) startWrite(key string, val []byte, del bool, ctx protocol.Clock, q quorumReq, done func(protocol.Clock, error)) error {
 	op := coord.OpName(del)
 	if err := protocol.ValidateKey(key); err != nil {
 		return err
@@ -45,14 +48,15 @@ func (n *Node) startWrite(key string, val []byte, del bool, ctx protocol.Clock, 
 	rg := n.mem.ring()
 	p := rg.Partition(key)
 	owners := rg.Owners(p)
-	if w < 1 || w > len(owners) {
-		return protocol.Errorf(protocol.ErrQuorumNotReached, "%s: w=%d with %d owners", op, w, len(owners))
+	q.n = max(q.n, q.p)
+	if q.n < 1 || q.n > len(owners) || q.p < 0 {
+		return protocol.Errorf(protocol.ErrQuorumNotReached, "%s: w=%d, pw=%d with %d owners", op, q.n, q.p, len(owners))
 	}
 	write := func(ctx protocol.Clock) {
 		if slices.Contains(owners, n.cfg.ID) && n.st.Broken() == nil {
 			// Copy the value: the request's buffer is not ours to keep.
 			sib := protocol.Sibling{Value: append([]byte(nil), val...), Deleted: del}
-			n.coordinateWrite(key, p, owners, ctx, sib, w, done)
+			n.coordinateWrite(key, p, owners, ctx, sib, q, done)
 			return
 		}
 		// Only an owner whose store takes writes may issue the dot.
@@ -61,13 +65,13 @@ func (n *Node) startWrite(key string, val []byte, del bool, ctx protocol.Clock, 
 			done(nil, protocol.Errorf(protocol.ErrNodeUnavailable, "%s: the only owner, %s, cannot store writes: %v", op, n.cfg.ID, n.st.Broken()))
 			return
 		}
-		n.forwardWrite(to, protocol.Item{Op: protocol.RPCCoordinate, Key: key, Val: val, Ctx: ctx, Del: del, W: w}, done)
+		n.forwardWrite(to, protocol.Item{Op: protocol.RPCCoordinate, Key: key, Val: val, Ctx: ctx, Del: del, W: q.n, PW: q.p}, done)
 	}
 	if del && len(ctx) == 0 {
 		// A delete without context deletes every value stored so far:
 		// read a majority first, as Riak does, and supersede what it saw.
 		// (A blind tombstone would only be a sibling of the values.)
-		n.coordinateRead(key, p, owners, min(len(owners), n.cfg.Replicas/2+1), func(obj *protocol.Object, err error) {
+		n.coordinateRead(key, p, owners, quorumReq{n: min(len(owners), n.cfg.Replicas/2+1)}, func(obj *protocol.Object, err error) {
 			switch {
 			case err != nil:
 				done(nil, err)
@@ -91,18 +95,31 @@ func (n *Node) quorumOrMajority(q int) int {
 	return q
 }
 
+// Quorum is a request's quorum for Node.GetQ, PutQ and DeleteQ: N
+// replies or acknowledgements (R or W; 0: a majority), P of them from
+// the key's owners rather than fallbacks (PR or PW; 0: no requirement).
+type Quorum struct{ N, P int }
+
+func (n *Node) quorum(q Quorum) quorumReq { return quorumReq{n: n.quorumOrMajority(q.N), p: q.P} }
+
 // Get reads key with read quorum r (0: a majority) and returns the merged
 // object of the replicas that answered: nil when no replica has the key.
 // Deleted keys come back as objects whose siblings are all tombstones
 // (see protocol.Object.Live). It blocks until the quorum answered, the
 // request timeout passed or ctx is done. Safe for concurrent use.
 func (n *Node) Get(ctx context.Context, key string, r int) (*protocol.Object, error) {
+	return n.GetQ(ctx, key, Quorum{N: r})
+}
+
+// GetQ is Get with a read quorum of q.N replies, q.P of them (PR) from
+// the key's owners: a fallback's reply counts toward q.N only.
+func (n *Node) GetQ(ctx context.Context, key string, q Quorum) (*protocol.Object, error) {
 	type res struct {
 		obj *protocol.Object
 		err error
 	}
 	ch := make(chan res, 1)
-	if err := n.startGet(key, n.quorumOrMajority(r), func(o *protocol.Object, err error) { ch <- res{o, err} }); err != nil {
+	if err := n.startGet(key, n.quorum(q), func(o *protocol.Object, err error) { ch <- res{o, err} }); err != nil {
 		return nil, err
 	}
 	select {
@@ -118,22 +135,33 @@ func (n *Node) Get(ctx context.Context, key string, r int) (*protocol.Object, er
 // majority). It returns the causal context to pass to the next write of
 // the key. It blocks like Get.
 func (n *Node) Put(ctx context.Context, key string, value []byte, cctx protocol.Clock, w int) (protocol.Clock, error) {
-	return n.write(ctx, key, value, false, cctx, w)
+	return n.write(ctx, key, value, false, cctx, Quorum{N: w})
+}
+
+// PutQ is Put with a write quorum of q.N acknowledgements, q.P of them
+// (PW) from the key's owners: a fallback's counts toward q.N only.
+func (n *Node) PutQ(ctx context.Context, key string, value []byte, cctx protocol.Clock, q Quorum) (protocol.Clock, error) {
+	return n.write(ctx, key, value, false, cctx, q)
 }
 
 // Delete deletes key: with cctx it supersedes what that context saw;
 // without, everything a majority of the replicas holds.
 func (n *Node) Delete(ctx context.Context, key string, cctx protocol.Clock, w int) (protocol.Clock, error) {
-	return n.write(ctx, key, nil, true, cctx, w)
+	return n.write(ctx, key, nil, true, cctx, Quorum{N: w})
 }
 
-func (n *Node) write(ctx context.Context, key string, value []byte, del bool, cctx protocol.Clock, w int) (protocol.Clock, error) {
+// DeleteQ is Delete with the quorum q, as PutQ.
+func (n *Node) DeleteQ(ctx context.Context, key string, cctx protocol.Clock, q Quorum) (protocol.Clock, error) {
+	return n.write(ctx, key, nil, true, cctx, q)
+}
+
+func (n *Node) write(ctx context.Context, key string, value []byte, del bool, cctx protocol.Clock, q Quorum) (protocol.Clock, error) {
 	type res struct {
 		c   protocol.Clock
 		err error
 	}
 	ch := make(chan res, 1)
-	if err := n.startWrite(key, value, del, cctx, n.quorumOrMajority(w), func(c protocol.Clock, err error) { ch <- res{c, err} }); err != nil {
+	if err := n.startWrite(key, value, del, cctx, n.quorum(q), func(c protocol.Clock, err error) { ch <- res{c, err} }); err != nil {
 		return nil, err
 	}
 	select {

@@ -113,21 +113,37 @@ func (d *driver) apply(eff coord.Effects) {
 	}
 }
 
-// coordinateRead starts a read of key from owners, answered after r
-// replies; finish is called once, from some delivery goroutine.
-func (n *Node) coordinateRead(key string, p int, owners []string, r int, finish func(*protocol.Object, error)) {
-	op, eff := coord.NewRead(n.cfg.ID, key, n.live.order(owners), r, n.clock.Now(), n.cfg.RequestTimeout)
+// quorumReq is a request's quorum: n replies or acknowledgements (R or
+// W), p of them from owners (PR or PW; 0: no requirement).
+type quorumReq struct{ n, p int }
+
+// coordinateRead starts a read of key from owners, answered after q.n
+// replies, q.p of them from owners; a fallback of the serving ring is
+// asked in place of an owner that is down or fails (sloppy quorum).
+// finish is called once, from some delivery goroutine.
+func (n *Node) coordinateRead(key string, p int, owners []string, q quorumReq, finish func(*protocol.Object, error)) {
+	op, eff := coord.StartRead(coord.ReadSpec{Self: n.cfg.ID, Key: key, Owners: n.live.order(owners), R: q.n, PR: q.p,
+		Fallbacks: n.mem.ring().Fallbacks(p), Down: n.live.down()}, n.clock.Now(), n.cfg.RequestTimeout)
 	n.drive(p, key, op, eff, func(a coord.Answer) { finish(a.Obj, a.Err) }, nil)
 }
 
-// coordinateWrite starts a write of sib with the client's context ctx.
-// The node must be an owner of key whose store takes writes. While the
-// ring changes the write is joint: it also needs w acknowledgements
-// among the key's owners in the target and prev rings. finish is called
-// once, from some delivery goroutine; it must not block.
-func (n *Node) coordinateWrite(key string, p int, owners []string, ctx protocol.Clock, sib protocol.Sibling, w int, finish func(protocol.Clock, error)) {
-	op, eff := coord.NewJointWrite(n.cfg.ID, n.actor, key, owners, n.mem.joint(p, owners), ctx, sib.Deleted, w, n.clock.Now(), n.cfg.RequestTimeout)
-	n.drive(p, key, op, eff, func(a coord.Answer) { finish(a.Ctx, a.Err) }, func(d *driver) {
+// coordinateWrite starts a write of sib with the client's context ctx,
+// answered after q.n durable acknowledgements, q.p of them from owners.
+// The node must be an owner of key whose store takes writes. A fallback
+// of the serving ring takes the write, hinted, in place of an owner that
+// is down or fails (sloppy quorum). While the ring changes the write is
+// joint instead: it also needs w acknowledgements among the key's
+// owners in the target and prev rings. finish is called once, from some
+// delivery goroutine; it must not block.
+func (n *Node) coordinateWrite(key string, p int, owners []string, ctx protocol.Clock, sib protocol.Sibling, q quorumReq, finish func(protocol.Clock, error)) {
+	op, eff := coord.StartWrite(coord.WriteSpec{ID: n.cfg.ID, Actor: n.actor, Key: key, Owners: owners, Also: n.mem.joint(p, owners),
+		Ctx: ctx, Del: sib.Deleted, W: q.n, PW: q.p, Fallbacks: n.mem.ring().Fallbacks(p), Down: n.live.down()}, n.clock.Now(), n.cfg.RequestTimeout)
+	n.drive(p, key, op, eff, func(a coord.Answer) {
+		if a.Err == nil && a.Fallbacks > 0 {
+			n.sloppy.Add(1)
+		}
+		finish(a.Ctx, a.Err)
+	}, func(d *driver) {
 		n.issuer.issue(p, key, ctx, sib, func(obj *protocol.Object) {
 			d.call(func(time.Time) coord.Effects { return op.OnLogged(obj) })
 		}, func(err error) {

@@ -623,6 +623,15 @@ func (l *liveness) in(s membership.State) []string {
 	return l.d.In(s)
 }
 
+// down returns the peers held down, nil (without a lookup) while every
+// peer is alive.
+func (l *liveness) down() []string {
+	if l.unwell.Load() == 0 {
+		return nil
+	}
+	return l.in(membership.Down)
+}
+
 // order returns owners for asking: alive ones first, then suspects, then
 // down ones (coord.ByLiveness); owners itself while every peer is alive.
 func (l *liveness) order(owners []string) []string {

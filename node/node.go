@@ -73,6 +73,8 @@ type Node struct {
 	readRepairs atomic.Int64 // replicas a read sent the merged object to
 	ae          antiEntropy  // antientropy.go
 	compacted   compaction   // compact.go
+	hints       *hintBook    // hints this node holds as a fallback (hints.go)
+	sloppy      atomic.Int64 // writes this node coordinated that fallbacks acknowledged
 	reads       chan readJob // for the reader goroutines (reads.go)
 	pageBudget  int          // bytes of records a pulled page may hold (transfer.go)
 
@@ -233,6 +235,9 @@ func (n *Node) start(ctx context.Context) error {
 	if !kept && !st.Created() {
 		n.log.Info("issuing dots as a new actor: this store's page cache or data may not hold every dot the last run sent", "actor", n.actor)
 	}
+	if n.hints, err = loadHints(st); err != nil {
+		return fmt.Errorf("load hints: %w", err)
+	}
 	n.startReaders()
 	n.issuer = newIssuer(st, n.actor, n.clock.Now, n.readStore)
 	if err := n.loadPurgeFloor(); err != nil {
@@ -260,6 +265,7 @@ func (n *Node) start(ctx context.Context) error {
 	n.startGossip()
 	n.startRebalance()
 	n.startAntiEntropy()
+	n.startHandoff()
 	if n.srv == nil {
 		return nil
 	}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -191,6 +192,9 @@ func (n *Node) rebalanceStep(ctx context.Context) {
 		if !n.pullGains(ctx, eT, membership.Gains(serving, target, n.cfg.ID)) {
 			return
 		}
+		if own, ok := n.mem.records().Get(n.cfg.ID); ok && own.Status == protocol.MemberLeaving && !n.handOver(ctx, target) {
+			return // its hints would leave with it
+		}
 		rb.ready.Store(eT)
 		n.heartbeat()
 	}
@@ -337,14 +341,24 @@ func (n *Node) Settled(members []string) bool {
 // in serving; it reports whether all are gone.
 func (n *Node) dropOrphans(ctx context.Context, serving *ring.Ring) bool {
 	for p := range serving.Partitions() {
-		if serving.IsOwner(p, n.cfg.ID) || ctx.Err() != nil {
-			continue
+		if serving.IsOwner(p, n.cfg.ID) || ctx.Err() != nil || n.hints.busy(p) {
+			continue // hinted partitions are the handoff's to drop (handoff.go)
 		}
 		held := false
 		if err := n.st.Scan(p, func(string, *protocol.Object) bool { held = true; return false }); err != nil || !held {
 			continue
 		}
-		dropped, err := n.st.DropPartition(ctx, p)
+		// A hinted write may have come since: it is for the handoff to
+		// deliver, and this partition for the handoff to drop.
+		dropped, err := n.st.DropPartitionAfter(ctx, p, func(context.Context) error {
+			if n.hints.busy(p) {
+				return errHintsChanged
+			}
+			return nil
+		})
+		if errors.Is(err, errHintsChanged) {
+			continue
+		}
 		if err != nil {
 			n.log.Warn("could not drop a partition this node no longer owns; it tries again", "partition", p, "err", err)
 			return false

@@ -71,6 +71,10 @@ func (n *Node) serveItem(from string, it *protocol.Item, add func(protocol.Resul
 			add(protocol.Result{Tag: tag, Obj: obj})
 		})
 	case protocol.RPCWrite:
+		if it.Hint != "" {
+			n.serveHinted(p, it, add)
+			return
+		}
 		err := n.st.Apply(p, it.Key, syncInto(it.Obj), func(_ *protocol.Object, err error) {
 			if err != nil {
 				fail(err)
@@ -97,8 +101,8 @@ func (n *Node) serveItem(from string, it *protocol.Item, add func(protocol.Resul
 			fail(protocol.Errorf(protocol.ErrNodeUnavailable, "%s cannot store writes: %v", n.cfg.ID, err))
 			return
 		}
-		if it.W < 1 || it.W > len(owners) {
-			fail(protocol.Errorf(protocol.ErrInvalidOption, "w=%d with %d owners", it.W, len(owners)))
+		if it.W < 1 || it.W > len(owners) || it.PW > len(owners) {
+			fail(protocol.Errorf(protocol.ErrInvalidOption, "w=%d, pw=%d with %d owners", it.W, it.PW, len(owners)))
 			return
 		}
 		if !it.Del && len(it.Val) > n.maxValue {
@@ -109,7 +113,7 @@ func (n *Node) serveItem(from string, it *protocol.Item, add func(protocol.Resul
 		addTagged := func(res protocol.Result) { res.Tag = tag; add(res) }
 		n.forwarded.once(n.clock.Now(), from, tag, 2*n.cfg.RequestTimeout, addTagged, func(finish func(protocol.Result)) {
 			sib := protocol.Sibling{Value: it.Val, Deleted: it.Del}
-			n.coordinateWrite(it.Key, p, owners, it.Ctx, sib, it.W, func(ctx protocol.Clock, err error) {
+			n.coordinateWrite(it.Key, p, owners, it.Ctx, sib, quorumReq{n: it.W, p: it.PW}, func(ctx protocol.Clock, err error) {
 				if err != nil {
 					finish(protocol.ResultError(0, err))
 					return

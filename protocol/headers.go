@@ -7,6 +7,8 @@ import "strconv"
 const (
 	HdrR        = "Kvmesh-R"        // read quorum: one, quorum, all or 1..N
 	HdrW        = "Kvmesh-W"        // write quorum: one, quorum, all or 1..N
+	HdrPR       = "Kvmesh-PR"       // of the read quorum, replies that must come from owners (not fallbacks)
+	HdrPW       = "Kvmesh-PW"       // of the write quorum, acknowledgements that must come from owners
 	HdrContext  = "Kvmesh-Context"  // opaque causal context (base64)
 	HdrSiblings = "Kvmesh-Siblings" // number of sibling values in a get reply
 	HdrKey      = "Kvmesh-Key"      // the key, for keys that are not subject-safe
@@ -27,6 +29,18 @@ const (
 	QuorumMajority = "quorum"
 	QuorumAll      = "all"
 )
+
+// ParsePrimary turns a PR or PW header value into how many replies or
+// acknowledgements must come from the key's owners rather than
+// fallbacks, for a store with replication factor n: the syntax of
+// ParseQuorum, except that the empty string and "0" mean no requirement
+// (0).
+func ParsePrimary(s string, n int) (int, error) {
+	if s == "" || s == "0" {
+		return 0, nil
+	}
+	return ParseQuorum(s, n)
+}
 
 // ParseQuorum turns an R or W header value into a replica count for a
 // store with replication factor n. The empty string means a majority.

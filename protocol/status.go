@@ -56,6 +56,31 @@ type NodeStatus struct {
 	AntiEntropy *AntiEntropyStatus `json:"anti_entropy,omitempty"`
 	// Inflight is the number of client operations it coordinates now.
 	Inflight int64 `json:"inflight"`
+	// Hints is the node's sloppy quorum and hinted handoff.
+	Hints HintStatus `json:"hints"`
+}
+
+// HintStatus is what a node's status says of its hints: those it holds
+// as a fallback for owners that were down, and what it delivered. The
+// counters count since the node started.
+type HintStatus struct {
+	// Pending is the hints the node holds, (partition, owner) pairs not
+	// delivered yet, in Partitions partitions; 0 once every hint drained.
+	// Survives restarts.
+	Pending    int `json:"pending"`
+	Partitions int `json:"partitions,omitempty"`
+	// PendingWrites is the hinted writes the pending hints took since
+	// the node started (a restart counts from 0 again).
+	PendingWrites int64 `json:"pending_writes,omitempty"`
+	// Delivered counts the hints delivered (and deleted), and Records
+	// the records the handoff pushed to owners for them.
+	Delivered int64 `json:"delivered,omitempty"`
+	Records   int64 `json:"records,omitempty"`
+	// FallbackWrites counts the hinted writes this node stored as a
+	// fallback; SloppyWrites the writes it coordinated that fallbacks
+	// acknowledged (at least one).
+	FallbackWrites int64 `json:"fallback_writes,omitempty"`
+	SloppyWrites   int64 `json:"sloppy_writes,omitempty"`
 }
 
 // MemberInfo is a member record as kvmesh status shows it.

@@ -12,8 +12,8 @@
 // back what comes of them (node/drive.go). quorum.Tally counts the
 // answers and quorum.MergeReads merges what reads return.
 //
-// This is where sloppy quorums with fallbacks, PW/PR, last-writer-wins and
-// per-data-center quorums will be decided.
+// Sloppy quorums with fallbacks and PW/PR are decided here (Write, Read);
+// last-writer-wins and per-data-center quorums will be too.
 package coord
 
 import (
@@ -55,6 +55,9 @@ type Answer struct {
 	Obj *protocol.Object
 	Ctx protocol.Clock
 	Err error
+	// Fallbacks is how many fallbacks acknowledged a write that
+	// succeeded (sloppy quorum).
+	Fallbacks int
 }
 
 // Repair asks the driver to send Obj to the owners To (fire and forget)

@@ -1,0 +1,267 @@
+package node_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kvmesh/kvmesh/node"
+	"github.com/kvmesh/kvmesh/protocol"
+)
+
+// hintsHeld returns the hints node n holds.
+func hintsHeld(n *node.Node) int { return n.Status().Hints.Pending }
+
+// awaitHintsDrained waits until no running node holds a hint.
+func (c *testCluster) awaitHintsDrained(within time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		var held []string
+		for _, n := range c.running() {
+			if h := hintsHeld(n); h > 0 {
+				held = append(held, fmt.Sprintf("%s: %d", n.ID(), h))
+			}
+		}
+		if len(held) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("hints not drained within %v: %v", within, held)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// awaitDown waits until every running node's failure detector holds ids
+// down.
+func (c *testCluster) awaitDown(ids ...string) {
+	c.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for _, n := range c.running() {
+		for {
+			down := n.Status().Down
+			if !slices.ContainsFunc(ids, func(id string) bool { return !slices.Contains(down, id) }) {
+				break
+			}
+			if time.Now().After(deadline) {
+				c.t.Fatalf("%s holds down %v, want %v", n.ID(), down, ids)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// checkOwnersHold checks that every owner of each key in want holds it
+// as want says (its value, or deleted when ""), by its own replica, and
+// that no other running node holds it (fallbacks dropped their copies).
+func (c *testCluster) checkOwnersHold(want map[string]string) {
+	c.t.Helper()
+	nodes := c.running()
+	byID := map[string]*node.Node{}
+	for _, n := range nodes {
+		byID[n.ID()] = n
+	}
+	bad := 0
+	for key, val := range want {
+		owners := nodes[0].Owners(key)
+		for _, n := range nodes {
+			obj, err := n.Replica(key)
+			if err != nil {
+				c.t.Fatal(err)
+			}
+			if !slices.Contains(owners, n.ID()) {
+				if obj != nil {
+					c.t.Errorf("%s (no owner of %s, owners %v) still holds it: %+v", n.ID(), key, owners, obj)
+					bad++
+				}
+				continue
+			}
+			var got string
+			if obj != nil && len(obj.Live()) == 1 {
+				got = string(obj.Live()[0].Value)
+			}
+			switch {
+			case obj == nil:
+				c.t.Errorf("owner %s of %s holds nothing", n.ID(), key)
+				bad++
+			case val == "" && len(obj.Live()) > 0:
+				c.t.Errorf("owner %s of deleted %s holds %d live values", n.ID(), key, len(obj.Live()))
+				bad++
+			case val != "" && got != val:
+				c.t.Errorf("owner %s of %s holds %+v, want %q", n.ID(), key, obj, val)
+				bad++
+			}
+			if bad > 10 {
+				c.t.FailNow()
+			}
+		}
+	}
+}
+
+// hintConfig makes failures detected within a second.
+func hintConfig(cfg *node.Config) {
+	cfg.Heartbeat = 100 * time.Millisecond
+	cfg.SuspectAfter = 300 * time.Millisecond
+	cfg.DownAfter = 800 * time.Millisecond
+}
+
+// TestSloppyQuorumAndHintedHandoff: in a store of 5 nodes (N=3) with 2
+// stopped, W=2 writes are acknowledged through fallbacks (at least 99%
+// of them), a delete too, and pw=2 fails with an error that says the
+// owners were missing; a fallback restarted keeps its hints; once the
+// owners are back the hints drain, every owner holds every key (the
+// deleted one deleted) and the fallbacks hold none.
+func TestSloppyQuorumAndHintedHandoff(t *testing.T) {
+	c := startCluster(t, 5, hintConfig)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	c.stopAndWait(3)
+	c.stopAndWait(4)
+	c.awaitDown("n4", "n5")
+
+	const keys = 400
+	want := map[string]string{}
+	ctxs := map[string]protocol.Clock{}
+	failed := 0
+	for i := range keys {
+		key := fmt.Sprintf("k%04d", i)
+		cc, err := c.nodes[i%3].Put(ctx, key, []byte("v-"+key), nil, 2)
+		if err != nil {
+			failed++
+			t.Logf("put %s (owners %v): %v", key, c.nodes[0].Owners(key), err)
+			continue
+		}
+		want[key], ctxs[key] = "v-"+key, cc
+	}
+	t.Logf("W=2 with 2 of 5 nodes down: %d of %d puts acknowledged", keys-failed, keys)
+	if failed*100 > keys {
+		t.Fatalf("%d of %d W=2 puts failed with 2 of 5 nodes down; want at most 1%%", failed, keys)
+	}
+
+	// A delete while an owner is down goes through a fallback too.
+	var deleted []string
+	for key := range want {
+		owners := c.nodes[0].Owners(key)
+		if len(deleted) < 5 && slices.ContainsFunc(owners, func(o string) bool { return o == "n4" || o == "n5" }) {
+			if _, err := c.nodes[0].Delete(ctx, key, ctxs[key], 2); err != nil {
+				t.Fatalf("delete %s with an owner down: %v", key, err)
+			}
+			want[key] = ""
+			deleted = append(deleted, key)
+		}
+	}
+
+	// pw=2 with two owners down: a clear error.
+	var both string
+	for i := 0; both == ""; i++ {
+		if k, o := fmt.Sprintf("pw%d", i), c.nodes[0].Owners(fmt.Sprintf("pw%d", i)); slices.Contains(o, "n4") && slices.Contains(o, "n5") {
+			both = k
+		}
+	}
+	_, err := c.nodes[0].PutQ(ctx, both, []byte("x"), nil, node.Quorum{N: 2, P: 2})
+	if err == nil || !errors.Is(err, protocol.ErrQuorumNotReached) || !strings.Contains(err.Error(), "pw=2 but only 1 primary owner acknowledged") {
+		t.Fatalf("pw=2 put of %s (owners %v) with two owners down: %v", both, c.nodes[0].Owners(both), err)
+	}
+	t.Logf("pw=2 with two owners down: %v", err)
+	if _, err := c.nodes[0].PutQ(ctx, both, []byte("x"), nil, node.Quorum{N: 2}); err != nil {
+		t.Fatalf("the same put without pw: %v", err)
+	}
+
+	// A fallback holding hints keeps them through a restart.
+	holder := -1
+	for i := range 3 {
+		if hintsHeld(c.nodes[i]) > 0 {
+			holder = i
+		}
+	}
+	if holder < 0 {
+		t.Fatal("no running node holds a hint")
+	}
+	before := hintsHeld(c.nodes[holder])
+	c.stopAndWait(holder)
+	if err := c.start(holder); err != nil {
+		t.Fatal(err)
+	}
+	if got := hintsHeld(c.nodes[holder]); got != before {
+		t.Fatalf("%s held %d hints, %d after a restart", c.cfgs[holder].ID, before, got)
+	}
+	c.waitMembers(3)
+
+	// The owners come back: the hints drain to them.
+	for _, i := range []int{3, 4} {
+		if err := c.start(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	c.awaitHintsDrained(60 * time.Second)
+	var delivered, records int64
+	for _, n := range c.running() {
+		st := n.Status().Hints
+		delivered += st.Delivered
+		records += st.Records
+	}
+	t.Logf("hints drained %v after the owners came back: %d hints, %d records pushed", time.Since(start).Round(time.Millisecond), delivered, records)
+	c.checkOwnersHold(want)
+}
+
+// TestLeavingFallbackHandsItsHintsOver: a fallback that holds hints for
+// a stopped owner leaves the store; its hints go with the partitions to
+// other nodes before it is gone, and once the owner is back every owner
+// (of the ring without the leaver) holds every key.
+func TestLeavingFallbackHandsItsHintsOver(t *testing.T) {
+	c := startCluster(t, 5, hintConfig)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	c.stopAndWait(4)
+	c.awaitDown("n5")
+	want := map[string]string{}
+	for i := range 200 {
+		key := fmt.Sprintf("k%04d", i)
+		if _, err := c.nodes[i%3].Put(ctx, key, []byte("v-"+key), nil, 2); err != nil {
+			t.Fatalf("put %s: %v", key, err)
+		}
+		want[key] = "v-" + key
+	}
+	leaver := -1
+	for i := range 4 {
+		if hintsHeld(c.nodes[i]) > 0 {
+			leaver = i
+			break
+		}
+	}
+	if leaver < 0 {
+		t.Fatal("no fallback holds a hint")
+	}
+	l := c.nodes[leaver]
+	t.Logf("%s leaves with %d hints", l.ID(), hintsHeld(l))
+	if err := l.Leave(); err != nil {
+		t.Fatal(err)
+	}
+	// The leave waits for the down member (it is up, not removed).
+	if err := c.start(4); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-l.Left():
+	case <-ctx.Done():
+		t.Fatalf("%s did not leave", l.ID())
+	}
+	if h := hintsHeld(l); h > 0 {
+		t.Fatalf("%s left holding %d hints", l.ID(), h)
+	}
+	c.stop(leaver)
+	var members []string
+	for _, n := range c.running() {
+		members = append(members, n.ID())
+	}
+	slices.Sort(members)
+	c.waitSettled(members...)
+	c.awaitHintsDrained(60 * time.Second)
+	c.checkOwnersHold(want)
+}
