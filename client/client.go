@@ -222,6 +222,21 @@ func R(v string) CallOption { return header(protocol.HdrR, v) }
 // W sets the write quorum: "one", "quorum", "all" or a number of replicas.
 func W(v string) CallOption { return header(protocol.HdrW, v) }
 
+// PR sets how many of the read quorum's replies must come from the key's
+// owners (primaries), not from fallbacks standing in for owners that are
+// down: "one", "quorum", "all" or a number; "" or "0" for no
+// requirement (the default). With fewer owners reachable the read fails
+// with ErrQuorumNotReached instead of answering from fallbacks. A call
+// with PR goes as a single request, never in a batch.
+func PR(v string) CallOption { return header(protocol.HdrPR, v) }
+
+// PW sets how many of the write quorum's acknowledgements must come from
+// the key's owners (primaries), not from fallbacks, as PR: for callers
+// who prefer an error (ErrQuorumNotReached) to a write held by fallbacks
+// until the owners are back. The write may still be stored where it was
+// acknowledged.
+func PW(v string) CallOption { return header(protocol.HdrPW, v) }
+
 // Context makes a put or delete supersede what the read (or earlier put)
 // that returned ctx saw. Without it a write is concurrent with every
 // value already stored and becomes a sibling.

@@ -332,7 +332,11 @@ func faultRun(t *testing.T, s faultSpec, p faultParams, seed int64, raceNodes bo
 		}
 	}
 
-	awaitHintsDrained()
+	if err := awaitHintsDrained(ctx, c, hintsDrainWithin); err != nil {
+		problems = append(problems, err.Error())
+	} else {
+		sched.logf("hints drained")
+	}
 
 	// Final reads (they repair stale replicas), then convergence.
 	keys := w.keys()
@@ -392,11 +396,60 @@ func faultRun(t *testing.T, s faultSpec, p faultParams, seed int64, raceNodes bo
 	t.Errorf("run failed: seed %d, evidence in %s", seed, dir)
 }
 
-// awaitHintsDrained is the seam for "hints drain" of P4. kvmesh has no
-// hinted handoff yet (nor sloppy quorum or anti-entropy): replicas
-// converge by read repair only, so there is nothing to wait for. When
-// hints come, wait here (bounded) until every node's hint store is empty.
-func awaitHintsDrained() {}
+// hintsDrainWithin bounds the wait for every node's hints to drain once
+// the faults healed: the handoff delivers a round every heartbeat, at
+// 5000 records/s by default.
+const hintsDrainWithin = 90 * time.Second
+
+// awaitHintsDrained waits until every node of the store that runs
+// reports no pending hint in its status (kvmesh status): the writes that
+// fallbacks took for owners that were down or cut off during the faults
+// have been delivered to them. It polls the status every 200ms; an error
+// says which nodes still hold hints when within passed, or which did not
+// answer.
+func awaitHintsDrained(ctx context.Context, c *procCluster, within time.Duration) error {
+	var up *proc
+	want := map[string]bool{}
+	for _, q := range c.procs {
+		if !q.gone && q.run != nil {
+			want[q.id] = true
+			if up == nil {
+				up = q
+			}
+		}
+	}
+	if up == nil {
+		return nil
+	}
+	cl := c.client(up)
+	deadline := time.Now().Add(within)
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		sts, err := cl.Status(sctx)
+		cancel()
+		var held []string
+		seen := map[string]bool{}
+		for _, st := range sts {
+			seen[st.Node] = true
+			if st.Hints.Pending > 0 {
+				held = append(held, fmt.Sprintf("%s holds %d hints in %d partitions", st.Node, st.Hints.Pending, st.Hints.Partitions))
+			}
+		}
+		for id := range want {
+			if !seen[id] {
+				held = append(held, id+" did not answer its status")
+			}
+		}
+		if len(held) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			slices.Sort(held)
+			return fmt.Errorf("hints not drained %v after the faults healed: %s (last status error: %v)", within, strings.Join(held, "; "), err)
+		}
+		sleepCtx(ctx, 200*time.Millisecond)
+	}
+}
 
 func (c *procCluster) ids() []string {
 	var ids []string

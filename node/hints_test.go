@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvmesh/kvmesh/client"
 	"github.com/kvmesh/kvmesh/node"
 	"github.com/kvmesh/kvmesh/protocol"
 )
@@ -168,6 +169,22 @@ func TestSloppyQuorumAndHintedHandoff(t *testing.T) {
 		t.Fatalf("pw=2 put of %s (owners %v) with two owners down: %v", both, c.nodes[0].Owners(both), err)
 	}
 	t.Logf("pw=2 with two owners down: %v", err)
+	// The same through the client's options and the headers.
+	cl := c.client(0)
+	if _, err := cl.Put(ctx, both, []byte("x"), client.W("2"), client.PW("2")); !errors.Is(err, client.ErrQuorumNotReached) || !strings.Contains(err.Error(), "pw=2 but only 1 primary owner") {
+		t.Fatalf("client put with PW 2, two owners down: %v", err)
+	}
+	if _, err := cl.Get(ctx, both, client.PR("all")); !errors.Is(err, client.ErrQuorumNotReached) || !strings.Contains(err.Error(), "pr=3 but only 1 primary owner replied") {
+		t.Fatalf("client get with PR all, two owners down: %v", err)
+	}
+	if _, err := cl.Get(ctx, both); err != nil {
+		t.Fatalf("client get without PR, two owners down: %v", err)
+	}
+	for _, bad := range []client.CallOption{client.PW("4"), client.PW("some"), client.PR("1")} {
+		if _, err := cl.Put(ctx, both, []byte("x"), bad); !errors.Is(err, protocol.ErrInvalidOption) {
+			t.Fatalf("a put with a bad option: %v, want invalid option", err)
+		}
+	}
 	if _, err := c.nodes[0].PutQ(ctx, both, []byte("x"), nil, node.Quorum{N: 2}); err != nil {
 		t.Fatalf("the same put without pw: %v", err)
 	}

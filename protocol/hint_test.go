@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 )
 
@@ -56,5 +57,20 @@ func TestHintFieldsRejected(t *testing.T) {
 			assertWireError(t, name, err)
 		}
 		assertSameDecode(t, name, b, DecodeRequest, refDecodeRequest, false)
+	}
+}
+
+// TestParsePrimary: PR and PW take the quorum syntax, and "" or "0" for
+// no requirement.
+func TestParsePrimary(t *testing.T) {
+	for in, want := range map[string]int{"": 0, "0": 0, "one": 1, "quorum": 2, "all": 3, "2": 2} {
+		if got, err := ParsePrimary(in, 3); err != nil || got != want {
+			t.Errorf("ParsePrimary(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"4", "-1", "x", " 1"} {
+		if _, err := ParsePrimary(in, 3); !errors.Is(err, ErrInvalidOption) {
+			t.Errorf("ParsePrimary(%q): %v, want invalid option", in, err)
+		}
 	}
 }

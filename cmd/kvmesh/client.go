@@ -17,6 +17,7 @@ type clientFlags struct {
 	server  string
 	timeout time.Duration
 	r, w    string
+	pr, pw  string
 	cctx    string
 	blind   bool
 	verbose bool
@@ -27,8 +28,10 @@ func (f *clientFlags) register(fs *flag.FlagSet, read bool) {
 	fs.BoolVar(&f.verbose, "v", false, "print the causal context and coordinating node to stderr")
 	if read {
 		fs.StringVar(&f.r, "r", "", "read quorum: one, quorum, all or a number (default quorum)")
+		fs.StringVar(&f.pr, "pr", "", "replies of the read quorum that must come from the key's owners, not fallbacks (default none)")
 	} else {
 		fs.StringVar(&f.w, "w", "", "write quorum: one, quorum, all or a number (default quorum)")
+		fs.StringVar(&f.pw, "pw", "", "acknowledgements of the write quorum that must come from the key's owners, not fallbacks (default none)")
 		fs.StringVar(&f.cctx, "context", "", "causal context from a get, to supersede exactly what it saw")
 		fs.BoolVar(&f.blind, "blind", false, "put: write without reading first, as a sibling of the values stored")
 	}
@@ -96,7 +99,7 @@ func cmdPut(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 				return err
 			}
 		}
-		cctx, err := c.Put(ctx, pos[0], value, client.W(f.w), client.Context(f.cctx))
+		cctx, err := c.Put(ctx, pos[0], value, client.W(f.w), client.PW(f.pw), client.Context(f.cctx))
 		if err != nil {
 			return err
 		}
@@ -113,7 +116,7 @@ func cmdGet(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	return f.call(func(c *client.Client, ctx context.Context) error {
-		e, err := c.Get(ctx, pos[0], client.R(f.r))
+		e, err := c.Get(ctx, pos[0], client.R(f.r), client.PR(f.pr))
 		if err != nil {
 			return err
 		}
@@ -134,6 +137,6 @@ func cmdDel(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	return f.call(func(c *client.Client, ctx context.Context) error {
-		return c.Delete(ctx, pos[0], client.W(f.w), client.Context(f.cctx))
+		return c.Delete(ctx, pos[0], client.W(f.w), client.PW(f.pw), client.Context(f.cctx))
 	})
 }

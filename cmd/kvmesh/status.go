@@ -52,7 +52,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 		}
 	} else {
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NODE\tACTOR\tALIVE\tSUSPECT\tDOWN\tSTORE\tINFLIGHT\tUP")
+		fmt.Fprintln(tw, "NODE\tACTOR\tALIVE\tSUSPECT\tDOWN\tSTORE\tINFLIGHT\tHINTS\tUP")
 		list := func(ids []string) string {
 			if len(ids) == 0 {
 				return "-"
@@ -65,8 +65,8 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 				store = "FAILED: " + st.StoreError
 			}
 			up := time.Since(time.Unix(0, st.Started)).Round(time.Second)
-			fmt.Fprintf(tw, "%s\t%s\t%d/%d %s\t%s\t%s\t%s\t%d\t%s\n", st.Node, st.Actor, len(st.Alive), len(st.Members),
-				list(st.Alive), list(st.Suspect), list(st.Down), store, st.Inflight, up)
+			fmt.Fprintf(tw, "%s\t%s\t%d/%d %s\t%s\t%s\t%s\t%d\t%s\t%s\n", st.Node, st.Actor, len(st.Alive), len(st.Members),
+				list(st.Alive), list(st.Suspect), list(st.Down), store, st.Inflight, hintsColumn(st.Hints), up)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -88,6 +88,30 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 		missing = errors.Join(missing, fmt.Errorf("the store of %s has failed: it takes no writes until it is restarted", strings.Join(failed, ", ")))
 	}
 	return missing
+}
+
+// hintsColumn shows a node's hints: those pending (and in how many
+// partitions), those delivered (and their records), the hinted writes it
+// took as a fallback and the writes it coordinated that fallbacks
+// acknowledged; "-" when it had none of these.
+func hintsColumn(h protocol.HintStatus) string {
+	var parts []string
+	if h.Pending > 0 {
+		parts = append(parts, fmt.Sprintf("%d pending in %d parts", h.Pending, h.Partitions))
+	}
+	if h.Delivered > 0 {
+		parts = append(parts, fmt.Sprintf("%d delivered (%d records)", h.Delivered, h.Records))
+	}
+	if h.FallbackWrites > 0 {
+		parts = append(parts, fmt.Sprintf("%d fallback writes", h.FallbackWrites))
+	}
+	if h.SloppyWrites > 0 {
+		parts = append(parts, fmt.Sprintf("%d sloppy", h.SloppyWrites))
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // printMembers prints the member records as the first node that has any
