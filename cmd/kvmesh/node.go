@@ -40,6 +40,7 @@ func nodeFlags(fs *flag.FlagSet, cfg *node.Config, peers *string, logLevel *stri
 	fs.DurationVar(&cfg.SuspectAfter, "suspect-after", 0, "silence after which a peer is suspect (default 3 heartbeats)")
 	fs.DurationVar(&cfg.DownAfter, "down-after", 0, "silence after which a peer is down: reads and forwarded writes ask it last (default 10 heartbeats)")
 	fs.StringVar(&cfg.DataCenter, "dc", "", "the node's data center (each has its own chores owner)")
+	fs.IntVar(&cfg.HintRate, "hint-rate", cfg.HintRate, "records/s the hinted handoff pushes to owners that are back (-1: unthrottled)")
 	fs.DurationVar(&cfg.AutoRemoveAfter, "auto-remove-after", 0, "remove a member down this long, as kvmesh admin remove would (0: never, the default)")
 	fs.DurationVar(&cfg.AntiEntropy, "anti-entropy", cfg.AntiEntropy, "pause between anti-entropy rounds, which compare every partition with its other owners (negative: off)")
 	fs.IntVar(&cfg.AntiEntropyRate, "anti-entropy-rate", cfg.AntiEntropyRate, "records anti-entropy may sync a second")
