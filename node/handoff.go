@@ -209,7 +209,6 @@ func (n *Node) pushPartition(ctx context.Context, p int, to []string, hint strin
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		start := n.clock.Now()
 		page := scanPage(n.st, p, after, budget, limit)
 		if err := page.Error(); err != nil {
 			return err
@@ -221,6 +220,9 @@ func (n *Node) pushPartition(ctx context.Context, p int, to []string, hint strin
 			next = recs[len(recs)-1].Key
 		}
 		if len(recs) > 0 {
+			if !n.pace(ctx, len(recs)*len(to)) {
+				return ctx.Err()
+			}
 			batch := make([]protocol.Item, len(recs))
 			for i, r := range recs {
 				batch[i] = protocol.Item{Op: protocol.RPCWrite, Key: r.Key, Obj: r.Obj, Hint: hint}
@@ -244,13 +246,27 @@ func (n *Node) pushPartition(ctx context.Context, p int, to []string, hint strin
 			return nil
 		}
 		after = next
-		if r := n.cfg.HintRate; r > 0 {
-			wait := time.Duration(len(recs)*len(to))*time.Second/time.Duration(r) - n.clock.Now().Sub(start)
-			if wait > 0 && !n.sleep(ctx, wait) {
-				return ctx.Err()
-			}
-		}
 	}
+}
+
+// pace takes k records from the handoff's budget of Config.HintRate
+// records a second, shared by every push of the node: it waits until
+// the records pushed before have had their time, then books k more.
+// It reports false if ctx ended first.
+func (n *Node) pace(ctx context.Context, k int) bool {
+	r := n.cfg.HintRate
+	if r <= 0 {
+		return true
+	}
+	n.hintPace.Lock()
+	now := n.clock.Now()
+	at := n.hintNext // when these records may go; an idle handoff saves no credit
+	if at.Before(now) {
+		at = now
+	}
+	n.hintNext = at.Add(time.Duration(k) * time.Second / time.Duration(r))
+	n.hintPace.Unlock()
+	return at.Sub(now) <= 0 || n.sleep(ctx, at.Sub(now))
 }
 
 // requestWrites sends items (replica writes) to node to in one message

@@ -282,3 +282,94 @@ func TestLeavingFallbackHandsItsHintsOver(t *testing.T) {
 	c.awaitHintsDrained(60 * time.Second)
 	c.checkOwnersHold(want)
 }
+
+// TestHintFigures measures what the README quotes: the share of W=2
+// puts acknowledged with one and with two of five nodes stopped, and how
+// fast hints drain to an owner that comes back, at the default
+// HintRate and unthrottled. Its checks are loose (every put with one
+// node down; 99% with two); the figures are in the log.
+func TestHintFigures(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures; -short skips")
+	}
+	for _, tc := range []struct {
+		name string
+		rate int
+		down []int
+	}{{"default rate, 1 down", node.DefaultHintRate, []int{4}}, {"unthrottled, 2 down", -1, []int{3, 4}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := startCluster(t, 5, hintConfig, func(cfg *node.Config) { cfg.HintRate = tc.rate })
+			ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+			defer cancel()
+			var ids []string
+			for _, i := range tc.down {
+				c.stopAndWait(i)
+				ids = append(ids, c.cfgs[i].ID)
+			}
+			c.awaitDown(ids...)
+			const keys, workers = 20000, 16
+			val := make([]byte, 100)
+			failed := make(chan int, workers)
+			for w := range workers {
+				go func() {
+					f := 0
+					for i := w; i < keys; i += workers {
+						if _, err := c.nodes[i%3].Put(ctx, fmt.Sprintf("k%05d", i), val, nil, 2); err != nil {
+							f++
+						}
+					}
+					failed <- f
+				}()
+			}
+			f := 0
+			for range workers {
+				f += <-failed
+			}
+			t.Logf("W=2 with %d of 5 nodes down: %d of %d puts acknowledged (%.2f%%)", len(tc.down), keys-f, keys, 100*float64(keys-f)/keys)
+			if len(tc.down) == 1 && f > 0 || f*100 > keys {
+				t.Fatalf("%d of %d W=2 puts failed", f, keys)
+			}
+			errs := make(chan error, len(tc.down))
+			for _, i := range tc.down {
+				go func() { errs <- c.start(i) }()
+			}
+			for range tc.down {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Per node: from its first record pushed to its last hint
+			// delivered, polled every 10ms.
+			first, last := map[string]time.Time{}, map[string]time.Time{}
+			deadline := time.Now().Add(90 * time.Second)
+			for {
+				held := 0
+				for _, n := range c.running() {
+					st := n.Status().Hints
+					if _, ok := first[n.ID()]; !ok && st.Records > 0 {
+						first[n.ID()] = time.Now()
+					}
+					if st.Pending > 0 {
+						held++
+						last[n.ID()] = time.Now()
+					}
+				}
+				if held == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("hints not drained in 90s")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			for _, n := range c.running() {
+				st := n.Status().Hints
+				if st.Records == 0 {
+					continue
+				}
+				d := last[n.ID()].Sub(first[n.ID()]) + 10*time.Millisecond
+				t.Logf("hint rate %d: %s pushed %d records for %d hints in about %v: %.0f records/s", tc.rate, n.ID(), st.Records, st.Delivered, d.Round(time.Millisecond), float64(st.Records)/d.Seconds())
+			}
+		})
+	}
+}
