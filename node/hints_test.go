@@ -231,8 +231,12 @@ func TestSloppyQuorumAndHintedHandoff(t *testing.T) {
 // a stopped owner leaves the store; its hints go with the partitions to
 // other nodes before it is gone, and once the owner is back every owner
 // (of the ring without the leaver) holds every key.
+//
+// The handoff is slow here (20 records/s), so that a leaver that did not
+// hand its hints over before it said it was ready would still hold some
+// when it is told it has left.
 func TestLeavingFallbackHandsItsHintsOver(t *testing.T) {
-	c := startCluster(t, 5, hintConfig)
+	c := startCluster(t, 5, hintConfig, func(cfg *node.Config) { cfg.HintRate = 20 })
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	c.stopAndWait(4)

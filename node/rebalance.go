@@ -27,8 +27,9 @@ import (
 //     partition it gains from a majority of its serving owners: every
 //     write acknowledged before the joint writes began is on a majority
 //     of them, and every later one reached this node's quorum directly;
-//  3. says it is ready for that target, and once every member of the
-//     target ring is, flips the joining members to up and the leaving
+//  3. says it is ready for that target (a leaving node once it has
+//     handed its hints over: handoff.go), and once every member of the
+//     target ring, and every leaving member not down, is, flips the joining members to up and the leaving
 //     ones to left (membership.Flip): the serving ring becomes the
 //     target ring;
 //  4. once every member serves it, drops its copies of the partitions
@@ -198,11 +199,17 @@ func (n *Node) rebalanceStep(ctx context.Context) {
 		rb.ready.Store(eT)
 		n.heartbeat()
 	}
-	// Every member of the target ring holds what it gains: end the
-	// transitions.
+	// Every member of the target ring holds what it gains, and every
+	// leaving member that is not down has handed its hints over: end
+	// the transitions.
 	var others []string
 	for _, id := range target.Members() {
 		if id != n.cfg.ID {
+			others = append(others, id)
+		}
+	}
+	for _, id := range reporters {
+		if r, ok := n.mem.records().Get(id); ok && r.Status == protocol.MemberLeaving && !slices.Contains(others, id) {
 			others = append(others, id)
 		}
 	}

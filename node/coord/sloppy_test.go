@@ -232,6 +232,8 @@ func TestSloppyRead(t *testing.T) {
 			steps: []step{{ev: "ok a"}, {ev: "fail b", asks: []string{"c"}}, {ev: "fail c", asks: []string{"d"}}, {ev: "ok d"}}, answer: "ok", answerAt: 3},
 		{name: "the hedge asks N nodes, not every fallback", r: 2, down: []string{"c"}, first: []string{"b"},
 			steps: []step{{ev: "ok a"}, {ev: "hedge", asks: []string{"d"}}, {ev: "ok d"}, {ev: "ok b"}}, answer: "ok", answerAt: 2},
+		{name: "after one failure the hedge asks one node more than N, not every fallback", r: 3, first: []string{"b", "c"},
+			steps: []step{{ev: "ok a"}, {ev: "fail b", asks: []string{"d"}}, {ev: "hedge"}, {ev: "ok c"}, {ev: "ok d"}}, answer: "ok", answerAt: 4},
 		{name: "pr=2 with two owners down fails after the fallbacks replied", r: 2, pr: 2, down: []string{"b", "c"}, first: []string{"d"},
 			steps:  []step{{ev: "ok a"}, {ev: "ok d"}, {ev: "hedge", asks: []string{"e"}}, {ev: "ok e"}},
 			answer: "quorum_not_reached", answerAt: 3, errHas: "get: pr=2 but only 1 primary owner replied (3 nodes replied, 2 of them fallbacks"},
