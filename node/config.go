@@ -101,6 +101,11 @@ type Config struct {
 	// together), so that delivering the hints of a long outage does not
 	// crowd out client traffic. Default 5000 records/s; -1: unthrottled.
 	HintRate int
+	// StrictQuorum turns the sloppy quorum off: reads and writes count
+	// the key's own owners only, as with PW=W and PR=R on every request,
+	// so that R + W > N always reads your writes, at the cost of
+	// availability while owners are down. Default false.
+	StrictQuorum bool
 	// MaxInflight bounds the client operations a node coordinates at once;
 	// beyond it requests get ErrOverloaded. Default 8192.
 	MaxInflight int

@@ -117,13 +117,22 @@ func (d *driver) apply(eff coord.Effects) {
 // W), p of them from owners (PR or PW; 0: no requirement).
 type quorumReq struct{ n, p int }
 
+// fallbacks returns the nodes that may stand in for p's owners: none
+// under Config.StrictQuorum.
+func (n *Node) fallbacks(p int) []string {
+	if n.cfg.StrictQuorum {
+		return nil
+	}
+	return n.mem.ring().Fallbacks(p)
+}
+
 // coordinateRead starts a read of key from owners, answered after q.n
 // replies, q.p of them from owners; a fallback of the serving ring is
 // asked in place of an owner that is down or fails (sloppy quorum).
 // finish is called once, from some delivery goroutine.
 func (n *Node) coordinateRead(key string, p int, owners []string, q quorumReq, finish func(*protocol.Object, error)) {
 	op, eff := coord.StartRead(coord.ReadSpec{Self: n.cfg.ID, Key: key, Owners: n.live.order(owners), R: q.n, PR: q.p,
-		Fallbacks: n.mem.ring().Fallbacks(p), Down: n.live.down()}, n.clock.Now(), n.cfg.RequestTimeout)
+		Fallbacks: n.fallbacks(p), Down: n.live.down()}, n.clock.Now(), n.cfg.RequestTimeout)
 	n.drive(p, key, op, eff, func(a coord.Answer) { finish(a.Obj, a.Err) }, nil)
 }
 
@@ -137,7 +146,7 @@ func (n *Node) coordinateRead(key string, p int, owners []string, q quorumReq, f
 // delivery goroutine; it must not block.
 func (n *Node) coordinateWrite(key string, p int, owners []string, ctx protocol.Clock, sib protocol.Sibling, q quorumReq, finish func(protocol.Clock, error)) {
 	op, eff := coord.StartWrite(coord.WriteSpec{ID: n.cfg.ID, Actor: n.actor, Key: key, Owners: owners, Also: n.mem.joint(p, owners),
-		Ctx: ctx, Del: sib.Deleted, W: q.n, PW: q.p, Fallbacks: n.mem.ring().Fallbacks(p), Down: n.live.down()}, n.clock.Now(), n.cfg.RequestTimeout)
+		Ctx: ctx, Del: sib.Deleted, W: q.n, PW: q.p, Fallbacks: n.fallbacks(p), Down: n.live.down()}, n.clock.Now(), n.cfg.RequestTimeout)
 	n.drive(p, key, op, eff, func(a coord.Answer) {
 		if a.Err == nil && a.Fallbacks > 0 {
 			n.sloppy.Add(1)

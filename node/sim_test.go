@@ -497,6 +497,9 @@ func (r *simRun) nodeConfig(id string, ep transport.Transport, fsys disk.FS) nod
 	cfg.Secret = testSecret
 	cfg.Transport = ep
 	cfg.Members = r.ids
+	// The checker holds every R + W > N read to read its writes (P6),
+	// which a sloppy quorum does not promise: the dedicated tests cover it.
+	cfg.StrictQuorum = true
 	cfg.Replicas = simReplicas
 	cfg.RequestTimeout = simRequestTO
 	if r.cfg.earlyAck {

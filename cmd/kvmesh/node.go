@@ -44,6 +44,7 @@ func nodeFlags(fs *flag.FlagSet, cfg *node.Config, peers *string, logLevel *stri
 	fs.DurationVar(&cfg.AutoRemoveAfter, "auto-remove-after", 0, "remove a member down this long, as kvmesh admin remove would (0: never, the default)")
 	fs.DurationVar(&cfg.AntiEntropy, "anti-entropy", cfg.AntiEntropy, "pause between anti-entropy rounds, which compare every partition with its other owners (negative: off)")
 	fs.IntVar(&cfg.AntiEntropyRate, "anti-entropy-rate", cfg.AntiEntropyRate, "records anti-entropy may sync a second")
+	fs.BoolVar(&cfg.StrictQuorum, "strict-quorum", false, "count only the key's own owners toward R and W (no sloppy quorum fallbacks)")
 	fs.DurationVar(&cfg.TombstoneGrace, "tombstone-grace", cfg.TombstoneGrace, "age before a tombstone every replica holds is purged (negative: keep tombstones)")
 	fs.StringVar(logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(secretFile, "secret-file", "", "file holding the store's secret, the same on every node (default DATA/secret, created if missing; kvmesh secret makes one)")
