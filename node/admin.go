@@ -55,6 +55,7 @@ func (n *Node) Status() protocol.NodeStatus {
 	st.Hints.Pending, st.Hints.Partitions, st.Hints.PendingWrites = n.hints.pending()
 	st.Hints.Delivered, st.Hints.Records = n.hints.delivered.Load(), n.hints.records.Load()
 	st.Hints.FallbackWrites, st.Hints.SloppyWrites = n.hints.stored.Load(), n.sloppy.Load()
+	st.Hints.Stale = n.hints.stale.Load()
 	if rb := &n.rebal; rb.started.Load() != 0 && rb.partitions.Load() > 0 {
 		st.Transfer = &protocol.TransferStatus{Partitions: rb.partitions.Load(), Done: rb.partitionsDone.Load(),
 			Keys: rb.keys.Load(), Bytes: rb.bytes.Load(), Started: rb.started.Load(), Finished: rb.finished.Load()}

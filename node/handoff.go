@@ -32,6 +32,13 @@ import (
 // moves partitions, and dropOrphans leaves alone the partitions that
 // hold hints (or a hinted write under way).
 //
+// A hinted record whose newest sibling is older than the tombstone grace
+// period is not delivered (counted as stale): every owner may have purged
+// a tombstone that superseded it, and delivering it would bring the
+// deleted value back (Cassandra bounds its hint window below
+// gc_grace_seconds for the same reason). The write it held is still on
+// the other nodes that acknowledged it, which anti-entropy spreads.
+//
 // A node that leaves hands its hints over before it says it is ready
 // (handOver): each hinted partition goes to its owner if that owner is
 // alive, or else, still hinted, to the next live fallback of the ring it
@@ -219,13 +226,18 @@ func (n *Node) pushPartition(ctx context.Context, p int, to []string, hint strin
 			recs = recs[:items]
 			next = recs[len(recs)-1].Key
 		}
-		if len(recs) > 0 {
-			if !n.pace(ctx, len(recs)*len(to)) {
-				return ctx.Err()
+		batch := make([]protocol.Item, 0, len(recs))
+		for _, r := range recs {
+			if n.staleHint(r.Obj) {
+				n.hints.stale.Add(1)
+				continue
 			}
-			batch := make([]protocol.Item, len(recs))
-			for i, r := range recs {
-				batch[i] = protocol.Item{Op: protocol.RPCWrite, Key: r.Key, Obj: r.Obj, Hint: hint}
+			batch = append(batch, protocol.Item{Op: protocol.RPCWrite, Key: r.Key, Obj: r.Obj, Hint: hint})
+		}
+		recs = recs[:len(batch)] // for the counts below
+		if len(batch) > 0 {
+			if !n.pace(ctx, len(batch)*len(to)) {
+				return ctx.Err()
 			}
 			var wg sync.WaitGroup
 			errs := make([]error, len(to))
@@ -247,6 +259,21 @@ func (n *Node) pushPartition(ctx context.Context, p int, to []string, hint strin
 		}
 		after = next
 	}
+}
+
+// staleHint reports whether a hinted record is too old to deliver: its
+// newest sibling was written more than the tombstone grace ago.
+func (n *Node) staleHint(o *protocol.Object) bool {
+	if n.cfg.TombstoneGrace <= 0 || o == nil {
+		return false
+	}
+	cutoff := n.clock.Now().Add(-n.cfg.TombstoneGrace).UnixNano()
+	for _, s := range o.Siblings {
+		if s.Time >= cutoff {
+			return false
+		}
+	}
+	return len(o.Siblings) > 0
 }
 
 // pace takes k records from the handoff's budget of Config.HintRate

@@ -58,6 +58,7 @@ type hintBook struct {
 	stored    atomic.Int64 // hinted writes this node took as a fallback
 	delivered atomic.Int64 // hints delivered (and deleted)
 	records   atomic.Int64 // records pushed to owners by the handoff
+	stale     atomic.Int64 // records not pushed: older than the tombstone grace
 }
 
 // loadHints returns the book of the hints st holds.

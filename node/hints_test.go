@@ -377,3 +377,53 @@ func TestHintFigures(t *testing.T) {
 		})
 	}
 }
+
+// TestStaleHintsAreNotDelivered: a hint older than the tombstone grace
+// period is not delivered (compaction may have purged a tombstone that
+// superseded it everywhere), and is counted.
+func TestStaleHintsAreNotDelivered(t *testing.T) {
+	const grace = time.Second
+	c := startCluster(t, 5, hintConfig, func(cfg *node.Config) {
+		cfg.TombstoneGrace = grace
+		cfg.AntiEntropy = -1 // only the handoff could bring the key to n4 and n5
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c.stopAndWait(3)
+	c.stopAndWait(4)
+	c.awaitDown("n4", "n5")
+	var key string
+	for i := 0; key == ""; i++ {
+		if k, o := fmt.Sprintf("stale%d", i), c.nodes[0].Owners(fmt.Sprintf("stale%d", i)); slices.Contains(o, "n4") && slices.Contains(o, "n5") {
+			key = k
+		}
+	}
+	if _, err := c.nodes[0].Put(ctx, key, []byte("old"), nil, 2); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(grace + 200*time.Millisecond) // the hint grows older than the grace
+	for _, i := range []int{3, 4} {
+		if err := c.start(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for slices.ContainsFunc(c.nodes, func(n *node.Node) bool { return hintsHeld(n) > 0 }) {
+		if time.Now().After(deadline) {
+			t.Fatal("hints not drained")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var stale int64
+	for _, n := range c.nodes {
+		stale += n.Status().Hints.Stale
+	}
+	if stale == 0 {
+		t.Error("no stale hint counted")
+	}
+	for _, n := range c.nodes[3:] {
+		if o, _ := n.Replica(key); o != nil {
+			t.Errorf("%s got a hinted record older than the grace: %v", n.ID(), o)
+		}
+	}
+}

@@ -81,6 +81,9 @@ type HintStatus struct {
 	// acknowledged (at least one).
 	FallbackWrites int64 `json:"fallback_writes,omitempty"`
 	SloppyWrites   int64 `json:"sloppy_writes,omitempty"`
+	// Stale counts the hinted records the handoff did not deliver because
+	// they were older than the tombstone grace period (node/compact.go).
+	Stale int64 `json:"stale,omitempty"`
 }
 
 // MemberInfo is a member record as kvmesh status shows it.
