@@ -231,6 +231,22 @@ func (w *workload) worker(ctx context.Context, id int, tokens <-chan struct{}) {
 	}
 }
 
+// strictness picks an operation's quorum: one in three is strict (PW or
+// PR = the quorum: only owners count, so a strict read sees every strict
+// write acknowledged before it, P6), the others sloppy (fallbacks may
+// stand in for owners that are down: a sloppy write is marked so, and a
+// sloppy read is weak, neither held to P6).
+func (w *workload) strictness(s *workerState) (strict bool) { return s.rnd.IntN(3) == 0 }
+
+// writeOpts adds a write's quorum option and marks op sloppy if it is.
+func writeOpts(strict bool, op *history.Op, opts []client.CallOption) []client.CallOption {
+	if strict {
+		return append(opts, client.PW("quorum"))
+	}
+	op.Sloppy = true
+	return opts
+}
+
 func (w *workload) opContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), w.opTimeout)
 }
@@ -239,8 +255,12 @@ func (w *workload) put(s *workerState) {
 	s.seq++
 	key := fmt.Sprintf("u.%d.%d", s.id, s.seq)
 	op := history.Op{Worker: s.id, Kind: history.KindPut, Key: key, Value: history.Seal("u:" + key), Start: w.now()}
+	opts := w.putOpts
+	if len(opts) == 0 {
+		opts = writeOpts(w.strictness(s), &op, nil)
+	}
 	ctx, cancel := w.opContext()
-	pctx, err := s.cl.Put(ctx, key, []byte(op.Value), w.putOpts...)
+	pctx, err := s.cl.Put(ctx, key, []byte(op.Value), opts...)
 	cancel()
 	op.End = w.now()
 	op.Outcome, op.Err = history.OutcomeOf(err)
@@ -259,8 +279,9 @@ func (w *workload) overwrite(s *workerState) {
 	mine := w.ownOf[s.id]
 	key := mine[s.rnd.IntN(len(mine))]
 	st := s.ow[key]
+	strict := w.strictness(s)
 	if st.stale {
-		rd, ok := w.get(s, key)
+		rd, ok := w.get(s, key, strict)
 		if !ok {
 			return
 		}
@@ -280,10 +301,12 @@ func (w *workload) overwrite(s *workerState) {
 		if s.rnd.IntN(2) == 0 {
 			op.Context, op.Over, opts = "", nil, nil
 		}
+		opts = writeOpts(strict, &op, opts)
 		err = s.cl.Delete(ctx, key, opts...)
 	} else {
 		op.Kind = history.KindPut
 		op.Value = history.Seal(fmt.Sprintf("o:%s:w%d-%d", key, s.id, s.seq))
+		opts = writeOpts(strict, &op, opts)
 		pctx, err = s.cl.Put(ctx, key, []byte(op.Value), opts...)
 	}
 	cancel()
@@ -312,8 +335,9 @@ func (w *workload) blind(s *workerState) {
 	key := w.regs[s.rnd.IntN(len(w.regs))]
 	op := history.Op{Worker: s.id, Kind: history.KindPut, Key: key,
 		Value: history.Seal(fmt.Sprintf("r:%s:w%d-%d", key, s.id, s.seq)), Start: w.now()}
+	opts := writeOpts(w.strictness(s), &op, nil)
 	ctx, cancel := w.opContext()
-	_, err := s.cl.Put(ctx, key, []byte(op.Value))
+	_, err := s.cl.Put(ctx, key, []byte(op.Value), opts...)
 	cancel()
 	op.End = w.now()
 	op.Outcome, op.Err = history.OutcomeOf(err)
@@ -321,10 +345,15 @@ func (w *workload) blind(s *workerState) {
 }
 
 // get reads key and records the read; ok reports whether it answered.
-func (w *workload) get(s *workerState, key string) (history.Op, bool) {
-	op := history.Op{Worker: s.id, Kind: history.KindRead, Key: key, Start: w.now()}
+// A strict read counts owners only (PR); a sloppy one is weak.
+func (w *workload) get(s *workerState, key string, strict bool) (history.Op, bool) {
+	op := history.Op{Worker: s.id, Kind: history.KindRead, Key: key, Start: w.now(), Weak: !strict}
+	var opts []client.CallOption
+	if strict {
+		opts = append(opts, client.PR("quorum"))
+	}
 	ctx, cancel := w.opContext()
-	e, err := s.cl.Get(ctx, key)
+	e, err := s.cl.Get(ctx, key, opts...)
 	cancel()
 	op.End = w.now()
 	op.Outcome, op.Err = history.OutcomeOf(err)
@@ -341,7 +370,8 @@ func (w *workload) get(s *workerState, key string) (history.Op, bool) {
 func (w *workload) add(s *workerState) {
 	mine := w.hotOf[s.id]
 	key := mine[s.rnd.IntN(len(mine))]
-	rd, ok := w.get(s, key)
+	strict := w.strictness(s)
+	rd, ok := w.get(s, key, strict)
 	if !ok {
 		return
 	}
@@ -353,8 +383,9 @@ func (w *workload) add(s *workerState) {
 	elem := fmt.Sprintf("w%d-%d", s.id, s.seq)
 	op := history.Op{Worker: s.id, Kind: history.KindAdd, Key: key, Elem: elem,
 		Value: history.EncodeSet(append(elems, elem)), Context: rd.Context, Start: w.now()}
+	opts := writeOpts(strict, &op, []client.CallOption{client.Context(rd.Context)})
 	ctx, cancel := w.opContext()
-	_, err := s.cl.Put(ctx, key, []byte(op.Value), client.Context(rd.Context))
+	_, err := s.cl.Put(ctx, key, []byte(op.Value), opts...)
 	cancel()
 	op.End = w.now()
 	op.Outcome, op.Err = history.OutcomeOf(err)
@@ -378,7 +409,7 @@ func (w *workload) read(s *workerState) {
 		}
 		w.mu.Unlock()
 	}
-	w.get(s, key)
+	w.get(s, key, w.strictness(s))
 }
 
 func (w *workload) del(s *workerState) {
@@ -394,6 +425,7 @@ func (w *workload) del(s *workerState) {
 	} else {
 		opts = append(opts, client.Context(k.ctx))
 	}
+	opts = writeOpts(w.strictness(s), &op, opts)
 	ctx, cancel := w.opContext()
 	err := s.cl.Delete(ctx, k.key, opts...)
 	cancel()

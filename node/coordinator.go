@@ -69,9 +69,14 @@ func (n *Node) startWrite(key string, val []byte, del bool, ctx protocol.Clock, 
 	}
 	if del && len(ctx) == 0 {
 		// A delete without context deletes every value stored so far:
-		// read a majority first, as Riak does, and supersede what it saw.
-		// (A blind tombstone would only be a sibling of the values.)
-		n.coordinateRead(key, p, owners, quorumReq{n: min(len(owners), n.cfg.Replicas/2+1)}, func(obj *protocol.Object, err error) {
+		// read a majority of the owners first, as Riak does, and
+		// supersede what it saw. (A blind tombstone would only be a
+		// sibling of the values.) Owners only: a fallback's answer would
+		// stand in for an owner that holds values. A write that only
+		// fallbacks hold (a sloppy quorum, hints not delivered yet) is
+		// not seen, and survives the delete.
+		maj := min(len(owners), n.cfg.Replicas/2+1)
+		n.coordinateRead(key, p, owners, quorumReq{n: maj, p: maj}, func(obj *protocol.Object, err error) {
 			switch {
 			case err != nil:
 				done(nil, err)

@@ -322,7 +322,7 @@ func (r *Report) checkSuperseded(k *keyOps, f Final, haveFinal bool, cfg Config)
 			continue
 		}
 		for _, v := range rd.Values {
-			if by, ok := over[v]; ok && by.Outcome == OK && by.End < rd.Start && !cfg.lossBetween(by.Start, rd.Start) {
+			if by, ok := over[v]; ok && by.Outcome == OK && !by.Sloppy && by.End < rd.Start && !cfg.lossBetween(by.Start, rd.Start) {
 				r.Superseded = append(r.Superseded, Finding{"P7 superseded", k.key, rd.ID,
 					fmt.Sprintf("read began at %s and returned %q, which put %d superseded, acknowledged at %s", ns(rd.Start), clip(v), by.ID, ns(by.End))})
 			}
@@ -365,7 +365,9 @@ func deleteCovers(k *keyOps, d *Op, v string, cfg Config) bool {
 		return false
 	}
 	for _, p := range k.puts {
-		if p.Kind == KindPut && p.Value == v && p.Outcome == OK && p.End < d.Start && !cfg.lossBetween(p.Start, d.Start) {
+		// A sloppy put may be held by fallbacks alone when the delete
+		// reads the owners: the delete need not see it.
+		if p.Kind == KindPut && p.Value == v && p.Outcome == OK && !p.Sloppy && p.End < d.Start && !cfg.lossBetween(p.Start, d.Start) {
 			return true
 		}
 	}
@@ -435,8 +437,8 @@ func (r *Report) checkSiblings(k *keyOps, f Final, haveFinal bool, cfg Config) {
 
 // checkStale is P6 (read-your-writes across clients, under strict
 // quorums): a read that began after a write was acknowledged sees it,
-// unless the read is Weak or a replica lost writes in between
-// (Config.Losses).
+// unless the read is Weak, the write Sloppy, or a replica lost writes in
+// between (Config.Losses).
 //   - a put's value, unless a delete of the key, or a write that could
 //     supersede it (with a context), was invoked before the read ended
 //     (blind puts supersede nothing); and after an acknowledged delete
@@ -449,7 +451,7 @@ func (r *Report) checkStale(k *keyOps, cfg Config) {
 		}
 		var union map[string]bool
 		for _, p := range k.puts {
-			if p.Outcome != OK || p.End >= rd.Start || cfg.lossBetween(p.Start, rd.Start) {
+			if p.Outcome != OK || p.Sloppy || p.End >= rd.Start || cfg.lossBetween(p.Start, rd.Start) {
 				continue
 			}
 			switch p.Kind {
@@ -478,7 +480,7 @@ func (r *Report) checkStale(k *keyOps, cfg Config) {
 			continue
 		}
 		for _, d := range k.dels {
-			if d.Outcome != OK || d.End >= rd.Start || cfg.lossBetween(d.Start, rd.Start) {
+			if d.Outcome != OK || d.Sloppy || d.End >= rd.Start || cfg.lossBetween(d.Start, rd.Start) {
 				continue
 			}
 			if i := slices.IndexFunc(rd.Values, func(v string) bool { return deleteCovers(k, d, v, cfg) }); i >= 0 {

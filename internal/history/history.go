@@ -111,6 +111,11 @@ type Op struct {
 	// such as R=1 beside W=2 of 3): even under Config.Strict it is not
 	// expected to see acknowledged writes (P6, P7).
 	Weak bool `json:"weak,omitempty"`
+	// Sloppy marks a write that fallbacks may have acknowledged in place
+	// of owners that were down (a sloppy quorum: no PW): until the hints
+	// drain, a quorum read of the owners need not see it, so P6 and P7's
+	// read checks do not hold reads to it; it must not be lost (P1).
+	Sloppy bool `json:"sloppy,omitempty"`
 	// Context is the causal context a read returned, or the one a write
 	// sent.
 	Context string `json:"ctx,omitempty"`

@@ -420,6 +420,11 @@ func TestDeleteSupersedesOnlyWhatItSaw(t *testing.T) {
 	if f := Check(ops, finals, Config{Strict: false}).Failures(); len(f) != 0 {
 		t.Fatalf("without strict quorums a blind delete's read may miss the put: %v", f)
 	}
+	ops, finals = history(OK)
+	ops[0].Sloppy = true // held by fallbacks alone when the delete read the owners
+	if f := Check(ops, finals, Config{Strict: true}).Failures(); len(f) != 0 {
+		t.Fatalf("a blind delete's read of the owners may miss a sloppy put: %v", f)
+	}
 }
 
 // TestWeakReads: a read whose quorum need not meet the writes' (R=1) is
@@ -533,5 +538,30 @@ func TestOpString(t *testing.T) {
 	}
 	if s := ClockString(protocol.Clock{{Node: "n1", Counter: 2}, {Node: "n2", Counter: 1}}); s != "{n1:2 n2:1}" {
 		t.Errorf("ClockString: %s", s)
+	}
+}
+
+// TestSloppyWrites: a read need not see a write a sloppy quorum
+// acknowledged (P6, P7), but the write must still not be lost (P1).
+func TestSloppyWrites(t *testing.T) {
+	ops, finals := good()
+	ops[1].Found, ops[1].Values, ops[1].Siblings = false, nil, 0
+	if len(Check(ops, finals, cfg).StaleReads) == 0 {
+		t.Fatal("a stale read of a strict write is not reported")
+	}
+	for i := range ops {
+		if ops[i].Kind != KindRead {
+			ops[i].Sloppy = true
+		}
+	}
+	if r := Check(ops, finals, cfg); len(r.StaleReads) != 0 || len(r.Superseded) != 0 {
+		t.Fatalf("reported for sloppy writes: %v", r.Failures())
+	}
+	for k, f := range finals {
+		f.Found, f.Values, f.Siblings = false, nil, 0
+		finals[k] = f
+	}
+	if len(Check(ops, finals, cfg).Lost) == 0 {
+		t.Fatal("a lost sloppy write is not reported")
 	}
 }
