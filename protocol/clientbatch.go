@@ -9,9 +9,10 @@ import "strings"
 // rpc.go). The body is msgpack, encoded and decoded by hand with the
 // primitives of msgpack.go:
 //
-//	request {v: Version, i: [{t: tag, o: op, k: key, d: value, q: quorum, c: context}]}
+//	request {v: Version, i: [{t: tag, o: op, k: key, d: value, q: quorum, c: context,
+//	         ttl: time to live}]}
 //	reply   {v: Version, f: node, r: [{t: tag, c: code, n: name, e: message,
-//	         x: context, s: siblings, vals: [values]}]}
+//	         x: context, s: siblings, vals: [values], xp: expires}]}
 //
 // A reply result with tag 0 and an error answers a message that could not
 // be decoded at all: it stands for every item of the batch.
@@ -35,8 +36,9 @@ type ClientBatch struct {
 // ClientItem is one client operation of a ClientBatch. Quorum is the R of
 // a get or the W of a put or delete, as the Kvmesh-R and Kvmesh-W headers
 // carry it; Context is the causal context as the Kvmesh-Context header
-// carries it. The node validates the key, quorum and context of each
-// item, so one bad item fails alone.
+// carries it; TTL is a put's time to live as the Kvmesh-TTL header
+// carries it (ParseTTL). The node validates the key, quorum, context and
+// TTL of each item, so one bad item fails alone.
 type ClientItem struct {
 	Tag     uint64
 	Op      uint8
@@ -44,6 +46,7 @@ type ClientItem struct {
 	Value   []byte // BatchPut
 	Quorum  string
 	Context string
+	TTL     string // BatchPut
 }
 
 // ClientBatchReply answers some or all items of a ClientBatch, in any
@@ -57,7 +60,10 @@ type ClientBatchReply struct {
 // ClientResult is the outcome of one ClientItem. Code 0 is success;
 // otherwise Code, Name and Err describe an *Error (see Classify). Context
 // is the causal context of a get (also with ErrKeyNotFound) or of a put;
-// Siblings and Values are a get's live sibling count and values.
+// Siblings and Values are a get's live sibling count and values, and
+// Expires, in unix nanoseconds, when the key will read as not found
+// unless written again (as the Kvmesh-Expires header; 0: some value
+// never expires).
 type ClientResult struct {
 	Tag      uint64
 	Code     int
@@ -66,6 +72,7 @@ type ClientResult struct {
 	Context  string
 	Siblings int
 	Values   [][]byte
+	Expires  int64
 }
 
 // Error returns the error a ClientResult carries, or nil.
@@ -137,6 +144,9 @@ func appendClientItem(b []byte, it *ClientItem) []byte {
 	if it.Context != "" {
 		b = m.str(b, "c", it.Context)
 	}
+	if it.TTL != "" {
+		b = m.str(b, "ttl", it.TTL)
+	}
 	return m.end(b)
 }
 
@@ -169,6 +179,9 @@ func appendClientResult(b []byte, res *ClientResult) []byte {
 	if res.Values != nil {
 		b = appendArray(m.key(b, "vals"), res.Values, appendBinElem)
 	}
+	if res.Expires != 0 {
+		b = m.int(b, "xp", res.Expires)
+	}
 	return m.end(b)
 }
 
@@ -176,9 +189,9 @@ func appendClientResult(b []byte, res *ClientResult) []byte {
 
 var (
 	clientBatchKeys  = keys([]string{"v", "i"}, "v", "i")
-	clientItemKeys   = keys([]string{"t", "o", "k", "d", "q", "c"}, "o")
+	clientItemKeys   = keys([]string{"t", "o", "k", "d", "q", "c", "ttl"}, "o")
 	clientReplyKeys  = keys([]string{"v", "f", "r"}, "v", "f")
-	clientResultKeys = keys([]string{"t", "c", "n", "e", "x", "s", "vals"})
+	clientResultKeys = keys([]string{"t", "c", "n", "e", "x", "s", "vals", "xp"})
 
 	// clientItemList: the smallest item the decoder accepts is {"o":1}.
 	clientItemList   = listSpec{name: "items", minSize: 4, min: 1, max: MaxClientBatch}
@@ -218,6 +231,8 @@ func (d *decoder) clientItem(it *ClientItem) error {
 			it.Quorum, err = d.str()
 		case "c":
 			it.Context, err = d.str()
+		case "ttl":
+			it.TTL, err = d.str()
 		}
 		return err
 	})
@@ -259,6 +274,8 @@ func (d *decoder) clientResult(res *ClientResult) error {
 			res.Siblings, err = d.intField()
 		case "vals":
 			res.Values, err = decodeList(d, valueList, d.value)
+		case "xp":
+			res.Expires, err = d.int()
 		}
 		return err
 	})
@@ -272,6 +289,8 @@ func (d *decoder) clientResult(res *ClientResult) error {
 		return d.errorf("result with %d siblings, limit %d", res.Siblings, MaxStoredSiblings)
 	case res.Code == 0 && res.Siblings < len(res.Values):
 		return d.errorf("result with %d values for %d siblings", len(res.Values), res.Siblings)
+	case res.Expires < 0:
+		return d.errorf("result expires at %d", res.Expires)
 	}
 	return nil
 }

@@ -21,6 +21,9 @@ func randClientBatch(rng *rand.Rand) *ClientBatch {
 		it.Key = randKey(rng)
 		if it.Op == BatchPut {
 			it.Value = randBytes(rng, true)
+			if rng.Intn(2) == 0 {
+				it.TTL = []string{"30s", "1", "1h30m", "-1", "junk"}[rng.Intn(5)] // checked by the node
+			}
 		}
 		it.Quorum = []string{"", "one", "quorum", "all", "2"}[rng.Intn(5)]
 		if rng.Intn(2) == 0 {
@@ -45,6 +48,9 @@ func randClientBatchReply(rng *rand.Rand) *ClientBatchReply {
 				}
 			}
 			res.Siblings = len(res.Values)
+			if rng.Intn(2) == 0 {
+				res.Expires = 1 + rng.Int63n(1<<uint(rng.Intn(63)))
+			}
 		}
 		if rng.Intn(2) == 0 {
 			res.Context = sealContext(randClock(rng))
@@ -131,7 +137,7 @@ func TestClientBatchRoundTrip(t *testing.T) {
 func TestClientBatchWireForm(t *testing.T) {
 	b := &ClientBatch{V: Version, Items: []ClientItem{
 		{Tag: 1, Op: BatchGet, Key: "a b", Quorum: "one"},
-		{Tag: 300, Op: BatchPut, Key: "k", Value: []byte("v"), Quorum: "all", Context: "kA"},
+		{Tag: 300, Op: BatchPut, Key: "k", Value: []byte("v"), Quorum: "all", Context: "kA", TTL: "30s"},
 		{Tag: 2, Op: BatchDel, Key: "k"},
 	}}
 	enc, _ := EncodeClientBatch(b)
@@ -144,7 +150,7 @@ func TestClientBatchWireForm(t *testing.T) {
 		t.Fatalf("wire form %v", m)
 	}
 	put := items[1].(map[string]any)
-	if put["k"] != "k" || !bytes.Equal(put["d"].([]byte), []byte("v")) || put["q"] != "all" || put["c"] != "kA" {
+	if put["k"] != "k" || !bytes.Equal(put["d"].([]byte), []byte("v")) || put["q"] != "all" || put["c"] != "kA" || put["ttl"] != "30s" {
 		t.Fatalf("put item %v", put)
 	}
 	// And what a generic encoder writes decodes.
@@ -194,6 +200,7 @@ func TestClientBatchRefusals(t *testing.T) {
 		"huge item count": mustHex(t, "82a17601a169dd7fffffff"),
 		"trailing bytes":  append(enc(map[string]any{"v": Version, "i": []any{item(1)}}), 0),
 		"value not bytes": enc(map[string]any{"v": Version, "i": []any{map[string]any{"o": 2, "k": "a", "d": 5}}}),
+		"ttl not a str":   enc(map[string]any{"v": Version, "i": []any{map[string]any{"o": 2, "k": "a", "ttl": 5}}}),
 	} {
 		r, err := DecodeClientBatch(b)
 		if err == nil || r != nil || !errors.Is(err, ErrMalformed) {
@@ -211,6 +218,7 @@ func TestClientBatchRefusals(t *testing.T) {
 		"bad sender":        {V: Version, From: "a.b", Results: nil},
 		"no sender":         {V: Version},
 		"bad code":          {V: Version, From: "n1", Results: []ClientResult{{Tag: 1, Code: -3}}},
+		"negative expires":  {V: Version, From: "n1", Results: []ClientResult{{Tag: 1, Siblings: 1, Values: [][]byte{{1}}, Expires: -1}}},
 	} {
 		b, _ := EncodeClientBatchReply(r)
 		if got, err := DecodeClientBatchReply(b); !errors.Is(err, ErrMalformed) {

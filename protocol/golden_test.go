@@ -14,6 +14,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -296,6 +297,35 @@ func goldenEncodings() []goldenEncoding {
 	hb("minimal", &Heartbeat{V: Version, From: "n1", Time: 1})
 	hb("zero", &Heartbeat{})
 	hb("invalid", &Heartbeat{V: 2, From: "a b", Time: math.MinInt64, Secret: strings.Repeat("s", 65), Digest: []byte{1}, Sig: []byte{2}})
+
+	// Per-key TTLs (issue 18): a sibling's expiry is a fifth element,
+	// written only when set; a coordinated put carries its TTL; a client
+	// put its Kvmesh-TTL text, a get result its expiry.
+	expiring := &Object{Clock: Clock{{Node: "n1", Counter: 4}}, Siblings: []Sibling{
+		{Dot: Dot{Node: "n1", Counter: 1}, Value: []byte("never"), Time: 1_717_000_000_000_000_000},
+		{Dot: Dot{Node: "n1", Counter: 2}, Value: []byte("ttl"), Time: 1_717_000_000_000_000_000, Expires: 1_717_000_030_000_000_000},
+		{Dot: Dot{Node: "n1", Counter: 3}, Value: []byte{}, Time: 1, Expires: 1},
+		{Dot: Dot{Node: "n1", Counter: 4}, Deleted: true, Time: 2, Expires: math.MaxInt64},
+	}}
+	obj("expiring", expiring)
+	obj("expiring-invalid", &Object{Siblings: []Sibling{{Dot: Dot{Node: "a", Counter: 1}, Expires: -1}}})
+	req("ttl", &Request{V: Version, From: "n1", Items: []Item{
+		{Tag: 1, Op: RPCCoordinate, Key: "k", Val: []byte("v"), W: 2, TTL: 30 * time.Second},
+		{Tag: 2, Op: RPCCoordinate, Key: "k", Val: []byte("v"), Ctx: Clock{{Node: "n1", Counter: 1}}, TTL: MaxTTL},
+		{Tag: 3, Op: RPCWrite, Key: "k", Obj: expiring},
+	}})
+	req("ttl-invalid", &Request{V: Version, From: "n1", Items: []Item{{Tag: 1, Op: RPCCoordinate, Key: "k", Del: true, TTL: time.Second}}})
+	rep("expiring", &Reply{V: Version, From: "n2", Results: []Result{
+		{Tag: 1, Obj: expiring},
+		{Tag: 2, Recs: []Record{{Key: "k", Obj: expiring}}},
+	}})
+	cb("ttl", &ClientBatch{V: Version, Items: []ClientItem{
+		{Tag: 1, Op: BatchPut, Key: "k", Value: []byte("v"), TTL: "30s"},
+		{Tag: 2, Op: BatchPut, Key: "k", Value: []byte("v"), Quorum: "2", Context: "ctx", TTL: "3600"},
+	}})
+	cr("expires", &ClientBatchReply{V: Version, From: "n1", Results: []ClientResult{
+		{Tag: 1, Siblings: 1, Values: [][]byte{[]byte("v")}, Expires: 1_717_000_030_000_000_000},
+	}})
 	return g
 }
 
@@ -433,6 +463,26 @@ func goldenInputs(t testing.TB) []goldenInput {
 	add("request", "key-is-a-number", mustHex(t, "84a17601a166a26e31a1699183a17401a16f01a16ba1610101"), decRequest)
 	add("clientbatch", "unknown-ext-map", mustHex(t, "83a17601a1699182a16f01a16ba161a178c70301810102"), decClientBatch)
 	add("clientbatch", "unknown-ext", mustHex(t, "83a17601a1699182a16f01a16ba161a178c70301900102"), decClientBatch)
+	// Siblings of other lengths than 4 and 5, and the fifth element (the
+	// expiry) spelled by other encoders or wrong.
+	sibling := func(h string) []byte { return mustHex(t, "01"+"92"+"9192a26e3102"+"91"+h) }
+	add("object", "sibling-of-5-zero", sibling("9592a26e3102c40176c20100"), decObject)
+	add("object", "sibling-of-5-nil", sibling("9592a26e3102c40176c201c0"), decObject)
+	add("object", "sibling-of-5-wide", sibling("9592a26e3102c40176c201d30000000000000001"), decObject)
+	add("object", "sibling-of-5-negative", sibling("9592a26e3102c40176c201ff"), decObject)
+	add("object", "sibling-of-5-string", sibling("9592a26e3102c40176c201a131"), decObject)
+	add("object", "sibling-of-6", sibling("9692a26e3102c40176c20101c0"), decObject)
+	add("object", "sibling-of-3", sibling("9392a26e3102c40176c2"), decObject)
+	ttl := func(v any) []byte {
+		return sortedMarshal(t, map[string]any{"v": Version, "f": "n1", "i": []any{map[string]any{"o": 3, "k": "a", "val": "x", "ttl": v}}})
+	}
+	add("request", "ttl-wide", wideMarshal(t, map[string]any{"v": Version, "f": "n1", "i": []any{map[string]any{"o": 3, "k": "a", "ttl": 1}}}), decRequest)
+	add("request", "ttl-nil", ttl(nil), decRequest)
+	add("request", "ttl-negative", ttl(-1), decRequest)
+	add("request", "ttl-over-max", ttl(int64(MaxTTL)+1), decRequest)
+	add("request", "ttl-string", ttl("30s"), decRequest)
+	add("clientbatch", "ttl-number", sortedMarshal(t, map[string]any{"v": Version, "i": []any{map[string]any{"o": 2, "k": "a", "ttl": 30}}}), decClientBatch)
+	add("clientreply", "expires-negative", sortedMarshal(t, map[string]any{"v": Version, "f": "n1", "r": []any{map[string]any{"t": 1, "xp": -1}}}), decClientReply)
 	return g
 }
 

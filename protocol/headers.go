@@ -1,6 +1,9 @@
 package protocol
 
-import "strconv"
+import (
+	"strconv"
+	"time"
+)
 
 // Header names of the client API. nats.Header is case-sensitive: use these
 // constants, never spell them by hand.
@@ -14,6 +17,15 @@ const (
 	HdrKey      = "Kvmesh-Key"      // the key, for keys that are not subject-safe
 	HdrNode     = "Kvmesh-Node"     // id of the node that coordinated the request
 	HdrError    = "Kvmesh-Error"    // stable error name (see Error.Name)
+	// HdrTTL is a put's time to live (ParseTTL): a Go duration ("30s",
+	// "1h30m") or whole seconds ("30"). The key reads as not found from
+	// the coordinator's time of the write plus the TTL on.
+	HdrTTL = "Kvmesh-TTL"
+	// HdrExpires, in a get reply, is when the key will read as not found
+	// unless it is written again: every value it holds has a TTL, and
+	// this is the latest expiry of them, as RFC 3339 with nanoseconds in
+	// UTC (time.RFC3339Nano). Absent when some value never expires.
+	HdrExpires = "Kvmesh-Expires"
 
 	// The NATS micro service error headers.
 	HdrServiceError     = "Nats-Service-Error"
@@ -58,4 +70,28 @@ func ParseQuorum(s string, n int) (int, error) {
 		return 0, Errorf(ErrInvalidOption, "quorum %q: want one, quorum, all or 1..%d", Clip(s, 32), n)
 	}
 	return v, nil
+}
+
+// MaxTTL bounds a put's time to live: ten years (of 365 days).
+const MaxTTL = 10 * 365 * 24 * time.Hour
+
+// ParseTTL turns a Kvmesh-TTL header value into a time to live: a Go
+// duration ("30s", "1h30m", "1.5h") or a whole number of seconds ("30").
+// It must be > 0 and at most MaxTTL. The empty string means no TTL (0).
+func ParseTTL(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	var d time.Duration
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if n > 0 && n <= int64(MaxTTL/time.Second) {
+			d = time.Duration(n) * time.Second
+		}
+	} else if v, err := time.ParseDuration(s); err == nil {
+		d = v
+	}
+	if d <= 0 || d > MaxTTL {
+		return 0, Errorf(ErrInvalidOption, "ttl %q: want a duration (30s, 1h) or whole seconds, > 0 and at most %v", Clip(s, 32), MaxTTL)
+	}
+	return d, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseQuorum(t *testing.T) {
@@ -112,5 +113,55 @@ func TestHeaderAllowanceCoversClockAndKey(t *testing.T) {
 	}
 	if _, err := DecodeRequest(b); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestParseTTL(t *testing.T) {
+	const bad = -1
+	for _, tc := range []struct {
+		s    string
+		want time.Duration
+	}{
+		{"", 0}, // no TTL
+		{"30s", 30 * time.Second},
+		{"1h30m", 90 * time.Minute},
+		{"1.5h", 90 * time.Minute},
+		{"250ms", 250 * time.Millisecond},
+		{"1ns", 1},
+		{"30", 30 * time.Second},
+		{"+30", 30 * time.Second},
+		{"030", 30 * time.Second},
+		{"87600h", MaxTTL},
+		{"315360000", MaxTTL},
+		{"87600h0m0.000000001s", bad},
+		{"315360001", bad},
+		{"0", bad},
+		{"0s", bad},
+		{"-1", bad},
+		{"-5s", bad},
+		{"0.1ns", bad}, // rounds to 0
+		{"9223372036854775807", bad},
+		{"9223372036854775808", bad},
+		{"99999999999999999999h", bad},
+		{"30 s", bad},
+		{" 30s", bad},
+		{"30S", bad},
+		{"1d", bad},
+		{"s", bad},
+		{"1e3", bad},
+		{"0x10", bad},
+		{strings.Repeat("9", 10000), bad},
+	} {
+		got, err := ParseTTL(tc.s)
+		switch {
+		case tc.want == bad && err == nil:
+			t.Errorf("ParseTTL(%q) = %v, want an error", Clip(tc.s, 20), got)
+		case tc.want == bad && !errors.Is(err, ErrInvalidOption):
+			t.Errorf("ParseTTL(%q): %v, want ErrInvalidOption", Clip(tc.s, 20), err)
+		case tc.want == bad && len(err.Error()) > 200:
+			t.Errorf("ParseTTL(%q): error of %d bytes", Clip(tc.s, 20), len(err.Error()))
+		case tc.want != bad && (err != nil || got != tc.want):
+			t.Errorf("ParseTTL(%q) = %v, %v; want %v", tc.s, got, err, tc.want)
+		}
 	}
 }

@@ -7,8 +7,10 @@ import (
 	"math/rand"
 	"reflect"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Property tests: random valid messages from a seeded generator survive an
@@ -121,6 +123,44 @@ func randObject(rng *rand.Rand) *Object {
 	return o
 }
 
+// expiring gives about half of o's siblings an expiry, drawing from
+// rng. randObject, randRequest and randReply draw as they did before
+// TTLs, so that the golden inputs built from them stay; the tests that
+// want expiring siblings and TTLs add them with expiring, withTTLs and
+// withExpiries.
+func expiring(rng *rand.Rand, o *Object) *Object {
+	if o == nil {
+		return nil
+	}
+	for i := range o.Siblings {
+		if rng.Intn(2) == 0 {
+			o.Siblings[i].Expires = 1 + rng.Int63n(1<<uint(rng.Intn(63)))
+		}
+	}
+	return o
+}
+
+// withTTLs gives r's objects expiring siblings and some of its
+// coordinated puts a TTL.
+func withTTLs(rng *rand.Rand, r *Request) *Request {
+	for i := range r.Items {
+		it := &r.Items[i]
+		expiring(rng, it.Obj)
+		if it.Op == RPCCoordinate && !it.Del && rng.Intn(2) == 0 {
+			it.TTL = time.Duration(1 + rng.Int63n(int64(MaxTTL)))
+		}
+	}
+	return r
+}
+
+// withExpiries gives r's objects expiring siblings.
+func withExpiries(rng *rand.Rand, r *Reply) *Reply {
+	for i := range r.Results {
+		expiring(rng, r.Results[i].Obj)
+	}
+	return r
+}
+
 func randRequest(rng *rand.Rand) *Request {
 	r := &Request{V: Version, From: randNodeID(rng)}
 	for range 1 + rng.Intn(4) {
@@ -230,6 +270,7 @@ func TestPropertyRequest(t *testing.T) {
 	rng := rand.New(rand.NewSource(propertySeed))
 	for i := range 150 {
 		roundTripAndAbuse(t, rng, fmt.Sprint("request ", i), randRequest(rng), EncodeRequest, DecodeRequest, checkDecodeRequest)
+		roundTripAndAbuse(t, rng, fmt.Sprint("request with ttls ", i), withTTLs(rng, randRequest(rng)), EncodeRequest, DecodeRequest, checkDecodeRequest)
 	}
 }
 
@@ -237,6 +278,7 @@ func TestPropertyReply(t *testing.T) {
 	rng := rand.New(rand.NewSource(propertySeed))
 	for i := range 200 {
 		roundTripAndAbuse(t, rng, fmt.Sprint("reply ", i), randReply(rng), EncodeReply, DecodeReply, checkDecodeReply)
+		roundTripAndAbuse(t, rng, fmt.Sprint("reply with expiries ", i), withExpiries(rng, randReply(rng)), EncodeReply, DecodeReply, checkDecodeReply)
 	}
 }
 
@@ -244,6 +286,7 @@ func TestPropertyObject(t *testing.T) {
 	rng := rand.New(rand.NewSource(propertySeed))
 	for i := range 300 {
 		roundTripAndAbuse(t, rng, fmt.Sprint("object ", i), randObject(rng), EncodeObject, DecodeObject, checkDecodeObject)
+		roundTripAndAbuse(t, rng, fmt.Sprint("expiring object ", i), expiring(rng, randObject(rng)), EncodeObject, DecodeObject, checkDecodeObject)
 	}
 }
 
@@ -274,9 +317,19 @@ func TestPropertySiblings(t *testing.T) {
 func TestGeneratorsAreValid(t *testing.T) {
 	rng := rand.New(rand.NewSource(propertySeed))
 	var ops [4]int
-	for range 200 {
+	var ttls, expiries int
+	for i := range 400 {
 		r := randRequest(rng)
+		if i%2 == 1 {
+			r = withTTLs(rng, r)
+		}
 		for _, it := range r.Items {
+			if it.TTL != 0 {
+				ttls++
+			}
+			if it.Obj != nil && slices.ContainsFunc(it.Obj.Siblings, func(s Sibling) bool { return s.Expires != 0 }) {
+				expiries++
+			}
 			ops[it.Op]++
 		}
 		b, _ := EncodeRequest(r)
@@ -286,6 +339,9 @@ func TestGeneratorsAreValid(t *testing.T) {
 	}
 	if ops[RPCRead] == 0 || ops[RPCWrite] == 0 || ops[RPCCoordinate] == 0 {
 		t.Fatalf("ops not all generated: %v", ops)
+	}
+	if ttls == 0 || expiries == 0 {
+		t.Fatalf("%d ttls and %d objects with expiring siblings generated", ttls, expiries)
 	}
 }
 
@@ -360,8 +416,12 @@ func anyObject(rng *rand.Rand) *Object {
 		o.Siblings = []Sibling{}
 	default:
 		for range rng.Intn(18) {
-			o.Siblings = append(o.Siblings, Sibling{Dot: Dot{Node: randString(rng), Counter: uint64(randInt(rng))},
-				Value: randBlob(rng), Deleted: rng.Intn(2) == 0, Time: randInt(rng)})
+			s := Sibling{Dot: Dot{Node: randString(rng), Counter: uint64(randInt(rng))},
+				Value: randBlob(rng), Deleted: rng.Intn(2) == 0, Time: randInt(rng)}
+			if rng.Intn(2) == 0 {
+				s.Expires = randInt(rng)
+			}
+			o.Siblings = append(o.Siblings, s)
 		}
 	}
 	return o

@@ -5,11 +5,16 @@ package protocol
 // then the msgpack arrays (msgpack.go)
 //
 //	object  [clock, siblings]
-//	sibling [dot, value, deleted, time]
+//	sibling [dot, value, deleted, time] or [dot, value, deleted, time, expires]
 //	clock   [dot, ...]
 //	dot     [node, counter]
 //
-// with nil for a nil clock, sibling list or value.
+// with nil for a nil clock, sibling list or value. A sibling has its
+// fifth element only when it expires (Expires != 0), so that the records
+// of siblings without a TTL stay byte for byte what they always were and
+// nodes of every version read them. A node older than TTLs refuses a
+// five-element sibling as malformed: finish a rolling upgrade before
+// clients write with a TTL.
 
 // Dot is one event: the Counter-th write that node Node coordinated for a
 // key. Every sibling carries the dot of the write that created it.
@@ -30,7 +35,24 @@ type Sibling struct {
 	Value   []byte
 	Deleted bool  // a tombstone: the key was deleted by this write
 	Time    int64 // unix nanoseconds at the coordinator when written
+	// Expires is when the value expires, in unix nanoseconds: the
+	// coordinator's Time plus the put's TTL. 0 means never. Every replica
+	// stores the same sibling, so all of them agree on the expiry without
+	// a message: from Expires on, the sibling reads as a tombstone
+	// (Expired), wherever it is and however it got there.
+	Expires int64
 }
+
+// Expired reports whether s has expired at now (unix nanoseconds): it
+// has an expiry and now has reached it. An expired sibling is a
+// tombstone to every reader (Object.LiveAt), though it is stored, merged
+// and compared like any other sibling until a later write supersedes it
+// or compaction purges it.
+func (s *Sibling) Expired(now int64) bool { return s.Expires != 0 && s.Expires <= now }
+
+// Tombstone reports whether s reads as deleted at now: a delete's
+// tombstone, or an expired value.
+func (s *Sibling) Tombstone(now int64) bool { return s.Deleted || s.Expired(now) }
 
 // Object is everything a replica stores for one key: the causal clock of
 // all writes it has seen and the siblings no seen write superseded
@@ -40,7 +62,8 @@ type Object struct {
 	Siblings []Sibling
 }
 
-// Live returns the siblings that are not tombstones.
+// Live returns the siblings that are not tombstones, ignoring expiry:
+// the siblings a delete has not marked. Readers answer with LiveAt.
 func (o *Object) Live() []Sibling {
 	n := 0
 	for _, s := range o.Siblings {
@@ -60,6 +83,29 @@ func (o *Object) Live() []Sibling {
 	return live
 }
 
+// LiveAt returns the siblings that read as values at now (unix
+// nanoseconds): neither tombstones nor expired (Sibling.Tombstone). A key
+// with none reads as not found. It returns o.Siblings itself when every
+// sibling is live, else a new slice.
+func (o *Object) LiveAt(now int64) []Sibling {
+	n := 0
+	for i := range o.Siblings {
+		if !o.Siblings[i].Tombstone(now) {
+			n++
+		}
+	}
+	if n == len(o.Siblings) {
+		return o.Siblings
+	}
+	live := make([]Sibling, 0, n)
+	for i := range o.Siblings {
+		if !o.Siblings[i].Tombstone(now) {
+			live = append(live, o.Siblings[i])
+		}
+	}
+	return live
+}
+
 // Validate checks the invariants an object from the network or the disk
 // must hold before any code trusts it.
 func (o *Object) Validate() error {
@@ -70,9 +116,12 @@ func (o *Object) Validate() error {
 		return Errorf(ErrMalformed, "object has %d siblings, limit %d", len(o.Siblings), MaxStoredSiblings)
 	}
 	for i := range o.Siblings {
-		d := o.Siblings[i].Dot
-		if err := validDot(d); err != nil {
+		s := &o.Siblings[i]
+		if err := validDot(s.Dot); err != nil {
 			return err
+		}
+		if s.Expires < 0 {
+			return Errorf(ErrMalformed, "sibling expires at %d", s.Expires)
 		}
 	}
 	return nil
@@ -145,17 +194,27 @@ func (d *decoder) record() (*Object, error) {
 }
 
 // appendObject writes an object as the array [clock, siblings], each
-// sibling as the array [dot, value, deleted, time].
+// sibling as the array [dot, value, deleted, time], with expires as a
+// fifth element when it is not 0.
 func appendObject(b []byte, o *Object) []byte {
 	b = appendClock(append(b, 0x92), o.Clock)
 	return appendList(b, o.Siblings, appendSibling)
 }
 
 func appendSibling(b []byte, s *Sibling) []byte {
-	b = appendDot(append(b, 0x94), &s.Dot)
+	if s.Expires == 0 {
+		b = append(b, 0x94)
+	} else {
+		b = append(b, 0x95)
+	}
+	b = appendDot(b, &s.Dot)
 	b = appendBinOrNil(b, s.Value)
 	b = appendBool(b, s.Deleted)
-	return appendInt(b, s.Time)
+	b = appendInt(b, s.Time)
+	if s.Expires != 0 {
+		b = appendInt(b, s.Expires)
+	}
+	return b
 }
 
 // appendClock writes a clock as an array of dots, or nil.
@@ -204,9 +263,16 @@ func (d *decoder) objectOrNil() (*Object, error) {
 	return o, nil
 }
 
+// sibling reads a sibling: an array of four elements, or five with the
+// expiry (see the top of this file). The count is checked before any
+// element is read.
 func (d *decoder) sibling(s *Sibling) (err error) {
-	if err = d.tuple(4, "sibling"); err != nil {
+	n, err := d.arrayLen(1)
+	if err != nil {
 		return err
+	}
+	if n != 4 && n != 5 {
+		return d.errorf("sibling: array of %d items, want 4 or 5", n)
 	}
 	if err = d.dot(&s.Dot); err != nil {
 		return err
@@ -217,7 +283,10 @@ func (d *decoder) sibling(s *Sibling) (err error) {
 	if s.Deleted, err = d.bool(); err != nil {
 		return err
 	}
-	s.Time, err = d.int()
+	if s.Time, err = d.int(); err != nil || n == 4 {
+		return err
+	}
+	s.Expires, err = d.int()
 	return err
 }
 

@@ -3,8 +3,10 @@ package protocol
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"math/rand"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -120,6 +122,125 @@ func TestObjectLive(t *testing.T) {
 	}
 }
 
+// TestSiblingExpiry: a sibling with an expiry reads as a tombstone from
+// that instant on, not a nanosecond before; Live ignores expiry.
+func TestSiblingExpiry(t *testing.T) {
+	const at = 1_700_000_000_000_000_000
+	for _, tc := range []struct {
+		s       Sibling
+		now     int64
+		expired bool
+		dead    bool
+	}{
+		{Sibling{Expires: 0}, math.MaxInt64, false, false},
+		{Sibling{Expires: at}, at - 1, false, false},
+		{Sibling{Expires: at}, at, true, true},
+		{Sibling{Expires: at}, at + 1, true, true},
+		{Sibling{Expires: at}, math.MinInt64, false, false},
+		{Sibling{Deleted: true}, 0, false, true},
+		{Sibling{Deleted: true, Expires: at}, at - 1, false, true},
+	} {
+		if got := tc.s.Expired(tc.now); got != tc.expired {
+			t.Errorf("%+v at %d: Expired %v, want %v", tc.s, tc.now, got, tc.expired)
+		}
+		if got := tc.s.Tombstone(tc.now); got != tc.dead {
+			t.Errorf("%+v at %d: Tombstone %v, want %v", tc.s, tc.now, got, tc.dead)
+		}
+	}
+
+	o := &Object{Siblings: []Sibling{
+		{Dot: Dot{Node: "a", Counter: 1}, Value: []byte("forever")},
+		{Dot: Dot{Node: "b", Counter: 1}, Value: []byte("until at"), Expires: at},
+		{Dot: Dot{Node: "c", Counter: 1}, Deleted: true},
+		{Dot: Dot{Node: "d", Counter: 1}, Value: []byte("until at+10"), Expires: at + 10},
+	}}
+	values := func(ss []Sibling) (out []string) {
+		for _, s := range ss {
+			out = append(out, string(s.Value))
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		now  int64
+		want []string
+	}{
+		{at - 1, []string{"forever", "until at", "until at+10"}},
+		{at, []string{"forever", "until at+10"}},
+		{at + 10, []string{"forever"}},
+	} {
+		if got := values(o.LiveAt(tc.now)); !slices.Equal(got, tc.want) {
+			t.Errorf("LiveAt(at%+d) = %q, want %q", tc.now-at, got, tc.want)
+		}
+	}
+	if got := values(o.Live()); len(got) != 3 {
+		t.Errorf("Live = %q: it ignores expiry", got)
+	}
+	if len(o.Siblings) != 4 || o.Siblings[1].Expires != at {
+		t.Fatal("LiveAt changed the object")
+	}
+	if live := (&Object{Siblings: o.Siblings[:1]}).LiveAt(at); &live[0] != &o.Siblings[0] {
+		t.Error("LiveAt copied siblings that are all live")
+	}
+}
+
+// TestRecordExpiryFormat: a sibling without an expiry is the four-element
+// array records always held, byte for byte, so old records decode as
+// they did; one with an expiry has it as a fifth element; nothing else
+// decodes.
+func TestRecordExpiryFormat(t *testing.T) {
+	// A record as a node older than TTLs wrote it: [["n1",2]], with the
+	// sibling [["n1",2], "v", false, 1].
+	old := mustHex(t, "01"+"92"+"9192a26e3102"+"91"+"9492a26e3102c40176c201")
+	o := checkDecodeObject(t, old)
+	if o == nil || len(o.Siblings) != 1 || o.Siblings[0].Expires != 0 || string(o.Siblings[0].Value) != "v" {
+		t.Fatalf("old record: %+v", o)
+	}
+	if b, _ := EncodeObject(o); !bytes.Equal(b, old) {
+		t.Fatalf("old record re-encodes as % x, want % x", b, old)
+	}
+
+	o.Siblings[0].Expires = 1_700_000_000_000_000_000
+	b, _ := EncodeObject(o)
+	want := mustHex(t, "01"+"92"+"9192a26e3102"+"91"+"9592a26e3102c40176c201"+"cf17979cfe362a0000")
+	if !bytes.Equal(b, want) {
+		t.Fatalf("expiring record % x, want % x", b, want)
+	}
+	if got := checkDecodeObject(t, b); got == nil || got.Siblings[0].Expires != o.Siblings[0].Expires {
+		t.Fatalf("expiring record decodes as %+v", got)
+	}
+	if (&Record{Key: "k", Obj: o}).Size() != len(appendScanRecord(nil, &Record{Key: "k", Obj: o})) {
+		t.Fatal("Record.Size misses the expiry")
+	}
+
+	// Other encoders may spell "never" as a fifth element of 0 or nil.
+	for _, h := range []string{"00", "c0", "d30000000000000000"} {
+		b := mustHex(t, "01"+"92"+"9192a26e3102"+"91"+"9592a26e3102c40176c201"+h)
+		if got := checkDecodeObject(t, b); got == nil || got.Siblings[0].Expires != 0 {
+			t.Errorf("fifth element %s: %+v", h, got)
+		}
+	}
+	for name, h := range map[string]string{
+		"sibling of 3":        "91" + "9392a26e3102c40176c2",
+		"sibling of 6":        "91" + "9692a26e3102c40176c20101c0",
+		"expiry a string":     "91" + "9592a26e3102c40176c201a131",
+		"expiry a float":      "91" + "9592a26e3102c40176c201cb3ff0000000000000",
+		"expiry negative":     "91" + "9592a26e3102c40176c201ff",
+		"expiry truncated":    "91" + "9592a26e3102c40176c201cf17",
+		"expiry missing":      "91" + "9592a26e3102c40176c201",
+		"sibling of 15 items": "91" + "9f92a26e3102c40176c201",
+		// Read as five items, the sixth would pass for the list's
+		// second sibling.
+		"sibling of 6 ending in a sibling": "92" + "9692a26e3102c40176c20100" + "9492a26e3101c40177c201",
+	} {
+		b := mustHex(t, "01"+"92"+"9192a26e3102"+h)
+		if got, err := DecodeObject(b); err == nil {
+			t.Errorf("%s: accepted as %+v", name, got)
+		} else {
+			assertWireError(t, name, err)
+		}
+	}
+}
+
 func checkDecodeObject(t testing.TB, b []byte) *Object {
 	t.Helper()
 	var o *Object
@@ -158,6 +279,9 @@ func FuzzDecodeObject(f *testing.F) {
 	for _, b := range seedEncodings(8, randObject, EncodeObject) {
 		f.Add(b)
 	}
+	for _, b := range seedEncodings(8, func(rng *rand.Rand) *Object { return expiring(rng, randObject(rng)) }, EncodeObject) {
+		f.Add(b)
+	}
 	f.Add([]byte{})
 	f.Add([]byte{recordFormat})
 	f.Add([]byte{recordFormat, 0xc0})
@@ -180,6 +304,9 @@ func TestRecordCodecMatchesReflection(t *testing.T) {
 			o.Siblings = []Sibling{}
 			for j := 0; j < rng.Intn(4); j++ {
 				s := Sibling{Dot: Dot{Node: "n1", Counter: uint64(rng.Intn(1000))}, Deleted: rng.Intn(2) == 0, Time: rng.Int63() - rng.Int63()}
+				if rng.Intn(3) == 0 {
+					s.Expires = rng.Int63() >> rng.Intn(63)
+				}
 				if rng.Intn(3) > 0 {
 					s.Value = make([]byte, rng.Intn(300))
 					rng.Read(s.Value)
@@ -238,12 +365,22 @@ func (w *wire) object(o *Object) {
 	w.siblings(o.Siblings)
 }
 
+// siblings writes siblings as four-element arrays, with the expiry as a
+// fifth when it is not 0 (drawing nothing more from rng otherwise, so
+// that the golden inputs stay).
 func (w *wire) siblings(ss []Sibling) {
 	wireList(w, ss, func(s Sibling) {
-		w.arrayLen(4)
+		if s.Expires == 0 {
+			w.arrayLen(4)
+		} else {
+			w.arrayLen(5)
+		}
 		w.dot(s.Dot)
 		w.bin(s.Value)
 		w.bool(s.Deleted)
 		w.int(s.Time)
+		if s.Expires != 0 {
+			w.int(s.Expires)
+		}
 	})
 }

@@ -1,5 +1,7 @@
 package protocol
 
+import "time"
+
 // Node-to-node RPC, on Subjects.NodeRPC: a node sends a peer a batch of
 // replica operations in one message and the peer answers them all in one
 // reply. The body is msgpack (msgpack.go), maps with the keys below; the
@@ -9,7 +11,7 @@ package protocol
 //	request {v: Version, f: sender, i: [{t: tag, o: op, k: key, b: object,
 //	         val: value, ctx: clock, del: delete, w: write quorum,
 //	         p: partition, a: cursor, m: byte budget, h: hinted owner,
-//	         pw: primary write quorum}]}
+//	         pw: primary write quorum, ttl: nanoseconds}]}
 //	reply   {v: Version, f: sender, r: [{t: tag, c: code, n: name,
 //	         e: message, b: object, ctx: clock, rec: records, a: cursor}]}
 //
@@ -28,8 +30,8 @@ const (
 	// answer once the result is durable.
 	RPCWrite uint8 = 2
 	// RPCCoordinate asks an owner of Key to coordinate a client put or
-	// delete (Val, Ctx, Del, W) because the receiving node of the client
-	// request is not an owner and so cannot issue the write's dot.
+	// delete (Val, Ctx, Del, W, TTL) because the receiving node of the
+	// client request is not an owner and so cannot issue the write's dot.
 	RPCCoordinate uint8 = 3
 	// RPCScan asks a node for a page of the records of partition
 	// Partition after the key After, of at most Budget bytes (scan.go).
@@ -55,6 +57,9 @@ type Item struct {
 	Ctx Clock
 	Del bool
 	W   int
+	// TTL is an RPCCoordinate put's time to live (0: none, else
+	// 1..MaxTTL): the owner sets the sibling's Expires from it.
+	TTL time.Duration
 	// RPCScan: the partition, the cursor ("" for the partition's start)
 	// and the byte budget of the page's records (0: the server's limit).
 	Partition int
@@ -207,6 +212,9 @@ func appendItem(b []byte, it *Item) []byte {
 	if it.PW != 0 {
 		b = m.int(b, "pw", int64(it.PW))
 	}
+	if it.TTL != 0 {
+		b = m.int(b, "ttl", int64(it.TTL))
+	}
 	return m.end(b)
 }
 
@@ -255,7 +263,7 @@ func appendResult(b []byte, res *Result) []byte {
 
 var (
 	requestKeys = keys([]string{"v", "f", "i"}, "v", "f", "i")
-	itemKeys    = keys([]string{"t", "o", "k", "b", "val", "ctx", "del", "w", "p", "a", "m", "l", "tn", "th", "bk", "h", "pw"}, "o")
+	itemKeys    = keys([]string{"t", "o", "k", "b", "val", "ctx", "del", "w", "p", "a", "m", "l", "tn", "th", "bk", "h", "pw", "ttl"}, "o")
 	replyKeys   = keys([]string{"v", "f", "r"}, "v", "f")
 	resultKeys  = keys([]string{"t", "c", "n", "e", "b", "ctx", "rec", "a", "l", "tn", "th", "d", "ks", "ds"})
 
@@ -323,6 +331,10 @@ func (d *decoder) item(it *Item) error {
 			it.Hint, err = d.str()
 		case "pw":
 			it.PW, err = d.intField()
+		case "ttl":
+			var ttl int64
+			ttl, err = d.int()
+			it.TTL = time.Duration(ttl)
 		}
 		return err
 	})
@@ -362,6 +374,12 @@ func (d *decoder) item(it *Item) error {
 	}
 	if it.Budget < 0 {
 		return Errorf(ErrMalformed, "request: scan budget %d", it.Budget)
+	}
+	if it.TTL < 0 || it.TTL > MaxTTL {
+		return Errorf(ErrMalformed, "request: ttl %d", int64(it.TTL))
+	}
+	if it.TTL != 0 && it.Del {
+		return Errorf(ErrMalformed, "request: ttl on a delete")
 	}
 	if err := validFrontier("request", it.Level, it.Nodes, it.Hashes); err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -69,22 +70,26 @@ func TestDecodeRequestValid(t *testing.T) {
 func TestDecodeRequestRejects(t *testing.T) {
 	type mutation func(r *Request)
 	cases := map[string]mutation{
-		"version 0":             func(r *Request) { r.V = 0 },
-		"version 2":             func(r *Request) { r.V = Version + 1 },
-		"version -1":            func(r *Request) { r.V = -1 },
-		"no sender":             func(r *Request) { r.From = "" },
-		"bad sender":            func(r *Request) { r.From = "a.b" },
-		"no items":              func(r *Request) { r.Items = nil },
-		"empty items":           func(r *Request) { r.Items = []Item{} },
-		"op 0":                  func(r *Request) { r.Items[0].Op = 0 },
-		"op 5":                  func(r *Request) { r.Items[1].Op = 5 },
-		"op 255":                func(r *Request) { r.Items[2].Op = 255 },
-		"empty key":             func(r *Request) { r.Items[0].Key = "" },
-		"key too long":          func(r *Request) { r.Items[0].Key = strings.Repeat("k", MaxKeyLen+1) },
-		"key not UTF-8":         func(r *Request) { r.Items[0].Key = "\xff" },
-		"key with control":      func(r *Request) { r.Items[0].Key = "a\x00" },
-		"write without object":  func(r *Request) { r.Items[1].Obj = nil },
-		"negative write quorum": func(r *Request) { r.Items[2].W = -1 },
+		"version 0":                   func(r *Request) { r.V = 0 },
+		"version 2":                   func(r *Request) { r.V = Version + 1 },
+		"version -1":                  func(r *Request) { r.V = -1 },
+		"no sender":                   func(r *Request) { r.From = "" },
+		"bad sender":                  func(r *Request) { r.From = "a.b" },
+		"no items":                    func(r *Request) { r.Items = nil },
+		"empty items":                 func(r *Request) { r.Items = []Item{} },
+		"op 0":                        func(r *Request) { r.Items[0].Op = 0 },
+		"op 5":                        func(r *Request) { r.Items[1].Op = 5 },
+		"op 255":                      func(r *Request) { r.Items[2].Op = 255 },
+		"empty key":                   func(r *Request) { r.Items[0].Key = "" },
+		"key too long":                func(r *Request) { r.Items[0].Key = strings.Repeat("k", MaxKeyLen+1) },
+		"key not UTF-8":               func(r *Request) { r.Items[0].Key = "\xff" },
+		"key with control":            func(r *Request) { r.Items[0].Key = "a\x00" },
+		"write without object":        func(r *Request) { r.Items[1].Obj = nil },
+		"negative write quorum":       func(r *Request) { r.Items[2].W = -1 },
+		"negative ttl":                func(r *Request) { r.Items[2].TTL = -1 },
+		"ttl over the max":            func(r *Request) { r.Items[2].TTL = MaxTTL + 1 },
+		"ttl on a delete":             func(r *Request) { r.Items[2].TTL, r.Items[2].Del = time.Second, true },
+		"sibling expired before 1970": func(r *Request) { r.Items[1].Obj.Siblings[0].Expires = -1 },
 		"too many items": func(r *Request) {
 			for len(r.Items) <= MaxBatch {
 				r.Items = append(r.Items, Item{Op: RPCRead, Key: "k"})
@@ -144,6 +149,8 @@ func TestDecodeRequestRejectsWire(t *testing.T) {
 		"op is a float":           wireMap(t, req(item(1.0))),
 		"op is a string":          wireMap(t, req(item("1"))),
 		"key is a number":         wireMap(t, req(map[string]any{"t": 1, "o": 1, "k": 5})),
+		"ttl is a string":         wireMap(t, req(map[string]any{"t": 1, "o": 3, "k": "a", "ttl": "30s"})),
+		"ttl is a float":          wireMap(t, req(map[string]any{"t": 1, "o": 3, "k": "a", "ttl": 1.5})),
 		"item is an array":        wireMap(t, req([]any{1, 1, "a", nil, nil, nil, false, 0})),
 		"hostile items length":    append(mustHex(t, "83a17601a166a26e31a169"), mustHex(t, "dd7fffffff")...),
 		"trailing byte":           append(mustMarshal(t, toReflRequest(validRequest())), 0xc0),
@@ -410,6 +417,9 @@ func checkDecodeReply(t testing.TB, b []byte) *Reply {
 
 func FuzzDecodeRequest(f *testing.F) {
 	addHostile(f, nil)
+	for _, b := range seedEncodings(8, func(rng *rand.Rand) *Request { return withTTLs(rng, randRequest(rng)) }, EncodeRequest) {
+		f.Add(b)
+	}
 	for _, b := range seedEncodings(8, randRequest, EncodeRequest) {
 		f.Add(b)
 	}
@@ -433,6 +443,9 @@ func FuzzDecodeRequest(f *testing.F) {
 
 func FuzzDecodeReply(f *testing.F) {
 	addHostile(f, nil)
+	for _, b := range seedEncodings(8, func(rng *rand.Rand) *Reply { return withExpiries(rng, randReply(rng)) }, EncodeReply) {
+		f.Add(b)
+	}
 	for _, b := range seedEncodings(8, randReply, EncodeReply) {
 		f.Add(b)
 	}
@@ -534,8 +547,8 @@ func TestRPCCodecMatchesReflection(t *testing.T) {
 	}
 	rng := rand.New(rand.NewSource(propertySeed))
 	for range 500 {
-		requests = append(requests, anyRequest(rng), randRequest(rng))
-		replies = append(replies, anyReply(rng), randReply(rng))
+		requests = append(requests, anyRequest(rng), randRequest(rng), withTTLs(rng, randRequest(rng)))
+		replies = append(replies, anyReply(rng), randReply(rng), withExpiries(rng, randReply(rng)))
 	}
 	for i, r := range requests {
 		got, _ := EncodeRequest(r)
@@ -578,6 +591,9 @@ func (w *wire) item(it *Item) {
 	s.add(len(it.Ctx) == 0, "ctx", func() { w.clock(it.Ctx) })
 	s.add(!it.Del, "del", func() { w.bool(it.Del) })
 	s.add(it.W == 0, "w", func() { w.int(int64(it.W)) })
+	if it.TTL != 0 { // see the scan fields below
+		s.add(false, "ttl", func() { w.int(int64(it.TTL)) })
+	}
 	// The scan fields join only a scan's fields: the other items draw
 	// from rng as they did before scans, so the golden inputs stay.
 	if it.Op == RPCScan {
@@ -633,7 +649,7 @@ func TestRPCDecodeAnyEncoding(t *testing.T) {
 	rng := rand.New(rand.NewSource(propertySeed))
 	for i := range 3000 {
 		w := &wire{rng: rng}
-		r := randRequest(rng)
+		r := withTTLs(rng, randRequest(rng))
 		for j := range r.Items {
 			r.Items[j].W = int(randInt(rng) & math.MaxInt8) // small: every width
 			if o := r.Items[j].Obj; o != nil {
@@ -649,7 +665,7 @@ func TestRPCDecodeAnyEncoding(t *testing.T) {
 		assertSameDecode(t, "DecodeRequest", w.b, DecodeRequest, refDecodeRequest, false)
 
 		w.b = nil
-		rep := randReply(rng)
+		rep := withExpiries(rng, randReply(rng))
 		for j := range rep.Results {
 			rep.Results[j].Code = int(randInt(rng))
 		}

@@ -117,6 +117,9 @@ func objectLen(o *Object) int {
 	for i := range o.Siblings {
 		s := &o.Siblings[i]
 		n += 1 + dotLen(&s.Dot) + 1 + intLen(s.Time)
+		if s.Expires != 0 {
+			n += intLen(s.Expires)
+		}
 		if s.Value == nil {
 			n++
 		} else {
