@@ -19,8 +19,8 @@ const digestDomain = "kvmesh/merkle/digest/v1\x00"
 // chance of collision). It hashes the key, the clock entries in their
 // order (version.Equal compares clocks in order, and a valid clock is
 // sorted, so the order is canonical) and the multiset of siblings (dot,
-// value, tombstone flag, time) in any order, as version.Equal does; a nil
-// and an empty value are the same. A nil object, or one with neither
+// value, tombstone flag, time, expiry) in any order, as version.Equal
+// does; a nil and an empty value are the same. A nil object, or one with neither
 // clock nor siblings, has digest 0: absent, no contribution to a tree.
 // Any other object has a digest other than 0.
 //
@@ -68,16 +68,25 @@ func Digest(key string, o *protocol.Object) uint64 {
 	return d
 }
 
-// siblingSum hashes one sibling: dot, time, tombstone flag, value.
+// siblingSum hashes one sibling: dot, time, flags, expiry, value. The
+// flags byte has bit 0 for a tombstone and bit 1 for an expiry, which
+// follows it; a sibling without one hashes as it did before TTLs, so
+// that replicas of different versions agree on what they both hold.
 func siblingSum(h hash.Hash, s *protocol.Sibling) (sum [sha256.Size]byte) {
 	var scratch [64]byte
 	h.Reset()
 	b := appendDot(scratch[:0], s.Dot)
 	b = binary.BigEndian.AppendUint64(b, uint64(s.Time))
+	var flags byte
 	if s.Deleted {
-		b = append(b, 1)
-	} else {
-		b = append(b, 0)
+		flags |= 1
+	}
+	if s.Expires != 0 {
+		flags |= 2
+	}
+	b = append(b, flags)
+	if s.Expires != 0 {
+		b = binary.BigEndian.AppendUint64(b, uint64(s.Expires))
 	}
 	b = binary.BigEndian.AppendUint64(b, uint64(len(s.Value)))
 	h.Write(b)

@@ -52,6 +52,12 @@ func TestDigestGolden(t *testing.T) {
 	if got, want := Digest("user/42", o), uint64(0x0d3be525e10e6894); got != want {
 		t.Errorf("Digest = %#x, want %#x", got, want)
 	}
+	// A sibling with an expiry (issue 18) has flag bit 1 and the expiry
+	// after the flags; one without hashes as before TTLs (above).
+	o.Siblings[0].Expires = 1700000030000000000
+	if got, want := Digest("user/42", o), uint64(0x357ae6dc13e29421); got != want {
+		t.Errorf("Digest of an expiring sibling = %#x, want %#x", got, want)
+	}
 	for _, tc := range []struct {
 		key  string
 		want int
@@ -102,6 +108,12 @@ func TestDigestSeesEveryField(t *testing.T) {
 			Siblings: []protocol.Sibling{sib("a", 2, "xy", 10), sib("b", 1, "z", 11)},
 		}
 	}
+	expiring := base
+	base = func() *protocol.Object {
+		o := expiring()
+		o.Siblings[0].Expires = 1700000000000000000
+		return o
+	}
 	for name, mut := range map[string]func(o *protocol.Object){
 		"value byte":   func(o *protocol.Object) { o.Siblings[0].Value[1] = 'Y' },
 		"value length": func(o *protocol.Object) { o.Siblings[0].Value = o.Siblings[0].Value[:1] },
@@ -109,6 +121,8 @@ func TestDigestSeesEveryField(t *testing.T) {
 			o.Siblings[0].Value, o.Siblings[1].Value = o.Siblings[1].Value, o.Siblings[0].Value
 		},
 		"time":             func(o *protocol.Object) { o.Siblings[1].Time++ },
+		"expiry set":       func(o *protocol.Object) { o.Siblings[1].Expires = 1 },
+		"expiry moved":     func(o *protocol.Object) { o.Siblings[0].Expires = 1 << 62 },
 		"tombstone":        func(o *protocol.Object) { o.Siblings[1].Deleted = true },
 		"dot counter":      func(o *protocol.Object) { o.Siblings[0].Dot.Counter = 1 },
 		"dot node":         func(o *protocol.Object) { o.Siblings[1].Dot.Node = "c" },
@@ -155,6 +169,9 @@ func randObject(rng *rand.Rand) *protocol.Object {
 			s.Value = nil
 		}
 		s.Deleted = rng.IntN(4) == 0
+		if rng.IntN(3) == 0 {
+			s.Expires = int64(1 + rng.IntN(2))
+		}
 		o.Siblings = append(o.Siblings, s)
 	}
 	return o
@@ -176,7 +193,7 @@ func TestDigestMatchesEqual(t *testing.T) {
 				rng.Shuffle(len(b.Siblings), func(i, j int) { b.Siblings[i], b.Siblings[j] = b.Siblings[j], b.Siblings[i] })
 				if len(b.Siblings) > 0 && rng.IntN(2) == 0 {
 					s := &b.Siblings[rng.IntN(len(b.Siblings))]
-					switch rng.IntN(4) {
+					switch rng.IntN(5) {
 					case 0: // same length if it can: the bytes must count
 						if len(s.Value) > 0 {
 							s.Value = []byte{s.Value[0] + 1}
@@ -187,6 +204,8 @@ func TestDigestMatchesEqual(t *testing.T) {
 						s.Time++
 					case 2:
 						s.Deleted = !s.Deleted
+					case 3:
+						s.Expires = int64(rng.IntN(3))
 					default:
 						s.Dot.Counter++
 					}

@@ -24,7 +24,7 @@ func fuzzObject(b []byte) *protocol.Object {
 		if x&4 == 0 {
 			o.Clock = append(o.Clock, d)
 		} else {
-			o.Siblings = append(o.Siblings, protocol.Sibling{Dot: d, Value: []byte{y >> 3}, Deleted: x&8 != 0})
+			o.Siblings = append(o.Siblings, protocol.Sibling{Dot: d, Value: []byte{y >> 3}, Deleted: x&8 != 0, Expires: int64(x >> 4)})
 		}
 	}
 	return o

@@ -429,6 +429,7 @@ func randObject(rng *rand.Rand) *protocol.Object {
 					Dot:     protocol.Dot{Node: d.Node, Counter: c},
 					Value:   []byte{byte('x' + rng.Intn(2))},
 					Deleted: rng.Intn(4) == 0,
+					Expires: int64(rng.Intn(3)), // 0: never; else conflicting expiries of one dot
 				})
 			}
 		}

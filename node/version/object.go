@@ -121,7 +121,8 @@ func Update(local *protocol.Object, ctx protocol.Clock, node string, s protocol.
 // replicas converge whatever order they exchange state in. If the two
 // objects disagree on the value of one dot, which a correct cluster never
 // does, Sync keeps the same one either way (the later Time, then a
-// tombstone, then the greater Value), so convergence survives that too.
+// tombstone, then the greater Value, then the later Expires), so
+// convergence survives that too.
 //
 // Sync never drops a sibling to respect protocol.MaxSiblings: Update
 // enforces that limit where writes are coordinated, so each node's dots
@@ -186,8 +187,9 @@ func Sync(a, b *protocol.Object) *protocol.Object {
 }
 
 // Equal reports whether a and b hold the same clock and the same siblings
-// (dot, value, tombstone flag and time), in any order. A nil object equals
-// an empty one: both mean the replica knows nothing of the key.
+// (dot, value, tombstone flag, time and expiry), in any order. A nil
+// object equals an empty one: both mean the replica knows nothing of the
+// key.
 func Equal(a, b *protocol.Object) bool {
 	var ac, bc protocol.Clock
 	var as, bs []protocol.Sibling
@@ -236,7 +238,10 @@ func cmpContent(x, y protocol.Sibling) int {
 		}
 		return -1
 	}
-	return bytes.Compare(x.Value, y.Value)
+	if c := bytes.Compare(x.Value, y.Value); c != 0 {
+		return c
+	}
+	return cmp.Compare(x.Expires, y.Expires)
 }
 
 // pick chooses between two siblings with the same dot, the same one

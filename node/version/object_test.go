@@ -194,6 +194,20 @@ func TestUpdate(t *testing.T) {
 			s:     &protocol.Sibling{Deleted: true, Time: 7},
 			want:  obj("a:1 b:1", protocol.Sibling{Dot: dot("b", 1), Deleted: true, Time: 7}),
 		},
+		{
+			name:  "a write with a TTL keeps its expiry",
+			local: obj("a:1", sib("a", 1, "x")),
+			node:  "a",
+			s:     &protocol.Sibling{Value: []byte("new"), Time: 7, Expires: 37},
+			want:  obj("a:2", sib("a", 1, "x"), protocol.Sibling{Dot: dot("a", 2), Value: []byte("new"), Time: 7, Expires: 37}),
+		},
+		{
+			name:  "a write without a TTL supersedes an expiring value",
+			local: obj("a:1", protocol.Sibling{Dot: dot("a", 1), Value: []byte("x"), Expires: 37}),
+			ctx:   "a:1",
+			node:  "b",
+			want:  obj("a:1 b:1", sib("b", 1, "new")),
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := protocol.Sibling{Dot: dot("ignored", 42), Value: []byte("new")}
@@ -384,6 +398,24 @@ func TestSync(t *testing.T) {
 			want: obj("a:1", sib("a", 1, "y")),
 		},
 		{
+			name: "conflicting expiries for one dot: the later wins a tie",
+			a:    obj("a:1", protocol.Sibling{Dot: dot("a", 1), Value: []byte("x"), Expires: 9}),
+			b:    obj("a:1", protocol.Sibling{Dot: dot("a", 1), Value: []byte("x"), Expires: 8}),
+			want: obj("a:1", protocol.Sibling{Dot: dot("a", 1), Value: []byte("x"), Expires: 9}),
+		},
+		{
+			name: "an expiring sibling merges like any other",
+			a:    obj("a:1 b:1", protocol.Sibling{Dot: dot("a", 1), Value: []byte("x"), Expires: 9}, sib("b", 1, "y")),
+			b:    obj("a:1 b:2", protocol.Sibling{Dot: dot("a", 1), Value: []byte("x"), Expires: 9}, sib("b", 2, "z")),
+			want: obj("a:1 b:2", protocol.Sibling{Dot: dot("a", 1), Value: []byte("x"), Expires: 9}, sib("b", 2, "z")),
+		},
+		{
+			name: "a later write supersedes an expiring one",
+			a:    obj("a:1", protocol.Sibling{Dot: dot("a", 1), Value: []byte("x"), Expires: 9}),
+			b:    obj("a:2", sib("a", 2, "y")),
+			want: obj("a:2", sib("a", 2, "y")),
+		},
+		{
 			name: "duplicate dot inside one input",
 			a:    obj("a:1", sib("a", 1, "x"), sib("a", 1, "y")),
 			want: obj("a:1", sib("a", 1, "y")),
@@ -450,6 +482,9 @@ func TestEqual(t *testing.T) {
 		{"dot differs", obj("a:2", sib("a", 1, "x")), obj("a:2", sib("a", 2, "x")), false},
 		{"tombstone differs", obj("a:1", sib("a", 1, "")), obj("a:1", protocol.Sibling{Dot: dot("a", 1), Deleted: true}), false},
 		{"time differs", obj("a:1", sib("a", 1, "x")), obj("a:1", protocol.Sibling{Dot: dot("a", 1), Value: []byte("x"), Time: 1}), false},
+		{"expiry set", obj("a:1", sib("a", 1, "x")), obj("a:1", protocol.Sibling{Dot: dot("a", 1), Value: []byte("x"), Expires: 5}), false},
+		{"expiry differs", obj("a:1", protocol.Sibling{Dot: dot("a", 1), Value: []byte("x"), Expires: 6}), obj("a:1", protocol.Sibling{Dot: dot("a", 1), Value: []byte("x"), Expires: 5}), false},
+		{"same expiry", obj("a:1", protocol.Sibling{Dot: dot("a", 1), Value: []byte("x"), Expires: 5}), obj("a:1", protocol.Sibling{Dot: dot("a", 1), Value: []byte("x"), Expires: 5}), true},
 		{"duplicates are not a set", obj("a:1", sib("a", 1, "x"), sib("a", 1, "x")), obj("a:1", sib("a", 1, "x")), false},
 	} {
 		if got := Equal(tc.a, tc.b); got != tc.want {
