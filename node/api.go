@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -70,7 +71,7 @@ const (
 // understands; any other Kvmesh-* header is an unknown option (400).
 var allowedHeaders = map[string][]string{
 	protocol.OpGet: {protocol.HdrKey, protocol.HdrR, protocol.HdrPR},
-	protocol.OpPut: {protocol.HdrKey, protocol.HdrW, protocol.HdrPW, protocol.HdrContext},
+	protocol.OpPut: {protocol.HdrKey, protocol.HdrW, protocol.HdrPW, protocol.HdrContext, protocol.HdrTTL},
 	protocol.OpDel: {protocol.HdrKey, protocol.HdrW, protocol.HdrPW, protocol.HdrContext},
 	opRing:         nil,
 	opAdmin:        nil,
@@ -143,8 +144,8 @@ func (n *Node) handler(op string) func(*request) {
 
 // clientOp is one client operation as a request or a batch item carries
 // it, before validation: the quorum (R or W), its part from owners (PR or
-// PW) and the causal context are the text of the Kvmesh-R/W,
-// Kvmesh-PR/PW and Kvmesh-Context headers.
+// PW), the causal context and the TTL are the text of the Kvmesh-R/W,
+// Kvmesh-PR/PW, Kvmesh-Context and Kvmesh-TTL headers.
 type clientOp struct {
 	op      string // protocol.OpGet, OpPut or OpDel
 	key     string
@@ -152,6 +153,7 @@ type clientOp struct {
 	quorum  string
 	primary string
 	ctx     string
+	ttl     string // a put's
 }
 
 // clientDone receives the outcome of a started clientOp: a get's object
@@ -177,7 +179,7 @@ func (n *Node) serve(op string, req *request) error {
 		if op == protocol.OpGet {
 			q, pq = protocol.HdrR, protocol.HdrPR
 		}
-		err = n.startClientOp(clientOp{op: op, key: key, value: req.Data(), quorum: hdr.Get(q), primary: hdr.Get(pq), ctx: hdr.Get(protocol.HdrContext)}, clientDone{
+		err = n.startClientOp(clientOp{op: op, key: key, value: req.Data(), quorum: hdr.Get(q), primary: hdr.Get(pq), ctx: hdr.Get(protocol.HdrContext), ttl: hdr.Get(protocol.HdrTTL)}, clientDone{
 			get: func(obj *protocol.Object, err error) {
 				if err != nil {
 					n.respondError(req, err)
@@ -225,6 +227,9 @@ func (n *Node) startClientOp(o clientOp, done clientDone) error {
 	if err := protocol.ValidateKey(o.key); err != nil {
 		return err
 	}
+	if o.ttl != "" && o.op != protocol.OpPut {
+		return protocol.Errorf(protocol.ErrInvalidOption, "unknown header %q for %s", protocol.HdrTTL, o.op)
+	}
 	if o.op == protocol.OpGet {
 		if o.ctx != "" {
 			return protocol.Errorf(protocol.ErrInvalidOption, "unknown header %q for %s", protocol.HdrContext, o.op)
@@ -250,11 +255,15 @@ func (n *Node) startClientOp(o clientOp, done clientDone) error {
 	if err != nil {
 		return fmt.Errorf("pw: %w", err)
 	}
+	ttl, err := protocol.ParseTTL(o.ttl)
+	if err != nil {
+		return err
+	}
 	ctx, err := n.ctxKey.Open(o.key, o.ctx)
 	if err != nil {
 		return err
 	}
-	return n.startWrite(o.key, o.value, o.op == protocol.OpDel, ctx, quorumReq{n: need, p: pw}, func(ctx protocol.Clock, err error) {
+	return n.startWrite(o.key, o.value, o.op == protocol.OpDel, ttl, ctx, quorumReq{n: need, p: pw}, func(ctx protocol.Clock, err error) {
 		n.inflight.Add(-1)
 		done.write(ctx, err)
 	})
@@ -277,13 +286,15 @@ func (n *Node) requestKey(op, subject string, hdr nats.Header) (string, error) {
 }
 
 // respondGet answers a get: one live value raw in the payload, several as
-// a msgpack array, none as 404. The causal context is always included, so
-// a write after a delete can supersede the tombstone.
+// a msgpack array, none as 404: deleted and expired values are not live
+// (liveAt). The causal context is always included, so a write after a
+// delete or an expiry can supersede the tombstone; Kvmesh-Expires says
+// when the values expire, if they all do.
 func (n *Node) respondGet(req *request, key string, obj *protocol.Object) {
 	h := nats.Header{protocol.HdrNode: {n.cfg.ID}}
 	var live []protocol.Sibling
 	if obj != nil {
-		live = obj.Live()
+		live = n.liveAt(obj)
 		if c := n.ctxKey.Seal(key, obj.Clock); c != "" {
 			h.Set(protocol.HdrContext, c)
 		}
@@ -293,6 +304,9 @@ func (n *Node) respondGet(req *request, key string, obj *protocol.Object) {
 		return
 	}
 	h.Set(protocol.HdrSiblings, strconv.Itoa(len(live)))
+	if exp := expiresAt(live); exp != 0 {
+		h.Set(protocol.HdrExpires, time.Unix(0, exp).UTC().Format(time.RFC3339Nano))
+	}
 	data := live[0].Value
 	if len(live) > 1 {
 		vals := make([][]byte, len(live))
@@ -327,6 +341,29 @@ func (n *Node) respondErrorHeader(req *request, h nats.Header, err error) {
 		req.fail(err)
 	}
 	_ = req.reply(&nats.Msg{Header: h})
+}
+
+// liveAt returns the siblings of obj a read answers with: those neither
+// deleted nor expired by this node's clock now. The coordinator of a
+// write fixed the expiry (Sibling.Expires); each node decides whether it
+// has passed by its own clock, so two nodes disagree for at most their
+// clocks' skew around the expiry.
+func (n *Node) liveAt(obj *protocol.Object) []protocol.Sibling {
+	return obj.LiveAt(n.clock.Now().UnixNano())
+}
+
+// expiresAt is when the key whose live siblings are live reads as not
+// found unless written again: the latest expiry among them, or 0 when
+// one never expires.
+func expiresAt(live []protocol.Sibling) int64 {
+	var at int64
+	for i := range live {
+		if live[i].Expires == 0 {
+			return 0
+		}
+		at = max(at, live[i].Expires)
+	}
+	return at
 }
 
 // clip shortens untrusted text for an error message (protocol.Clip).

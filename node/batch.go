@@ -94,7 +94,7 @@ func (n *Node) serveBatchItem(it *protocol.ClientItem, add func(protocol.ClientR
 		add(protocol.ClientResultError(tag, err))
 		return
 	}
-	o := clientOp{op: batchOps[it.Op], key: it.Key, value: it.Value, quorum: it.Quorum, ctx: it.Context}
+	o := clientOp{op: batchOps[it.Op], key: it.Key, value: it.Value, quorum: it.Quorum, ctx: it.Context, ttl: it.TTL}
 	err := n.startClientOp(o, clientDone{
 		get: func(obj *protocol.Object, err error) { add(n.getResult(tag, o.key, obj, err)) },
 		write: func(ctx protocol.Clock, err error) {
@@ -111,8 +111,9 @@ func (n *Node) serveBatchItem(it *protocol.ClientItem, add func(protocol.ClientR
 	}
 }
 
-// getResult is respondGet's answer as a batch result: the live values and
-// their count, or ErrKeyNotFound; the causal context either way.
+// getResult is respondGet's answer as a batch result: the live values, at
+// this node's clock now, their count and expiry, or ErrKeyNotFound; the
+// causal context either way.
 func (n *Node) getResult(tag uint64, key string, obj *protocol.Object, err error) protocol.ClientResult {
 	if err != nil {
 		return protocol.ClientResultError(tag, err)
@@ -120,7 +121,7 @@ func (n *Node) getResult(tag uint64, key string, obj *protocol.Object, err error
 	var live []protocol.Sibling
 	var ctx string
 	if obj != nil {
-		live = obj.Live()
+		live = n.liveAt(obj)
 		ctx = n.ctxKey.Seal(key, obj.Clock)
 	}
 	if len(live) == 0 {
@@ -132,7 +133,7 @@ func (n *Node) getResult(tag uint64, key string, obj *protocol.Object, err error
 	for i, s := range live {
 		vals[i] = s.Value
 	}
-	return protocol.ClientResult{Tag: tag, Context: ctx, Siblings: len(live), Values: vals}
+	return protocol.ClientResult{Tag: tag, Context: ctx, Siblings: len(live), Values: vals, Expires: expiresAt(live)}
 }
 
 // publishBatch publishes results to reply, in as many messages as the

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"slices"
+	"time"
 
 	"github.com/kvmesh/kvmesh/node/coord"
 	"github.com/kvmesh/kvmesh/protocol"
@@ -29,10 +30,13 @@ func (n *Node) startGet(key string, q quorumReq, done func(*protocol.Object, err
 
 // startWrite starts a put of val (or a delete when del) with the client's
 // causal context ctx, answered after q.n durable acknowledgements, q.p
-// of them from owners (PW; a pw above w raises w to it). done is called
-// exactly once unless startWrite returns an error, in which case
-// nothing started and nothing was written.
-func (n *Node) startWrite(key string, val []byte, del bool, ctx protocol.Clock, q quorumReq, done func(protocol.Clock, error)) error {
+// of them from owners (PW; a pw above w raises w to it); a put with a
+// ttl > 0 expires that long after its coordinator's time of the write
+// (ttl was checked where it came in: 0 for a delete, at most
+// protocol.MaxTTL). done is called exactly once unless startWrite
+// returns an error, in which case nothing started and nothing was
+// written.
+func (n *Node) startWrite(key string, val []byte, del bool, ttl time.Duration, ctx protocol.Clock, q quorumReq, done func(protocol.Clock, error)) error {
 	op := coord.OpName(del)
 	if err := protocol.ValidateKey(key); err != nil {
 		return err
@@ -56,7 +60,7 @@ func (n *Node) startWrite(key string, val []byte, del bool, ctx protocol.Clock, 
 		if slices.Contains(owners, n.cfg.ID) && n.st.Broken() == nil {
 			// Copy the value: the request's buffer is not ours to keep.
 			sib := protocol.Sibling{Value: append([]byte(nil), val...), Deleted: del}
-			n.coordinateWrite(key, p, owners, ctx, sib, q, done)
+			n.coordinateWrite(key, p, owners, ctx, sib, ttl, q, done)
 			return
 		}
 		// Only an owner whose store takes writes may issue the dot.
@@ -65,7 +69,7 @@ func (n *Node) startWrite(key string, val []byte, del bool, ctx protocol.Clock, 
 			done(nil, protocol.Errorf(protocol.ErrNodeUnavailable, "%s: the only owner, %s, cannot store writes: %v", op, n.cfg.ID, n.st.Broken()))
 			return
 		}
-		n.forwardWrite(to, protocol.Item{Op: protocol.RPCCoordinate, Key: key, Val: val, Ctx: ctx, Del: del, W: q.n, PW: q.p}, done)
+		n.forwardWrite(to, protocol.Item{Op: protocol.RPCCoordinate, Key: key, Val: val, Ctx: ctx, Del: del, W: q.n, PW: q.p, TTL: ttl}, done)
 	}
 	if del && len(ctx) == 0 {
 		// A delete without context deletes every value stored so far:
@@ -74,13 +78,14 @@ func (n *Node) startWrite(key string, val []byte, del bool, ctx protocol.Clock, 
 		// sibling of the values.) Owners only: a fallback's answer would
 		// stand in for an owner that holds values. A write that only
 		// fallbacks hold (a sloppy quorum, hints not delivered yet) is
-		// not seen, and survives the delete.
+		// not seen, and survives the delete. What has expired is deleted
+		// already.
 		maj := min(len(owners), n.cfg.Replicas/2+1)
 		n.coordinateRead(key, p, owners, quorumReq{n: maj, p: maj}, func(obj *protocol.Object, err error) {
 			switch {
 			case err != nil:
 				done(nil, err)
-			case obj == nil || len(obj.Live()) == 0:
+			case obj == nil || len(n.liveAt(obj)) == 0:
 				done(nil, nil) // nothing to delete
 			default:
 				write(obj.Clock)
@@ -109,9 +114,10 @@ func (n *Node) quorum(q Quorum) quorumReq { return quorumReq{n: n.quorumOrMajori
 
 // Get reads key with read quorum r (0: a majority) and returns the merged
 // object of the replicas that answered: nil when no replica has the key.
-// Deleted keys come back as objects whose siblings are all tombstones
-// (see protocol.Object.Live). It blocks until the quorum answered, the
-// request timeout passed or ctx is done. Safe for concurrent use.
+// Deleted and expired keys come back as objects whose siblings are all
+// tombstones or expired (see protocol.Object.LiveAt). It blocks until the
+// quorum answered, the request timeout passed or ctx is done. Safe for
+// concurrent use.
 func (n *Node) Get(ctx context.Context, key string, r int) (*protocol.Object, error) {
 	return n.GetQ(ctx, key, Quorum{N: r})
 }
@@ -166,7 +172,7 @@ func (n *Node) write(ctx context.Context, key string, value []byte, del bool, cc
 		err error
 	}
 	ch := make(chan res, 1)
-	if err := n.startWrite(key, value, del, cctx, n.quorum(q), func(c protocol.Clock, err error) { ch <- res{c, err} }); err != nil {
+	if err := n.startWrite(key, value, del, 0, cctx, n.quorum(q), func(c protocol.Clock, err error) { ch <- res{c, err} }); err != nil {
 		return nil, err
 	}
 	select {

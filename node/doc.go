@@ -22,8 +22,9 @@
 //     optionally, Kvmesh-W and the Kvmesh-Context of an earlier read. NATS
 //     hands it to one node of the "kvmesh" queue group; the node's service
 //     (service.go) counts it, and api.go / batch.go check it once:
-//     headers, key, quorum, and the context's seal (protocol.ContextKey:
-//     only a context this store issued for this key opens).
+//     headers, key, quorum, the Kvmesh-TTL (protocol.ParseTTL), and the
+//     context's seal (protocol.ContextKey: only a context this store
+//     issued for this key opens).
 //  2. startWrite (coordinator.go) maps the key to its partition and N
 //     owners (ring) and decides where the dot is issued: here if this node
 //     is an owner whose store takes writes, else it forwards the write to
@@ -31,7 +32,9 @@
 //     first reads a majority (coord.Read) and supersedes what it saw.
 //  3. coord.Write starts with two effects, which the driver (drive.go)
 //     carries out: arm the timeout on the Clock, and issue the dot. The
-//     issuer (issue.go) applies the write to the newest local object of
+//     issuer (issue.go) stamps the sibling with the time of the write (and
+//     with a TTL its expiry, that time plus the TTL: every replica then
+//     stores the same), applies it to the newest local object of
 //     the key with version.Update under its stripe's lock and queues it to
 //     the store's group commit. As soon as the record is in the log file
 //     (not yet synced), coord.Write.OnLogged asks to send the object to
@@ -51,7 +54,9 @@
 // from the memtables at once, else on a reader goroutine), asks the next
 // owner when one fails and every owner left at the hedge deadline,
 // answers after R replies with their merge (quorum.MergeReads: every
-// sibling no reply superseded, the joined clock as context), and once all
+// sibling no reply superseded, the joined clock as context; api.go
+// answers with the siblings that are neither deleted nor expired by this
+// node's clock, protocol.Object.LiveAt), and once all
 // it asked have answered (or at the timeout) repairs the owners that
 // answered with something older.
 //

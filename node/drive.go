@@ -137,14 +137,15 @@ func (n *Node) coordinateRead(key string, p int, owners []string, q quorumReq, f
 }
 
 // coordinateWrite starts a write of sib with the client's context ctx,
-// answered after q.n durable acknowledgements, q.p of them from owners.
-// The node must be an owner of key whose store takes writes. A fallback
-// of the serving ring takes the write, hinted, in place of an owner that
-// is down or fails (sloppy quorum). While the ring changes the write is
+// answered after q.n durable acknowledgements, q.p of them from owners,
+// expiring ttl after its time when ttl > 0 (issuer.issue). The node must
+// be an owner of key whose store takes writes. A fallback of the serving
+// ring takes the write, hinted, in place of an owner that is down or
+// fails (sloppy quorum). While the ring changes the write is
 // joint instead: it also needs w acknowledgements among the key's
 // owners in the target and prev rings. finish is called once, from some
 // delivery goroutine; it must not block.
-func (n *Node) coordinateWrite(key string, p int, owners []string, ctx protocol.Clock, sib protocol.Sibling, q quorumReq, finish func(protocol.Clock, error)) {
+func (n *Node) coordinateWrite(key string, p int, owners []string, ctx protocol.Clock, sib protocol.Sibling, ttl time.Duration, q quorumReq, finish func(protocol.Clock, error)) {
 	op, eff := coord.StartWrite(coord.WriteSpec{ID: n.cfg.ID, Actor: n.actor, Key: key, Owners: owners, Also: n.mem.joint(p, owners),
 		Ctx: ctx, Del: sib.Deleted, W: q.n, PW: q.p, Fallbacks: n.fallbacks(p), Down: n.live.down()}, n.clock.Now(), n.cfg.RequestTimeout)
 	n.drive(p, key, op, eff, func(a coord.Answer) {
@@ -153,7 +154,7 @@ func (n *Node) coordinateWrite(key string, p int, owners []string, ctx protocol.
 		}
 		finish(a.Ctx, a.Err)
 	}, func(d *driver) {
-		n.issuer.issue(p, key, ctx, sib, func(obj *protocol.Object) {
+		n.issuer.issue(p, key, ctx, sib, ttl, func(obj *protocol.Object) {
 			d.call(func(time.Time) coord.Effects { return op.OnLogged(obj) })
 		}, func(err error) {
 			if err != nil {

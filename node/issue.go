@@ -2,6 +2,7 @@ package node
 
 import (
 	"hash/maphash"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,6 +53,7 @@ type issueReq struct {
 	key    string
 	ctx    protocol.Clock
 	sib    protocol.Sibling
+	ttl    time.Duration // > 0: sib expires that long after its Time
 	logged func(*protocol.Object)
 	done   func(error)
 	failed func(error)
@@ -67,15 +69,17 @@ func newIssuer(st *store.Store, self string, now func() time.Time, read func(int
 }
 
 // issue applies the client write sib with context ctx to the node's newest
-// object of key and queues the result for the local commit. logged is
+// object of key and queues the result for the local commit. The sibling
+// gets the time of issue, and with a ttl > 0 its expiry: that time plus
+// ttl, fixed here once so that every replica stores the same. logged is
 // called with the new object once its record is in the log file (the
 // object may leave the node then), done after fsync or with the commit's
 // error (logged then may or may not have been called). Both run on the
 // store's committer and must not block. If nothing can be issued, failed
 // gets the reason instead (and neither of the others is called). issue
 // never blocks on the disk; failed may be called before it returns.
-func (is *issuer) issue(p int, key string, ctx protocol.Clock, sib protocol.Sibling, logged func(*protocol.Object), done, failed func(error)) {
-	r := &issueReq{p: p, key: key, ctx: ctx, sib: sib, logged: logged, done: done, failed: failed}
+func (is *issuer) issue(p int, key string, ctx protocol.Clock, sib protocol.Sibling, ttl time.Duration, logged func(*protocol.Object), done, failed func(error)) {
+	r := &issueReq{p: p, key: key, ctx: ctx, sib: sib, ttl: ttl, logged: logged, done: done, failed: failed}
 	s := &is.stripes[maphash.String(is.seed, key)%uint64(len(is.stripes))]
 	s.mu.Lock()
 	if waiting, ok := s.loading[key]; ok {
@@ -135,6 +139,10 @@ func (is *issuer) loaded(s *stripe, key string, obj *protocol.Object, err error)
 // Nothing is issued when it returns an error.
 func (is *issuer) apply(s *stripe, base *protocol.Object, r *issueReq) error {
 	r.sib.Time = is.now().UnixNano()
+	r.sib.Expires = 0
+	if r.ttl > 0 {
+		r.sib.Expires = addSat(r.sib.Time, int64(r.ttl))
+	}
 	if f := is.floor.Load(); base == nil && f > 0 {
 		base = &protocol.Object{Clock: protocol.Clock{{Node: is.self, Counter: f}}}
 	}
@@ -171,4 +179,12 @@ func (is *issuer) forget(s *stripe, key string, obj *protocol.Object) {
 		delete(s.pending, key)
 	}
 	s.mu.Unlock()
+}
+
+// addSat is t+d for d > 0, saturated at math.MaxInt64.
+func addSat(t, d int64) int64 {
+	if t > math.MaxInt64-d {
+		return math.MaxInt64
+	}
+	return t + d
 }

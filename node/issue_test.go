@@ -61,7 +61,7 @@ func TestIssueWaitsInLineForAColdKey(t *testing.T) {
 	dots := map[protocol.Dot]bool{}
 	for w := range writers {
 		sib := protocol.Sibling{Value: []byte(fmt.Sprint("w", w))}
-		is.issue(3, "k", nil, sib, func(obj *protocol.Object) {
+		is.issue(3, "k", nil, sib, 0, func(obj *protocol.Object) {
 			mu.Lock()
 			defer mu.Unlock()
 			for _, s := range obj.Siblings {

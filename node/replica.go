@@ -113,7 +113,7 @@ func (n *Node) serveItem(from string, it *protocol.Item, add func(protocol.Resul
 		addTagged := func(res protocol.Result) { res.Tag = tag; add(res) }
 		n.forwarded.once(n.clock.Now(), from, tag, 2*n.cfg.RequestTimeout, addTagged, func(finish func(protocol.Result)) {
 			sib := protocol.Sibling{Value: it.Val, Deleted: it.Del}
-			n.coordinateWrite(it.Key, p, owners, it.Ctx, sib, quorumReq{n: it.W, p: it.PW}, func(ctx protocol.Clock, err error) {
+			n.coordinateWrite(it.Key, p, owners, it.Ctx, sib, it.TTL, quorumReq{n: it.W, p: it.PW}, func(ctx protocol.Clock, err error) {
 				if err != nil {
 					finish(protocol.ResultError(0, err))
 					return
