@@ -132,14 +132,15 @@ func (b *batches) newPipeline() *pipeline.Pipeline[senderKey, *waiter] {
 }
 
 // batchable reports whether a call with these headers can be batched:
-// a batch item carries only the quorum of its op and a write's context.
-// Any other header goes as a single request, which the node refuses
-// exactly as it always has.
+// a batch item carries only the quorum of its op, a write's context and a
+// put's TTL. Any other header goes as a single request, which the node
+// refuses exactly as it always has.
 func batchable(op string, hdr nats.Header) bool {
 	for name := range hdr {
 		switch {
 		case name == protocol.HdrR && op == protocol.OpGet:
 		case (name == protocol.HdrW || name == protocol.HdrContext) && op != protocol.OpGet:
+		case name == protocol.HdrTTL && op == protocol.OpPut:
 		default:
 			return false
 		}
@@ -157,11 +158,12 @@ func (b *batches) do(ctx context.Context, to, op, key string, value []byte, hdr 
 		it.Op, it.Quorum = protocol.BatchGet, hdr.Get(protocol.HdrR)
 	case protocol.OpPut:
 		it.Op, it.Quorum, it.Context, it.Value = protocol.BatchPut, hdr.Get(protocol.HdrW), hdr.Get(protocol.HdrContext), value
+		it.TTL = hdr.Get(protocol.HdrTTL)
 	default:
 		it.Op, it.Quorum, it.Context = protocol.BatchDel, hdr.Get(protocol.HdrW), hdr.Get(protocol.HdrContext)
 	}
 	w := &waiter{item: it, done: make(chan outcome, 1),
-		size: batchItemOverhead + len(it.Key) + len(it.Value) + len(it.Quorum) + len(it.Context)}
+		size: batchItemOverhead + len(it.Key) + len(it.Value) + len(it.Quorum) + len(it.Context) + len(it.TTL)}
 
 	b.mu.Lock()
 	if b.closed {
@@ -217,7 +219,7 @@ func (o *outcome) answer(op, key string) (*answer, error) {
 	if op != protocol.OpGet {
 		return a, nil
 	}
-	a.siblings, a.values = o.res.Siblings, o.res.Values
+	a.siblings, a.values, a.expires = o.res.Siblings, o.res.Values, o.res.Expires
 	if a.siblings < 1 || len(a.values) != a.siblings {
 		return nil, protocol.Errorf(protocol.ErrMalformed, "get %q: %d values for %d siblings", key, len(a.values), a.siblings)
 	}

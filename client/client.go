@@ -201,6 +201,11 @@ type Entry struct {
 	Context string
 	// Node is the node that coordinated the read.
 	Node string
+	// Expires is when the key will read as not found unless written
+	// again: every value it holds was put with a TTL (WithTTL), and this
+	// is the latest of their expiries. Zero when some value never
+	// expires.
+	Expires time.Time
 }
 
 // Value returns the first value (the only one unless there are siblings).
@@ -242,6 +247,22 @@ func PW(v string) CallOption { return header(protocol.HdrPW, v) }
 // value already stored and becomes a sibling.
 func Context(ctx string) CallOption { return header(protocol.HdrContext, ctx) }
 
+// WithTTL gives a put a time to live: from the coordinating node's time
+// of the write plus d on, the value reads as not found on every replica
+// (each decides by its own clock, so reads at different nodes may
+// disagree for as long as their clocks are apart). A later put that
+// supersedes it (Context) without a TTL keeps its value for good. d must
+// be > 0 and at most 10 years (protocol.MaxTTL); only Put takes it.
+func WithTTL(d time.Duration) CallOption {
+	return func(c *call) error {
+		if d <= 0 || d > protocol.MaxTTL {
+			return protocol.Errorf(protocol.ErrInvalidOption, "ttl %v: want > 0 and at most %v", d, protocol.MaxTTL)
+		}
+		c.hdr.Set(protocol.HdrTTL, d.String())
+		return nil
+	}
+}
+
 func header(name, v string) CallOption {
 	return func(c *call) error {
 		if v != "" {
@@ -258,6 +279,9 @@ func (c *Client) Get(ctx context.Context, key string, opts ...CallOption) (Entry
 		return Entry{}, err
 	}
 	e := Entry{Key: key, Values: a.values, Siblings: a.siblings, Context: a.ctx, Node: a.node}
+	if a.expires != 0 {
+		e.Expires = time.Unix(0, a.expires)
+	}
 	if e.Siblings > 1 && c.resolver != nil {
 		e.Values = [][]byte{c.resolver(key, e.Values)}
 	}
@@ -294,6 +318,7 @@ type answer struct {
 	node     string   // the coordinating node
 	siblings int      // get: live siblings
 	values   [][]byte // get: live values
+	expires  int64    // get: when every live value has expired (unix ns), or 0
 }
 
 func (c *Client) request(ctx context.Context, op, key string, data []byte, opts []CallOption) (*answer, error) {
@@ -305,6 +330,9 @@ func (c *Client) request(ctx context.Context, op, key string, data []byte, opts 
 		if err := o(&cl); err != nil {
 			return nil, err
 		}
+	}
+	if op != protocol.OpPut && cl.hdr.Get(protocol.HdrTTL) != "" {
+		return nil, protocol.Errorf(protocol.ErrInvalidOption, "%s %q: a TTL is for puts", op, key)
 	}
 	msg := &nats.Msg{Header: cl.hdr, Data: data}
 	safe := protocol.SubjectSafeKey(key)
@@ -413,6 +441,13 @@ func (c *Client) answer(op, key string, m *nats.Msg, err error) (*answer, error)
 	a := &answer{ctx: m.Header.Get(protocol.HdrContext), node: m.Header.Get(protocol.HdrNode)}
 	if op != protocol.OpGet {
 		return a, nil
+	}
+	if s := m.Header.Get(protocol.HdrExpires); s != "" {
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return nil, protocol.Errorf(protocol.ErrMalformed, "get %q: bad %s header %q", key, protocol.HdrExpires, protocol.Clip(s, 64))
+		}
+		a.expires = t.UnixNano()
 	}
 	a.siblings = 1
 	if s := m.Header.Get(protocol.HdrSiblings); s != "" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -212,5 +213,51 @@ func TestDirectFallsBackToTheQueueGroup(t *testing.T) {
 		if got := <-seen; got != "kvmesh.kv.put.user.42" {
 			t.Fatalf("subject %q, want the queue-group subject", got)
 		}
+	}
+}
+
+// TestTTL: WithTTL sends the Kvmesh-TTL header on a put, refuses what the
+// store would (locally, sending nothing), and Get reads Kvmesh-Expires.
+func TestTTL(t *testing.T) {
+	seen := make(chan *nats.Msg, 4)
+	exp := time.Date(2031, 1, 2, 3, 4, 5, 6, time.UTC)
+	var expires atomic.Value // the handler runs on another goroutine
+	expires.Store(exp.Format(time.RFC3339Nano))
+	c := fakeStore(t, func(m *nats.Msg) *nats.Msg {
+		seen <- m
+		return &nats.Msg{Data: []byte("v"), Header: nats.Header{protocol.HdrExpires: {expires.Load().(string)}}}
+	})
+	ctx := context.Background()
+	if _, err := c.Put(ctx, "k", []byte("v"), client.WithTTL(90*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if m := <-seen; m.Header.Get(protocol.HdrTTL) != "1h30m0s" {
+		t.Fatalf("put headers %v", m.Header)
+	}
+	if _, err := protocol.ParseTTL("1h30m0s"); err != nil {
+		t.Fatalf("the store refuses what WithTTL sends: %v", err)
+	}
+	e, err := c.Get(ctx, "k")
+	if err != nil || !e.Expires.Equal(exp) {
+		t.Fatalf("get: %+v %v, want it to expire at %s", e, err, exp)
+	}
+	<-seen
+	for _, d := range []time.Duration{0, -time.Second, protocol.MaxTTL + 1} {
+		if _, err := c.Put(ctx, "k", []byte("v"), client.WithTTL(d)); !errors.Is(err, client.ErrInvalidOption) {
+			t.Errorf("WithTTL(%v): %v", d, err)
+		}
+	}
+	if _, err := c.Get(ctx, "k", client.WithTTL(time.Hour)); !errors.Is(err, client.ErrInvalidOption) {
+		t.Errorf("get WithTTL: %v", err)
+	}
+	select {
+	case m := <-seen:
+		t.Fatalf("a refused call reached the store: %s %v", m.Subject, m.Header)
+	default:
+	}
+
+	expires.Store("tomorrow")
+	if _, err := c.Get(ctx, "k"); !errors.Is(err, client.ErrMalformed) {
+		t.Fatalf("a bad %s header: %v", protocol.HdrExpires, err)
 	}
 }

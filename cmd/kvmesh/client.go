@@ -11,6 +11,7 @@ import (
 
 	"github.com/kvmesh/kvmesh/client"
 	"github.com/kvmesh/kvmesh/internal/cli"
+	"github.com/kvmesh/kvmesh/protocol"
 )
 
 type clientFlags struct {
@@ -20,10 +21,11 @@ type clientFlags struct {
 	pr, pw  string
 	cctx    string
 	blind   bool
+	ttl     time.Duration
 	verbose bool
 }
 
-func (f *clientFlags) register(fs *flag.FlagSet, read bool) {
+func (f *clientFlags) register(fs *flag.FlagSet, name string, read bool) {
 	f.registerConn(fs)
 	fs.BoolVar(&f.verbose, "v", false, "print the causal context and coordinating node to stderr")
 	if read {
@@ -34,6 +36,16 @@ func (f *clientFlags) register(fs *flag.FlagSet, read bool) {
 		fs.StringVar(&f.pw, "pw", "", "acknowledgements of the write quorum that must come from the key's owners, not fallbacks (default none)")
 		fs.StringVar(&f.cctx, "context", "", "causal context from a get, to supersede exactly what it saw")
 		fs.BoolVar(&f.blind, "blind", false, "put: write without reading first, as a sibling of the values stored")
+	}
+	if name == "put" {
+		fs.Func("ttl", "time to live: a duration (30s, 1h) or whole seconds; the key reads as not found after it (default: never)", func(s string) error {
+			d, err := protocol.ParseTTL(s)
+			if err == nil && d == 0 {
+				err = protocol.Errorf(protocol.ErrInvalidOption, "ttl: empty")
+			}
+			f.ttl = d
+			return err
+		})
 	}
 }
 
@@ -65,7 +77,7 @@ func parseClient(name string, args []string, stderr io.Writer, read bool, want i
 	var f clientFlags
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	f.register(fs, read)
+	f.register(fs, name, read)
 	pos, err := cli.ParseInterspersed(fs, args)
 	if err != nil {
 		return nil, nil, err
@@ -99,7 +111,11 @@ func cmdPut(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 				return err
 			}
 		}
-		cctx, err := c.Put(ctx, pos[0], value, client.W(f.w), client.PW(f.pw), client.Context(f.cctx))
+		opts := []client.CallOption{client.W(f.w), client.PW(f.pw), client.Context(f.cctx)}
+		if f.ttl > 0 {
+			opts = append(opts, client.WithTTL(f.ttl))
+		}
+		cctx, err := c.Put(ctx, pos[0], value, opts...)
 		if err != nil {
 			return err
 		}
@@ -122,6 +138,9 @@ func cmdGet(args []string, stdout, stderr io.Writer) error {
 		}
 		if f.verbose || e.Siblings > 1 {
 			fmt.Fprintf(stderr, "siblings: %d\ncontext: %s\nnode: %s\n", e.Siblings, e.Context, e.Node)
+		}
+		if f.verbose && !e.Expires.IsZero() {
+			fmt.Fprintf(stderr, "expires: %s\n", e.Expires.UTC().Format(time.RFC3339Nano))
 		}
 		for _, v := range e.Values {
 			stdout.Write(v)

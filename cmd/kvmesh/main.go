@@ -28,7 +28,8 @@ Usage:
   kvmesh admin quarantine --data DIR                   move a stopped node's damaged store aside
   kvmesh admin compact --data DIR                      shrink a stopped node's store file to its live pages
   kvmesh admin invite [--ttl 1h]                       print a join token for a new node
-  kvmesh put   KEY VALUE [-w W] [--context CTX|--blind] replace (VALUE "-" reads stdin)
+  kvmesh put   KEY VALUE [-w W] [--context CTX|--blind] [--ttl 30s]
+                                                       replace (VALUE "-" reads stdin); --ttl: expire after
   kvmesh get   KEY [-r R]                              read
   kvmesh del   KEY [-w W] [--context CTX]              delete
   kvmesh bench [--quick] [--systems ...] [--json FILE] compare with JetStream KV (see -h)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kvmesh/kvmesh/node"
+	"github.com/kvmesh/kvmesh/node/clock"
 )
 
 // startNode runs a single-node store (N=1) on free ports.
@@ -217,5 +218,48 @@ func TestAdminCompact(t *testing.T) {
 	}
 	if code, _, _ := kvmesh(t, "", "admin", "compact"); code != 2 {
 		t.Fatalf("compact without --data: exit %d, want 2", code)
+	}
+}
+
+// TestPutTTL: put --ttl gives the value a time to live by the node's
+// clock (a fake one here, moved by hand); get -v prints the expiry; a
+// bad --ttl is a usage error that writes nothing.
+func TestPutTTL(t *testing.T) {
+	clk := clock.NewFake(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	n := startNodeIn(t, t.TempDir(), func(cfg *node.Config) { cfg.Clock = clk })
+	t.Setenv("KVMESH_URL", n.ClientURL())
+	if code, _, errs := kvmesh(t, "", "put", "--ttl", "30s", "session.1", "token"); code != 0 {
+		t.Fatalf("put --ttl: %d %s", code, errs)
+	}
+	code, out, errs := kvmesh(t, "", "get", "-v", "session.1")
+	if code != 0 || out != "token\n" || !strings.Contains(errs, "expires: 2030-01-01T00:00:30Z\n") {
+		t.Fatalf("get -v: %d %q %q", code, out, errs)
+	}
+	clk.Advance(30 * time.Second)
+	if code, _, errs := kvmesh(t, "", "get", "session.1"); code != 1 || errs != "kvmesh get: key not found\n" {
+		t.Fatalf("get after the TTL: %d %q", code, errs)
+	}
+	// Whole seconds work too; put replaces, so a put without --ttl
+	// clears it.
+	if code, _, errs := kvmesh(t, "", "put", "session.2", "a", "--ttl", "60"); code != 0 {
+		t.Fatalf("put --ttl 60: %d %s", code, errs)
+	}
+	if code, _, errs := kvmesh(t, "", "put", "session.2", "b"); code != 0 {
+		t.Fatalf("put: %d %s", code, errs)
+	}
+	clk.Advance(time.Hour)
+	if code, out, errs := kvmesh(t, "", "get", "-v", "session.2"); code != 0 || out != "b\n" || strings.Contains(errs, "expires") {
+		t.Fatalf("get after the old TTL: %d %q %q", code, out, errs)
+	}
+	for _, bad := range []string{"0", "-1s", "1d", "87601h", ""} {
+		if code, _, errs := kvmesh(t, "", "put", "--ttl", bad, "session.3", "x"); code != 2 || !strings.Contains(errs, "ttl") {
+			t.Errorf("put --ttl %q: %d %q, want a usage error", bad, code, errs)
+		}
+	}
+	if code, _, _ := kvmesh(t, "", "get", "session.3"); code != 1 {
+		t.Fatalf("a refused put wrote: %d", code)
+	}
+	if code, _, errs := kvmesh(t, "", "get", "--ttl", "30s", "session.1"); code != 2 {
+		t.Fatalf("get --ttl: %d %q, want a usage error", code, errs)
 	}
 }
