@@ -265,50 +265,59 @@ func TestTTLPutWithoutTTLClearsIt(t *testing.T) {
 // TestTTLReplicaDownAcrossTheExpiry: a replica that was stopped before
 // the expiry and restarted after it decides alone, from what it stored,
 // that the key has expired; a replica that was down when the write came
-// gets the expiring record through read repair after the expiry and
+// gets the expiring record after the expiry, by anti-entropy with no
+// client traffic, or by the read repair of a read of every replica, and
 // agrees too, rather than bringing anything back.
 func TestTTLReplicaDownAcrossTheExpiry(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		s := startMemStore(t, 3)
-		if r := s.call(0, protocol.ClientItem{Op: protocol.BatchPut, Key: "held", Value: []byte("v"), Quorum: "all", TTL: "10s"}); r.Error() != nil {
-			t.Fatal(r.Error())
-		}
-		s.stop(2)
-		if r := s.call(0, protocol.ClientItem{Op: protocol.BatchPut, Key: "missed", Value: []byte("v"), Quorum: "2", TTL: "10s"}); r.Error() != nil {
-			t.Fatal(r.Error())
-		}
-		time.Sleep(time.Minute)
-		s.start(2)
+	for _, repair := range []string{"anti-entropy", "read repair"} {
+		t.Run(repair, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				s := startMemStore(t, 3, func(cfg *node.Config) {
+					if repair != "anti-entropy" {
+						cfg.AntiEntropy = -1
+					}
+				})
+				if r := s.call(0, protocol.ClientItem{Op: protocol.BatchPut, Key: "held", Value: []byte("v"), Quorum: "all", TTL: "10s"}); r.Error() != nil {
+					t.Fatal(r.Error())
+				}
+				s.stop(2)
+				if r := s.call(0, protocol.ClientItem{Op: protocol.BatchPut, Key: "missed", Value: []byte("v"), Quorum: "2", TTL: "10s"}); r.Error() != nil {
+					t.Fatal(r.Error())
+				}
+				time.Sleep(time.Minute)
+				s.net.Isolate("n3")
+				s.start(2)
 
-		// Alone (cut off from its peers), n3 reads "held" as expired
-		// from its own record, the same as n1's.
-		s.net.Isolate("n3")
-		if r := s.readAlone(2, "held"); !errors.Is(r.Error(), protocol.ErrKeyNotFound) {
-			t.Fatalf("n3 alone after a restart across the expiry: %+v", r)
-		}
-		if a, b := s.replica(0, "held"), s.replica(2, "held"); !version.Equal(a, b) || a.Siblings[0].Expires == 0 {
-			t.Fatalf("n1 holds %+v, n3 %+v", a, b)
-		}
-		if o := s.replica(2, "missed"); o != nil {
-			t.Fatalf("n3 holds %+v of a write it missed", o)
-		}
-		s.net.Heal()
+				// Alone (cut off from its peers), n3 reads "held" as
+				// expired from its own record, the same as n1's.
+				if r := s.readAlone(2, "held"); !errors.Is(r.Error(), protocol.ErrKeyNotFound) {
+					t.Fatalf("n3 alone after a restart across the expiry: %+v", r)
+				}
+				if a, b := s.replica(0, "held"), s.replica(2, "held"); !version.Equal(a, b) || a.Siblings[0].Expires == 0 {
+					t.Fatalf("n1 holds %+v, n3 %+v", a, b)
+				}
+				if o := s.replica(2, "missed"); o != nil {
+					t.Fatalf("n3 holds %+v of a write it missed", o)
+				}
+				s.net.Heal()
 
-		// A read of every replica finds it expired and repairs n3 with
-		// the expiring record: n3 then agrees on its own.
-		if r := s.call(0, protocol.ClientItem{Op: protocol.BatchGet, Key: "missed", Quorum: "all"}); !errors.Is(r.Error(), protocol.ErrKeyNotFound) {
-			t.Fatalf("missed, read everywhere: %+v", r)
-		}
-		synctest.Wait() // the repair is sent and stored
-		a, b := s.replica(0, "missed"), s.replica(2, "missed")
-		if b == nil || !version.Equal(a, b) || merkle.Digest("missed", a) != merkle.Digest("missed", b) {
-			t.Fatalf("after the repair n1 holds %+v, n3 %+v", a, b)
-		}
-		s.net.Isolate("n3")
-		if r := s.readAlone(2, "missed"); !errors.Is(r.Error(), protocol.ErrKeyNotFound) {
-			t.Fatalf("n3 alone after the repair: %+v", r)
-		}
-	})
+				if repair == "anti-entropy" {
+					time.Sleep(time.Minute) // a few rounds
+				} else if r := s.call(0, protocol.ClientItem{Op: protocol.BatchGet, Key: "missed", Quorum: "all"}); !errors.Is(r.Error(), protocol.ErrKeyNotFound) {
+					t.Fatalf("missed, read everywhere: %+v", r)
+				}
+				synctest.Wait() // the repair is sent and stored
+				a, b := s.replica(0, "missed"), s.replica(2, "missed")
+				if b == nil || !version.Equal(a, b) || merkle.Digest("missed", a) != merkle.Digest("missed", b) {
+					t.Fatalf("after the %s n1 holds %+v, n3 %+v", repair, a, b)
+				}
+				s.net.Isolate("n3")
+				if r := s.readAlone(2, "missed"); !errors.Is(r.Error(), protocol.ErrKeyNotFound) {
+					t.Fatalf("n3 alone after the %s: %+v", repair, r)
+				}
+			})
+		})
+	}
 }
 
 // TestTTLRefusedWritesNothing: a bad TTL, or a TTL on a get or a delete,
