@@ -21,6 +21,11 @@
 // protocol.MaxSiblings siblings at its coordinator; a Sync of replicas
 // that coordinated concurrently may hold more (see Sync).
 //
+// A store may instead run in last-writer-wins mode (Conflicts, lww.go):
+// the same dots and clocks, but every merge keeps one sibling, the one
+// with the largest (Time, Dot), stamped by a hybrid logical clock
+// (HLCNext) so that a write that saw another is the larger.
+//
 // Everything here is pure: no goroutines, no clock, no randomness, no I/O.
 // Functions never modify their inputs and are safe to call concurrently on
 // shared inputs. Returned clocks and sibling slices are freshly allocated
