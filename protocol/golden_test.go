@@ -295,6 +295,7 @@ func goldenEncodings() []goldenEncoding {
 		Digest: bytes.Repeat([]byte{0x5a}, digestLen), Records: []MemberRecord{rec}, Serving: 7, Target: math.MaxUint64, Ready: 7, Settled: 7,
 		Sig: bytes.Repeat([]byte{0x3c}, sigLen)})
 	hb("minimal", &Heartbeat{V: Version, From: "n1", Time: 1})
+	hb("lww", &Heartbeat{V: Version, From: "n1", Time: 1, Conflicts: "lww", Sig: bytes.Repeat([]byte{0x3c}, sigLen)})
 	hb("zero", &Heartbeat{})
 	hb("invalid", &Heartbeat{V: 2, From: "a b", Time: math.MinInt64, Secret: strings.Repeat("s", 65), Digest: []byte{1}, Sig: []byte{2}})
 

@@ -13,7 +13,7 @@ package protocol
 // On the wire it is the msgpack map
 //
 //	{v: V, f: From, t: Time, s: Secret, d: Digest, r: [record...],
-//	 se: Serving, te: Target, re: Ready, sd: Settled, g: Sig}
+//	 se: Serving, te: Target, re: Ready, sd: Settled, cm: Conflicts, g: Sig}
 //
 // with the fields after t left out when empty or zero.
 type Heartbeat struct {
@@ -34,14 +34,20 @@ type Heartbeat struct {
 	// every partition it gains for, and of the serving ring it writes to
 	// alone (no previous ring left). Zero: none.
 	Serving, Target, Ready, Settled uint64
+	// Conflicts is the sender's conflict mode ("lww"), empty for the
+	// default ("siblings"), so that a default node's heartbeats are what
+	// they were before modes. Every node of a store must use the same;
+	// a receiver reports a peer whose mode differs from its own.
+	Conflicts string
 	// Sig is the sender's node key's signature over SigningBytes.
 	Sig []byte
 }
 
 // Limits of a heartbeat's fields.
 const (
-	maxSecretLen = 64 // a fingerprint is 16 hex digits
-	digestLen    = 32 // a SHA-256
+	maxSecretLen    = 64 // a fingerprint is 16 hex digits
+	maxConflictsLen = 16 // a mode's name
+	digestLen       = 32 // a SHA-256
 	// minRecordSize is the smallest encoding of a member record the
 	// decoder accepts: a map of its six required fields.
 	minRecordSize = 1 + 6*2 + nodeKeyLen
@@ -91,6 +97,9 @@ func appendHeartbeat(b []byte, h *Heartbeat) []byte {
 			b = m.uint(b, f.k, f.v)
 		}
 	}
+	if h.Conflicts != "" {
+		b = m.str(b, "cm", h.Conflicts)
+	}
 	if len(h.Sig) > 0 {
 		b = m.bin(b, "g", h.Sig)
 	}
@@ -98,7 +107,7 @@ func appendHeartbeat(b []byte, h *Heartbeat) []byte {
 }
 
 var (
-	heartbeatKeys    = keys([]string{"v", "f", "t", "s", "d", "r", "se", "te", "re", "sd", "g"}, "v", "f", "t")
+	heartbeatKeys    = keys([]string{"v", "f", "t", "s", "d", "r", "se", "te", "re", "sd", "cm", "g"}, "v", "f", "t")
 	memberRecordList = listSpec{name: "member records", minSize: minRecordSize, max: MaxMembers}
 )
 
@@ -136,6 +145,10 @@ func (d *decoder) heartbeat() (*Heartbeat, error) {
 			h.Ready, err = d.uint()
 		case "sd":
 			h.Settled, err = d.uint()
+		case "cm":
+			if h.Conflicts, err = d.str(); err == nil && len(h.Conflicts) > maxConflictsLen {
+				err = d.errorf("conflict mode of %d bytes", len(h.Conflicts))
+			}
 		case "g":
 			if h.Sig, err = d.bytes(); err == nil && len(h.Sig) != sigLen {
 				err = d.errorf("signature of %d bytes", len(h.Sig))

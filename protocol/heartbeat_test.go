@@ -25,6 +25,9 @@ func randHeartbeat(rng *rand.Rand) *Heartbeat {
 	if rng.Intn(2) == 0 {
 		h.Sig = bytes.Repeat([]byte{byte(rng.Intn(256))}, sigLen)
 	}
+	if rng.Intn(2) == 0 {
+		h.Conflicts = "lww"
+	}
 	return h
 }
 
@@ -55,6 +58,7 @@ func TestDecodeHeartbeatRefuses(t *testing.T) {
 		"bad sender":    func(h *Heartbeat) { h.From = "n.1" },
 		"version":       func(h *Heartbeat) { h.V = Version + 1 },
 		"long secret":   func(h *Heartbeat) { h.Secret = string(make([]byte, maxSecretLen+1)) },
+		"long mode":     func(h *Heartbeat) { h.Conflicts = string(make([]byte, maxConflictsLen+1)) },
 		"short digest":  func(h *Heartbeat) { h.Digest = h.Digest[:31] },
 		"short sig":     func(h *Heartbeat) { h.Sig = h.Sig[:63] },
 		"bad record":    func(h *Heartbeat) { h.Records[0].Key = "U" + testNodeKey[1:] },
@@ -83,7 +87,7 @@ func TestDecodeHeartbeatRefuses(t *testing.T) {
 func checkDecodeHeartbeat(t testing.TB, b []byte) *Heartbeat {
 	t.Helper()
 	return checkDecoded(t, "DecodeHeartbeat", b, DecodeHeartbeat, EncodeHeartbeat, func(h *Heartbeat) error {
-		if ValidateNodeID(h.From) != nil || len(h.Secret) > maxSecretLen || len(h.Digest) != 0 && len(h.Digest) != digestLen ||
+		if ValidateNodeID(h.From) != nil || len(h.Secret) > maxSecretLen || len(h.Conflicts) > maxConflictsLen || len(h.Digest) != 0 && len(h.Digest) != digestLen ||
 			len(h.Sig) != 0 && len(h.Sig) != sigLen || len(h.Records) > MaxMembers {
 			return errors.New("invalid heartbeat")
 		}

@@ -16,6 +16,13 @@ type NodeStatus struct {
 	Replicas   int    `json:"replicas"`
 	Partitions int    `json:"partitions"`
 	Prefix     string `json:"prefix"`
+	// Conflicts is the node's conflict mode: "siblings" or "lww"
+	// (last-writer-wins). Every node of a store must use the same.
+	Conflicts string `json:"conflicts"`
+	// OtherConflicts lists the members whose heartbeats show another
+	// mode than this node's, as "id=mode": a misconfigured store whose
+	// replicas will not converge.
+	OtherConflicts []string `json:"other_conflicts,omitempty"`
 	// Members are the store's members as this node knows them; Alive
 	// those it heard from lately (itself included).
 	Members []string `json:"members"`
