@@ -48,6 +48,7 @@ func (n *Node) Status() protocol.NodeStatus {
 	st := protocol.NodeStatus{
 		Node: n.cfg.ID, Version: Version, Key: n.publicKey, Actor: n.actor, Started: n.startTime.UnixNano(),
 		Replicas: n.cfg.Replicas, Partitions: n.cfg.Partitions, Prefix: n.subjects.Prefix,
+		Conflicts: n.conflicts.String(), OtherConflicts: n.otherConflictsList(),
 		Members: n.Members(), Alive: n.Heard(), Inflight: n.inflight.Load(),
 		Suspect: n.live.in(membership.Suspect), Down: n.live.in(membership.Down),
 		RefusedHeartbeats: n.gossip.refused.Load(), RefusedRecords: n.mem.refused.Load(), ReadRepairs: n.readRepairs.Load(), DC: n.cfg.DataCenter, Chores: n.choresOwner(),

@@ -388,7 +388,7 @@ func (n *Node) mergeLocal(ctx context.Context, p int, key string, obj *protocol.
 		if obj == nil {
 			return nil, nil
 		}
-		m, err := syncInto(obj)(old)
+		m, err := syncInto(n.conflicts, obj)(old)
 		changed = m != nil
 		return m, err
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/kvmesh/kvmesh/node/clock"
 	"github.com/kvmesh/kvmesh/node/disk"
 	"github.com/kvmesh/kvmesh/node/transport"
+	"github.com/kvmesh/kvmesh/node/version"
 	"github.com/kvmesh/kvmesh/protocol"
 )
 
@@ -91,6 +92,16 @@ type Config struct {
 	// AntiEntropyRate bounds the records a round syncs, pulled or pushed,
 	// a second. Default 5000.
 	AntiEntropyRate int
+	// Conflicts is how the store resolves concurrent writes of a key:
+	// "siblings" (the default; "" too) keeps them as siblings until a
+	// write that saw them supersedes them, and loses none; "lww"
+	// (last-writer-wins) keeps one value per key, the write with the
+	// latest hybrid-logical-clock timestamp, and loses the others, as
+	// Cassandra does. Every node of a store must use the same: a replica
+	// merges by its own mode, so replicas of different modes never
+	// agree. A node hears its peers' modes in their heartbeats and logs
+	// and reports those that differ (Status.OtherConflicts).
+	Conflicts string
 	// TombstoneGrace is how old a tombstone must be before compaction may
 	// purge it, once every replica holds it (compact.go): longer than
 	// any clock skew between nodes and than a hint may wait to be
@@ -188,6 +199,9 @@ func (c *Config) Validate() error {
 		if err := protocol.ValidateNodeID(m); err != nil {
 			return fmt.Errorf("config: member %q: %w", m, err)
 		}
+	}
+	if _, err := version.ParseConflicts(c.Conflicts); err != nil {
+		return fmt.Errorf("config: %w", err)
 	}
 	if _, err := protocol.NewSubjects(c.Prefix); err != nil {
 		return fmt.Errorf("config: prefix: %w", err)

@@ -6,7 +6,7 @@
 // network, the disk and the clock:
 //
 //	ring       partitions and preference lists (pure)
-//	version    dotted version vectors: update, sync, prune (pure)
+//	version    dotted version vectors: update, sync, prune; last-writer-wins (pure)
 //	quorum     counting replies, merging reads (pure)
 //	coord      the read, write and forward state machines (pure)
 //	membership the failure detector, signed member records (pure)

@@ -132,8 +132,11 @@ func (n *Node) fallbacks(p int) []string {
 // finish is called once, from some delivery goroutine.
 func (n *Node) coordinateRead(key string, p int, owners []string, q quorumReq, finish func(*protocol.Object, error)) {
 	op, eff := coord.StartRead(coord.ReadSpec{Self: n.cfg.ID, Key: key, Owners: n.live.order(owners), R: q.n, PR: q.p,
-		Fallbacks: n.fallbacks(p), Down: n.live.down()}, n.clock.Now(), n.cfg.RequestTimeout)
-	n.drive(p, key, op, eff, func(a coord.Answer) { finish(a.Obj, a.Err) }, nil)
+		Fallbacks: n.fallbacks(p), Down: n.live.down(), Conflicts: n.conflicts}, n.clock.Now(), n.cfg.RequestTimeout)
+	n.drive(p, key, op, eff, func(a coord.Answer) {
+		n.observe(a.Obj)
+		finish(a.Obj, a.Err)
+	}, nil)
 }
 
 // coordinateWrite starts a write of sib with the client's context ctx,
@@ -182,15 +185,16 @@ func (n *Node) repair(p int, key string, obj *protocol.Object, nodes []string) {
 	n.readRepairs.Add(int64(len(nodes)))
 	n.sendAll(nil, nodes, protocol.Item{Tag: noReplyTag, Op: protocol.RPCWrite, Key: key, Obj: obj})
 	if slices.Contains(nodes, n.cfg.ID) {
-		_ = n.st.Apply(p, key, syncInto(obj), func(*protocol.Object, error) {})
+		_ = n.st.Apply(p, key, syncInto(n.conflicts, obj), func(*protocol.Object, error) {})
 	}
 }
 
-// syncInto returns the store merge that folds obj into the stored object,
-// writing nothing when the stored object already contains it.
-func syncInto(obj *protocol.Object) func(*protocol.Object) (*protocol.Object, error) {
+// syncInto returns the store merge that folds obj into the stored object
+// by the store's mode c, writing nothing when the stored object already
+// contains it.
+func syncInto(c version.Conflicts, obj *protocol.Object) func(*protocol.Object) (*protocol.Object, error) {
 	return func(old *protocol.Object) (*protocol.Object, error) {
-		m := version.Sync(old, obj)
+		m := c.Sync(old, obj)
 		if old != nil && version.Equal(m, old) {
 			return nil, nil
 		}

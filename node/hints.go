@@ -303,7 +303,7 @@ func (n *Node) serveHinted(p int, it *protocol.Item, add func(protocol.Result)) 
 	k := hintKey{p, it.Hint}
 	tag := it.Tag
 	n.hints.begin(p)
-	err := n.st.Apply(p, it.Key, syncInto(it.Obj), func(_ *protocol.Object, err error) {
+	err := n.st.Apply(p, it.Key, syncInto(n.conflicts, it.Obj), func(_ *protocol.Object, err error) {
 		if err != nil {
 			n.hints.end(p)
 			add(protocol.ResultError(tag, err))

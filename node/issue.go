@@ -28,12 +28,14 @@ import (
 // meanwhile wait in line for it (loading), so none can be issued from an
 // object older than another's.
 type issuer struct {
-	st      *store.Store
-	self    string
-	now     func() time.Time // sibling timestamps
-	read    func(p int, key string, done func(*protocol.Object, error))
-	seed    maphash.Seed
-	stripes [64]stripe
+	st        *store.Store
+	self      string
+	now       func() time.Time  // sibling timestamps
+	conflicts version.Conflicts // how a write applies to the key's object
+	hlc       *hlc              // timestamps in last-writer-wins mode
+	read      func(p int, key string, done func(*protocol.Object, error))
+	seed      maphash.Seed
+	stripes   [64]stripe
 	// floor is the highest counter of this actor in a clock that
 	// tombstone compaction purged (compact.go): a key with no stored
 	// object is issued from it, so that a new dot never repeats one that
@@ -59,8 +61,8 @@ type issueReq struct {
 	failed func(error)
 }
 
-func newIssuer(st *store.Store, self string, now func() time.Time, read func(int, string, func(*protocol.Object, error))) *issuer {
-	is := &issuer{st: st, self: self, now: now, read: read, seed: maphash.MakeSeed()}
+func newIssuer(st *store.Store, self string, now func() time.Time, read func(int, string, func(*protocol.Object, error)), c version.Conflicts, h *hlc) *issuer {
+	is := &issuer{st: st, self: self, now: now, read: read, conflicts: c, hlc: h, seed: maphash.MakeSeed()}
 	for i := range is.stripes {
 		is.stripes[i].pending = make(map[string]*protocol.Object)
 		is.stripes[i].loading = make(map[string][]*issueReq)
@@ -139,6 +141,11 @@ func (is *issuer) loaded(s *stripe, key string, obj *protocol.Object, err error)
 // Nothing is issued when it returns an error.
 func (is *issuer) apply(s *stripe, base *protocol.Object, r *issueReq) error {
 	r.sib.Time = is.now().UnixNano()
+	if is.conflicts == version.LastWriterWins {
+		// Later than every write of the key this node holds, so that a
+		// write that saw another wins over it.
+		r.sib.Time = is.hlc.stamp(r.sib.Time, version.MaxTime(base))
+	}
 	r.sib.Expires = 0
 	if r.ttl > 0 {
 		r.sib.Expires = addSat(r.sib.Time, int64(r.ttl))
@@ -146,12 +153,12 @@ func (is *issuer) apply(s *stripe, base *protocol.Object, r *issueReq) error {
 	if f := is.floor.Load(); base == nil && f > 0 {
 		base = &protocol.Object{Clock: protocol.Clock{{Node: is.self, Counter: f}}}
 	}
-	obj, err := version.Update(base, r.ctx, is.self, r.sib)
+	obj, err := is.conflicts.Update(base, r.ctx, is.self, r.sib)
 	if err != nil {
 		return err
 	}
 	var sent atomic.Bool
-	err = is.st.ApplyLogged(r.p, r.key, syncInto(obj), func() {
+	err = is.st.ApplyLogged(r.p, r.key, syncInto(is.conflicts, obj), func() {
 		sent.Store(true)
 		r.logged(obj)
 	}, func(_ *protocol.Object, err error) {

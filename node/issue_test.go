@@ -53,7 +53,7 @@ func TestIssueWaitsInLineForAColdKey(t *testing.T) {
 			done(st.Get(p, key))
 		}()
 	}
-	is := newIssuer(st, actor, time.Now, read)
+	is := newIssuer(st, actor, time.Now, read, version.KeepSiblings, &hlc{})
 	const writers = 8
 	var wg sync.WaitGroup
 	wg.Add(writers)

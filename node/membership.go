@@ -408,6 +408,7 @@ func (n *Node) HandleGossip(topic string, data []byte) {
 	} else {
 		n.otherSecret.Delete(h.From)
 	}
+	n.checkConflicts(h)
 	_, seen := n.heard.Swap(h.From, true)
 	if c := n.live.observe(h.From, n.clock.Now()); c != nil {
 		n.log.Info("member heard again", "member", c.ID, "was", c.From.String())
@@ -478,7 +479,7 @@ func (n *Node) heartbeat() {
 	set := n.mem.records()
 	h := protocol.Heartbeat{V: protocol.Version, From: n.cfg.ID, Time: n.gossip.nextTime(n.clock.Now().UnixNano()), Secret: n.ctxKey.Fingerprint(),
 		Digest: *n.mem.digest.Load(), Serving: membership.Epoch(n.mem.ring().Members()),
-		Target: membership.Epoch(n.mem.targetRing().Members()), Ready: n.rebal.ready.Load()}
+		Target: membership.Epoch(n.mem.targetRing().Members()), Ready: n.rebal.ready.Load(), Conflicts: n.heartbeatConflicts()}
 	if n.mem.targetRing() == n.mem.ring() && len(*n.mem.prev.Load()) == 0 {
 		h.Settled = h.Serving
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/kvmesh/kvmesh/node/membership"
 	"github.com/kvmesh/kvmesh/node/store"
 	"github.com/kvmesh/kvmesh/node/transport"
+	"github.com/kvmesh/kvmesh/node/version"
 	"github.com/kvmesh/kvmesh/protocol"
 )
 
@@ -47,8 +48,10 @@ type Node struct {
 	clock     clock.Clock
 	st        *store.Store
 	issuer    *issuer
-	actor     string // this run's id in causal clocks (identity.go)
-	runFile   string // the run record, marked when the store fails
+	conflicts version.Conflicts // Config.Conflicts
+	hlc       hlc               // stamps writes in last-writer-wins mode
+	actor     string            // this run's id in causal clocks (identity.go)
+	runFile   string            // the run record, marked when the store fails
 	runRec    runRecord
 	key       nkeys.KeyPair // the node's identity (nodekey.go)
 	publicKey string
@@ -69,16 +72,19 @@ type Node struct {
 	leftOnce    sync.Once
 	live        liveness // the failure detector (membership.go)
 	otherSecret sync.Map // member id -> true: its heartbeats show another secret (logged once)
-	inflight    atomic.Int64
-	readRepairs atomic.Int64 // replicas a read sent the merged object to
-	ae          antiEntropy  // antientropy.go
-	compacted   compaction   // compact.go
-	hints       *hintBook    // hints this node holds as a fallback (hints.go)
-	sloppy      atomic.Int64 // writes this node coordinated that fallbacks acknowledged
-	hintPace    sync.Mutex   // guards hintNext
-	hintNext    time.Time    // when the handoff may push its next records (HintRate)
-	reads       chan readJob // for the reader goroutines (reads.go)
-	pageBudget  int          // bytes of records a pulled page may hold (transfer.go)
+	// otherConflicts: member id -> the mode its heartbeats show, for the
+	// members whose mode differs from this node's (logged once).
+	otherConflicts sync.Map
+	inflight       atomic.Int64
+	readRepairs    atomic.Int64 // replicas a read sent the merged object to
+	ae             antiEntropy  // antientropy.go
+	compacted      compaction   // compact.go
+	hints          *hintBook    // hints this node holds as a fallback (hints.go)
+	sloppy         atomic.Int64 // writes this node coordinated that fallbacks acknowledged
+	hintPace       sync.Mutex   // guards hintNext
+	hintNext       time.Time    // when the handoff may push its next records (HintRate)
+	reads          chan readJob // for the reader goroutines (reads.go)
+	pageBudget     int          // bytes of records a pulled page may hold (transfer.go)
 
 	stop      chan struct{} // closed by Close: stops the loops
 	wg        sync.WaitGroup
@@ -115,6 +121,7 @@ func New(cfg Config) (*Node, error) {
 	if n.clock == nil {
 		n.clock = clock.Real{}
 	}
+	n.conflicts, _ = version.ParseConflicts(cfg.Conflicts)
 	suspect, down := cfg.SuspectAfter, cfg.DownAfter
 	if suspect == 0 {
 		suspect = 3 * cfg.Heartbeat
@@ -241,7 +248,7 @@ func (n *Node) start(ctx context.Context) error {
 		return fmt.Errorf("load hints: %w", err)
 	}
 	n.startReaders()
-	n.issuer = newIssuer(st, n.actor, n.clock.Now, n.readStore)
+	n.issuer = newIssuer(st, n.actor, n.clock.Now, n.readStore, n.conflicts, &n.hlc)
 	if err := n.loadPurgeFloor(); err != nil {
 		return fmt.Errorf("purge floor: %w", err)
 	}

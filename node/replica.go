@@ -71,11 +71,12 @@ func (n *Node) serveItem(from string, it *protocol.Item, add func(protocol.Resul
 			add(protocol.Result{Tag: tag, Obj: obj})
 		})
 	case protocol.RPCWrite:
+		n.observe(it.Obj)
 		if it.Hint != "" {
 			n.serveHinted(p, it, add)
 			return
 		}
-		err := n.st.Apply(p, it.Key, syncInto(it.Obj), func(_ *protocol.Object, err error) {
+		err := n.st.Apply(p, it.Key, syncInto(n.conflicts, it.Obj), func(_ *protocol.Object, err error) {
 			if err != nil {
 				fail(err)
 				return

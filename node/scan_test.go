@@ -159,7 +159,7 @@ func storeAll(t testing.TB, n *Node, keys []string, objs []*protocol.Object) {
 	t.Helper()
 	done := make(chan error, len(keys))
 	for i, k := range keys {
-		err := n.st.Apply(protocol.PartitionOf(k, transferQ), k, syncInto(objs[i]), func(_ *protocol.Object, err error) { done <- err })
+		err := n.st.Apply(protocol.PartitionOf(k, transferQ), k, syncInto(version.KeepSiblings, objs[i]), func(_ *protocol.Object, err error) { done <- err })
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -103,7 +103,7 @@ func (n *Node) applyPage(ctx context.Context, p int, recs []protocol.Record) (in
 		r := &recs[i]
 		bytes += r.Size()
 		for {
-			err := n.st.Apply(p, r.Key, syncInto(r.Obj), func(_ *protocol.Object, err error) { done <- err })
+			err := n.st.Apply(p, r.Key, syncInto(n.conflicts, r.Obj), func(_ *protocol.Object, err error) { done <- err })
 			if err == nil {
 				queued++
 				break

@@ -12,8 +12,10 @@
 // back what comes of them (node/drive.go). quorum.Tally counts the
 // answers and quorum.MergeReads merges what reads return.
 //
-// Sloppy quorums with fallbacks and PW/PR are decided here (Write, Read);
-// last-writer-wins and per-data-center quorums will be too.
+// Sloppy quorums with fallbacks and PW/PR are decided here (Write, Read),
+// and a Read merges replies by the store's conflict mode
+// (ReadSpec.Conflicts: siblings, or last-writer-wins); per-data-center
+// quorums will be too.
 package coord
 
 import (

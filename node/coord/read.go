@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/kvmesh/kvmesh/node/quorum"
+	"github.com/kvmesh/kvmesh/node/version"
 	"github.com/kvmesh/kvmesh/protocol"
 )
 
@@ -29,9 +30,10 @@ import (
 // a hinted copy for its owner, not a replica.
 type Read struct {
 	key       string
-	nodes     []string // to ask, in order: this node first when it is an owner
-	owners    []string // the key's owners (the rest of nodes are fallbacks)
-	self      bool     // nodes[0] is this node
+	nodes     []string          // to ask, in order: this node first when it is an owner
+	owners    []string          // the key's owners (the rest of nodes are fallbacks)
+	self      bool              // nodes[0] is this node
+	conflicts version.Conflicts // how replies merge (ReadSpec.Conflicts)
 	tally     *quorum.Tally
 	objs      map[string]*protocol.Object
 	answered  map[string]bool
@@ -57,6 +59,9 @@ type ReadSpec struct {
 	// a strict quorum); Down the nodes the failure detector holds down
 	// now (nil: none).
 	Fallbacks, Down []string
+	// Conflicts is the store's mode, by which replies merge
+	// (quorum.MergeReads). The zero value keeps siblings.
+	Conflicts version.Conflicts
 }
 
 // NewRead starts a read of key from owners (the key's preference list)
@@ -91,7 +96,7 @@ func StartRead(s ReadSpec, now time.Time, timeout time.Duration) (*Read, Effects
 			}
 		}
 	}
-	op := &Read{key: s.Key, nodes: order, owners: s.Owners, self: len(order) > 0 && order[0] == s.Self,
+	op := &Read{key: s.Key, conflicts: s.Conflicts, nodes: order, owners: s.Owners, self: len(order) > 0 && order[0] == s.Self,
 		tally:    quorum.NewTally(order, s.R),
 		objs:     make(map[string]*protocol.Object, len(s.Owners)),
 		answered: make(map[string]bool, len(s.Owners)),
@@ -143,7 +148,7 @@ func (op *Read) OnResult(from string, res *protocol.Result, err error, now time.
 	if !op.responded && (op.succeeded() || last) {
 		op.responded = true
 		if op.succeeded() {
-			merged, _ := quorum.MergeReads(op.objs)
+			merged, _ := quorum.MergeReads(op.conflicts, op.objs)
 			eff.Answer = &Answer{Obj: merged}
 		} else {
 			eff.Answer = &Answer{Err: op.err()}
@@ -219,7 +224,7 @@ func (op *Read) complete() Effects {
 	}
 	op.done = true
 	eff := Effects{Done: true}
-	merged, stale := quorum.MergeReads(op.objs)
+	merged, stale := quorum.MergeReads(op.conflicts, op.objs)
 	if len(op.nodes) > len(op.owners) {
 		stale = slices.DeleteFunc(stale, func(id string) bool { return !slices.Contains(op.owners, id) })
 	}

@@ -9,17 +9,18 @@ import (
 )
 
 // MergeReads merges the objects that replicas returned for one key, keyed
-// by node id (a nil object: the replica has none), with version.Sync. It
+// by node id (a nil object: the replica has none), by the store's mode c
+// (version.Sync, or version.SyncLWW: one value). It
 // returns the merged object, nil if every reply was nil or empty, and the
 // sorted ids of the replicas whose object is not version.Equal to it: they
 // missed a write or still hold a superseded sibling, and need read repair
 // (sending them the merged object). A replica that has no object while
 // the merge is nil is not stale. MergeReads modifies none of the replies.
-func MergeReads(replies map[string]*protocol.Object) (merged *protocol.Object, stale []string) {
+func MergeReads(c version.Conflicts, replies map[string]*protocol.Object) (merged *protocol.Object, stale []string) {
 	nodes := slices.Sorted(maps.Keys(replies))
 	for _, n := range nodes {
 		if o := replies[n]; o != nil {
-			merged = version.Sync(merged, o)
+			merged = c.Sync(merged, o)
 		}
 	}
 	if merged != nil && len(merged.Clock) == 0 && len(merged.Siblings) == 0 {

@@ -92,7 +92,7 @@ func TestMergeReads(t *testing.T) {
 			for n, o := range tc.replies {
 				before[n] = deepCopy(o)
 			}
-			got, stale := MergeReads(tc.replies)
+			got, stale := MergeReads(version.KeepSiblings, tc.replies)
 			if (got == nil) != (tc.want == nil) || !version.Equal(got, tc.want) {
 				t.Fatalf("merged = %+v, want %+v", got, tc.want)
 			}
@@ -143,7 +143,7 @@ func TestMergeReadsProperties(t *testing.T) {
 					}
 				}
 			case 1: // a read: its context may be used later
-				merged, _ := MergeReads(replicas)
+				merged, _ := MergeReads(version.KeepSiblings, replicas)
 				if merged != nil {
 					ctxs = append(ctxs, merged.Clock)
 				}
@@ -159,7 +159,7 @@ func TestMergeReadsProperties(t *testing.T) {
 					replies[n] = replicas[n]
 				}
 			}
-			merged, stale := MergeReads(replies)
+			merged, stale := MergeReads(version.KeepSiblings, replies)
 
 			var want *protocol.Object
 			for _, n := range rng.Perm(len(nodes)) {
@@ -222,8 +222,31 @@ func BenchmarkMergeReads(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				sinkObj, _ = MergeReads(bc.replies)
+				sinkObj, _ = MergeReads(version.KeepSiblings, bc.replies)
 			}
 		})
+	}
+}
+
+// TestMergeReadsLastWriterWins: in last-writer-wins mode the merge of
+// replicas that took concurrent writes is one value, the latest, and
+// every replica that does not hold exactly it is stale.
+func TestMergeReadsLastWriterWins(t *testing.T) {
+	x := &protocol.Object{Clock: protocol.Clock{{Node: "a", Counter: 1}}, Siblings: []protocol.Sibling{{Dot: protocol.Dot{Node: "a", Counter: 1}, Value: []byte("x"), Time: 5}}}
+	y := &protocol.Object{Clock: protocol.Clock{{Node: "b", Counter: 1}}, Siblings: []protocol.Sibling{{Dot: protocol.Dot{Node: "b", Counter: 1}, Value: []byte("y"), Time: 6}}}
+	replies := map[string]*protocol.Object{"a": x, "b": y, "c": nil}
+	merged, stale := MergeReads(version.LastWriterWins, replies)
+	if len(merged.Siblings) != 1 || string(merged.Siblings[0].Value) != "y" || len(merged.Clock) != 2 {
+		t.Fatalf("merged %+v, want y under both clocks", merged)
+	}
+	if !slices.Equal(stale, []string{"a", "b", "c"}) {
+		t.Fatalf("stale %v: b lacks a's clock entry, a and c the value", stale)
+	}
+	if merged, _ := MergeReads(version.KeepSiblings, replies); len(merged.Siblings) != 2 {
+		t.Fatalf("KeepSiblings merged %+v, want both siblings", merged)
+	}
+	again, stale := MergeReads(version.LastWriterWins, map[string]*protocol.Object{"a": merged, "b": merged})
+	if len(stale) != 0 || !version.Equal(again, merged) {
+		t.Fatalf("repaired replicas: %+v stale %v", again, stale)
 	}
 }
