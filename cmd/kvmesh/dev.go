@@ -27,6 +27,7 @@ func cmdDev(args []string, stdout, stderr io.Writer) error {
 	cport := fs.Int("cluster-port", 6222, "route port of the first node (the others use the next ports)")
 	nodes := fs.Int("nodes", 3, "number of nodes")
 	level := fs.String("log-level", "error", "debug, info, warn or error")
+	conflicts := fs.String("conflicts", "siblings", conflictsUsage)
 	if err := cli.ParseFlagsOnly(fs, args); err != nil {
 		return err
 	}
@@ -63,10 +64,11 @@ func cmdDev(args []string, stdout, stderr io.Writer) error {
 		cfg.Listen = fmt.Sprintf("127.0.0.1:%d", *port+i)
 		cfg.Cluster = fmt.Sprintf("127.0.0.1:%d", *cport+i)
 		cfg.Peers = peers
+		cfg.Conflicts = *conflicts
 		cfg.Logger = log
 		cfg.NATSLog = true
 		if ns[i], err = node.New(cfg); err != nil {
-			return err
+			return cli.Usagef("%s", err)
 		}
 		wg.Add(1)
 		go func(i int) {

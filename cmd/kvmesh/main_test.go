@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvmesh/kvmesh/client"
 	"github.com/kvmesh/kvmesh/node"
 	"github.com/kvmesh/kvmesh/node/clock"
 )
@@ -261,5 +263,45 @@ func TestPutTTL(t *testing.T) {
 	}
 	if code, _, errs := kvmesh(t, "", "get", "--ttl", "30s", "session.1"); code != 2 {
 		t.Fatalf("get --ttl: %d %q, want a usage error", code, errs)
+	}
+}
+
+// TestStatusConflicts: status says when the store runs last-writer-wins,
+// and fails (exit 1) when its nodes, or the peers they hear, are in
+// different modes; node refuses a mode it does not know.
+func TestStatusConflicts(t *testing.T) {
+	n := startNodeIn(t, t.TempDir(), func(cfg *node.Config) { cfg.Conflicts = "lww" })
+	t.Setenv("KVMESH_URL", n.ClientURL())
+	code, out, errs := kvmesh(t, "", "status")
+	if code != 0 || !strings.Contains(out, "conflicts: lww") {
+		t.Fatalf("status of an lww node: %d %q %q", code, out, errs)
+	}
+	code, out, _ = kvmesh(t, "", "status", "--json")
+	var sts []map[string]any
+	if code != 0 || json.Unmarshal([]byte(out), &sts) != nil || sts[0]["conflicts"] != "lww" {
+		t.Fatalf("status --json: %d %q", code, out)
+	}
+
+	for _, tc := range []struct {
+		name string
+		sts  []client.NodeStatus
+		bad  bool
+	}{
+		{"one mode", []client.NodeStatus{{Node: "n1", Conflicts: "siblings"}, {Node: "n2", Conflicts: "siblings"}}, false},
+		{"an older node says nothing", []client.NodeStatus{{Node: "n1", Conflicts: "siblings"}, {Node: "n2"}}, false},
+		{"two modes", []client.NodeStatus{{Node: "n1", Conflicts: "lww"}, {Node: "n2", Conflicts: "siblings"}}, true},
+		{"a peer heard in another", []client.NodeStatus{{Node: "n1", Conflicts: "lww", OtherConflicts: []string{"n3=siblings"}}}, true},
+	} {
+		err := checkConflicts(io.Discard, tc.sts, true)
+		if (err != nil) != tc.bad {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+		if tc.bad && !strings.Contains(err.Error(), "--conflicts") {
+			t.Errorf("%s: %v does not say what to do", tc.name, err)
+		}
+	}
+
+	if code, _, errs := kvmesh(t, "", "node", "--id", "x", "--data", t.TempDir(), "--conflicts", "newest"); code != 2 || !strings.Contains(errs, "conflicts") {
+		t.Fatalf("node --conflicts newest: %d %q", code, errs)
 	}
 }

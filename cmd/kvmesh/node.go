@@ -42,6 +42,7 @@ func nodeFlags(fs *flag.FlagSet, cfg *node.Config, peers *string, logLevel *stri
 	fs.StringVar(&cfg.DataCenter, "dc", "", "the node's data center (each has its own chores owner)")
 	fs.IntVar(&cfg.HintRate, "hint-rate", cfg.HintRate, "records/s the hinted handoff pushes to owners that are back (-1: unthrottled)")
 	fs.DurationVar(&cfg.AutoRemoveAfter, "auto-remove-after", 0, "remove a member down this long, as kvmesh admin remove would (0: never, the default)")
+	fs.StringVar(&cfg.Conflicts, "conflicts", "siblings", conflictsUsage)
 	fs.DurationVar(&cfg.AntiEntropy, "anti-entropy", cfg.AntiEntropy, "pause between anti-entropy rounds, which compare every partition with its other owners (negative: off)")
 	fs.IntVar(&cfg.AntiEntropyRate, "anti-entropy-rate", cfg.AntiEntropyRate, "records anti-entropy may sync a second")
 	fs.BoolVar(&cfg.StrictQuorum, "strict-quorum", false, "count only the key's own owners toward R and W (no sloppy quorum fallbacks)")
@@ -52,6 +53,9 @@ func nodeFlags(fs *flag.FlagSet, cfg *node.Config, peers *string, logLevel *stri
 	fs.StringVar(&cfg.RunDir, "run-dir", "", "directory of the node's run record, outside the data dir, ideally tmpfs (default /dev/shm, else the temp dir)")
 	plantedFlags(fs, cfg)
 }
+
+// conflictsUsage is the help of --conflicts, for node and dev.
+const conflictsUsage = "how concurrent writes of a key resolve: siblings (keep them all, the default) or lww (last writer wins: one value per key, concurrent writes lost); the same on every node"
 
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	var l slog.Level

@@ -87,6 +87,9 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	if len(failed) > 0 {
 		missing = errors.Join(missing, fmt.Errorf("the store of %s has failed: it takes no writes until it is restarted", strings.Join(failed, ", ")))
 	}
+	if err := checkConflicts(stdout, sts, !*asJSON); err != nil {
+		missing = errors.Join(missing, err)
+	}
 	return missing
 }
 
@@ -112,6 +115,39 @@ func hintsColumn(h protocol.HintStatus) string {
 		return "-"
 	}
 	return strings.Join(parts, ", ")
+}
+
+// checkConflicts checks that every node answering, and every peer they
+// hear, resolves conflicts in the same mode; with print it says the
+// mode when it is not the default. A store whose nodes differ is broken:
+// their replicas never converge.
+func checkConflicts(w io.Writer, sts []client.NodeStatus, print bool) error {
+	modes := map[string]string{} // node -> mode
+	for _, st := range sts {
+		modes[st.Node] = cmp.Or(st.Conflicts, "siblings")
+		for _, o := range st.OtherConflicts {
+			if id, mode, ok := strings.Cut(o, "="); ok && modes[id] == "" {
+				modes[id] = mode
+			}
+		}
+	}
+	byMode := map[string][]string{}
+	for id, mode := range modes {
+		byMode[mode] = append(byMode[mode], id)
+	}
+	if len(byMode) > 1 {
+		var parts []string
+		for mode, ids := range byMode {
+			slices.Sort(ids)
+			parts = append(parts, mode+": "+strings.Join(ids, ","))
+		}
+		slices.Sort(parts)
+		return fmt.Errorf("the nodes resolve conflicts in different modes (%s): their replicas will not converge; give every node the same --conflicts", strings.Join(parts, "; "))
+	}
+	if print && len(byMode["lww"]) > 0 {
+		fmt.Fprintln(w, "\nconflicts: lww (last writer wins: one value per key, concurrent writes lost)")
+	}
+	return nil
 }
 
 // printMembers prints the member records as the first node that has any
