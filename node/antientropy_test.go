@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvmesh/kvmesh/client"
 	"github.com/kvmesh/kvmesh/node"
 	"github.com/kvmesh/kvmesh/protocol"
 )
@@ -335,5 +336,38 @@ func BenchmarkAntiEntropyRefill(b *testing.B) {
 		b.Logf("100k keys: converged %v after the start returned, %v after the restart began", took, total)
 		cancel()
 		c.close()
+	}
+}
+
+// TestExpiredValuesArePurged: a value written with a TTL is purged from
+// every replica once it expired more than the grace period ago and the
+// rounds compared its partition with every owner.
+func TestExpiredValuesArePurged(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real nodes")
+	}
+	c := startCluster(t, 3, func(cfg *node.Config) {
+		cfg.TombstoneGrace = 300 * time.Millisecond
+		cfg.AntiEntropy = aeInterval
+	})
+	ctx := testCtx(t)
+	cl := c.client(0)
+	if _, err := cl.Put(ctx, "ttl-key", []byte("v"), client.W("all"), client.WithTTL(300*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := c.nodes[1].Replica("ttl-key"); o == nil {
+		t.Fatal("the put is not on n2")
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for _, n := range c.nodes {
+		for {
+			if o, _ := n.Replica("ttl-key"); o == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s still holds the expired value", n.ID())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 }

@@ -10,7 +10,8 @@ import (
 	"github.com/kvmesh/kvmesh/protocol"
 )
 
-// Tombstone compaction. A delete leaves a tombstone: the key's clock and
+// Tombstone compaction. A value whose TTL expired counts as a tombstone
+// dated at its expiry. A delete leaves a tombstone: the key's clock and
 // a deleted sibling, which supersede the values it deleted on every
 // replica they reach. A replica purges (deletes the record of) a key
 // whose siblings are all tombstones once both hold:
@@ -80,14 +81,16 @@ func (n *Node) raisePurgeFloor(f uint64) error {
 	return nil
 }
 
-// purgeable reports whether o is all tombstones, the newest written
-// before cutoff (unix nanoseconds).
+// purgeable reports whether o is all tombstones written before cutoff
+// (unix nanoseconds), or values that expired before it (a put with a
+// TTL: its expiry is a tombstone every replica agrees on).
 func purgeable(o *protocol.Object, cutoff int64) bool {
 	if o == nil || len(o.Siblings) == 0 {
 		return false
 	}
-	for _, s := range o.Siblings {
-		if !s.Deleted || s.Time >= cutoff {
+	for i := range o.Siblings {
+		s := &o.Siblings[i]
+		if !(s.Deleted && s.Time < cutoff || s.Expired(cutoff)) {
 			return false
 		}
 	}
