@@ -74,15 +74,7 @@ func (n *Node) startAntiEntropy() {
 	if n.cfg.AntiEntropy <= 0 {
 		return
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	n.wg.Add(2)
-	go func() {
-		defer n.wg.Done()
-		<-n.stop
-		cancel()
-	}()
-	go func() {
-		defer n.wg.Done()
+	n.spawn(func(ctx context.Context) {
 		// The first round once the peers' heartbeats had time to come in:
 		// a node restarted after missing writes starts repairing at once.
 		pause := min(n.cfg.AntiEntropy, 2*n.cfg.Heartbeat)
@@ -90,7 +82,7 @@ func (n *Node) startAntiEntropy() {
 			n.antiEntropyRound(ctx)
 			pause = n.cfg.AntiEntropy
 		}
-	}()
+	})
 }
 
 // sleep waits d on the node's clock; false when ctx ended first.

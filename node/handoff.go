@@ -52,15 +52,7 @@ const pushItems = 256
 // once when a member's liveness or the members change. It stops with
 // the node.
 func (n *Node) startHandoff() {
-	ctx, cancel := context.WithCancel(context.Background())
-	n.wg.Add(2)
-	go func() {
-		defer n.wg.Done()
-		<-n.stop
-		cancel()
-	}()
-	go func() {
-		defer n.wg.Done()
+	n.spawn(func(context.Context) {
 		defer n.hints.failAll(n.shuttingDown())
 		for {
 			select {
@@ -70,10 +62,8 @@ func (n *Node) startHandoff() {
 				n.hints.write(n.st)
 			}
 		}
-	}()
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
+	})
+	n.spawn(func(ctx context.Context) {
 		t := n.clock.NewTicker(n.cfg.Heartbeat)
 		defer t.Stop()
 		for {
@@ -87,7 +77,7 @@ func (n *Node) startHandoff() {
 				n.handoffRound(ctx, n.mem.ring())
 			}
 		}
-	}()
+	})
 }
 
 // handoffRound delivers what can be delivered of every hint held.

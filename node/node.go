@@ -388,6 +388,22 @@ func (n *Node) dropLeftRoutes(before, after membership.Set) {
 	}()
 }
 
+// spawn runs f on a goroutine the node owns: f's ctx ends when the node
+// closes, and Close waits for f to return.
+func (n *Node) spawn(f func(ctx context.Context)) {
+	ctx, cancel := context.WithCancel(context.Background())
+	n.wg.Add(2)
+	go func() {
+		defer n.wg.Done()
+		<-n.stop
+		cancel()
+	}()
+	go func() {
+		defer n.wg.Done()
+		f(ctx)
+	}()
+}
+
 // splitHostPort parses "host:port"; port 0 becomes -1 (a random port).
 func splitHostPort(addr string) (string, int, error) {
 	h, p, err := net.SplitHostPort(addr)

@@ -116,15 +116,7 @@ func (rb *rebalance) all(ids []string, ok func(epochs) bool) bool {
 
 // startRebalance starts the rebalancing loop; it stops with the node.
 func (n *Node) startRebalance() {
-	ctx, cancel := context.WithCancel(context.Background())
-	n.wg.Add(2)
-	go func() {
-		defer n.wg.Done()
-		<-n.stop
-		cancel()
-	}()
-	go func() {
-		defer n.wg.Done()
+	n.spawn(func(ctx context.Context) {
 		t := n.clock.NewTicker(n.cfg.Heartbeat)
 		defer t.Stop()
 		for {
@@ -137,7 +129,7 @@ func (n *Node) startRebalance() {
 			case <-n.mem.changedCh():
 			}
 		}
-	}()
+	})
 }
 
 // rebalanceStep does what the state of the rings calls for, once.
