@@ -76,14 +76,8 @@ func SyncLWW(a, b *protocol.Object) *protocol.Object {
 	if a == nil && b == nil {
 		return nil
 	}
-	var ac, bc protocol.Clock
-	var as, bs []protocol.Sibling
-	if a != nil {
-		ac, as = a.Clock, a.Siblings
-	}
-	if b != nil {
-		bc, bs = b.Clock, b.Siblings
-	}
+	ac, as := parts(a)
+	bc, bs := parts(b)
 	var out []protocol.Sibling
 	wa, oka := Winner(as)
 	wb, okb := Winner(bs)

@@ -135,14 +135,8 @@ func Sync(a, b *protocol.Object) *protocol.Object {
 	if a == nil && b == nil {
 		return nil
 	}
-	var ac, bc protocol.Clock
-	var as, bs []protocol.Sibling
-	if a != nil {
-		ac, as = a.Clock, a.Siblings
-	}
-	if b != nil {
-		bc, bs = b.Clock, b.Siblings
-	}
+	ac, as := parts(a)
+	bc, bs := parts(b)
 	as, bs = sortedSiblings(as), sortedSiblings(bs)
 
 	var out []protocol.Sibling
@@ -191,14 +185,8 @@ func Sync(a, b *protocol.Object) *protocol.Object {
 // object equals an empty one: both mean the replica knows nothing of the
 // key.
 func Equal(a, b *protocol.Object) bool {
-	var ac, bc protocol.Clock
-	var as, bs []protocol.Sibling
-	if a != nil {
-		ac, as = a.Clock, a.Siblings
-	}
-	if b != nil {
-		bc, bs = b.Clock, b.Siblings
-	}
+	ac, as := parts(a)
+	bc, bs := parts(b)
 	if !slices.Equal(ac, bc) || len(as) != len(bs) {
 		return false
 	}
@@ -269,4 +257,12 @@ func sortSiblings(s []protocol.Sibling) {
 	if !slices.IsSortedFunc(s, cmpSibling) {
 		slices.SortFunc(s, cmpSibling)
 	}
+}
+
+// parts returns o's clock and siblings; none for nil (absent).
+func parts(o *protocol.Object) (protocol.Clock, []protocol.Sibling) {
+	if o == nil {
+		return nil, nil
+	}
+	return o.Clock, o.Siblings
 }
