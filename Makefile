@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin/kvmesh
 PKGS    := ./...
 
-.PHONY: all build run test unit e2e vet fuzz bench bench-go clean
+.PHONY: all build run test unit e2e vet fuzz bench bench-go figures clean
 
 all: build
 
@@ -64,6 +64,11 @@ bench: build
 ## bench-go: Go benchmarks of the hot code and of a 3-node cluster
 bench-go:
 	$(GO) test -run='^$$' -bench=. -benchmem ./node/... ./protocol/ ./e2e/
+
+## figures: the measurements the README quotes that are tests rather than
+## benchmarks (sloppy-quorum availability, hint replay rate); figures in the log
+figures:
+	KVMESH_FIGURES=1 $(GO) test -count=1 -run 'TestHintFigures' -v ./node/
 
 clean:
 	rm -rf bin
