@@ -40,6 +40,8 @@ type Server struct {
 	mu     sync.Mutex
 	closed bool
 	conns  []*nats.Conn // handed out by Conn; closed by Shutdown
+
+	mappings [][2]string // MapLocal's (src, dst); under life
 }
 
 // Start validates cfg, starts the server and waits until its listeners
@@ -245,6 +247,11 @@ func (s *Server) Restart() error {
 	old.WaitForShutdown()
 	ns, err := launch(s.cfg, s.guard)
 	if err != nil {
+		return fmt.Errorf("embedded: restart %s: %w", s.cfg.Name, err)
+	}
+	if err := s.remap(ns); err != nil {
+		ns.Shutdown()
+		ns.WaitForShutdown()
 		return fmt.Errorf("embedded: restart %s: %w", s.cfg.Name, err)
 	}
 	s.prov.cur.Store(ns)

@@ -57,7 +57,51 @@ func (n *Node) serveClients() error {
 	if err := svc.startDiscovery(); err != nil {
 		return err
 	}
-	return n.nc.Flush()
+	if err := n.nc.Flush(); err != nil {
+		return err
+	}
+	return n.serveLocalClients()
+}
+
+// serveLocalClients maps, on this node's server, the client subjects of
+// the queue group to this node's own (embedded.Server.MapLocal): a raw
+// request from a client connected here (the nats CLI, a service in any
+// language) is served by this node, as the Go client's are, instead of
+// crossing a route to a random member of the queue group and from there
+// to the replicas. NATS maps only what its own clients publish, so each
+// node maps to itself; requests that arrive over routes still go to the
+// queue group. Close unmaps first, so that clients of a node that is
+// stopping reach the others.
+func (n *Node) serveLocalClients() error {
+	for _, op := range []string{protocol.OpGet, protocol.OpPut, protocol.OpDel} {
+		local := n.subjects.KVLocal(n.cfg.ID, op)
+		for _, m := range []struct{ endpoint, src, dst string }{
+			{op, n.subjects.KVWildcard(op), local + ".>"},
+			{op + "-by-header", n.subjects.KVBase(op), local},
+		} {
+			// The endpoint serves the mapped subject too, and counts it:
+			// nats micro stats shows the requests of the subject the
+			// clients use.
+			if err := n.svc.addSubject(m.endpoint, m.dst); err != nil {
+				return err
+			}
+			if err := n.nc.Flush(); err != nil {
+				return err
+			}
+			if err := n.srv.MapLocal(m.src, m.dst); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// stopServingLocalClients undoes serveLocalClients.
+func (n *Node) stopServingLocalClients() {
+	for _, op := range []string{protocol.OpGet, protocol.OpPut, protocol.OpDel} {
+		n.srv.UnmapLocal(n.subjects.KVWildcard(op))
+		n.srv.UnmapLocal(n.subjects.KVBase(op))
+	}
 }
 
 // opRing names the placement endpoint among the operations, opAdmin the
@@ -272,6 +316,7 @@ func (n *Node) startClientOp(o clientOp, done clientDone) error {
 // requestKey takes the key from the subject, or from the Kvmesh-Key header
 // on the base subject.
 func (n *Node) requestKey(op, subject string, hdr nats.Header) (string, error) {
+	subject = n.subjects.FromLocal(n.cfg.ID, subject)
 	if subject == n.subjects.KVBase(op) {
 		key := hdr.Get(protocol.HdrKey)
 		if err := protocol.ValidateKey(key); err != nil {

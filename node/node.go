@@ -462,6 +462,7 @@ func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		var errs []error
 		if n.svc != nil {
+			n.stopServingLocalClients()
 			if err := n.svc.stop(); err != nil {
 				errs = append(errs, fmt.Errorf("stop service: %w", err))
 			}

@@ -74,6 +74,35 @@ func (s *service) addBroadcast(name, subject string, handle func(*request)) erro
 
 func (s *service) add(name, subject, queue string, handle func(*request)) error {
 	ep := &endpoint{name: name, subject: subject, queue: queue, handle: handle}
+	if err := s.subscribe(ep, subject, queue); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.endpoints = append(s.endpoints, ep)
+	s.mu.Unlock()
+	return nil
+}
+
+// addSubject has endpoint name also serve subject, outside any queue
+// group, counted in its stats: the subject this node's server maps the
+// endpoint's own to for its local clients (serveLocalClients).
+func (s *service) addSubject(name, subject string) error {
+	s.mu.Lock()
+	var ep *endpoint
+	for _, e := range s.endpoints {
+		if e.name == name {
+			ep = e
+		}
+	}
+	s.mu.Unlock()
+	if ep == nil {
+		return fmt.Errorf("endpoint %s: none such", name)
+	}
+	return s.subscribe(ep, subject, "")
+}
+
+func (s *service) subscribe(ep *endpoint, subject, queue string) error {
+	handle := ep.handle
 	sub, err := s.nc.QueueSubscribe(subject, queue, func(m *nats.Msg) {
 		r := &request{ep: ep, msg: m, nc: s.nc, clock: s.clock, start: s.clock.Now()}
 		r.left.Store(1)
@@ -84,10 +113,9 @@ func (s *service) add(name, subject, queue string, handle func(*request)) error 
 		handle(r)
 	})
 	if err != nil {
-		return fmt.Errorf("endpoint %s: %w", name, err)
+		return fmt.Errorf("endpoint %s: %w", ep.name, err)
 	}
 	s.mu.Lock()
-	s.endpoints = append(s.endpoints, ep)
 	s.subs = append(s.subs, sub)
 	s.mu.Unlock()
 	return nil

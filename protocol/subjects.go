@@ -64,6 +64,23 @@ func (s Subjects) KVNodeWildcard(id, op string) string {
 	return s.Prefix + ".kv.node." + id + "." + op + ".>"
 }
 
+// KVLocal is where node id's server delivers what its own clients
+// publish on KVWildcard(op) and KVBase(op): "<prefix>.kv.local.<id>.<op>"
+// and "<prefix>.kv.local.<id>.<op>.<key>" (a subject mapping, so that the
+// node a client is connected to serves its requests). Clients never
+// publish on it; the key parses as on the queue-group subjects.
+func (s Subjects) KVLocal(id, op string) string { return s.Prefix + ".kv.local." + id + "." + op }
+
+// FromLocal returns subject with a KVLocal prefix of node id turned back
+// into the queue-group subject the client published (unchanged if it has
+// none).
+func (s Subjects) FromLocal(id, subject string) string {
+	if p := s.Prefix + ".kv.local." + id + "."; strings.HasPrefix(subject, p) {
+		return s.Prefix + ".kv." + subject[len(p):]
+	}
+	return subject
+}
+
 // KVNodeBatch is the subject of a batch of client operations addressed
 // to node id: "<prefix>.kv.node.<id>.batch". The body is a ClientBatch
 // (keys travel in it, so any valid key can be batched) and the node
