@@ -55,6 +55,7 @@ type config struct {
 // The systems, in table order. mem and overload are kvmesh phases.
 const (
 	sysKvmesh   = "kvmesh"
+	sysKvmeshR  = "kvmesh-raw" // kvmesh through plain NATS requests, no client library
 	sysKvmesh5  = "kvmesh5"
 	sysKvmeshB  = "kvmesh-b"     // kvmesh from --b-exe, for A/B comparisons
 	sysKvmeshM  = "kvmesh-tmpfs" // kvmesh with its data in memory: puts without the disk's cost
@@ -66,7 +67,7 @@ const (
 )
 
 var (
-	allSystems = []string{sysKvmesh, sysKvmeshM, sysKvmesh5, sysJSSync, sysJSLazy, sysFanout, sysMem, sysOverload}
+	allSystems = []string{sysKvmesh, sysKvmeshR, sysKvmeshM, sysKvmesh5, sysJSSync, sysJSLazy, sysFanout, sysMem, sysOverload}
 	allOps     = []string{kindPut, kindGet, kindMix90, kindMix50}
 )
 
@@ -78,7 +79,10 @@ without fsync on every write) as child processes of this binary, drives
 the same closed-loop load against each, alternating systems over several
 rounds, and prints one markdown table of medians and ratios.
 
-Systems: kvmesh (3 nodes), kvmesh-tmpfs (3 nodes with their data in
+Systems: kvmesh (3 nodes, through the Go client), kvmesh-raw (another
+3-node store, through plain nats.go requests on the documented subjects,
+as the nats CLI or another language sends them: 16 connections over the
+nodes, no client library), kvmesh-tmpfs (3 nodes with their data in
 /dev/shm, puts: what the disk costs), kvmesh5 (--scale-nodes nodes,
 puts), kvmesh-b (with --b-exe), js-sync
 (JetStream KV R3, SyncAlways), js-lazy (JetStream KV R3, default lazy

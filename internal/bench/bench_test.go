@@ -149,6 +149,7 @@ func TestPlanAndRatios(t *testing.T) {
 		mk(sysKvmesh, "put W=2", 64, 20000, 1), mk(sysJSSync, kindPut, 64, 8000, 1), mk(sysJSLazy, kindPut, 64, 25000, 1),
 		mk(sysFanout, "fan-out 2 of 3", 64, 25000, 1),
 		mk(sysKvmesh, "put W=2", 1, 1000, 0.9), mk(sysFanout, "fan-out 2 of 3", 1, 8000, 0.5),
+		mk(sysKvmeshR, "put W=2", 64, 6000, 2), mk(sysKvmeshR, "get R=2", 64, 30000, 1), mk(sysJSLazy, kindGet, 64, 20000, 1),
 	}
 	rs := computeRatios(rows, cfg, 0.1)
 	byName := map[string]ratio{}
@@ -169,6 +170,18 @@ func TestPlanAndRatios(t *testing.T) {
 	check("kvmesh put W=2 / JetStream default put@64", 0.8, false)
 	check("kvmesh put W=2 / core NATS 2-of-3 fan-out@64", 80, true)
 	check("kvmesh put p50 / (fan-out p50 + 1 fsync)@1", 1.5, true)
+	check("kvmesh-raw put W=2 / JetStream SyncAlways put@64", 0.75, false)
+	check("kvmesh-raw get R=2 / JetStream get@64", 1.5, true)
+	if r := byName["kvmesh-raw put W=2 / JetStream default put@64"]; r.Value != 0.24 || r.Met != nil {
+		t.Errorf("raw put / lazy: %+v, want 0.24x without a goal", r)
+	}
+	if len(planCells(cfg, sysKvmeshR)) != len(cells) {
+		t.Error("kvmesh-raw must run the kvmesh cells")
+	}
+	def, err := parseFlags(nil, io.Discard)
+	if err != nil || !slices.Contains(def.Systems, sysKvmeshR) {
+		t.Errorf("default systems %v (%v) lack %s", def.Systems, err, sysKvmeshR)
+	}
 	if _, ok := byName["kvmesh put W=2 / JetStream SyncAlways put@16"]; ok {
 		t.Error("a ratio without measurements")
 	}

@@ -240,7 +240,7 @@ func sizeLabel(n int) string {
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
 var (
-	systemOrder = []string{sysKvmesh, sysKvmeshB, sysKvmeshM, sysKvmesh5, sysJSSync, sysJSLazy, sysFanout}
+	systemOrder = []string{sysKvmesh, sysKvmeshR, sysKvmeshB, sysKvmeshM, sysKvmesh5, sysJSSync, sysJSLazy, sysFanout}
 	kindOrder   = []string{kindPut, kindGet, kindMix90, kindMix50, kindFanout, kindRR}
 )
 
@@ -300,6 +300,12 @@ func computeRatios(rows []row, cfg config, fsyncP50 float64) []ratio {
 		met := v >= goal
 		out = append(out, ratio{Name: name, C: c, Size: size, Value: v, Unit: "x", Goal: fmt.Sprintf(">= %gx", goal), Met: &met})
 	}
+	plain := func(name string, c, size int, num, den sample) {
+		if den.OpsPerSec == 0 || num.Ops == 0 {
+			return
+		}
+		out = append(out, ratio{Name: name, C: c, Size: size, Value: num.OpsPerSec / den.OpsPerSec, Unit: "x"})
+	}
 	// A/B: every kvmesh-b cell against the same kvmesh cell.
 	for _, r := range rows {
 		if r.System != sysKvmeshB {
@@ -324,6 +330,24 @@ func computeRatios(rows []row, cfg config, fsyncP50 float64) []ratio {
 				r1, _ := find(rows, sysKvmesh, "get R=1", c, size)
 				atLeast("kvmesh get R=2 / JetStream get", c, size, r2, g, 1)
 				atLeast("kvmesh get R=1 / JetStream get", c, size, r1, g, 1.5)
+			}
+			// Raw clients (plain NATS requests): the issue's goals are
+			// puts and R=2 gets at least as fast as JetStream's.
+			if raw, ok := find(rows, sysKvmeshR, "put W=2", c, size); ok {
+				if s, ok := find(rows, sysJSSync, kindPut, c, size); ok {
+					atLeast("kvmesh-raw put W=2 / JetStream SyncAlways put", c, size, raw, s, 1)
+				}
+				if s, ok := find(rows, sysJSLazy, kindPut, c, size); ok {
+					plain("kvmesh-raw put W=2 / JetStream default put", c, size, raw, s)
+				}
+			}
+			if g, ok := find(rows, jsGet, kindGet, c, size); ok {
+				if r2, ok := find(rows, sysKvmeshR, "get R=2", c, size); ok {
+					atLeast("kvmesh-raw get R=2 / JetStream get", c, size, r2, g, 1)
+				}
+				if r1, ok := find(rows, sysKvmeshR, "get R=1", c, size); ok {
+					plain("kvmesh-raw get R=1 / JetStream get", c, size, r1, g)
+				}
 			}
 			if m, ok := find(rows, sysKvmeshM, "put W=2", c, size); ok && m.OpsPerSec > 0 {
 				if s, ok := find(rows, sysJSLazy, kindPut, c, size); ok && s.OpsPerSec > 0 && put.Ops > 0 {
@@ -439,7 +463,7 @@ func writeTable(w io.Writer, rep *report) {
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "- method: every system runs as separate processes on this machine; closed loop of C workers; %d rounds of %v (after %v warmup) per cell, systems alternating each round; medians over the rounds; %d keys per value size loaded first (W=all); kvmesh puts pass each key's last context (no siblings); one fsync of a 4 KiB append here takes %.3f ms (p50)\n",
 		cfg.Rounds, cfg.Duration, cfg.Warmup, cfg.Keys, h.FsyncP50)
-	fmt.Fprintf(w, "- systems: kvmesh = 3 `kvmesh node` processes (N=3); kvmesh-tmpfs = the same with data in %s (fsync free: no durability, a reference for what the disk costs); kvmesh5 = %d nodes; js-sync / js-lazy = 3 nats-server %s processes with JetStream, KV bucket with 3 replicas, `SyncAlways` / default lazy fsync; fanout = 3 plain nats-server processes, responders that only reply, in the bench process\n\n", tmpfsDir, cfg.ScaleNodes, h.NATSServer)
+	fmt.Fprintf(w, "- systems: kvmesh = 3 `kvmesh node` processes (N=3), driven through the Go client; kvmesh-raw = another 3 such processes driven with plain nats.go requests on `kvmesh.kv.put.<key>` / `kvmesh.kv.get.<key>` (%d connections spread over the nodes, no client library); kvmesh-tmpfs = the same with data in %s (fsync free: no durability, a reference for what the disk costs); kvmesh5 = %d nodes; js-sync / js-lazy = 3 nats-server %s processes with JetStream, KV bucket with 3 replicas, `SyncAlways` / default lazy fsync; fanout = 3 plain nats-server processes, responders that only reply, in the bench process\n\n", rawMaxConns, tmpfsDir, cfg.ScaleNodes, h.NATSServer)
 
 	fmt.Fprintln(w, "| system | op | C | size | ops/s | p50 ms | p99 ms | p99.9 ms | errors | ratio / note |")
 	fmt.Fprintln(w, "|---|---|---:|---|---:|---:|---:|---:|---|---|")

@@ -82,7 +82,7 @@ func planCells(cfg config, system string) []cell {
 	var out []cell
 	for _, size := range cfg.Sizes {
 		switch system {
-		case sysKvmesh, sysKvmeshB:
+		case sysKvmesh, sysKvmeshB, sysKvmeshR:
 			for _, kind := range cfg.Ops {
 				for _, o := range kvmeshOps(kind) {
 					for _, c := range cfg.Conc {
@@ -216,6 +216,9 @@ func (b *bench) startAll(ctx context.Context) error {
 	if b.has(sysKvmesh) || b.has(sysOverload) {
 		starts = append(starts, start{sysKvmesh, func() (*cluster, error) { return b.ps.startKvmesh(ctx, "kv3", 3, nil) }})
 	}
+	if b.has(sysKvmeshR) {
+		starts = append(starts, start{sysKvmeshR, func() (*cluster, error) { return b.ps.startKvmesh(ctx, "kvr", 3, nil) }})
+	}
 	if b.has(sysKvmeshM) {
 		starts = append(starts, start{sysKvmeshM, func() (*cluster, error) {
 			dir, err := b.ps.memDir()
@@ -277,6 +280,16 @@ func (b *bench) startAll(ctx context.Context) error {
 				return err
 			}
 			b.drivers[s.system] = d
+		case sysKvmeshR:
+			d, err := connectRaw(cl.urls(), "2")
+			if err != nil {
+				return err
+			}
+			b.closers = append(b.closers, d.close)
+			if err := d.probe(ctx, 60*time.Second); err != nil {
+				return err
+			}
+			b.drivers[s.system] = d
 		case sysJSSync, sysJSLazy:
 			d, err := connectJS(ctx, cl.urls(), 60*time.Second)
 			if err != nil {
@@ -316,8 +329,11 @@ func (b *bench) preload(ctx context.Context) error {
 				continue // no keys: the keyspace only assigns workers
 			}
 			d := b.drivers[system]
-			if kd, ok := d.(*kvmeshDriver); ok {
+			switch kd := d.(type) {
+			case *kvmeshDriver:
 				d = &kvmeshDriver{clients: kd.clients, w: "all"}
+			case *rawDriver:
+				d = kd.withW("all")
 			}
 			s, err := runLoad(ctx, d, ks, loadSpec{kind: kindPut, c: min(64, ks.n), val: b.value(size),
 				timeout: b.cfg.OpTimeout, sequential: true})
