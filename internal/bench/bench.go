@@ -48,6 +48,7 @@ type config struct {
 	Quick            bool          `json:"quick"`
 
 	jsonPath string
+	plotPath string
 	keep     bool
 	dir      string
 }
@@ -123,6 +124,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.ProfileOp, "profile-op", "put", "operation of the profiled run: put (W=2), get1 (R=1) or get2 (R=2)")
 	fs.BoolVar(&cfg.Quick, "quick", false, "a smoke run of about a minute: shorter windows, fewer keys")
 	fs.StringVar(&cfg.jsonPath, "json", "", "also write the raw results to `FILE` as JSON")
+	fs.StringVar(&cfg.plotPath, "plot", "", "also draw the run as SVG into `FILE`: throughput against C, one line per system and operation, puts and gets apart, and their p50/p99 latencies")
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the temp dir (data dirs and child logs)")
 	fs.StringVar(&cfg.dir, "dir", os.TempDir(), "where to create the temp dir; use a real disk, fsync on tmpfs is free")
 	err := cli.ParseFlagsOnly(fs, args)
@@ -167,6 +169,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if cfg.Sizes, err = parseSizes(*sizes); err != nil {
 		return cfg, err
+	}
+	if cfg.plotPath != "" && !slices.Contains(cfg.Ops, kindPut) && !slices.Contains(cfg.Ops, kindGet) {
+		return cfg, cli.Usagef("--plot draws puts and gets: add put or get to --ops")
 	}
 	if !slices.Contains([]string{"put", "get1", "get2"}, cfg.ProfileOp) {
 		return cfg, cli.Usagef("--profile-op: unknown %q (want put, get1 or get2)", cfg.ProfileOp)
@@ -305,6 +310,12 @@ func Main(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(stderr, "raw results in %s\n", cfg.jsonPath)
+	}
+	if cfg.plotPath != "" {
+		if err := writePlotFile(cfg.plotPath, rep); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "picture in %s\n", cfg.plotPath)
 	}
 	return nil
 }
