@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/xml"
 	"fmt"
 	"io"
 	"os"
@@ -251,13 +252,14 @@ func TestBenchQuickEndToEnd(t *testing.T) {
 	exe := buildKvmesh(t)
 	dir := t.TempDir()
 	jsonPath := filepath.Join(t.TempDir(), "bench.json")
+	plotPath := filepath.Join(t.TempDir(), "bench.svg")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	shmBefore := shmBenchDirs(t)
 	cmd := exec.CommandContext(ctx, exe, "bench", "--quick",
-		"--systems", "kvmesh,kvmesh-tmpfs,js-lazy,fanout,overload", "--ops", "put,get", "--conc", "1,4", "--sizes", "100",
+		"--systems", "kvmesh,kvmesh-raw,kvmesh-tmpfs,js-lazy,fanout,overload", "--ops", "put,get", "--conc", "1,4", "--sizes", "100",
 		"--keys", "200", "--duration", "200ms", "--warmup", "20ms", "--rounds", "1",
-		"--overload-conc", "64", "--overload-duration", "300ms", "--dir", dir, "--json", jsonPath)
+		"--overload-conc", "64", "--overload-duration", "300ms", "--dir", dir, "--json", jsonPath, "--plot", plotPath)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -270,6 +272,11 @@ func TestBenchQuickEndToEnd(t *testing.T) {
 		"| kvmesh | get R=2 | 4 | 100 B |",
 		"| kvmesh | get R=1 | 1 | 100 B |",
 		"| kvmesh-tmpfs | put W=2 | 4 | 100 B |",
+		"| kvmesh-raw | put W=2 | 4 | 100 B |",
+		"| kvmesh-raw | get R=2 | 1 | 100 B |",
+		"| kvmesh-raw | get R=1 | 4 | 100 B |",
+		"| ratio | kvmesh-raw put W=2 / JetStream default put | 4 | 100 B |",
+		"| ratio | kvmesh-raw get R=2 / JetStream get | 4 | 100 B |",
 		"| ratio | kvmesh put W=2 on tmpfs / JetStream default put | 4 | 100 B |",
 		"| js-lazy | put | 4 | 100 B |",
 		"| js-lazy | get | 1 | 100 B |",
@@ -295,12 +302,24 @@ func TestBenchQuickEndToEnd(t *testing.T) {
 	if err := json.Unmarshal(b, &rep); err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Rows) != 3*2+2+2*2+2+1 { // kvmesh put, get R=2, R=1; kvmesh-tmpfs put; js put, get; fan-out; req/reply
+	if len(rep.Rows) != 2*3*2+2+2*2+2+1 { // kvmesh and kvmesh-raw put, get R=2, R=1; kvmesh-tmpfs put; js put, get; fan-out; req/reply
 		t.Errorf("%d rows in the JSON", len(rep.Rows))
 	}
 	for _, r := range rep.Rows {
 		if r.Median.Ops == 0 || r.Median.Errors != 0 || r.Median.Siblings != 0 {
 			t.Errorf("row %s %s C=%d: %+v", r.System, r.Op, r.C, r.Median)
+		}
+	}
+	svg, err := os.ReadFile(plotPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := xml.Unmarshal(svg, new(struct{})); err != nil {
+		t.Errorf("--plot wrote no SVG: %v", err)
+	}
+	for _, s := range []string{sysKvmesh, sysKvmeshR, sysKvmeshM, sysJSLazy} {
+		if !bytes.Contains(svg, []byte(`data-system="`+s+`"`)) {
+			t.Errorf("the picture has no series of %s", s)
 		}
 	}
 	checkCleanedUp(t, dir)
