@@ -176,8 +176,8 @@ func plotPanel(b *strings.Builder, x0, y0 float64, title string, ks []*plotSerie
 	} else {
 		top1 := niceCeil(hi)
 		yOf = func(v float64) float64 { return top + plotPanelH*(1-v/top1) }
-		for i := range 5 {
-			ticks = append(ticks, top1*float64(i)/4)
+		for i := range 6 { // fifths of 1, 2 or 5 times 10^k: round labels
+			ticks = append(ticks, top1*float64(i)/5)
 		}
 	}
 	for _, t := range ticks {
