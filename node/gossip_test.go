@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"errors"
+	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -285,4 +286,41 @@ func TestReadRepairIsCounted(t *testing.T) {
 			t.Fatalf("n3 was not repaired: %v %v", r, err)
 		}
 	})
+}
+
+// TestWipedMemberTakesItsIdBack: a member whose data dir is lost comes
+// back with a new node key; every peer must end up holding its new record
+// (and so accept its heartbeats), whichever record would win a tie.
+// Wiped three times: with equal incarnations a tie went to the old
+// record half the time, and the peers refused the member for good.
+func TestWipedMemberTakesItsIdBack(t *testing.T) {
+	c := startCluster(t, 3)
+	for round := range 3 {
+		c.stopAndWait(2)
+		if err := os.RemoveAll(c.cfgs[2].DataDir); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.start(2); err != nil {
+			t.Fatal(err)
+		}
+		key := c.nodes[2].Status().Key
+		deadline := time.Now().Add(15 * time.Second)
+		for _, n := range c.nodes[:2] {
+			for {
+				var held string
+				for _, r := range n.Status().Records {
+					if r.ID == "n3" {
+						held = r.Key
+					}
+				}
+				if held == key {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("round %d: %s holds key %s for n3, whose key is now %s", round, n.ID(), held, key)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	}
 }

@@ -391,6 +391,15 @@ func (n *Node) HandleGossip(topic string, data []byte) {
 	n.mem.offer(h.Records)
 	if !n.verifyHeartbeat(h) {
 		n.gossip.refused.Add(1)
+		if n.claimsAnotherKey(h) {
+			// Its sender signs with a key its record here does not hold
+			// and carries a record of its own that does not supersede
+			// that one: a member that lost its data dir. Send it every
+			// record, its old one included, so that it takes its id back
+			// with a later incarnation (ownRecordChanged). At most once a
+			// heartbeat, however many such heartbeats come.
+			n.gossip.full.Store(true)
+		}
 		return
 	}
 	if !n.gossip.accept(h.From, h.Time) {
@@ -417,6 +426,16 @@ func (n *Node) HandleGossip(topic string, data []byte) {
 		n.gossip.full.Store(true)
 		n.heartbeat()
 	}
+}
+
+// claimsAnotherKey reports whether h carries a record of its sender
+// with another key than the record of it this node holds.
+func (n *Node) claimsAnotherKey(h *protocol.Heartbeat) bool {
+	rec, ok := n.mem.records().Get(h.From)
+	if !ok {
+		return false
+	}
+	return slices.ContainsFunc(h.Records, func(r protocol.MemberRecord) bool { return r.ID == h.From && r.Key != rec.Key })
 }
 
 // verifyHeartbeat checks h's signature against its sender's key: the
@@ -504,8 +523,14 @@ func (n *Node) registerSelf() error {
 	if n.cfg.Join {
 		status = protocol.MemberJoining
 	}
+	// With no record of its own (a new node, or one whose data dir was
+	// lost), a node cannot know the incarnation its id had: it takes the
+	// time in seconds, which supersedes any record an earlier run of it
+	// wrote (those counted from 1, or from an earlier time). Were the
+	// incarnations equal, the tie would go to whichever record signs
+	// larger, and the peers could keep an old key forever.
 	want := protocol.MemberRecord{V: protocol.Version, ID: n.cfg.ID, Key: n.publicKey, Client: n.ClientURL(), Route: n.ClusterURL(),
-		DC: n.cfg.DataCenter, Status: status, Incarnation: 1, Version: 1}
+		DC: n.cfg.DataCenter, Status: status, Incarnation: max(1, uint64(n.clock.Now().Unix())), Version: 1}
 	if old, ok := n.mem.records().Get(n.cfg.ID); ok {
 		if old.Key == want.Key && old.Status != protocol.MemberLeft {
 			if old.Client == want.Client && old.Route == want.Route && old.DC == want.DC {
