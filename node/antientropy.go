@@ -124,9 +124,8 @@ func (n *Node) antiEntropyRound(ctx context.Context) {
 		peers = append(peers, o)
 	}
 	slices.Sort(peers)
-	lim := newLimiter(n, n.cfg.AntiEntropyRate)
 	for _, peer := range peers {
-		for _, p := range n.exchangeWith(ctx, peer, byPeer[peer], lim) {
+		for _, p := range n.exchangeWith(ctx, peer, byPeer[peer]) {
 			complete[p] = false
 		}
 		if ctx.Err() != nil {
@@ -160,7 +159,7 @@ func (n *Node) hasHeard(id string) bool {
 
 // exchangeWith exchanges partitions parts with peer and returns those
 // whose exchange failed.
-func (n *Node) exchangeWith(ctx context.Context, peer string, parts []int, lim *limiter) (failed []int) {
+func (n *Node) exchangeWith(ctx context.Context, peer string, parts []int) (failed []int) {
 	items := make([]protocol.Item, 0, len(parts))
 	for _, p := range parts {
 		f, err := n.st.TreeStart(ctx, p)
@@ -175,7 +174,7 @@ func (n *Node) exchangeWith(ctx context.Context, peer string, parts []int, lim *
 		n.ae.exchanges.Add(1)
 		err := errs[i]
 		if err == nil {
-			err = n.syncPartition(ctx, p, peer, results[i], lim)
+			err = n.syncPartition(ctx, p, peer, results[i])
 		}
 		if err != nil {
 			n.log.Debug("anti-entropy: exchange", "partition", p, "peer", peer, "err", err)
@@ -191,7 +190,7 @@ func treeItem(p int, f merkle.Frontier) protocol.Item {
 
 // syncPartition finishes the exchange of partition p with peer, whose
 // answer to this node's root was first, and syncs the keys that differ.
-func (n *Node) syncPartition(ctx context.Context, p int, peer string, first *protocol.Result, lim *limiter) error {
+func (n *Node) syncPartition(ctx context.Context, p int, peer string, first *protocol.Result) error {
 	diff, err := n.treeDiff(ctx, p, peer, first)
 	if err != nil || len(diff) == 0 {
 		return err
@@ -207,7 +206,7 @@ func (n *Node) syncPartition(ctx context.Context, p int, peer string, first *pro
 		// for what the peer lacks.
 		_, err := n.pullPartition(ctx, p, peer, "", func(keys, _ int, _ string) {
 			n.ae.pulled.Add(int64(keys))
-			lim.wait(ctx, keys)
+			n.take(ctx, &n.aePace, n.cfg.AntiEntropyRate, keys)
 		})
 		if err != nil {
 			return err
@@ -236,7 +235,7 @@ func (n *Node) syncPartition(ctx context.Context, p int, peer string, first *pro
 		n.log.Warn("anti-entropy: rebuilding a tree out of step with its records", "partition", p, "peer", peer)
 		return n.st.RebuildTree(ctx, p)
 	}
-	return n.syncKeys(ctx, p, peer, keys, lim)
+	return n.syncKeys(ctx, p, peer, keys)
 }
 
 // treeDiff walks the trees of partition p down from the peer's answer
@@ -307,13 +306,13 @@ func (n *Node) differingKeys(ctx context.Context, p int, peer string, buckets []
 // syncKeys syncs each key with peer, aeParallel at a time: the peer's
 // object is merged here, and the merged one written back to the peer
 // when the peer's lacked something of it.
-func (n *Node) syncKeys(ctx context.Context, p int, peer string, keys []string, lim *limiter) error {
+func (n *Node) syncKeys(ctx context.Context, p int, peer string, keys []string) error {
 	sem := make(chan struct{}, aeParallel)
 	var mu sync.Mutex
 	var errs []error
 	var wg sync.WaitGroup
 	for _, key := range keys {
-		if !lim.wait(ctx, 1) {
+		if !n.take(ctx, &n.aePace, n.cfg.AntiEntropyRate, 1) {
 			break
 		}
 		select {
@@ -442,29 +441,6 @@ func (n *Node) serveBuckets(it *protocol.Item, add func(protocol.Result)) {
 			return res
 		},
 		done: func(res protocol.Result) { res.Tag = tag; add(res) }}})
-}
-
-// limiter paces anti-entropy's records to a rate, on the node's clock.
-type limiter struct {
-	n     *Node
-	rate  int // records a second
-	start time.Time
-	count int
-}
-
-func newLimiter(n *Node, rate int) *limiter {
-	return &limiter{n: n, rate: rate, start: n.clock.Now()}
-}
-
-// wait counts k records and waits until the rate allows them; false when
-// ctx ended.
-func (l *limiter) wait(ctx context.Context, k int) bool {
-	l.count += k
-	due := l.start.Add(time.Duration(float64(l.count) / float64(l.rate) * float64(time.Second)))
-	if d := due.Sub(l.n.clock.Now()); d > 0 {
-		return l.n.sleep(ctx, d)
-	}
-	return ctx.Err() == nil
 }
 
 // antiEntropyStatus is the node's anti-entropy in its status; the roots

@@ -226,7 +226,7 @@ func (n *Node) pushPartition(ctx context.Context, p int, to []string, hint strin
 		}
 		recs = recs[:len(batch)] // for the counts below
 		if len(batch) > 0 {
-			if !n.pace(ctx, len(batch)*len(to)) {
+			if !n.take(ctx, &n.hintPace, n.cfg.HintRate, len(batch)*len(to)) {
 				return ctx.Err()
 			}
 			var wg sync.WaitGroup
@@ -266,78 +266,44 @@ func (n *Node) staleHint(o *protocol.Object) bool {
 	return len(o.Siblings) > 0
 }
 
-// pace takes k records from the handoff's budget of Config.HintRate
-// records a second, shared by every push of the node: it waits until
-// the records pushed before have had their time, then books k more.
-// It reports false if ctx ended first.
-func (n *Node) pace(ctx context.Context, k int) bool {
-	r := n.cfg.HintRate
-	if r <= 0 {
+// pacer paces records to a rate on the node's clock, shared by all who
+// take from it: each take books its records after those booked before,
+// and an idle pacer saves no credit. The handoff has one (HintRate),
+// anti-entropy another (AntiEntropyRate).
+type pacer struct {
+	mu   sync.Mutex
+	next time.Time // when the next records may go
+}
+
+// take books k records of p at rate a second (<= 0: unlimited) and waits
+// until their turn; false if ctx ended first.
+func (n *Node) take(ctx context.Context, p *pacer, rate, k int) bool {
+	if rate <= 0 {
 		return true
 	}
-	n.hintPace.Lock()
+	p.mu.Lock()
 	now := n.clock.Now()
-	at := n.hintNext // when these records may go; an idle handoff saves no credit
+	at := p.next
 	if at.Before(now) {
 		at = now
 	}
-	n.hintNext = at.Add(time.Duration(k) * time.Second / time.Duration(r))
-	n.hintPace.Unlock()
-	return at.Sub(now) <= 0 || n.sleep(ctx, at.Sub(now))
+	p.next = at.Add(time.Duration(k) * time.Second / time.Duration(rate))
+	p.mu.Unlock()
+	return !at.After(now) || n.sleep(ctx, at.Sub(now))
 }
 
 // requestWrites sends items (replica writes) to node to in one message
-// and waits until each is acknowledged, or for the first failure, at
-// most Config.RequestTimeout.
+// and waits until each is acknowledged (requestItems); it returns the
+// first failure.
 func (n *Node) requestWrites(ctx context.Context, to string, items []protocol.Item) error {
-	w := &writesWait{left: len(items), ch: make(chan error, 1)}
-	tag := n.pending.add(w)
-	defer n.pending.remove(tag)
-	timer := n.clock.AfterFunc(n.cfg.RequestTimeout, func() {
-		w.result(to, nil, protocol.Errorf(protocol.ErrNodeUnavailable, "%s: writes not acknowledged within %v", to, n.cfg.RequestTimeout))
-	})
-	defer timer.Stop()
-	batch := make([]outItem, len(items))
-	for i, it := range items {
-		it.Tag = tag
-		batch[i] = outItem{item: it, op: w}
+	_, errs := n.requestItems(ctx, to, items)
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
 	}
-	n.flush(to, batch)
-	select {
-	case err := <-w.ch:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-n.stop:
-		return n.shuttingDown()
-	}
+	return nil
 }
-
-// writesWait waits for the results of a batch of writes sharing one tag:
-// done at the first failure or the last success.
-type writesWait struct {
-	mu   sync.Mutex
-	left int
-	over bool
-	ch   chan error
-}
-
-func (w *writesWait) result(_ string, res *protocol.Result, err error) {
-	if err == nil && res != nil {
-		err = res.Error()
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.over {
-		return
-	}
-	if w.left--; err != nil || w.left == 0 {
-		w.over = true
-		w.ch <- err
-	}
-}
-
-func (w *writesWait) abort(err error) { w.result("", nil, err) }
 
 // handOver hands the hints of a leaving node to others before it says
 // it is ready: each hinted partition goes to its owner if that owner is

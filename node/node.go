@@ -81,8 +81,8 @@ type Node struct {
 	compacted      compaction   // compact.go
 	hints          *hintBook    // hints this node holds as a fallback (hints.go)
 	sloppy         atomic.Int64 // writes this node coordinated that fallbacks acknowledged
-	hintPace       sync.Mutex   // guards hintNext
-	hintNext       time.Time    // when the handoff may push its next records (HintRate)
+	hintPace       pacer        // the handoff's records (HintRate; handoff.go)
+	aePace         pacer        // anti-entropy's records (AntiEntropyRate)
 	reads          chan readJob // for the reader goroutines (reads.go)
 	pageBudget     int          // bytes of records a pulled page may hold (transfer.go)
 
