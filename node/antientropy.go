@@ -71,6 +71,7 @@ type antiEntropy struct {
 func (n *Node) startAntiEntropy() {
 	n.ae.last = make(map[int]time.Time)
 	n.compacted.candidates = make(map[int]map[string]bool)
+	n.compacted.scanned = make(map[int]time.Time)
 	if n.cfg.AntiEntropy <= 0 {
 		return
 	}

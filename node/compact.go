@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/kvmesh/kvmesh/node/version"
 	"github.com/kvmesh/kvmesh/protocol"
@@ -23,6 +24,10 @@ import (
 //     every owner that lacked it, so every replica holds it or something
 //     newer, and no replica still holds a value it deleted;
 //   - the newest tombstone is older than Config.TombstoneGrace;
+//
+// (the scan that takes candidates and purges the previous ones runs at
+// the end of a complete round, at most every compactEvery: it reads
+// every record of the partition)
 //   - no membership change is under way (a partition changing owners
 //     has owners the round did not compare).
 //
@@ -52,7 +57,16 @@ type compaction struct {
 	// candidates, per partition, are the keys found purgeable at the end
 	// of its last complete round: purged at the end of the next one.
 	candidates map[int]map[string]bool
+	scanned    map[int]time.Time // when each partition was last scanned
 	purged     atomic.Int64
+}
+
+// compactEvery is how often compaction scans a partition: a scan reads
+// and decodes every record, so not at every anti-entropy round, but a few
+// times per grace period (at most every 10 minutes), and never more often
+// than the rounds.
+func (n *Node) compactEvery() time.Duration {
+	return max(n.cfg.AntiEntropy, min(n.cfg.TombstoneGrace/4, 10*time.Minute))
 }
 
 // loadPurgeFloor sets the issuer's floor from the store, if it is the
@@ -107,7 +121,12 @@ func (n *Node) compactPartition(ctx context.Context, p int) (int, error) {
 		delete(c.candidates, p) // a change under way: start over after it
 		return 0, nil
 	}
-	cutoff := n.clock.Now().Add(-n.cfg.TombstoneGrace).UnixNano()
+	now := n.clock.Now()
+	if last, ok := c.scanned[p]; ok && now.Sub(last) < n.compactEvery() {
+		return 0, nil // the candidates wait for the next scan: rounds ended meanwhile
+	}
+	c.scanned[p] = now
+	cutoff := now.Add(-n.cfg.TombstoneGrace).UnixNano()
 	prev := c.candidates[p]
 	next := map[string]bool{}
 	var keys []string
