@@ -35,12 +35,10 @@ func cmdQuarantine(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("admin quarantine", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	data := fs.String("data", "", "the stopped node's data dir (required)")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: kvmesh admin quarantine --data DIR\n\n"+
-			"Moves the store of a stopped node aside, into DIR/quarantine-<time>/, and prints that directory.\n"+
-			"Nothing is deleted. The node then starts empty, under a new actor, and its peers refill it.\n\n")
-		fs.PrintDefaults()
-	}
+	cli.SetUsage(fs, "admin quarantine --data DIR",
+		`Moves the store of a stopped node aside, into DIR/quarantine-<time>/, and prints that directory.
+Nothing is deleted. The node then starts empty, under a new actor, and its peers refill it.`,
+		"kvmesh admin quarantine --data /var/lib/kvmesh")
 	if err := cli.ParseFlagsOnly(fs, args); err != nil {
 		return err
 	}
@@ -62,30 +60,22 @@ func cmdCompact(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("admin compact", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	data := fs.String("data", "", "the stopped node's data dir (required)")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: kvmesh admin compact --data DIR\n\n"+
-			"Rewrites the store of a stopped node into a file of its live pages: bbolt reuses the\n"+
-			"space purged tombstones and dropped partitions free, but its file only shrinks this way.\n\n")
-		fs.PrintDefaults()
-	}
+	cli.SetUsage(fs, "admin compact --data DIR",
+		`Rewrites the store of a stopped node into a file of its live pages: bbolt reuses the space
+purged tombstones and dropped partitions free, but its file only shrinks this way. Progress goes
+to stderr (a bar on a terminal); the sizes before and after to stdout.`,
+		"kvmesh admin compact --data /var/lib/kvmesh")
 	if err := cli.ParseFlagsOnly(fs, args); err != nil {
 		return err
 	}
 	if *data == "" {
 		return cli.Usagef("--data is required")
 	}
-	bar := isTerminal(stderr)
+	pr := cli.NewProgress(stderr)
 	before, after, err := node.CompactStore(*data, func(written, total int64) {
-		line := fmt.Sprintf("compacting: %.1f MB written of at most %.1f MB", float64(written)/1e6, float64(total)/1e6)
-		if bar {
-			fmt.Fprintf(stderr, "\r%s\033[K", line)
-		} else {
-			fmt.Fprintln(stderr, line)
-		}
+		pr.Update(written, total, fmt.Sprintf("compacting: %.1f MB written of at most %.1f MB", float64(written)/1e6, float64(total)/1e6))
 	})
-	if bar {
-		fmt.Fprintln(stderr)
-	}
+	pr.Done()
 	if err != nil {
 		return err
 	}

@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kvmesh/kvmesh/client"
 	"github.com/kvmesh/kvmesh/internal/cli"
@@ -23,11 +25,13 @@ type clientFlags struct {
 	blind   bool
 	ttl     time.Duration
 	verbose bool
+	json    bool
 }
 
 func (f *clientFlags) register(fs *flag.FlagSet, name string, read bool) {
 	f.registerConn(fs)
 	fs.BoolVar(&f.verbose, "v", false, "print the causal context and coordinating node to stderr")
+	fs.BoolVar(&f.json, "json", false, "print the result as one JSON object on stdout (see README, Command line)")
 	if read {
 		fs.StringVar(&f.r, "r", "", "read quorum: one, quorum, all or a number (default quorum)")
 		fs.StringVar(&f.pr, "pr", "", "replies of the read quorum that must come from the key's owners, not fallbacks (default none)")
@@ -73,11 +77,39 @@ func (f *clientFlags) call(fn func(c *client.Client, ctx context.Context) error)
 	return fn(c, ctx)
 }
 
+// connHelp is what every client command says about its connection.
+const connHelp = `It connects to any node: --server (default $KVMESH_URL, then nats://127.0.0.1:4222).
+R and W are one, quorum, all or a number of replicas.`
+
+// clientHelp is the help of the client commands.
+var clientHelp = map[string]struct {
+	synopsis, text string
+	examples       []string
+}{
+	"put": {"put KEY VALUE [-w W] [--pw PW] [--context CTX | --blind] [--ttl D] [-v]",
+		`Replaces KEY's value with VALUE ("-": read it from stdin). Without --context it reads the key
+first and supersedes what is stored; --context supersedes exactly what that get saw (a value
+written meanwhile stays, as a sibling); --blind writes a sibling of whatever is stored.`,
+		[]string{`kvmesh put user.42 '{"name":"Ada"}'`, "kvmesh put session.7 token --ttl 30m", "date | kvmesh put now - -w all",
+			`kvmesh put cart.1 '["apple","pear"]' --context "$CTX"   # CTX from: kvmesh get cart.1 -v`}},
+	"get": {"get KEY [-r R] [--pr PR] [-v]",
+		`Prints KEY's value. Concurrent writes that no write superseded are siblings: each prints on a
+line of its own, and their count and causal context go to stderr. -v prints the context, the
+coordinating node and the expiry to stderr. A key not found exits 3.`,
+		[]string{"kvmesh get user.42", "kvmesh get user.42 -r all -v"}},
+	"del": {"del KEY [-w W] [--pw PW] [--context CTX]",
+		`Deletes KEY: without --context, every value a majority of its owners holds; with it,
+exactly what that get saw. Deleting a key that is not there succeeds.`,
+		[]string{"kvmesh del user.42", "kvmesh del user.42 -w all"}},
+}
+
 func parseClient(name string, args []string, stderr io.Writer, read bool, want int) (*clientFlags, []string, error) {
 	var f clientFlags
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	f.register(fs, name, read)
+	h := clientHelp[name]
+	cli.SetUsage(fs, h.synopsis, h.text+"\n\n"+connHelp, h.examples...)
 	pos, err := cli.ParseInterspersed(fs, args)
 	if err != nil {
 		return nil, nil, err
@@ -119,6 +151,9 @@ func cmdPut(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
+		if f.json {
+			return printJSON(stdout, map[string]any{"key": pos[0], "context": cctx})
+		}
 		if f.verbose {
 			fmt.Fprintf(stderr, "context: %s\n", cctx)
 		}
@@ -135,6 +170,9 @@ func cmdGet(args []string, stdout, stderr io.Writer) error {
 		e, err := c.Get(ctx, pos[0], client.R(f.r), client.PR(f.pr))
 		if err != nil {
 			return err
+		}
+		if f.json {
+			return printJSON(stdout, entryJSON(e))
 		}
 		if f.verbose || e.Siblings > 1 {
 			fmt.Fprintf(stderr, "siblings: %d\ncontext: %s\nnode: %s\n", e.Siblings, e.Context, e.Node)
@@ -156,6 +194,39 @@ func cmdDel(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	return f.call(func(c *client.Client, ctx context.Context) error {
-		return c.Delete(ctx, pos[0], client.W(f.w), client.PW(f.pw), client.Context(f.cctx))
+		err := c.Delete(ctx, pos[0], client.W(f.w), client.PW(f.pw), client.Context(f.cctx))
+		if err == nil && f.json {
+			err = printJSON(stdout, map[string]any{"key": pos[0], "deleted": true})
+		}
+		return err
 	})
+}
+
+// entryJSON is what get --json prints: the values as strings when they
+// are all UTF-8, else base64 under values_base64, so a script never gets
+// mangled bytes.
+func entryJSON(e client.Entry) map[string]any {
+	out := map[string]any{"key": e.Key, "siblings": e.Siblings, "context": e.Context, "node": e.Node}
+	text := true
+	for _, v := range e.Values {
+		text = text && utf8.Valid(v)
+	}
+	if text {
+		vals := make([]string, len(e.Values))
+		for i, v := range e.Values {
+			vals[i] = string(v)
+		}
+		out["values"] = vals
+	} else {
+		out["values_base64"] = e.Values // encoding/json writes []byte as base64
+	}
+	if !e.Expires.IsZero() {
+		out["expires"] = e.Expires.UTC().Format(time.RFC3339Nano)
+	}
+	return out
+}
+
+// printJSON writes v as one line of JSON.
+func printJSON(w io.Writer, v any) error {
+	return json.NewEncoder(w).Encode(v)
 }

@@ -28,6 +28,11 @@ func cmdDev(args []string, stdout, stderr io.Writer) error {
 	nodes := fs.Int("nodes", 3, "number of nodes")
 	level := fs.String("log-level", "error", "debug, info, warn or error")
 	conflicts := fs.String("conflicts", "siblings", conflictsUsage)
+	cli.SetUsage(fs, "dev [--data ./data] [--port 4222] [--cluster-port 6222] [--nodes 3]",
+		`Runs a local cluster in this process: node n<i> serves clients on port+i-1 and routes on
+cluster-port+i-1, with its data under DATA/n<i>. Ctrl-C stops it cleanly; started again on the
+same data dir, it comes back with what was written.`,
+		"kvmesh dev", "kvmesh dev --nodes 5 --data /tmp/kv --port 14222 --cluster-port 16222")
 	if err := cli.ParseFlagsOnly(fs, args); err != nil {
 		return err
 	}

@@ -34,14 +34,11 @@ func cmdInvite(args []string, stdout, stderr io.Writer) error {
 	f.registerConn(fs)
 	ttl := fs.Duration("ttl", protocol.DefaultTokenTTL, fmt.Sprintf("how long the token admits nodes (%v..%v)", protocol.MinTokenTTL, protocol.MaxTokenTTL))
 	prefix := fs.String("prefix", protocol.DefaultPrefix, "subject prefix of the store")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: kvmesh admin invite [--server URL] [--ttl 1h]\n\n"+
-			"Asks a node of the store for a join token and prints it. A new node started with\n"+
-			"  kvmesh node --id ID --data DIR --join nats-route://MEMBER:PORT --token TOKEN\n"+
-			"fetches the store's secret with it. The token admits any number of nodes until it\n"+
-			"expires: hand it over as you would the secret.\n\n")
-		fs.PrintDefaults()
-	}
+	cli.SetUsage(fs, "admin invite [--server URL] [--ttl 1h]",
+		`Asks a node of the store for a join token and prints it (the last line of stdout). A new node
+started with --join nats-route://MEMBER:PORT --token TOKEN fetches the store's secret with it. The
+token admits any number of nodes until it expires: hand it over as you would the secret.`,
+		"kvmesh admin invite --ttl 15m --server nats://10.0.0.1:4222")
 	if err := cli.ParseFlagsOnly(fs, args); err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/kvmesh/kvmesh/client"
 	"github.com/kvmesh/kvmesh/internal/bench"
 	"github.com/kvmesh/kvmesh/internal/cli"
 )
@@ -36,7 +37,9 @@ Usage:
 
 Client commands take --server URL (default $KVMESH_URL, then nats://127.0.0.1:4222)
 and --timeout. R and W are one, quorum, all or a number of replicas.
-Run 'kvmesh COMMAND -h' for the flags of a command.
+Run 'kvmesh help COMMAND' (or 'kvmesh COMMAND -h') for a command's flags and examples.
+
+Exit status: ` + cli.ExitCodes + `
 `
 
 func main() {
@@ -44,7 +47,8 @@ func main() {
 }
 
 // run executes one command and returns the process exit code: 0 on
-// success, 1 on a failed operation, 2 on a usage error.
+// success, 1 on a failed operation, 2 on a usage error, 3 when the key
+// was not found (cli.ExitCodes).
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
@@ -75,6 +79,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "jsref": // hidden: a reference nats-server for bench
 		err = bench.JSRef(args[1:], stderr)
 	case "-h", "--help", "help":
+		if len(args) > 1 && args[0] == "help" {
+			return run(append(args[1:], "-h"), stdin, stdout, stderr)
+		}
 		fmt.Fprint(stdout, usage)
 		return 0
 	default:
@@ -90,6 +97,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "kvmesh %s: %v\n", args[0], err)
 		return 2
+	case errors.Is(err, client.ErrKeyNotFound):
+		fmt.Fprintf(stderr, "kvmesh %s: %v\n", args[0], err)
+		return 3
 	default:
 		fmt.Fprintf(stderr, "kvmesh %s: %s\n", args[0], strings.ReplaceAll(err.Error(), "\n", "; "))
 		return 1

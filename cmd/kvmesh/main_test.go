@@ -87,7 +87,7 @@ func TestClientCommands(t *testing.T) {
 		t.Fatalf("del: %d %s", code, errs)
 	}
 	code, _, errs = kvmesh(t, "", "get", "user.42")
-	if code != 1 || errs != "kvmesh get: key not found\n" {
+	if code != 3 || errs != "kvmesh get: key not found\n" {
 		t.Fatalf("get after del: %d %q", code, errs)
 	}
 	code, _, errs = kvmesh(t, "", "get", "k", "-r", "most")
@@ -109,8 +109,63 @@ func TestUsageErrors(t *testing.T) {
 			t.Errorf("%q: exit %d, stderr %q; want 2 with a message", args, code, errs)
 		}
 	}
-	if code, out, _ := kvmesh(t, "", "help"); code != 0 || !strings.Contains(out, "kvmesh dev") {
+	if code, out, _ := kvmesh(t, "", "help"); code != 0 || !strings.Contains(out, "kvmesh dev") || !strings.Contains(out, "Exit status") {
 		t.Errorf("help: %d %q", code, out)
+	}
+}
+
+// TestVerbHelp: every verb's help (kvmesh help VERB, VERB -h) says how
+// to call it, shows examples and the exit status, and exits 0.
+func TestVerbHelp(t *testing.T) {
+	for _, verb := range [][]string{{"put"}, {"get"}, {"del"}, {"status"}, {"dev"}, {"node"},
+		{"admin", "quarantine"}, {"admin", "compact"}, {"admin", "invite"}, {"admin", "leave"}, {"admin", "remove"}} {
+		for _, args := range [][]string{append([]string{"help"}, verb...), append(append([]string{}, verb...), "-h")} {
+			code, out, errs := kvmesh(t, "", args...)
+			help := out + errs
+			if code != 0 || !strings.Contains(help, "usage: kvmesh "+strings.Join(verb, " ")) ||
+				!strings.Contains(help, "Examples:\n  kvmesh ") || !strings.Contains(help, "Exit status: 0 success") {
+				t.Errorf("%q: exit %d, help %q", args, code, help)
+			}
+		}
+	}
+}
+
+// TestJSONOutput: put, get and del --json print one JSON object each;
+// values that are not UTF-8 come as base64.
+func TestJSONOutput(t *testing.T) {
+	t.Setenv("KVMESH_URL", startNode(t))
+	code, out, errs := kvmesh(t, "", "put", "--json", "j", "hello")
+	var put struct{ Key, Context string }
+	if code != 0 || json.Unmarshal([]byte(out), &put) != nil || put.Key != "j" || put.Context == "" {
+		t.Fatalf("put --json: %d %q %q", code, out, errs)
+	}
+	code, out, errs = kvmesh(t, "", "get", "--json", "j")
+	var get struct {
+		Key, Context, Node string
+		Siblings           int
+		Values             []string
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &get) != nil || get.Key != "j" || get.Context != put.Context ||
+		get.Siblings != 1 || len(get.Values) != 1 || get.Values[0] != "hello" || get.Node == "" {
+		t.Fatalf("get --json: %d %q %q", code, out, errs)
+	}
+	if code, _, errs := kvmesh(t, "\xff\x00", "put", "bin", "-"); code != 0 {
+		t.Fatalf("put binary: %d %s", code, errs)
+	}
+	code, out, _ = kvmesh(t, "", "get", "--json", "bin")
+	var bin struct {
+		Values       []string
+		ValuesBase64 [][]byte `json:"values_base64"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &bin) != nil || bin.Values != nil || len(bin.ValuesBase64) != 1 || string(bin.ValuesBase64[0]) != "\xff\x00" {
+		t.Fatalf("get --json of a binary value: %d %q", code, out)
+	}
+	code, out, _ = kvmesh(t, "", "del", "--json", "j")
+	if code != 0 || strings.TrimSpace(out) != `{"deleted":true,"key":"j"}` {
+		t.Fatalf("del --json: %d %q", code, out)
+	}
+	if code, out, _ := kvmesh(t, "", "get", "--json", "j"); code != 3 || out != "" {
+		t.Fatalf("get --json after del: %d %q", code, out)
 	}
 }
 
@@ -144,7 +199,7 @@ func TestAdminQuarantine(t *testing.T) {
 		t.Fatalf("the store is not in %s: %v", out, err)
 	}
 	t.Setenv("KVMESH_URL", startNodeIn(t, dir).ClientURL())
-	if code, _, errs := kvmesh(t, "", "get", "k"); code != 1 || !strings.Contains(errs, "not found") {
+	if code, _, errs := kvmesh(t, "", "get", "k"); code != 3 || !strings.Contains(errs, "not found") {
 		t.Fatalf("get after the quarantine: %d %q", code, errs)
 	}
 	if code, _, _ := kvmesh(t, "", "admin", "quarantine"); code != 2 {
@@ -238,7 +293,7 @@ func TestPutTTL(t *testing.T) {
 		t.Fatalf("get -v: %d %q %q", code, out, errs)
 	}
 	clk.Advance(30 * time.Second)
-	if code, _, errs := kvmesh(t, "", "get", "session.1"); code != 1 || errs != "kvmesh get: key not found\n" {
+	if code, _, errs := kvmesh(t, "", "get", "session.1"); code != 3 || errs != "kvmesh get: key not found\n" {
 		t.Fatalf("get after the TTL: %d %q", code, errs)
 	}
 	// Whole seconds work too; put replaces, so a put without --ttl
@@ -258,7 +313,7 @@ func TestPutTTL(t *testing.T) {
 			t.Errorf("put --ttl %q: %d %q, want a usage error", bad, code, errs)
 		}
 	}
-	if code, _, _ := kvmesh(t, "", "get", "session.3"); code != 1 {
+	if code, _, _ := kvmesh(t, "", "get", "session.3"); code != 3 {
 		t.Fatalf("a refused put wrote: %d", code)
 	}
 	if code, _, errs := kvmesh(t, "", "get", "--ttl", "30s", "session.1"); code != 2 {

@@ -5,8 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/kvmesh/kvmesh/client"
@@ -24,16 +22,13 @@ func cmdMemberChange(verb string, args []string, stdout, stderr io.Writer) error
 	f.registerConn(fs)
 	noWait := fs.Bool("no-wait", false, "return once the change is under way")
 	wait := fs.Duration("wait", 30*time.Minute, "how long to follow the change at most")
-	fs.Usage = func() {
-		what := "Hands member ID's partitions to the others, then stops it (it must be running)."
-		if verb == "remove" {
-			what = "Declares member ID gone for good (a dead node): the others copy its partitions from the remaining replicas."
-		}
-		fmt.Fprintf(stderr, "usage: kvmesh admin %s ID [--server URL] [--no-wait]\n\n%s\n"+
-			"It prints the transfers' progress on stderr and ID on stdout once the member has left.\n\n"+
-			"Example:\n  kvmesh admin %s n4 --server nats://10.0.0.1:4222\n\n", verb, what, verb)
-		fs.PrintDefaults()
+	what := "Hands member ID's partitions to the others, then stops it (it must be running)."
+	if verb == "remove" {
+		what = "Declares member ID gone for good (a dead node): the others copy its partitions from the remaining replicas."
 	}
+	cli.SetUsage(fs, "admin "+verb+" ID [--server URL] [--no-wait]",
+		what+"\nIt shows the transfers' progress on stderr (a bar on a terminal) and prints ID on stdout once the member has left.",
+		"kvmesh admin "+verb+" n4 --server nats://10.0.0.1:4222")
 	pos, err := cli.ParseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -62,21 +57,17 @@ func cmdMemberChange(verb string, args []string, stdout, stderr io.Writer) error
 		return nil
 	}
 	deadline := time.Now().Add(*wait)
-	bar := isTerminal(stderr)
+	pr := cli.NewProgress(stderr)
+	defer pr.Done()
 	for {
-		left, progress := memberProgress(c, id, f.timeout, bar)
+		left, done, total, progress := memberProgress(c, id, f.timeout)
 		if left {
-			if bar {
-				fmt.Fprintln(stderr)
-			}
+			pr.Done()
 			_, err := fmt.Fprintln(stdout, id)
 			return err
 		}
-		switch {
-		case progress != "" && bar:
-			fmt.Fprintf(stderr, "\r%s\033[K", progress) // one line, redrawn
-		case progress != "":
-			fmt.Fprintln(stderr, progress)
+		if progress != "" {
+			pr.Update(done, total, progress)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s of %s still under way after %v: kvmesh status shows its progress", verb, id, *wait)
@@ -87,12 +78,13 @@ func cmdMemberChange(verb string, args []string, stdout, stderr io.Writer) error
 
 // memberProgress asks the nodes for their status: whether every answer
 // holds member id left, and a line on the transfers under way.
-func memberProgress(c *client.Client, id string, timeout time.Duration, bar bool) (left bool, progress string) {
+// done and total count partitions.
+func memberProgress(c *client.Client, id string, timeout time.Duration) (left bool, done, total int64, progress string) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	sts, _ := c.Status(ctx)
 	left = len(sts) > 0
-	var parts, done, bytes, started int64
+	var parts, bytes, started int64
 	for _, st := range sts {
 		if st.Node == id {
 			left = false
@@ -113,25 +105,9 @@ func memberProgress(c *client.Client, id string, timeout time.Duration, bar bool
 		}
 	}
 	if parts == 0 {
-		return left, ""
+		return left, 0, 0, ""
 	}
 	rate := float64(bytes) / 1e6 / max(time.Since(time.Unix(0, started)).Seconds(), 1e-3)
 	progress = fmt.Sprintf("transfers: %d of %d partitions copied, %.1f MB, %.1f MB/s", done, parts, float64(bytes)/1e6, rate)
-	if bar {
-		const width = 30
-		filled := int(width * done / parts)
-		progress = "[" + strings.Repeat("#", filled) + strings.Repeat(".", width-filled) + "] " + progress
-	}
-	return left, progress
-}
-
-// isTerminal reports whether w is a terminal: progress is then a bar
-// redrawn in place, else a line at a time (logs, pipes).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return left, done, parts, progress
 }

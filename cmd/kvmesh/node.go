@@ -74,6 +74,12 @@ func cmdNode(args []string, stderr io.Writer) error {
 	var join joinFlags
 	join.register(fs)
 	defer cpuProfileFlag(fs)()
+	cli.SetUsage(fs, "node --id ID --data DIR [--listen H:P] [--cluster H:P] [--peers URL,...] [--join URL --token TOKEN]",
+		`Runs one node of a store: its embedded NATS server (clients on --listen, routes to the other
+nodes on --cluster) and its replicas in DIR. Give every node of a new store the same full --peers
+list and the same secret; a node added later joins with --join and a token from kvmesh admin invite.`,
+		"kvmesh node --id n1 --data /var/lib/kvmesh --listen 0.0.0.0:4222 --cluster 10.0.0.1:6222 --peers nats-route://10.0.0.1:6222,nats-route://10.0.0.2:6222,nats-route://10.0.0.3:6222",
+		"kvmesh node --id n4 --data /var/lib/kvmesh --cluster 10.0.0.4:6222 --join nats-route://10.0.0.1:6222 --token \"$TOKEN\"")
 	err := cli.ParseFlagsOnly(fs, args)
 	if err != nil {
 		return err

@@ -28,6 +28,12 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	f.registerConn(fs)
 	asJSON := fs.Bool("json", false, "print the nodes' status as JSON")
 	parts := fs.Bool("partitions", false, "also print each partition's anti-entropy: its owners' last exchange and whether their trees agree")
+	cli.SetUsage(fs, "status [--json] [--partitions] [--server URL]",
+		`Asks every node for its status and prints one line per node (its actor, the peers it hears, its
+store's health, the operations it coordinates, its hints), then the members and the ring's
+balance, then anti-entropy. It exits 1 when a member does not answer, a store has failed or the
+nodes resolve conflicts in different modes, so scripts can check the store's health.`,
+		"kvmesh status", "kvmesh status --json | jq '.[].members'", "kvmesh status --partitions --server nats://10.0.0.1:4222")
 	if err := cli.ParseFlagsOnly(fs, args); err != nil {
 		return err
 	}

@@ -293,7 +293,8 @@ func Main(args []string, stdout, stderr io.Writer) error {
 	}()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	b := &bench{cfg: cfg, ps: ps, log: stderr, exe: exe, base: base}
+	b := &bench{cfg: cfg, ps: ps, log: stderr, progress: cli.NewProgress(stderr), exe: exe, base: base}
+	b.progress.Interval = 0 // off a terminal, the log lines of the cells are the progress
 	rep, err := b.run(ctx)
 	if err != nil {
 		if ctx.Err() != nil {

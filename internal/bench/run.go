@@ -14,16 +14,19 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/kvmesh/kvmesh/internal/cli"
 )
 
 // bench is one run of `kvmesh bench`: it owns the clusters, the drivers
 // and the results. Not safe for concurrent use.
 type bench struct {
-	cfg  config
-	ps   *procs
-	log  io.Writer
-	exe  string
-	base string
+	cfg      config
+	ps       *procs
+	log      io.Writer
+	progress *cli.Progress // on log: a redrawn line of the rounds on a terminal
+	exe      string
+	base     string
 
 	clusters  map[string]*cluster
 	drivers   map[string]driver
@@ -125,7 +128,7 @@ func loadSystems(cfg config) []string {
 }
 
 func (b *bench) logf(format string, args ...any) {
-	fmt.Fprintf(b.log, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+	b.progress.Log(fmt.Sprintf("%s "+format, append([]any{time.Now().Format("15:04:05")}, args...)...))
 }
 
 func (b *bench) value(size int) []byte {
@@ -355,12 +358,19 @@ func (b *bench) rounds(ctx context.Context) ([]row, error) {
 	systems := loadSystems(b.cfg)
 	rows := map[string]*row{}
 	var order []string
+	cells, done := 0, 0
+	for _, system := range systems {
+		cells += b.cfg.Rounds * len(planCells(b.cfg, system))
+	}
+	defer b.progress.Done()
 	for r := range b.cfg.Rounds {
 		for i := range systems {
 			system := systems[(i+r)%len(systems)]
 			for ci, c := range planCells(b.cfg, system) {
 				spec := loadSpec{kind: c.kind, r: c.r, c: c.C, val: b.value(c.Size),
 					warmup: b.cfg.Warmup, dur: b.cfg.Duration, seed: uint64(r*1000 + ci), timeout: b.cfg.OpTimeout}
+				b.progress.Update(int64(done), int64(cells), fmt.Sprintf("round %d/%d: %s %s C=%d %s", r+1, b.cfg.Rounds, system, c.Op, c.C, sizeLabel(c.Size)))
+				done++
 				s, err := runLoad(ctx, b.drivers[system], b.keyspaces[system][c.Size], spec)
 				if err != nil {
 					return nil, fmt.Errorf("%s %s C=%d: %w", system, c.Op, c.C, err)

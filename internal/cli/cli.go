@@ -72,3 +72,25 @@ func SplitList(s string) []string {
 	}
 	return out
 }
+
+// SetUsage makes fs print, on -h and --help, "usage: kvmesh SYNOPSIS",
+// the text, the examples (one command line each) and then its flags, to
+// the flag set's output.
+func SetUsage(fs *flag.FlagSet, synopsis, text string, examples ...string) {
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "usage: kvmesh %s\n\n%s\n", synopsis, strings.TrimSpace(text))
+		if len(examples) > 0 {
+			fmt.Fprintf(w, "\nExamples:\n")
+			for _, e := range examples {
+				fmt.Fprintf(w, "  %s\n", e)
+			}
+		}
+		fmt.Fprintf(w, "\nFlags:\n")
+		fs.PrintDefaults()
+		fmt.Fprintf(w, "\nExit status: %s\n", ExitCodes)
+	}
+}
+
+// ExitCodes is what the exit status of every kvmesh command means.
+const ExitCodes = "0 success, 1 failure (the error on stderr), 2 usage error, 3 key not found (get)"
