@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -142,7 +143,13 @@ func (s *Store) commit(batch []*op) {
 			if s.hooks.beforeSync != nil {
 				s.hooks.beforeSync(s.wal.size == segHeaderLen+int64(len(w.buf)))
 			}
-			err = s.wal.sync()
+			if s.opts.OnSync != nil {
+				t := time.Now()
+				err = s.wal.sync()
+				s.opts.OnSync(time.Since(t))
+			} else {
+				err = s.wal.sync()
+			}
 		}
 		if err != nil {
 			// What reached the file is unknown, and a frame appended

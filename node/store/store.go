@@ -75,6 +75,13 @@ type Options struct {
 	// goroutine that hit it, before any write of the failed batch is
 	// reported. It must not block or call the Store.
 	OnFail func(error)
+	// OnSync, if set, is called after each sync of the write-ahead log
+	// (one per batch of writes) with how long the fdatasync took: the
+	// node's fsync latency metric. It runs on the committer goroutine,
+	// between a batch's sync and its acknowledgements, so it must be
+	// quick (an atomic add, a histogram observation) and must not call
+	// the Store.
+	OnSync func(time.Duration)
 
 	planted // test-only options of a build with the kvmesh_planted tag
 }
@@ -695,4 +702,21 @@ func (s *Store) Stats() Stats {
 		st.MeanBatch = float64(st.Ops) / float64(st.Batches)
 	}
 	return st
+}
+
+// FileSizes returns the sizes in bytes of the store's bbolt file and of
+// its write-ahead log segments together, as the file system reports
+// them now (files that vanish meanwhile, a segment a checkpoint removes,
+// count 0). For metrics: it lists a directory and stats each file.
+func (s *Store) FileSizes() (bbolt, wal int64) {
+	if fi, err := s.fs.Stat(s.path); err == nil {
+		bbolt = fi.Size()
+	}
+	seqs, _ := listSegments(s.fs, s.path)
+	for _, seq := range seqs {
+		if fi, err := s.fs.Stat(segmentPath(s.path, seq)); err == nil {
+			wal += fi.Size()
+		}
+	}
+	return bbolt, wal
 }
