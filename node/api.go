@@ -227,25 +227,28 @@ func (n *Node) serve(op string, req *request) error {
 			get: func(obj *protocol.Object, err error) {
 				if err != nil {
 					n.respondError(req, err)
-					return
+				} else {
+					err = n.respondGet(req, key, obj)
 				}
-				n.respondGet(req, key, obj)
+				n.metrics.done(opIndex(op), outcomeOfErr(err), req.start, n.clock.Now())
 			},
 			write: func(ctx protocol.Clock, err error) {
 				if err != nil {
 					n.respondError(req, err)
-					return
+				} else {
+					h := nats.Header{protocol.HdrNode: {n.cfg.ID}}
+					if c := n.ctxKey.Seal(key, ctx); c != "" {
+						h.Set(protocol.HdrContext, c)
+					}
+					_ = req.reply(&nats.Msg{Header: h})
 				}
-				h := nats.Header{protocol.HdrNode: {n.cfg.ID}}
-				if c := n.ctxKey.Seal(key, ctx); c != "" {
-					h.Set(protocol.HdrContext, c)
-				}
-				_ = req.reply(&nats.Msg{Header: h})
+				n.metrics.done(opIndex(op), outcomeOfErr(err), req.start, n.clock.Now())
 			},
 		})
 	}
 	if err != nil {
 		n.inflight.Add(-1)
+		n.metrics.done(opIndex(op), outcomeOfErr(err), req.start, n.clock.Now())
 	}
 	return err
 }
@@ -257,6 +260,7 @@ func (n *Node) serve(op string, req *request) error {
 func (n *Node) admit() error {
 	if int(n.inflight.Add(1)) > n.cfg.MaxInflight {
 		n.inflight.Add(-1)
+		n.metrics.refusedAdmit.Inc()
 		return protocol.Errorf(protocol.ErrOverloaded, "node %s coordinates %d requests already", n.cfg.ID, n.cfg.MaxInflight)
 	}
 	return nil
@@ -334,8 +338,9 @@ func (n *Node) requestKey(op, subject string, hdr nats.Header) (string, error) {
 // a msgpack array, none as 404: deleted and expired values are not live
 // (liveAt). The causal context is always included, so a write after a
 // delete or an expiry can supersede the tombstone; Kvmesh-Expires says
-// when the values expire, if they all do.
-func (n *Node) respondGet(req *request, key string, obj *protocol.Object) {
+// when the values expire, if they all do. It returns the error it
+// answered with, if any (ErrKeyNotFound for none live), for the metrics.
+func (n *Node) respondGet(req *request, key string, obj *protocol.Object) error {
 	h := nats.Header{protocol.HdrNode: {n.cfg.ID}}
 	var live []protocol.Sibling
 	if obj != nil {
@@ -346,7 +351,7 @@ func (n *Node) respondGet(req *request, key string, obj *protocol.Object) {
 	}
 	if len(live) == 0 {
 		n.respondErrorHeader(req, h, protocol.ErrKeyNotFound)
-		return
+		return protocol.ErrKeyNotFound
 	}
 	h.Set(protocol.HdrSiblings, strconv.Itoa(len(live)))
 	if exp := expiresAt(live); exp != 0 {
@@ -360,13 +365,17 @@ func (n *Node) respondGet(req *request, key string, obj *protocol.Object) {
 		}
 		var err error
 		if data, err = protocol.EncodeSiblings(vals); err != nil {
-			n.respondError(req, protocol.Errorf(protocol.ErrInternal, "encode siblings: %v", err))
-			return
+			err = protocol.Errorf(protocol.ErrInternal, "encode siblings: %v", err)
+			n.respondError(req, err)
+			return err
 		}
 	}
 	if err := req.reply(&nats.Msg{Header: h, Data: data}); err != nil {
-		n.respondError(req, protocol.Errorf(protocol.ErrValueTooLarge, "reply does not fit: %v", err))
+		err = protocol.Errorf(protocol.ErrValueTooLarge, "reply does not fit: %v", err)
+		n.respondError(req, err)
+		return err
 	}
+	return nil
 }
 
 func (n *Node) respondError(req *request, err error) {

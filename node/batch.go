@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -25,6 +26,7 @@ const opBatch = "batch"
 func (n *Node) serveBatch(req *request) {
 	refuse := func(err error) {
 		req.fail(err)
+		n.metrics.batches[outcomeOfErr(err)].Inc()
 		n.publishBatch(req, []protocol.ClientResult{protocol.ClientResultError(0, err)})
 	}
 	defer func() {
@@ -42,6 +44,8 @@ func (n *Node) serveBatch(req *request) {
 		refuse(err)
 		return
 	}
+	n.metrics.batches[outOK].Inc()
+	n.metrics.batchItems.Add(float64(len(b.Items)))
 	var gets int
 	for i := range b.Items {
 		if b.Items[i].Op == protocol.BatchGet {
@@ -58,7 +62,7 @@ func (n *Node) serveBatch(req *request) {
 		if it.Op == protocol.BatchGet {
 			rb = gb
 		}
-		n.serveBatchItem(it, rb.add)
+		n.serveBatchItem(it, req.start, rb.add)
 	}
 }
 
@@ -78,7 +82,7 @@ func (n *Node) Call(ctx context.Context, it protocol.ClientItem) (protocol.Clien
 		return protocol.ClientResult{}, protocol.Errorf(protocol.ErrInvalidOption, "unknown op %d", it.Op)
 	}
 	ch := make(chan protocol.ClientResult, 1)
-	n.serveBatchItem(&it, func(r protocol.ClientResult) { ch <- r })
+	n.serveBatchItem(&it, n.clock.Now(), func(r protocol.ClientResult) { ch <- r })
 	select {
 	case r := <-ch:
 		return r, nil
@@ -87,9 +91,16 @@ func (n *Node) Call(ctx context.Context, it protocol.ClientItem) (protocol.Clien
 	}
 }
 
-// serveBatchItem starts one item; add gets its result exactly once.
-func (n *Node) serveBatchItem(it *protocol.ClientItem, add func(protocol.ClientResult)) {
+// serveBatchItem starts one item that arrived at start; add gets its
+// result exactly once.
+func (n *Node) serveBatchItem(it *protocol.ClientItem, start time.Time, add func(protocol.ClientResult)) {
 	tag := it.Tag
+	op := opIndex(batchOps[it.Op])
+	answer := add
+	add = func(r protocol.ClientResult) {
+		answer(r)
+		n.metrics.done(op, outcomeOf(r.Code, r.Name), start, n.clock.Now())
+	}
 	if err := n.admit(); err != nil {
 		add(protocol.ClientResultError(tag, err))
 		return

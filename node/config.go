@@ -3,7 +3,9 @@ package node
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -59,6 +61,12 @@ type Config struct {
 	// Peers are the route URLs (nats-route://host:port) of the other nodes;
 	// listing this node's own URL too is harmless. Empty: a single node.
 	Peers []string
+	// HTTP is the listener "host:port" of the node's HTTP port: the
+	// status page at "/", its data at "/status.json", Prometheus
+	// metrics at "/metrics" and the embedded NATS server's monitoring
+	// endpoints (/varz, /connz, /routez, /subsz, /healthz, ...); port 0
+	// picks a free port (Node.HTTPAddr tells which). Default "": none.
+	HTTP string
 	// MaxPayload is the NATS max_payload in bytes, identical on all nodes.
 	// It bounds values (see protocol.MaxValueLen). Default 1 MiB.
 	MaxPayload int32
@@ -234,10 +242,23 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: hint rate %d: want records/s > 0, or -1 for unthrottled", c.HintRate)
 	case c.MaxInflight < 1:
 		return fmt.Errorf("config: max inflight must be >= 1")
+	case c.HTTP != "" && !validHostPort(c.HTTP):
+		return fmt.Errorf("config: http %q: want host:port", c.HTTP)
 	case c.MaxPayload < 64<<10:
 		return fmt.Errorf("config: max payload %d: want >= 64 KiB", c.MaxPayload)
 	}
 	return nil
+}
+
+// validHostPort reports whether addr is "host:port" with a port number
+// (the host may be empty: every address).
+func validHostPort(addr string) bool {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	port, err := strconv.Atoi(p)
+	return err == nil && port >= 0 && port <= 65535
 }
 
 func (c *Config) dbPath() string { return filepath.Join(c.DataDir, "kvmesh.db") }

@@ -85,6 +85,8 @@ type Node struct {
 	aePace         pacer        // anti-entropy's records (AntiEntropyRate)
 	reads          chan readJob // for the reader goroutines (reads.go)
 	pageBudget     int          // bytes of records a pulled page may hold (transfer.go)
+	metrics        *metrics     // Prometheus metrics (metrics.go)
+	web            *webServer   // the HTTP port: metrics, status page, NATS monitoring (web.go); nil without Config.HTTP
 
 	stop      chan struct{} // closed by Close: stops the loops
 	wg        sync.WaitGroup
@@ -135,6 +137,7 @@ func New(cfg Config) (*Node, error) {
 	// repeat its previous run's (peers deduplicate forwards by tag).
 	n.pending.next = rand.Uint64() >> 2
 	n.outbox = newOutbox(n)
+	n.metrics = newMetrics(n)
 	return n, nil
 }
 
@@ -204,6 +207,7 @@ func (n *Node) start(ctx context.Context) error {
 	sopts := store.DefaultOptions()
 	sopts.FS = n.fs
 	sopts.OnFail = n.storeFailed
+	sopts.OnSync = n.metrics.observeSync
 	n.plantStoreOptions(&sopts)
 	st, err := store.Open(n.cfg.dbPath(), sopts)
 	if err != nil {
@@ -275,6 +279,11 @@ func (n *Node) start(ctx context.Context) error {
 	n.startRebalance()
 	n.startAntiEntropy()
 	n.startHandoff()
+	if n.cfg.HTTP != "" {
+		if err := n.startWeb(); err != nil {
+			return err
+		}
+	}
 	if n.srv == nil {
 		return nil
 	}
@@ -461,6 +470,7 @@ func (n *Node) Run(ctx context.Context) error {
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		var errs []error
+		n.stopWeb()
 		if n.svc != nil {
 			n.stopServingLocalClients()
 			if err := n.svc.stop(); err != nil {

@@ -89,6 +89,7 @@ func (n *Node) queueRead(j readJob) {
 	select {
 	case n.reads <- j:
 	default:
+		n.metrics.refusedReads.Inc()
 		j.fail(protocol.Errorf(protocol.ErrOverloaded, "node %s: %d replica reads queued", n.cfg.ID, readBacklog))
 	}
 }
