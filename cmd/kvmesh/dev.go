@@ -6,9 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -28,16 +30,26 @@ func cmdDev(args []string, stdout, stderr io.Writer) error {
 	nodes := fs.Int("nodes", 3, "number of nodes")
 	level := fs.String("log-level", "error", "debug, info, warn or error")
 	conflicts := fs.String("conflicts", "siblings", conflictsUsage)
-	cli.SetUsage(fs, "dev [--data ./data] [--port 4222] [--cluster-port 6222] [--nodes 3]",
+	httpAddr := fs.String("http", "127.0.0.1:8222", "the first node's HTTP port host:port (status page, /metrics, NATS monitoring); the others listen on free ports of the same host; empty: none")
+	cli.SetUsage(fs, "dev [--data ./data] [--port 4222] [--cluster-port 6222] [--nodes 3] [--http 127.0.0.1:8222]",
 		`Runs a local cluster in this process: node n<i> serves clients on port+i-1 and routes on
 cluster-port+i-1, with its data under DATA/n<i>. Ctrl-C stops it cleanly; started again on the
-same data dir, it comes back with what was written.`,
+same data dir, it comes back with what was written. The first node serves its status page,
+/metrics and NATS monitoring on --http; the others on free ports of the same host, all printed.`,
 		"kvmesh dev", "kvmesh dev --nodes 5 --data /tmp/kv --port 14222 --cluster-port 16222")
 	if err := cli.ParseFlagsOnly(fs, args); err != nil {
 		return err
 	}
 	if *nodes < 1 || *nodes > 9 {
 		return cli.Usagef("nodes must be 1..9")
+	}
+	httpHost := ""
+	if *httpAddr != "" {
+		h, _, err := net.SplitHostPort(*httpAddr)
+		if err != nil {
+			return cli.Usagef("--http %q: want host:port, or empty for none", *httpAddr)
+		}
+		httpHost = h
 	}
 	log, err := newLogger(stderr, *level)
 	if err != nil {
@@ -70,6 +82,12 @@ same data dir, it comes back with what was written.`,
 		cfg.Cluster = fmt.Sprintf("127.0.0.1:%d", *cport+i)
 		cfg.Peers = peers
 		cfg.Conflicts = *conflicts
+		if *httpAddr != "" {
+			cfg.HTTP = *httpAddr
+			if i > 0 {
+				cfg.HTTP = net.JoinHostPort(httpHost, "0")
+			}
+		}
 		cfg.Logger = log
 		cfg.NATSLog = true
 		if ns[i], err = node.New(cfg); err != nil {
@@ -87,12 +105,20 @@ same data dir, it comes back with what was written.`,
 			_ = n.Close()
 		}
 	}()
+	if errors.Is(errs[0], syscall.EADDRINUSE) && *httpAddr != "" && strings.Contains(errs[0].Error(), "http listener") {
+		return fmt.Errorf("the first node's HTTP port %s is taken (another kvmesh dev, or a nats-server's monitoring port?): "+
+			"choose another with --http HOST:PORT, or turn it off with --http ''", *httpAddr)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "kvmesh dev cluster: %d nodes, data under %s\n", *nodes, *data)
 	for _, n := range ns {
-		fmt.Fprintf(stdout, "  %s  clients %s  routes %s\n", n.ID(), n.ClientURL(), n.ClusterURL())
+		fmt.Fprintf(stdout, "  %s  clients %s  routes %s", n.ID(), n.ClientURL(), n.ClusterURL())
+		if a := n.HTTPAddr(); a != "" {
+			fmt.Fprintf(stdout, "  http http://%s/", a)
+		}
+		fmt.Fprintln(stdout)
 	}
 	fmt.Fprintf(stdout, `
 Try:
@@ -101,6 +127,9 @@ Try:
   nats req kvmesh.kv.get.greeting '' --server %[1]s
 Ctrl-C stops the cluster.
 `, ns[0].ClientURL())
+	if a := ns[0].HTTPAddr(); a != "" {
+		fmt.Fprintf(stdout, "Status page: http://%[1]s/  (metrics: http://%[1]s/metrics, NATS: http://%[1]s/varz)\n", a)
+	}
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "stopping")
 	return nil

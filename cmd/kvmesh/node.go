@@ -23,6 +23,7 @@ func nodeFlags(fs *flag.FlagSet, cfg *node.Config, peers *string, logLevel *stri
 	fs.StringVar(&cfg.DataDir, "data", "", "data directory (required)")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "NATS client listener host:port (port 0: any free port)")
 	fs.StringVar(&cfg.Cluster, "cluster", cfg.Cluster, "NATS route listener host:port (port 0: any free port)")
+	fs.StringVar(&cfg.HTTP, "http", "", "HTTP listener host:port: status page at /, Prometheus metrics at /metrics, NATS monitoring at /varz, /connz, ... (port 0: any free port; default none)")
 	fs.StringVar(peers, "peers", "", "comma-separated route URLs of the other nodes (nats-route://host:port)")
 	fs.StringVar(&cfg.ClusterName, "cluster-name", cfg.ClusterName, "NATS cluster name, the same on every node")
 	fs.StringVar(&cfg.Prefix, "prefix", cfg.Prefix, "subject prefix of the store")
@@ -118,7 +119,11 @@ list and the same secret; a node added later joins with --join and a token from 
 	if err := n.Start(startCtx); err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "kvmesh node %s ready: clients %s, routes %s\n", cfg.ID, n.ClientURL(), n.ClusterURL())
+	if a := n.HTTPAddr(); a != "" {
+		fmt.Fprintf(stderr, "kvmesh node %s ready: clients %s, routes %s, http http://%s/\n", cfg.ID, n.ClientURL(), n.ClusterURL(), a)
+	} else {
+		fmt.Fprintf(stderr, "kvmesh node %s ready: clients %s, routes %s\n", cfg.ID, n.ClientURL(), n.ClusterURL())
+	}
 	select {
 	case <-ctx.Done():
 		fmt.Fprintf(stderr, "kvmesh node %s stopping\n", cfg.ID)
