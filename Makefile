@@ -66,9 +66,12 @@ bench-go:
 	$(GO) test -run='^$$' -bench=. -benchmem ./node/... ./protocol/ ./e2e/
 
 ## figures: the measurements the README quotes that are tests rather than
-## benchmarks (sloppy-quorum availability, hint replay rate); figures in the log
+## benchmarks (sloppy-quorum availability, hint replay rate); figures in the
+## log; and docs/status.png, the status page of a 3-node store with a node
+## down (needs chromium)
 figures:
 	KVMESH_FIGURES=1 $(GO) test -count=1 -run 'TestHintFigures' -v ./node/
+	KVMESH_FIGURES=1 $(GO) test -count=1 -run 'TestStatusPageInBrowser' -v ./e2e/
 
 clean:
 	rm -rf bin
