@@ -195,6 +195,9 @@ func TestStatusPageInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	load(4*time.Second, "--hide-scrollbars", "--window-size=1280,960", "--screenshot="+out)
 	t.Logf("wrote %s", out)
 }
