@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -136,37 +137,40 @@ func TestHTTPPort(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	mfs := scrape(t, addr)
-	for _, w := range []struct {
-		name   string
-		labels []string
-		min    float64
-	}{
-		{"kvmesh_request_duration_seconds", []string{"op", "put", "outcome", "ok"}, 4},
-		{"kvmesh_request_duration_seconds", []string{"op", "get", "outcome", "ok"}, 1},
-		{"kvmesh_request_duration_seconds", []string{"op", "get", "outcome", "not_found"}, 1},
-		{"kvmesh_request_duration_seconds", []string{"op", "put", "outcome", "bad_request"}, 1},
-		{"kvmesh_request_duration_seconds", []string{"op", "del", "outcome", "bad_request"}, 1},
-		{"kvmesh_batches_total", []string{"outcome", "ok"}, 1},
-		{"kvmesh_batch_items_total", nil, 1},
-		{"kvmesh_wal_fsync_duration_seconds", nil, 1},
-		{"kvmesh_bbolt_size_bytes", nil, 1},
-		{"kvmesh_wal_size_bytes", nil, 1},
-		{"kvmesh_member_health", []string{"health", "alive"}, 3},
-		{"kvmesh_members", []string{"status", "up"}, 3},
-		{"kvmesh_node_info", []string{"node", "n1"}, 1},
-		{"go_goroutines", nil, 1},
-	} {
-		if got := metricValue(mfs, w.name, w.labels...); got < w.min {
-			t.Errorf("%s%v = %v, want >= %v", w.name, w.labels, got, w.min)
+	// A request counts once answered, just after its reply is sent: poll.
+	mfs := scrapeUntil(t, addr, func(mfs map[string]*dto.MetricFamily) (problems []string) {
+		for _, w := range []struct {
+			name   string
+			labels []string
+			min    float64
+		}{
+			{"kvmesh_request_duration_seconds", []string{"op", "put", "outcome", "ok"}, 4},
+			{"kvmesh_request_duration_seconds", []string{"op", "get", "outcome", "ok"}, 1},
+			{"kvmesh_request_duration_seconds", []string{"op", "get", "outcome", "not_found"}, 1},
+			{"kvmesh_request_duration_seconds", []string{"op", "put", "outcome", "bad_request"}, 1},
+			{"kvmesh_request_duration_seconds", []string{"op", "del", "outcome", "bad_request"}, 1},
+			{"kvmesh_batches_total", []string{"outcome", "ok"}, 1},
+			{"kvmesh_batch_items_total", nil, 1},
+			{"kvmesh_wal_fsync_duration_seconds", nil, 1},
+			{"kvmesh_bbolt_size_bytes", nil, 1},
+			{"kvmesh_wal_size_bytes", nil, 1},
+			{"kvmesh_member_health", []string{"health", "alive"}, 3},
+			{"kvmesh_members", []string{"status", "up"}, 3},
+			{"kvmesh_node_info", []string{"node", "n1"}, 1},
+			{"go_goroutines", nil, 1},
+		} {
+			if got := metricValue(mfs, w.name, w.labels...); got < w.min {
+				problems = append(problems, fmt.Sprintf("%s%v = %v, want >= %v", w.name, w.labels, got, w.min))
+			}
 		}
-	}
-	for _, name := range []string{"kvmesh_quorum_failures_total", "kvmesh_overload_refusals_total", "kvmesh_hints_pending",
-		"kvmesh_anti_entropy_rounds_total", "kvmesh_transfer_partitions", "process_resident_memory_bytes"} {
-		if mfs[name] == nil {
-			t.Errorf("%s missing from /metrics", name)
+		for _, name := range []string{"kvmesh_quorum_failures_total", "kvmesh_overload_refusals_total", "kvmesh_hints_pending",
+			"kvmesh_anti_entropy_rounds_total", "kvmesh_transfer_partitions", "process_resident_memory_bytes"} {
+			if mfs[name] == nil {
+				problems = append(problems, name+" missing from /metrics")
+			}
 		}
-	}
+		return problems
+	})
 	if got := metricValue(mfs, "kvmesh_request_duration_seconds", "op", "get", "outcome", "quorum_failure"); got != 0 {
 		t.Errorf("get quorum failures = %v, want 0 (and the series present)", got)
 	}
@@ -200,6 +204,9 @@ func TestHTTPPort(t *testing.T) {
 		return ps
 	}
 	ps := page()
+	for deadline := time.Now().Add(10 * time.Second); len(ps.Statuses) < 3 && time.Now().Before(deadline); ps = page() {
+		// a loaded machine: a status may take longer than the page waits
+	}
 	if len(ps.Statuses) != 3 || len(ps.Missing) != 0 || len(ps.Ring.Owners) != 256 || len(ps.Ring.Owners[0]) != 3 || len(ps.Ring.Members) != 3 {
 		t.Fatalf("status.json: %d statuses, missing %v, %d partitions, ring members %v", len(ps.Statuses), ps.Missing, len(ps.Ring.Owners), ps.Ring.Members)
 	}
@@ -214,7 +221,7 @@ func TestHTTPPort(t *testing.T) {
 
 	c.stop(2)
 	deadline := time.Now().Add(15 * time.Second)
-	for ps = page(); ps.Health["n3"] != "down"; ps = page() {
+	for ps = page(); ps.Health["n3"] != "down" || len(ps.Statuses) != 2; ps = page() {
 		if time.Now().After(deadline) {
 			t.Fatalf("n3 stopped; health still %v", ps.Health)
 		}
@@ -228,15 +235,38 @@ func TestHTTPPort(t *testing.T) {
 	if m := req("kvmesh.kv.put.metrics.k", nats.Header{protocol.HdrW: {"all"}, protocol.HdrPW: {"all"}}, "v"); m.Header.Get(protocol.HdrError) != protocol.ErrQuorumNotReached.Name {
 		t.Fatalf("put w=all with n3 down: %v", m.Header)
 	}
-	mfs = scrape(t, addr)
-	if got := metricValue(mfs, "kvmesh_quorum_failures_total", "op", "put"); got != 1 {
-		t.Errorf("put quorum failures = %v, want 1", got)
-	}
-	if got := metricValue(mfs, "kvmesh_request_duration_seconds", "op", "put", "outcome", "quorum_failure"); got != 1 {
-		t.Errorf("put requests with outcome quorum_failure = %v, want 1", got)
-	}
-	if got := metricValue(mfs, "kvmesh_member_health", "health", "down"); got != 1 {
-		t.Errorf("members down = %v, want 1", got)
+	scrapeUntil(t, addr, func(mfs map[string]*dto.MetricFamily) (problems []string) {
+		if got := metricValue(mfs, "kvmesh_quorum_failures_total", "op", "put"); got != 1 {
+			problems = append(problems, fmt.Sprintf("put quorum failures = %v, want 1", got))
+		}
+		if got := metricValue(mfs, "kvmesh_request_duration_seconds", "op", "put", "outcome", "quorum_failure"); got != 1 {
+			problems = append(problems, fmt.Sprintf("put requests with outcome quorum_failure = %v, want 1", got))
+		}
+		if got := metricValue(mfs, "kvmesh_member_health", "health", "down"); got != 1 {
+			problems = append(problems, fmt.Sprintf("members down = %v, want 1", got))
+		}
+		return problems
+	})
+}
+
+// scrapeUntil scrapes addr's /metrics until check finds no problem, at
+// most 10 s; then it reports the last problems as errors.
+func scrapeUntil(t *testing.T, addr string, check func(map[string]*dto.MetricFamily) []string) map[string]*dto.MetricFamily {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mfs := scrape(t, addr)
+		problems := check(mfs)
+		if len(problems) == 0 {
+			return mfs
+		}
+		if time.Now().After(deadline) {
+			for _, p := range problems {
+				t.Error(p)
+			}
+			return mfs
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
