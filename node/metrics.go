@@ -1,6 +1,7 @@
 package node
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,7 +20,8 @@ import (
 // when a scrape asks (collector funcs), so it costs nothing between
 // scrapes. Safe for concurrent use.
 type metrics struct {
-	reg *prometheus.Registry
+	reg         *prometheus.Registry
+	runtimeOnce sync.Once // registers the Go and process collectors (withRuntime)
 
 	requests       [numOps][numOutcomes]prometheus.Observer
 	quorumFailures [numOps]prometheus.Counter
@@ -111,12 +113,12 @@ var (
 	fsyncBuckets   = []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}
 )
 
-// newMetrics builds the node's registry with its own metrics, the Go
-// runtime's and the process's. The collector funcs read n's state at
+// newMetrics builds the node's registry with its own metrics (the Go
+// runtime's and the process's join it when it is first served:
+// withRuntime). The collector funcs read n's state at
 // scrape time; they must only be scraped once the node started.
 func newMetrics(n *Node) *metrics {
 	m := &metrics{reg: prometheus.NewRegistry()}
-	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg := func(c prometheus.Collector) { m.reg.MustRegister(c) }
 
 	req := prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -222,6 +224,18 @@ func newMetrics(n *Node) *metrics {
 		return 0
 	})
 	return m
+}
+
+// withRuntime adds the Go runtime's and the process's standard
+// collectors to the registry, once, and returns it. They are added when
+// the metrics are first served rather than at New: building the Go
+// collector is most of what a registry costs, and the simulation tests
+// make many nodes that are never scraped.
+func (m *metrics) withRuntime() *prometheus.Registry {
+	m.runtimeOnce.Do(func() {
+		m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	})
+	return m.reg
 }
 
 // done counts one client operation of op (opIdx*) that arrived at start

@@ -42,7 +42,7 @@ func (n *Node) Handler() http.Handler {
 		_, _ = w.Write(statusPage)
 	})
 	mux.HandleFunc("GET /status.json", n.serveStatusJSON)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{ErrorLog: slogPrinter{n}}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.withRuntime(), promhttp.HandlerOpts{ErrorLog: slogPrinter{n}}))
 	if n.srv != nil {
 		n.srv.MountMonitor(mux)
 	}
