@@ -24,8 +24,9 @@ import (
 // the embedded NATS server's monitoring endpoints (/varz, /connz,
 // /routez, /subsz, /healthz, ...). Started by Start, stopped by Close.
 type webServer struct {
-	srv  *http.Server
-	addr string // the listener's resolved host:port
+	srv    *http.Server
+	addr   string             // the listener's resolved host:port
+	cancel context.CancelFunc // ends every request's context (stopWeb)
 }
 
 //go:embed web/status.html
@@ -56,8 +57,10 @@ func (n *Node) startWeb() error {
 	if err != nil {
 		return fmt.Errorf("http listener: %w", err)
 	}
-	w := &webServer{addr: ln.Addr().String(),
-		srv: &http.Server{Handler: n.Handler(), ReadHeaderTimeout: 5 * time.Second}}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &webServer{addr: ln.Addr().String(), cancel: cancel,
+		srv: &http.Server{Handler: n.Handler(), ReadHeaderTimeout: 5 * time.Second,
+			BaseContext: func(net.Listener) context.Context { return ctx }}}
 	n.web = w
 	n.wg.Add(1)
 	go func() {
@@ -70,11 +73,21 @@ func (n *Node) startWeb() error {
 	return nil
 }
 
-// stopWeb closes the HTTP listener and every connection.
+// stopWeb closes the HTTP listener, ends the requests being served (a
+// status.json waiting for the peers' statuses returns at once) and waits
+// for their handlers, at most 2 s, before closing every connection: so
+// no handler runs on once Close has closed the store.
 func (n *Node) stopWeb() {
-	if n.web != nil {
-		_ = n.web.srv.Close()
+	if n.web == nil {
+		return
 	}
+	n.web.cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := n.web.srv.Shutdown(ctx); err != nil {
+		n.log.Warn("http server: requests still running at close", "err", err)
+	}
+	_ = n.web.srv.Close()
 }
 
 // HTTPAddr returns the host:port the node's HTTP port listens on, or ""
