@@ -96,6 +96,15 @@
 // cluster key issues (embedded.RouteAuth); admitRoute refuses members
 // that left.
 //
+// # Watching it
+//
+// Every answered client operation, alone or in a batch, is observed in
+// a histogram by operation and outcome (metrics.go: one observation, no
+// lock); the store reports each log sync through its OnSync hook; the
+// rest of the metrics read, at scrape time, the counters the node's
+// status already keeps. Config.HTTP serves them (web.go) with the
+// embedded server's monitoring endpoints and the status page.
+//
 // # Concurrency
 //
 // Transport and service callbacks never block on the disk or the
