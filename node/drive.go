@@ -152,8 +152,11 @@ func (n *Node) coordinateWrite(key string, p int, owners []string, ctx protocol.
 	op, eff := coord.StartWrite(coord.WriteSpec{ID: n.cfg.ID, Actor: n.actor, Key: key, Owners: owners, Also: n.mem.joint(p, owners),
 		Ctx: ctx, Del: sib.Deleted, W: q.n, PW: q.p, Fallbacks: n.fallbacks(p), Down: n.live.down()}, n.clock.Now(), n.cfg.RequestTimeout)
 	n.drive(p, key, op, eff, func(a coord.Answer) {
-		if a.Err == nil && a.Fallbacks > 0 {
-			n.sloppy.Add(1)
+		if a.Err == nil {
+			if a.Fallbacks > 0 {
+				n.sloppy.Add(1)
+			}
+			n.written(key, ctx, a.Obj, a.Ctx)
 		}
 		finish(a.Ctx, a.Err)
 	}, func(d *driver) {

@@ -81,6 +81,8 @@ type Node struct {
 	compacted      compaction   // compact.go
 	hints          *hintBook    // hints this node holds as a fallback (hints.go)
 	sloppy         atomic.Int64 // writes this node coordinated that fallbacks acknowledged
+	events         atomic.Int64 // change events published (events.go)
+	exp            expiries     // the TTL writes it coordinated, for expire events (events.go)
 	hintPace       pacer        // the handoff's records (HintRate; handoff.go)
 	aePace         pacer        // anti-entropy's records (AntiEntropyRate)
 	reads          chan readJob // for the reader goroutines (reads.go)
@@ -291,6 +293,7 @@ func (n *Node) start(ctx context.Context) error {
 	if err := n.serveClients(); err != nil {
 		return err
 	}
+	n.spawn(n.runExpiries)
 	n.log.Info("node serving", "client", n.srv.ClientURL(), "cluster", n.srv.ClusterURL(), "members", n.Members())
 	return nil
 }

@@ -26,6 +26,25 @@ const (
 	// this is the latest expiry of them, as RFC 3339 with nanoseconds in
 	// UTC (time.RFC3339Nano). Absent when some value never expires.
 	HdrExpires = "Kvmesh-Expires"
+	// HdrIf makes a put or delete conditional (ParseIf): "absent" writes
+	// only if the key has no live value, "version" only if nothing was
+	// written since the request's Kvmesh-Context. A write whose
+	// condition does not hold is refused with 409 and the key's current
+	// context in Kvmesh-Context.
+	HdrIf = "Kvmesh-If"
+
+	// Headers of a change event (Subjects.Events).
+	//
+	// HdrOp is what happened: EventPut, EventDelete or EventExpire.
+	HdrOp = "Kvmesh-Op"
+	// HdrTime is when: the coordinator's time of the write, or the
+	// expiry of an expired value (RFC 3339 with nanoseconds, UTC).
+	HdrTime = "Kvmesh-Time"
+	// HdrVersion is a number that orders one key's events along
+	// causality: an event's is greater than that of every event whose
+	// write its write saw (superseded). Events of concurrent writes
+	// (siblings) are in no order.
+	HdrVersion = "Kvmesh-Version"
 
 	// The NATS micro service error headers.
 	HdrServiceError     = "Nats-Service-Error"
@@ -33,6 +52,48 @@ const (
 
 	// HdrStatus is set by the NATS server on a no-responders reply (503).
 	HdrStatus = "Status"
+)
+
+// Kvmesh-If values (ParseIf).
+const (
+	IfAbsent  = "absent"
+	IfVersion = "version"
+)
+
+// Condition is a conditional write's test (Kvmesh-If): CondNone for a
+// plain write.
+type Condition uint8
+
+const (
+	CondNone    Condition = iota
+	CondAbsent            // the key has no live value
+	CondVersion           // nothing was written since the request's context
+)
+
+// ParseIf reads a Kvmesh-If header value: "" (none), "absent" or
+// "version". A delete takes only "version": a delete of an absent key
+// changes nothing.
+func ParseIf(s string, del bool) (Condition, error) {
+	switch {
+	case s == "":
+		return CondNone, nil
+	case s == IfAbsent && !del:
+		return CondAbsent, nil
+	case s == IfVersion:
+		return CondVersion, nil
+	}
+	want := "absent or version"
+	if del {
+		want = "version"
+	}
+	return 0, Errorf(ErrInvalidOption, "%s %q: want %s", HdrIf, Clip(s, 32), want)
+}
+
+// Change event operations (the Kvmesh-Op header of an event).
+const (
+	EventPut    = "put"
+	EventDelete = "delete"
+	EventExpire = "expire"
 )
 
 // Quorum values a client may give for R or W.

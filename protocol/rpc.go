@@ -11,7 +11,8 @@ import "time"
 //	request {v: Version, f: sender, i: [{t: tag, o: op, k: key, b: object,
 //	         val: value, ctx: clock, del: delete, w: write quorum,
 //	         p: partition, a: cursor, m: byte budget, h: hinted owner,
-//	         pw: primary write quorum, ttl: nanoseconds}]}
+//	         pw: primary write quorum, ttl: nanoseconds,
+//	         if: condition}]}
 //	reply   {v: Version, f: sender, r: [{t: tag, c: code, n: name,
 //	         e: message, b: object, ctx: clock, rec: records, a: cursor}]}
 //
@@ -79,6 +80,12 @@ type Item struct {
 	// PW, on an RPCCoordinate, is how many of the W acknowledgements
 	// must come from owners of the key (0: no requirement).
 	PW int
+	// If, on an RPCCoordinate, makes the write conditional (Kvmesh-If):
+	// the receiving owner serialises it with the key's other conditional
+	// writes, checks the condition against a quorum read and answers a
+	// failed check with ErrConflict and the key's clock in the result's
+	// Ctx.
+	If Condition
 }
 
 // Reply answers a Request, one Result per item, in any order.
@@ -215,6 +222,9 @@ func appendItem(b []byte, it *Item) []byte {
 	if it.TTL != 0 {
 		b = m.int(b, "ttl", int64(it.TTL))
 	}
+	if it.If != CondNone {
+		b = m.uint(b, "if", uint64(it.If))
+	}
 	return m.end(b)
 }
 
@@ -263,7 +273,7 @@ func appendResult(b []byte, res *Result) []byte {
 
 var (
 	requestKeys = keys([]string{"v", "f", "i"}, "v", "f", "i")
-	itemKeys    = keys([]string{"t", "o", "k", "b", "val", "ctx", "del", "w", "p", "a", "m", "l", "tn", "th", "bk", "h", "pw", "ttl"}, "o")
+	itemKeys    = keys([]string{"t", "o", "k", "b", "val", "ctx", "del", "w", "p", "a", "m", "l", "tn", "th", "bk", "h", "pw", "ttl", "if"}, "o")
 	replyKeys   = keys([]string{"v", "f", "r"}, "v", "f")
 	resultKeys  = keys([]string{"t", "c", "n", "e", "b", "ctx", "rec", "a", "l", "tn", "th", "d", "ks", "ds"})
 
@@ -335,6 +345,10 @@ func (d *decoder) item(it *Item) error {
 			var ttl int64
 			ttl, err = d.int()
 			it.TTL = time.Duration(ttl)
+		case "if":
+			var c uint64
+			c, err = d.uint()
+			it.If = Condition(min(c, 255))
 		}
 		return err
 	})
@@ -391,6 +405,12 @@ func (d *decoder) item(it *Item) error {
 		if err := ValidateNodeID(it.Hint); err != nil {
 			return Errorf(ErrMalformed, "request: hinted owner: %v", err)
 		}
+	}
+	if it.If > CondVersion || (it.If != CondNone && it.Op != RPCCoordinate) {
+		return Errorf(ErrMalformed, "request: condition %d on op %d", it.If, it.Op)
+	}
+	if it.If == CondAbsent && it.Del {
+		return Errorf(ErrMalformed, "request: delete if absent")
 	}
 	if it.PW < 0 || it.PW > it.W {
 		return Errorf(ErrMalformed, "request: primary write quorum %d with w=%d", it.PW, it.W)

@@ -438,6 +438,17 @@ func FuzzDecodeRequest(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add(mustEncodeRequest(f, validScanRequest()))
+	// Conditional forwarded writes (Item.If), and a condition where none
+	// may be: on a read, and an "absent" delete.
+	for _, it := range []Item{
+		{Tag: 1, Op: RPCCoordinate, Key: "a", Val: []byte("v"), W: 2, PW: 2, If: CondAbsent, TTL: time.Second},
+		{Tag: 2, Op: RPCCoordinate, Key: "a", Del: true, W: 2, PW: 2, If: CondVersion, Ctx: Clock{{Node: "n1", Counter: 3}}},
+		{Tag: 3, Op: RPCRead, Key: "a", If: CondVersion},
+		{Tag: 4, Op: RPCCoordinate, Key: "a", Del: true, W: 2, If: CondAbsent},
+		{Tag: 5, Op: RPCCoordinate, Key: "a", W: 2, If: 9},
+	} {
+		f.Add(mustEncodeRequest(f, &Request{V: Version, From: "n1", Items: []Item{it}}))
+	}
 	f.Fuzz(func(t *testing.T, b []byte) { checkDecodeRequest(t, b) })
 }
 

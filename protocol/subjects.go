@@ -138,8 +138,66 @@ func (s Subjects) AdminInvite() string { return s.Prefix + ".admin.invite" }
 // JoinReply or an error (see token.go).
 func (s Subjects) AdminJoin() string { return s.Prefix + ".admin.join" }
 
-// Events is the subject a change of key is published on.
-func (s Subjects) Events(key string) string { return s.Prefix + ".events." + key }
+// Events is the subject a change of key is published on:
+// "<prefix>.events.<key>" for a subject-safe key (SubjectSafeKey), else
+// EventsBase. Every event carries its key in the Kvmesh-Key header too.
+func (s Subjects) Events(key string) string {
+	if !SubjectSafeKey(key) {
+		return s.EventsBase()
+	}
+	return s.Prefix + ".events." + key
+}
+
+// EventsBase is the subject of the change events of keys that are not
+// subject-safe: "<prefix>.events", with the key in the Kvmesh-Key header
+// only.
+func (s Subjects) EventsBase() string { return s.Prefix + ".events" }
+
+// EventsPattern is the subject that matches the events of the keys
+// pattern matches: pattern is a key or a NATS wildcard pattern of keys
+// ("orders.>", "orders.*.state", ">" for every key), which must be
+// subject-safe but for its wildcard tokens (ValidPattern).
+func (s Subjects) EventsPattern(pattern string) string { return s.Prefix + ".events." + pattern }
+
+// ValidPattern checks a key pattern of a watch: tokens separated by '.',
+// none empty, each a literal subject-safe token, "*" (any one token) or,
+// last only, ">" (one or more tokens).
+func ValidPattern(pattern string) error {
+	if pattern == "" || len(pattern) > MaxKeyLen {
+		return Errorf(ErrInvalidKey, "pattern must be 1..%d bytes", MaxKeyLen)
+	}
+	toks := strings.Split(pattern, ".")
+	for i, tok := range toks {
+		switch {
+		case tok == "*":
+		case tok == ">" && i == len(toks)-1:
+		case !SubjectSafeKey(tok) || ValidateKey(tok) != nil:
+			return Errorf(ErrInvalidKey, "pattern %q: bad token %q", Clip(pattern, 64), Clip(tok, 32))
+		}
+	}
+	return nil
+}
+
+// MatchPattern reports whether key matches pattern (ValidPattern) as its
+// event subject would match the pattern's: token by token, "*" any one
+// token, ">" the rest (at least one token). It is how a watcher filters
+// the events of keys that are not subject-safe, which all arrive on
+// EventsBase.
+func MatchPattern(pattern, key string) bool {
+	for {
+		ptok, prest, pmore := strings.Cut(pattern, ".")
+		ktok, krest, kmore := strings.Cut(key, ".")
+		switch {
+		case ptok == ">" && !pmore:
+			return true
+		case ptok != "*" && ptok != ktok:
+			return false
+		case !pmore || !kmore:
+			return pmore == kmore
+		}
+		pattern, key = prest, krest
+	}
+}
 
 // KeyFromSubject extracts the key of a client request on subject for op,
 // on the queue-group subject or on node's own (KVNode) subject. It

@@ -289,3 +289,32 @@ func FuzzKeyFromSubject(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, op, subject string) { checkKeyFromSubject(t, op, subject) })
 }
+
+// TestPatterns: ValidPattern accepts keys and NATS wildcard patterns of
+// keys, and MatchPattern matches a key as NATS matches its event subject.
+func TestPatterns(t *testing.T) {
+	for _, p := range []string{"a", "a.b", "a.>", ">", "*", "a.*.c", "*.>"} {
+		if err := ValidPattern(p); err != nil {
+			t.Errorf("ValidPattern(%q): %v", p, err)
+		}
+	}
+	for _, p := range []string{"", "a..b", ".a", "a.", "a.>.b", "a b", "a*.b", "a.b>", strings.Repeat("a", MaxKeyLen+1)} {
+		if err := ValidPattern(p); err == nil {
+			t.Errorf("ValidPattern(%q) accepted", p)
+		}
+	}
+	for _, c := range []struct {
+		pattern, key string
+		want         bool
+	}{
+		{"a", "a", true}, {"a", "a.b", false}, {"a.b", "a", false},
+		{">", "a", true}, {">", "a b.c", true},
+		{"a.>", "a", false}, {"a.>", "a.b", true}, {"a.>", "a.b c.d", true}, {"a.>", "ab.c", false},
+		{"*", "a", true}, {"*", "a.b", false}, {"a.*.c", "a.x y.c", true}, {"a.*.c", "a.x.d", false},
+		{"a.*", "a.", true}, {"a.*", "a", false}, {"*.>", "a", false}, {"*.>", "a.b", true},
+	} {
+		if got := MatchPattern(c.pattern, c.key); got != c.want {
+			t.Errorf("MatchPattern(%q, %q) = %v, want %v", c.pattern, c.key, got, c.want)
+		}
+	}
+}

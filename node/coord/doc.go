@@ -52,7 +52,9 @@ type Send struct {
 
 // Answer is an operation's outcome for its client: a read's merged object
 // (nil: no replica has the key), a write's causal context for the next
-// write, or the error.
+// write (and, from a Write, the new object it stored), or the error. A
+// forwarded conditional write that lost its race answers ErrConflict
+// with the key's clock in Ctx.
 type Answer struct {
 	Obj *protocol.Object
 	Ctx protocol.Clock

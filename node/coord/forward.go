@@ -41,7 +41,7 @@ func (op *Forward) OnResult(from string, res *protocol.Result, err error, now ti
 	case err != nil:
 		return op.end(Answer{Err: protocol.Errorf(protocol.ErrQuorumNotReached, "%s: no owner of the key reachable (%v)", OpName(op.item.Del), err)})
 	case res.Error() != nil:
-		return op.end(Answer{Err: res.Error()})
+		return op.end(Answer{Err: res.Error(), Ctx: res.Ctx})
 	}
 	return op.end(Answer{Ctx: res.Ctx})
 }

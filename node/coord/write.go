@@ -243,7 +243,7 @@ func (op *Write) stand(f string) int {
 func (op *Write) settle(eff Effects) Effects {
 	switch {
 	case op.succeeded():
-		eff.merge(op.end(Answer{Ctx: WriteContext(op.obj, op.ctx, op.actor), Fallbacks: countOK(op.stands)}))
+		eff.merge(op.end(Answer{Obj: op.obj, Ctx: WriteContext(op.obj, op.ctx, op.actor), Fallbacks: countOK(op.stands)}))
 	case op.answered == len(op.targets) && !op.waitingOnStands():
 		eff.merge(op.end(Answer{Err: op.err()}))
 	}
