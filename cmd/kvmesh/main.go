@@ -33,6 +33,7 @@ Usage:
                                                        replace (VALUE "-" reads stdin); --ttl: expire after
   kvmesh get   KEY [-r R]                              read
   kvmesh del   KEY [-w W] [--context CTX]              delete
+  kvmesh watch PATTERN [--json] [--count N]            print the change events of matching keys (orders.>)
   kvmesh bench [--quick] [--systems ...] [--json FILE] compare with JetStream KV (see -h)
 
 Client commands take --server URL (default $KVMESH_URL, then nats://127.0.0.1:4222)
@@ -74,6 +75,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdGet(args[1:], stdout, stderr)
 	case "del":
 		err = cmdDel(args[1:], stdout, stderr)
+	case "watch":
+		err = cmdWatch(args[1:], stdout, stderr)
 	case "bench":
 		err = bench.Main(args[1:], stdout, stderr)
 	case "jsref": // hidden: a reference nats-server for bench

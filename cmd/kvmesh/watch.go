@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/kvmesh/kvmesh/client"
+	"github.com/kvmesh/kvmesh/internal/cli"
+)
+
+// cmdWatch prints the change events of the keys a pattern matches, one
+// a line, until interrupted (or --count events).
+func cmdWatch(args []string, stdout, stderr io.Writer) error {
+	var f clientFlags
+	fs := flag.NewFlagSet("watch", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	f.registerConn(fs)
+	asJSON := fs.Bool("json", false, "one JSON object per event: op, key, value (value_base64 when not UTF-8), context, node, time, version, expires")
+	count := fs.Int("count", 0, "exit after this many events (default: run until interrupted)")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `Usage: kvmesh watch PATTERN [--json] [--count N]
+
+Prints the change events of the keys PATTERN matches, one a line, until
+interrupted: a key (orders.42) or a NATS wildcard pattern of keys
+(orders.> for every key under orders., orders.*.state, > for all).
+A line is "OP KEY VALUE", OP put, delete or expire (VALUE only for a put).
+Events are at most once and not replayed: a write while nobody watches is
+not shown later.
+
+Examples:
+  kvmesh watch 'orders.>'
+  kvmesh watch --json '>' | jq .
+
+`)
+		fs.PrintDefaults()
+	}
+	pos, err := cli.ParseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return cli.Usagef("want 1 argument (PATTERN), got %d", len(pos))
+	}
+	if *count < 0 {
+		return cli.Usagef("--count %d: want >= 0", *count)
+	}
+	c, err := client.Connect(f.server, client.WithTimeout(f.timeout))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	events, err := c.Watch(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(stdout)
+	for n := 0; *count == 0 || n < *count; n++ {
+		e, ok := <-events
+		if !ok {
+			return nil // interrupted
+		}
+		if *asJSON {
+			if err := enc.Encode(eventJSON(e)); err != nil {
+				return err
+			}
+			continue
+		}
+		line := e.Op + " " + e.Key
+		if e.Op == "put" {
+			line += " " + printable(e.Value)
+		}
+		if _, err := fmt.Fprintln(stdout, line); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// eventJSON is an event as `kvmesh watch --json` prints it.
+func eventJSON(e client.Event) map[string]any {
+	m := map[string]any{"op": e.Op, "key": e.Key, "context": e.Context, "node": e.Node,
+		"time": e.Time.UTC().Format(time.RFC3339Nano), "version": e.Version}
+	if e.Op == "put" {
+		if utf8.Valid(e.Value) {
+			m["value"] = string(e.Value)
+		} else {
+			m["value_base64"] = e.Value
+		}
+	}
+	if !e.Expires.IsZero() {
+		m["expires"] = e.Expires.UTC().Format(time.RFC3339Nano)
+	}
+	return m
+}
+
+// printable is v as is when it is one line of printable UTF-8, else Go
+// quoted, so that an event stays on its line.
+func printable(v []byte) string {
+	s := string(v)
+	if !utf8.ValidString(s) || strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		return strconv.Quote(s)
+	}
+	return s
+}

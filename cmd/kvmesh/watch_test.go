@@ -1,0 +1,121 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestWatch: kvmesh watch prints the events of the keys its pattern
+// matches, one a line (or one JSON object a line with --json), keys that
+// are not subject-safe included, and exits after --count events.
+func TestWatch(t *testing.T) {
+	n := startNodeIn(t, t.TempDir())
+	t.Setenv("KVMESH_URL", n.ClientURL())
+	if code, _, errs := kvmesh(t, "", "watch"); code != 2 || !strings.Contains(errs, "PATTERN") {
+		t.Fatalf("watch without a pattern: %d %q", code, errs)
+	}
+	if code, _, errs := kvmesh(t, "", "watch", "a..b"); code != 1 || !strings.Contains(errs, "pattern") {
+		t.Fatalf("watch a bad pattern: %d %q", code, errs)
+	}
+	for _, asJSON := range []bool{false, true} {
+		pr, pw := io.Pipe()
+		args := []string{"watch", "--count", "12", "w.>"}
+		if asJSON {
+			args = append(args, "--json")
+		}
+		var errb bytes.Buffer // run's alone until done
+		done := make(chan int, 1)
+		go func() {
+			code := run(args, strings.NewReader(""), pw, &errb)
+			pw.Close()
+			done <- code
+		}()
+		lines := make(chan string, 64)
+		go func() {
+			sc := bufio.NewScanner(pr)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+			close(lines)
+		}()
+		put := func(args ...string) {
+			t.Helper()
+			if code, _, errs := kvmesh(t, "", args...); code != 0 {
+				t.Fatalf("%v: %d %s", args, code, errs)
+			}
+		}
+		// Wait until the watch is subscribed: its line of a probe.
+		deadline := time.Now().Add(10 * time.Second)
+		for i, seen := 0, false; !seen; i++ {
+			if time.Now().After(deadline) {
+				t.Fatal("watch shows no event")
+			}
+			put("put", "--blind", fmt.Sprintf("w.probe.%d", i), "p")
+			select {
+			case <-lines:
+				seen = true
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		put("put", "w.a", `{"n": 1}`)
+		put("del", "w.a")
+		put("put", "w.b c", "two\nlines")
+		put("put", "other", "not shown")
+		var got []string
+		for len(got) < 3 {
+			select {
+			case l := <-lines:
+				if !strings.Contains(l, "w.probe") {
+					got = append(got, l)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("lines so far: %q", got)
+			}
+		}
+		if !asJSON {
+			want := []string{`put w.a {"n": 1}`, "delete w.a", `put w.b c "two\nlines"`}
+			if strings.Join(got, "|") != strings.Join(want, "|") {
+				t.Fatalf("watch printed %q, want %q", got, want)
+			}
+		} else {
+			for i, want := range []map[string]string{{"op": "put", "key": "w.a", "value": `{"n": 1}`}, {"op": "delete", "key": "w.a"}, {"op": "put", "key": "w.b c", "value": "two\nlines"}} {
+				var m map[string]any
+				if err := json.Unmarshal([]byte(got[i]), &m); err != nil {
+					t.Fatalf("line %q: %v", got[i], err)
+				}
+				for k, v := range want {
+					if m[k] != v {
+						t.Fatalf("line %q: %s is %v, want %q", got[i], k, m[k], v)
+					}
+				}
+				if m["node"] != "solo" || m["context"] == "" || m["version"] == nil || m["time"] == nil {
+					t.Fatalf("line %q lacks the node, context, version or time", got[i])
+				}
+			}
+		}
+		// --count: it exits 0 after 12 events.
+		for i := 0; ; i++ {
+			put("put", "--blind", fmt.Sprintf("w.end.%d", i), "e")
+			select {
+			case code := <-done:
+				if code != 0 {
+					t.Fatalf("watch exited %d: %s", code, errb.String())
+				}
+			case <-time.After(50 * time.Millisecond):
+				if i < 100 {
+					continue
+				}
+				t.Fatal("watch did not exit after --count events")
+			}
+			break
+		}
+		for range lines { // drain
+		}
+	}
+}
