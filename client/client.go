@@ -263,6 +263,46 @@ func WithTTL(d time.Duration) CallOption {
 	}
 }
 
+// IfAbsent makes a put conditional: it writes only if the key has no
+// live value (none was ever written, or it was deleted or expired), else
+// it fails with a *ConflictError (errors.Is ErrConflict) carrying the
+// key's current context. Of puts that race with IfAbsent, one wins (see
+// the README for what that means across failures). With WithTTL it
+// makes a lock or a lease that frees itself. A conditional call goes as
+// a single request, never in a batch.
+func IfAbsent() CallOption { return header(protocol.HdrIf, protocol.IfAbsent) }
+
+// IfVersion makes a put or delete conditional on ctx, the context of a
+// read or of an earlier write of the key: it writes only if nothing was
+// written to the key since (compare-and-set), else it fails with a
+// *ConflictError carrying the key's current context, with which the
+// caller reads again or retries. An empty ctx holds only for a key never
+// written.
+func IfVersion(ctx string) CallOption {
+	return func(c *call) error {
+		c.hdr.Set(protocol.HdrIf, protocol.IfVersion)
+		if ctx != "" {
+			c.hdr.Set(protocol.HdrContext, ctx)
+		}
+		return nil
+	}
+}
+
+// ConflictError is the error of a conditional write (IfAbsent,
+// IfVersion) whose condition did not hold: another write got there
+// first. errors.Is(err, ErrConflict) matches it.
+type ConflictError struct {
+	Key string
+	// Context is the key's causal context when the condition was
+	// checked: a write with IfVersion(Context) succeeds if nothing is
+	// written in between.
+	Context string
+	Err     error // the node's error, a protocol.ErrConflict
+}
+
+func (e *ConflictError) Error() string { return e.Err.Error() }
+func (e *ConflictError) Unwrap() error { return e.Err }
+
 func header(name, v string) CallOption {
 	return func(c *call) error {
 		if v != "" {
@@ -436,7 +476,11 @@ func (c *Client) answer(op, key string, m *nats.Msg, err error) (*answer, error)
 	}
 	if code := m.Header.Get(protocol.HdrServiceErrorCode); code != "" {
 		n, _ := strconv.Atoi(code)
-		return nil, protocol.FromWire(n, m.Header.Get(protocol.HdrError), m.Header.Get(protocol.HdrServiceError))
+		err := protocol.FromWire(n, m.Header.Get(protocol.HdrError), m.Header.Get(protocol.HdrServiceError))
+		if op != protocol.OpGet && errors.Is(err, protocol.ErrConflict) {
+			err = &ConflictError{Key: key, Context: m.Header.Get(protocol.HdrContext), Err: err}
+		}
+		return nil, err
 	}
 	a := &answer{ctx: m.Header.Get(protocol.HdrContext), node: m.Header.Get(protocol.HdrNode)}
 	if op != protocol.OpGet {

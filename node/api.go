@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -115,8 +116,8 @@ const (
 // understands; any other Kvmesh-* header is an unknown option (400).
 var allowedHeaders = map[string][]string{
 	protocol.OpGet: {protocol.HdrKey, protocol.HdrR, protocol.HdrPR},
-	protocol.OpPut: {protocol.HdrKey, protocol.HdrW, protocol.HdrPW, protocol.HdrContext, protocol.HdrTTL},
-	protocol.OpDel: {protocol.HdrKey, protocol.HdrW, protocol.HdrPW, protocol.HdrContext},
+	protocol.OpPut: {protocol.HdrKey, protocol.HdrW, protocol.HdrPW, protocol.HdrContext, protocol.HdrTTL, protocol.HdrIf},
+	protocol.OpDel: {protocol.HdrKey, protocol.HdrW, protocol.HdrPW, protocol.HdrContext, protocol.HdrIf},
 	opRing:         nil,
 	opAdmin:        nil,
 	opBatch:        nil,
@@ -198,6 +199,7 @@ type clientOp struct {
 	primary string
 	ctx     string
 	ttl     string // a put's
+	cond    string // a write's Kvmesh-If
 }
 
 // clientDone receives the outcome of a started clientOp: a get's object
@@ -223,7 +225,7 @@ func (n *Node) serve(op string, req *request) error {
 		if op == protocol.OpGet {
 			q, pq = protocol.HdrR, protocol.HdrPR
 		}
-		err = n.startClientOp(clientOp{op: op, key: key, value: req.Data(), quorum: hdr.Get(q), primary: hdr.Get(pq), ctx: hdr.Get(protocol.HdrContext), ttl: hdr.Get(protocol.HdrTTL)}, clientDone{
+		err = n.startClientOp(clientOp{op: op, key: key, value: req.Data(), quorum: hdr.Get(q), primary: hdr.Get(pq), ctx: hdr.Get(protocol.HdrContext), ttl: hdr.Get(protocol.HdrTTL), cond: hdr.Get(protocol.HdrIf)}, clientDone{
 			get: func(obj *protocol.Object, err error) {
 				if err != nil {
 					n.respondError(req, err)
@@ -234,7 +236,14 @@ func (n *Node) serve(op string, req *request) error {
 			},
 			write: func(ctx protocol.Clock, err error) {
 				if err != nil {
-					n.respondError(req, err)
+					h := nats.Header{protocol.HdrNode: {n.cfg.ID}}
+					if errors.Is(err, protocol.ErrConflict) {
+						// A conditional write lost: the key's context now.
+						if c := n.ctxKey.Seal(key, ctx); c != "" {
+							h.Set(protocol.HdrContext, c)
+						}
+					}
+					n.respondErrorHeader(req, h, err)
 				} else {
 					h := nats.Header{protocol.HdrNode: {n.cfg.ID}}
 					if c := n.ctxKey.Seal(key, ctx); c != "" {
@@ -279,6 +288,9 @@ func (n *Node) startClientOp(o clientOp, done clientDone) error {
 		return protocol.Errorf(protocol.ErrInvalidOption, "unknown header %q for %s", protocol.HdrTTL, o.op)
 	}
 	if o.op == protocol.OpGet {
+		if o.cond != "" {
+			return protocol.Errorf(protocol.ErrInvalidOption, "unknown header %q for %s", protocol.HdrIf, o.op)
+		}
 		if o.ctx != "" {
 			return protocol.Errorf(protocol.ErrInvalidOption, "unknown header %q for %s", protocol.HdrContext, o.op)
 		}
@@ -307,11 +319,15 @@ func (n *Node) startClientOp(o clientOp, done clientDone) error {
 	if err != nil {
 		return err
 	}
+	cond, err := protocol.ParseIf(o.cond, o.op == protocol.OpDel)
+	if err != nil {
+		return err
+	}
 	ctx, err := n.ctxKey.Open(o.key, o.ctx)
 	if err != nil {
 		return err
 	}
-	return n.startWrite(o.key, o.value, o.op == protocol.OpDel, ttl, ctx, quorumReq{n: need, p: pw}, func(ctx protocol.Clock, err error) {
+	return n.startWrite(o.key, o.value, o.op == protocol.OpDel, ttl, ctx, cond, quorumReq{n: need, p: pw}, func(ctx protocol.Clock, err error) {
 		n.inflight.Add(-1)
 		done.write(ctx, err)
 	})

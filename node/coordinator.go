@@ -33,10 +33,11 @@ func (n *Node) startGet(key string, q quorumReq, done func(*protocol.Object, err
 // of them from owners (PW; a pw above w raises w to it); a put with a
 // ttl > 0 expires that long after its coordinator's time of the write
 // (ttl was checked where it came in: 0 for a delete, at most
-// protocol.MaxTTL). done is called exactly once unless startWrite
-// returns an error, in which case nothing started and nothing was
-// written.
-func (n *Node) startWrite(key string, val []byte, del bool, ttl time.Duration, ctx protocol.Clock, q quorumReq, done func(protocol.Clock, error)) error {
+// protocol.MaxTTL). A conditional write (cond) goes to the key's
+// serialization point instead (conditional.go). done is called exactly
+// once unless startWrite returns an error, in which case nothing started
+// and nothing was written.
+func (n *Node) startWrite(key string, val []byte, del bool, ttl time.Duration, ctx protocol.Clock, cond protocol.Condition, q quorumReq, done func(protocol.Clock, error)) error {
 	op := coord.OpName(del)
 	if err := protocol.ValidateKey(key); err != nil {
 		return err
@@ -55,6 +56,10 @@ func (n *Node) startWrite(key string, val []byte, del bool, ttl time.Duration, c
 	q.n = max(q.n, q.p)
 	if q.n < 1 || q.n > len(owners) || q.p < 0 {
 		return protocol.Errorf(protocol.ErrQuorumNotReached, "%s: w=%d, pw=%d with %d owners", op, q.n, q.p, len(owners))
+	}
+	if cond != protocol.CondNone {
+		n.startConditional(p, owners, protocol.Item{Op: protocol.RPCCoordinate, Key: key, Val: val, Ctx: ctx, Del: del, W: q.n, PW: q.p, TTL: ttl, If: cond}, done)
+		return nil
 	}
 	write := func(ctx protocol.Clock) {
 		if slices.Contains(owners, n.cfg.ID) && n.st.Broken() == nil {
@@ -172,7 +177,7 @@ func (n *Node) write(ctx context.Context, key string, value []byte, del bool, cc
 		err error
 	}
 	ch := make(chan res, 1)
-	if err := n.startWrite(key, value, del, 0, cctx, n.quorum(q), func(c protocol.Clock, err error) { ch <- res{c, err} }); err != nil {
+	if err := n.startWrite(key, value, del, 0, cctx, protocol.CondNone, n.quorum(q), func(c protocol.Clock, err error) { ch <- res{c, err} }); err != nil {
 		return nil, err
 	}
 	select {

@@ -114,8 +114,12 @@ func (d *driver) apply(eff coord.Effects) {
 }
 
 // quorumReq is a request's quorum: n replies or acknowledgements (R or
-// W), p of them from owners (PR or PW; 0: no requirement).
-type quorumReq struct{ n, p int }
+// W), p of them from owners (PR or PW; 0: no requirement); strict: no
+// fallback may stand in for an owner (a conditional write's).
+type quorumReq struct {
+	n, p   int
+	strict bool
+}
 
 // fallbacks returns the nodes that may stand in for p's owners: none
 // under Config.StrictQuorum.
@@ -131,8 +135,12 @@ func (n *Node) fallbacks(p int) []string {
 // asked in place of an owner that is down or fails (sloppy quorum).
 // finish is called once, from some delivery goroutine.
 func (n *Node) coordinateRead(key string, p int, owners []string, q quorumReq, finish func(*protocol.Object, error)) {
-	op, eff := coord.StartRead(coord.ReadSpec{Self: n.cfg.ID, Key: key, Owners: n.live.order(owners), R: q.n, PR: q.p,
-		Fallbacks: n.fallbacks(p), Down: n.live.down(), Conflicts: n.conflicts}, n.clock.Now(), n.cfg.RequestTimeout)
+	spec := coord.ReadSpec{Self: n.cfg.ID, Key: key, Owners: n.live.order(owners), R: q.n, PR: q.p,
+		Down: n.live.down(), Conflicts: n.conflicts}
+	if !q.strict {
+		spec.Fallbacks = n.fallbacks(p)
+	}
+	op, eff := coord.StartRead(spec, n.clock.Now(), n.cfg.RequestTimeout)
 	n.drive(p, key, op, eff, func(a coord.Answer) {
 		n.observe(a.Obj)
 		finish(a.Obj, a.Err)
@@ -149,8 +157,12 @@ func (n *Node) coordinateRead(key string, p int, owners []string, q quorumReq, f
 // owners in the target and prev rings. finish is called once, from some
 // delivery goroutine; it must not block.
 func (n *Node) coordinateWrite(key string, p int, owners []string, ctx protocol.Clock, sib protocol.Sibling, ttl time.Duration, q quorumReq, finish func(protocol.Clock, error)) {
-	op, eff := coord.StartWrite(coord.WriteSpec{ID: n.cfg.ID, Actor: n.actor, Key: key, Owners: owners, Also: n.mem.joint(p, owners),
-		Ctx: ctx, Del: sib.Deleted, W: q.n, PW: q.p, Fallbacks: n.fallbacks(p), Down: n.live.down()}, n.clock.Now(), n.cfg.RequestTimeout)
+	spec := coord.WriteSpec{ID: n.cfg.ID, Actor: n.actor, Key: key, Owners: owners, Also: n.mem.joint(p, owners),
+		Ctx: ctx, Del: sib.Deleted, W: q.n, PW: q.p, Down: n.live.down()}
+	if !q.strict {
+		spec.Fallbacks = n.fallbacks(p)
+	}
+	op, eff := coord.StartWrite(spec, n.clock.Now(), n.cfg.RequestTimeout)
 	n.drive(p, key, op, eff, func(a coord.Answer) {
 		if a.Err == nil {
 			if a.Fallbacks > 0 {
@@ -177,7 +189,11 @@ func (n *Node) coordinateWrite(key string, p int, owners []string, ctx protocol.
 // owners; finish is called once with the owner's answer.
 func (n *Node) forwardWrite(owners []string, item protocol.Item, finish func(protocol.Clock, error)) {
 	// The owner has its own request timeout for the quorum; allow for it.
-	op, eff := coord.NewForward(n.live.order(owners), item, n.clock.Now(), n.cfg.RequestTimeout+n.cfg.RequestTimeout/2)
+	timeout := n.cfg.RequestTimeout + n.cfg.RequestTimeout/2
+	if item.If != protocol.CondNone {
+		timeout = 3 * n.cfg.RequestTimeout // a read and a write, after those queued before it
+	}
+	op, eff := coord.NewForward(n.live.order(owners), item, n.clock.Now(), timeout)
 	n.drive(0, item.Key, op, eff, func(a coord.Answer) { finish(a.Ctx, a.Err) }, nil)
 }
 

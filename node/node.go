@@ -83,6 +83,7 @@ type Node struct {
 	sloppy         atomic.Int64 // writes this node coordinated that fallbacks acknowledged
 	events         atomic.Int64 // change events published (events.go)
 	exp            expiries     // the TTL writes it coordinated, for expire events (events.go)
+	condLocks      keyLocks     // the conditional writes it serialises, per key (conditional.go)
 	hintPace       pacer        // the handoff's records (HintRate; handoff.go)
 	aePace         pacer        // anti-entropy's records (AntiEntropyRate)
 	reads          chan readJob // for the reader goroutines (reads.go)

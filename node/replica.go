@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -113,14 +114,23 @@ func (n *Node) serveItem(from string, it *protocol.Item, add func(protocol.Resul
 		tag := it.Tag
 		addTagged := func(res protocol.Result) { res.Tag = tag; add(res) }
 		n.forwarded.once(n.clock.Now(), from, tag, 2*n.cfg.RequestTimeout, addTagged, func(finish func(protocol.Result)) {
-			sib := protocol.Sibling{Value: it.Val, Deleted: it.Del}
-			n.coordinateWrite(it.Key, p, owners, it.Ctx, sib, it.TTL, quorumReq{n: it.W, p: it.PW}, func(ctx protocol.Clock, err error) {
+			done := func(ctx protocol.Clock, err error) {
 				if err != nil {
-					finish(protocol.ResultError(0, err))
+					res := protocol.ResultError(0, err)
+					if errors.Is(err, protocol.ErrConflict) {
+						res.Ctx = ctx // a conditional write lost: the key's clock now
+					}
+					finish(res)
 					return
 				}
 				finish(protocol.Result{Ctx: ctx})
-			})
+			}
+			if it.If != protocol.CondNone {
+				n.serialize(p, owners, *it, done)
+				return
+			}
+			sib := protocol.Sibling{Value: it.Val, Deleted: it.Del}
+			n.coordinateWrite(it.Key, p, owners, it.Ctx, sib, it.TTL, quorumReq{n: it.W, p: it.PW}, done)
 		})
 	default:
 		fail(protocol.Errorf(protocol.ErrMalformed, "unknown op %d", it.Op))

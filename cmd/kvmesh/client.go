@@ -26,6 +26,9 @@ type clientFlags struct {
 	ttl     time.Duration
 	verbose bool
 	json    bool
+	// Conditional writes: --if-absent (put), --if-version CTX.
+	ifAbsent  bool
+	ifVersion string
 }
 
 func (f *clientFlags) register(fs *flag.FlagSet, name string, read bool) {
@@ -40,6 +43,10 @@ func (f *clientFlags) register(fs *flag.FlagSet, name string, read bool) {
 		fs.StringVar(&f.pw, "pw", "", "acknowledgements of the write quorum that must come from the key's owners, not fallbacks (default none)")
 		fs.StringVar(&f.cctx, "context", "", "causal context from a get, to supersede exactly what it saw")
 		fs.BoolVar(&f.blind, "blind", false, "put: write without reading first, as a sibling of the values stored")
+		fs.StringVar(&f.ifVersion, "if-version", "", "write only if nothing was written since the read or write that gave this context; else exit 4")
+	}
+	if name == "put" {
+		fs.BoolVar(&f.ifAbsent, "if-absent", false, "write only if the key has no value (never written, deleted or expired); else exit 4")
 	}
 	if name == "put" {
 		fs.Func("ttl", "time to live: a duration (30s, 1h) or whole seconds; the key reads as not found after it (default: never)", func(s string) error {
@@ -86,21 +93,27 @@ var clientHelp = map[string]struct {
 	synopsis, text string
 	examples       []string
 }{
-	"put": {"put KEY VALUE [-w W] [--pw PW] [--context CTX | --blind] [--ttl D] [-v]",
+	"put": {"put KEY VALUE [-w W] [--pw PW] [--context CTX | --blind | --if-absent | --if-version CTX] [--ttl D] [-v]",
 		`Replaces KEY's value with VALUE ("-": read it from stdin). Without --context it reads the key
 first and supersedes what is stored; --context supersedes exactly what that get saw (a value
-written meanwhile stays, as a sibling); --blind writes a sibling of whatever is stored.`,
+written meanwhile stays, as a sibling); --blind writes a sibling of whatever is stored.
+--if-absent writes only if the key has no value, --if-version CTX only if nothing was written
+since the get or put that gave CTX; when the condition does not hold it exits 4 and prints the
+key's current context on stderr (one of racing conditional puts wins: see README, Guarantees).`,
 		[]string{`kvmesh put user.42 '{"name":"Ada"}'`, "kvmesh put session.7 token --ttl 30m", "date | kvmesh put now - -w all",
-			`kvmesh put cart.1 '["apple","pear"]' --context "$CTX"   # CTX from: kvmesh get cart.1 -v`}},
+			`kvmesh put cart.1 '["apple","pear"]' --context "$CTX"   # CTX from: kvmesh get cart.1 -v`,
+			"kvmesh put locks.report me --if-absent --ttl 30s -v   # a lock; -v prints its context",
+			`kvmesh put counter 8 --if-version "$CTX"               # compare-and-set`}},
 	"get": {"get KEY [-r R] [--pr PR] [-v]",
 		`Prints KEY's value. Concurrent writes that no write superseded are siblings: each prints on a
 line of its own, and their count and causal context go to stderr. -v prints the context, the
 coordinating node and the expiry to stderr. A key not found exits 3.`,
 		[]string{"kvmesh get user.42", "kvmesh get user.42 -r all -v"}},
-	"del": {"del KEY [-w W] [--pw PW] [--context CTX]",
+	"del": {"del KEY [-w W] [--pw PW] [--context CTX | --if-version CTX]",
 		`Deletes KEY: without --context, every value a majority of its owners holds; with it,
-exactly what that get saw. Deleting a key that is not there succeeds.`,
-		[]string{"kvmesh del user.42", "kvmesh del user.42 -w all"}},
+exactly what that get saw. Deleting a key that is not there succeeds. --if-version CTX deletes
+only if nothing was written since CTX, else it exits 4 (releasing a lock one still holds).`,
+		[]string{"kvmesh del user.42", "kvmesh del user.42 -w all", `kvmesh del locks.report --if-version "$CTX"`}},
 }
 
 func parseClient(name string, args []string, stderr io.Writer, read bool, want int) (*clientFlags, []string, error) {
@@ -131,7 +144,18 @@ func cmdPut(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	if err := f.checkConditional(); err != nil {
+		return err
+	}
 	return f.call(func(c *client.Client, ctx context.Context) error {
+		if cond := f.conditional(); cond != nil {
+			opts := []client.CallOption{client.W(f.w), client.PW(f.pw), cond}
+			if f.ttl > 0 {
+				opts = append(opts, client.WithTTL(f.ttl))
+			}
+			cctx, err := c.Put(ctx, pos[0], value, opts...)
+			return f.putDone(stdout, stderr, pos[0], cctx, err)
+		}
 		if f.cctx == "" && !f.blind {
 			// A person typing put means "replace": read the current
 			// context first so this write supersedes the values stored now.
@@ -148,17 +172,22 @@ func cmdPut(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 			opts = append(opts, client.WithTTL(f.ttl))
 		}
 		cctx, err := c.Put(ctx, pos[0], value, opts...)
-		if err != nil {
-			return err
-		}
-		if f.json {
-			return printJSON(stdout, map[string]any{"key": pos[0], "context": cctx})
-		}
-		if f.verbose {
-			fmt.Fprintf(stderr, "context: %s\n", cctx)
-		}
-		return nil
+		return f.putDone(stdout, stderr, pos[0], cctx, err)
 	})
+}
+
+// putDone reports a put's outcome.
+func (f *clientFlags) putDone(stdout, stderr io.Writer, key, cctx string, err error) error {
+	if err != nil {
+		return err
+	}
+	if f.json {
+		return printJSON(stdout, map[string]any{"key": key, "context": cctx})
+	}
+	if f.verbose {
+		fmt.Fprintf(stderr, "context: %s\n", cctx)
+	}
+	return nil
 }
 
 func cmdGet(args []string, stdout, stderr io.Writer) error {
@@ -193,8 +222,15 @@ func cmdDel(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := f.checkConditional(); err != nil {
+		return err
+	}
 	return f.call(func(c *client.Client, ctx context.Context) error {
-		err := c.Delete(ctx, pos[0], client.W(f.w), client.PW(f.pw), client.Context(f.cctx))
+		cond := f.conditional()
+		if cond == nil {
+			cond = client.Context(f.cctx)
+		}
+		err := c.Delete(ctx, pos[0], client.W(f.w), client.PW(f.pw), cond)
 		if err == nil && f.json {
 			err = printJSON(stdout, map[string]any{"key": pos[0], "deleted": true})
 		}
@@ -229,4 +265,26 @@ func entryJSON(e client.Entry) map[string]any {
 // printJSON writes v as one line of JSON.
 func printJSON(w io.Writer, v any) error {
 	return json.NewEncoder(w).Encode(v)
+}
+
+// checkConditional refuses flags that a conditional write contradicts.
+func (f *clientFlags) checkConditional() error {
+	switch {
+	case f.ifAbsent && f.ifVersion != "":
+		return cli.Usagef("--if-absent and --if-version exclude each other")
+	case (f.ifAbsent || f.ifVersion != "") && (f.cctx != "" || f.blind):
+		return cli.Usagef("a conditional write takes no --context or --blind")
+	}
+	return nil
+}
+
+// conditional is the call option of --if-absent or --if-version, or nil.
+func (f *clientFlags) conditional() client.CallOption {
+	switch {
+	case f.ifAbsent:
+		return client.IfAbsent()
+	case f.ifVersion != "":
+		return client.IfVersion(f.ifVersion)
+	}
+	return nil
 }

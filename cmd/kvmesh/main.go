@@ -29,10 +29,12 @@ Usage:
   kvmesh admin quarantine --data DIR                   move a stopped node's damaged store aside
   kvmesh admin compact --data DIR                      shrink a stopped node's store file to its live pages
   kvmesh admin invite [--ttl 1h]                       print a join token for a new node
-  kvmesh put   KEY VALUE [-w W] [--context CTX|--blind] [--ttl 30s]
-                                                       replace (VALUE "-" reads stdin); --ttl: expire after
+  kvmesh put   KEY VALUE [-w W] [--context CTX|--blind|--if-absent|--if-version CTX] [--ttl 30s]
+                                                       replace (VALUE "-" reads stdin); --ttl: expire after;
+                                                       --if-*: only if absent / unchanged since CTX, else exit 4
   kvmesh get   KEY [-r R]                              read
-  kvmesh del   KEY [-w W] [--context CTX]              delete
+  kvmesh del   KEY [-w W] [--context CTX|--if-version CTX]
+                                                       delete
   kvmesh watch PATTERN [--json] [--count N]            print the change events of matching keys (orders.>)
   kvmesh bench [--quick] [--systems ...] [--json FILE] compare with JetStream KV (see -h)
 
@@ -49,7 +51,8 @@ func main() {
 
 // run executes one command and returns the process exit code: 0 on
 // success, 1 on a failed operation, 2 on a usage error, 3 when the key
-// was not found (cli.ExitCodes).
+// was not found, 4 when a conditional write's condition did not hold
+// (the key's current context on stderr) (cli.ExitCodes).
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
@@ -92,6 +95,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	var ue cli.UsageError
+	var ce *client.ConflictError
 	switch {
 	case err == nil:
 		return 0
@@ -103,6 +107,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case errors.Is(err, client.ErrKeyNotFound):
 		fmt.Fprintf(stderr, "kvmesh %s: %v\n", args[0], err)
 		return 3
+	case errors.As(err, &ce):
+		fmt.Fprintf(stderr, "kvmesh %s: %s\ncontext: %s\n", args[0], strings.ReplaceAll(err.Error(), "\n", "; "), ce.Context)
+		return 4
 	default:
 		fmt.Fprintf(stderr, "kvmesh %s: %s\n", args[0], strings.ReplaceAll(err.Error(), "\n", "; "))
 		return 1

@@ -119,3 +119,55 @@ func TestWatch(t *testing.T) {
 		}
 	}
 }
+
+// TestConditionalPut: put --if-absent and --if-version, del
+// --if-version: a lost condition exits 4 with the key's current context
+// on stderr, which a retry passes on.
+func TestConditionalPut(t *testing.T) {
+	n := startNodeIn(t, t.TempDir())
+	t.Setenv("KVMESH_URL", n.ClientURL())
+	ctxOf := func(errs string) string {
+		t.Helper()
+		for _, l := range strings.Split(errs, "\n") {
+			if c, ok := strings.CutPrefix(l, "context: "); ok {
+				return c
+			}
+		}
+		t.Fatalf("no context in %q", errs)
+		return ""
+	}
+	code, _, errs := kvmesh(t, "", "put", "--if-absent", "-v", "lock", "me", "--ttl", "1h")
+	if code != 0 {
+		t.Fatalf("put --if-absent: %d %s", code, errs)
+	}
+	first := ctxOf(errs)
+	if code, _, errs = kvmesh(t, "", "put", "--if-absent", "lock", "you"); code != 4 || !strings.Contains(errs, "the key has a value") {
+		t.Fatalf("put --if-absent on a held key: %d %q", code, errs)
+	}
+	if ctxOf(errs) != first {
+		t.Fatalf("the conflict's context %q is not the key's %q", ctxOf(errs), first)
+	}
+	code, _, errs = kvmesh(t, "", "put", "-v", "--if-version", first, "lock", "me again")
+	if code != 0 {
+		t.Fatalf("put --if-version: %d %s", code, errs)
+	}
+	if code, _, errs = kvmesh(t, "", "del", "--if-version", first, "lock"); code != 4 {
+		t.Fatalf("del --if-version with a stale context: %d %q", code, errs)
+	}
+	if code, _, errs = kvmesh(t, "", "del", "--if-version", ctxOf(errs), "lock"); code != 0 {
+		t.Fatalf("del --if-version with the current context: %d %q", code, errs)
+	}
+	if code, _, _ := kvmesh(t, "", "get", "lock"); code != 3 {
+		t.Fatalf("get after the conditional delete: %d", code)
+	}
+	for _, args := range [][]string{
+		{"put", "--if-absent", "--blind", "k", "v"},
+		{"put", "--if-absent", "--if-version", "x", "k", "v"},
+		{"put", "--if-version", "x", "--context", "y", "k", "v"},
+		{"del", "--if-absent", "k"},
+	} {
+		if code, _, errs := kvmesh(t, "", args...); code != 2 {
+			t.Errorf("%v: %d %q, want a usage error", args, code, errs)
+		}
+	}
+}

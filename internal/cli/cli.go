@@ -93,4 +93,4 @@ func SetUsage(fs *flag.FlagSet, synopsis, text string, examples ...string) {
 }
 
 // ExitCodes is what the exit status of every kvmesh command means.
-const ExitCodes = "0 success, 1 failure (the error on stderr), 2 usage error, 3 key not found (get)"
+const ExitCodes = "0 success, 1 failure (the error on stderr), 2 usage error, 3 key not found (get), 4 a conditional write lost (put/del --if-absent/--if-version; the key's context on stderr)"
