@@ -47,6 +47,16 @@
 //     W of them, the local one included, with the new causal context
 //     (coord.WriteContext); if W cannot be reached it waits for every
 //     owner or the timeout, and says how many acknowledged.
+//  6. Acknowledged, the coordinating owner publishes the write's change
+//     event on kvmesh.events.<key> if anyone in the mesh subscribes to it,
+//     and remembers a value with a TTL to publish its expiry (events.go);
+//     then the reply goes to the client.
+//
+// A conditional write (Kvmesh-If) takes a detour at step 2: it goes to
+// the key's first alive owner, which runs the key's conditional writes
+// one at a time: a majority read of the owners, coord.CheckCondition,
+// then steps 3 to 6 with W a majority of owners and no fallbacks
+// (conditional.go).
 //
 // # A read
 //
