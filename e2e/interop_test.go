@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -112,6 +113,49 @@ func TestStockNatsCLI(t *testing.T) {
 	}
 	if puts < 2 || putErrs != 1 || putTime <= 0 {
 		t.Fatalf("nats micro stats: put endpoint %d requests, %d errors, %dns; want >= 2, 1, > 0\n%s", puts, putErrs, putTime, out)
+	}
+
+	// Conditional writes: the second put-if-absent loses with 409 and
+	// the key's context.
+	if out, err := natsReq(c.procs[0].url(), "kvmesh.kv.put.lock.report", "me", "-H", "Kvmesh-If:absent", "-H", "Kvmesh-TTL:1h"); err != nil || strings.Contains(out, "Nats-Service-Error") {
+		t.Fatalf("nats req put if absent: %v\n%s", err, out)
+	}
+	out, _ = natsReq(c.procs[2].url(), "kvmesh.kv.put.lock.report", "you", "-H", "Kvmesh-If:absent")
+	if !strings.Contains(out, "Nats-Service-Error-Code: 409") || !strings.Contains(out, "Kvmesh-Error: conflict") || !strings.Contains(out, "Kvmesh-Context:") {
+		t.Fatalf("a lost put if absent should say 409 conflict with the context:\n%s", out)
+	}
+
+	// Change events: nats sub on a wildcard sees a put. The sub is on
+	// node 1's server and node 1 serves the puts sent there, so its
+	// interest is known at once; put until the one event arrives.
+	sub := exec.CommandContext(ctx, bin, "sub", "--server", c.procs[0].url(), "--count", "1", "kvmesh.events.user.>")
+	sub.Env = append(os.Environ(), "XDG_CONFIG_HOME="+cfgHome, "HOME="+cfgHome)
+	var subOut bytes.Buffer
+	sub.Stdout, sub.Stderr = &subOut, &subOut
+	if err := sub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	subDone := make(chan error, 1)
+	go func() { subDone <- sub.Wait() }()
+	for i := 0; ; i++ {
+		if out, err := natsReq(c.procs[0].url(), fmt.Sprintf("kvmesh.kv.put.user.ev%d", i), "watched"); err != nil {
+			t.Fatalf("nats req put: %v\n%s", err, out)
+		}
+		select {
+		case err := <-subDone:
+			if err != nil {
+				t.Fatalf("nats sub: %v\n%s", err, subOut.String())
+			}
+		case <-time.After(200 * time.Millisecond):
+			if ctx.Err() != nil {
+				t.Fatal("nats sub saw no event")
+			}
+			continue
+		}
+		break
+	}
+	if o := subOut.String(); !strings.Contains(o, "Kvmesh-Op: put") || !strings.Contains(o, "watched") || !strings.Contains(o, "Kvmesh-Node: n1") {
+		t.Fatalf("nats sub should show the put's event:\n%s", o)
 	}
 }
 
