@@ -100,6 +100,7 @@ type expiries struct {
 	due     expiryHeap
 	wake    chan struct{} // a new earliest expiry
 	dropped atomic.Int64
+	keys    atomic.Int64 // len(byKey), read without the lock
 }
 
 // maxExpiries bounds the keys a node watches for expiry.
@@ -141,6 +142,7 @@ func (e *expiries) watch(key string, at int64, dot protocol.Dot) {
 		return
 	}
 	e.byKey[key] = expiry{at: at, dot: dot}
+	e.keys.Store(int64(len(e.byKey)))
 	earliest := len(e.due) == 0 || at < e.due[0].at
 	heap.Push(&e.due, dueKey{at: at, key: key})
 	if len(e.due) > 2*maxExpiries { // stale entries of rewritten keys
@@ -160,6 +162,18 @@ func (e *expiries) watch(key string, at int64, dot protocol.Dot) {
 	}
 }
 
+// forget stops watching key (its value with a TTL was superseded here;
+// a stale heap entry is skipped when due). Free while no key is watched.
+func (e *expiries) forget(key string) {
+	if e.keys.Load() == 0 {
+		return
+	}
+	e.mu.Lock()
+	delete(e.byKey, key)
+	e.keys.Store(int64(len(e.byKey)))
+	e.mu.Unlock()
+}
+
 // popDue returns the keys due by now and forgets them, and the next
 // expiry after (0: none).
 func (e *expiries) popDue(now int64) (due []dueKey, dots []protocol.Dot, next int64) {
@@ -169,6 +183,7 @@ func (e *expiries) popDue(now int64) (due []dueKey, dots []protocol.Dot, next in
 		d := heap.Pop(&e.due).(dueKey)
 		if x, ok := e.byKey[d.key]; ok && x.at == d.at {
 			delete(e.byKey, d.key)
+			e.keys.Store(int64(len(e.byKey)))
 			due = append(due, d)
 			dots = append(dots, x.dot)
 		}
@@ -280,6 +295,8 @@ func (n *Node) written(key string, cctx protocol.Clock, obj *protocol.Object, wc
 			n.publishWrite(key, cctx, s, wctx)
 			if s.Expires != 0 {
 				n.exp.watch(key, s.Expires, s.Dot)
+			} else {
+				n.exp.forget(key) // a later write without TTL, e.g. a lock's release
 			}
 			return
 		}
