@@ -28,23 +28,16 @@ func cmdWatch(args []string, stdout, stderr io.Writer) error {
 	f.registerConn(fs)
 	asJSON := fs.Bool("json", false, "one JSON object per event: op, key, value (value_base64 when not UTF-8), context, node, time, version, expires")
 	count := fs.Int("count", 0, "exit after this many events (default: run until interrupted)")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, `Usage: kvmesh watch PATTERN [--json] [--count N]
+	cli.SetUsage(fs, "watch PATTERN [--json] [--count N]", `Prints the change events of the keys PATTERN matches, one a line, until interrupted (or N
+events): a key (orders.42) or a NATS wildcard pattern of keys (orders.> for every key under
+orders., orders.*.state, > for all). A line is "OP KEY VALUE", OP put, delete or expire (VALUE
+only for a put, Go-quoted unless one line of printable UTF-8). Events are at most once and not
+replayed: a write while nobody watches is not shown later (see README, Change events).
 
-Prints the change events of the keys PATTERN matches, one a line, until
-interrupted: a key (orders.42) or a NATS wildcard pattern of keys
-(orders.> for every key under orders., orders.*.state, > for all).
-A line is "OP KEY VALUE", OP put, delete or expire (VALUE only for a put).
-Events are at most once and not replayed: a write while nobody watches is
-not shown later.
-
-Examples:
-  kvmesh watch 'orders.>'
-  kvmesh watch --json '>' | jq .
-
-`)
-		fs.PrintDefaults()
-	}
+`+connHelp,
+		"kvmesh watch 'orders.>'",
+		"kvmesh watch --json '>' | jq .",
+		"kvmesh watch --count 1 locks.report   # wait for the next change of one key")
 	pos, err := cli.ParseInterspersed(fs, args)
 	if err != nil {
 		return err
