@@ -5,7 +5,9 @@ package examples_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvmesh/kvmesh/client"
 	"github.com/kvmesh/kvmesh/internal/freeport"
 	"github.com/kvmesh/kvmesh/node"
 )
@@ -87,6 +90,7 @@ func TestExamples(t *testing.T) {
 			`siblings: 2, merged: {"items":["book","lamp","pen"]}`,
 			`after the write-back: siblings: 1, cart: {"items":["book","lamp","pen"]}`,
 		}},
+		{"lock", []string{"counter: 15"}}, // five workers, three turns each: no increment lost
 	} {
 		t.Run(ex.dir, func(t *testing.T) {
 			bin := build(t, ex.dir)
@@ -106,5 +110,97 @@ func TestExamples(t *testing.T) {
 				rest = rest[i+len(line)+1:]
 			}
 		})
+	}
+}
+
+// syncBuffer collects a process's output; safe for the exec copier and
+// the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestWatcherExample runs the watcher, a service that runs until
+// interrupted, and drives it: an order put gets its shipping record, a
+// deleted one loses it, and an interrupt stops it cleanly.
+func TestWatcherExample(t *testing.T) {
+	urls := startStore(t)
+	bin := build(t, "watcher")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var out syncBuffer
+	cmd := exec.CommandContext(ctx, bin, "--server", strings.Join(urls, ","))
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var waitErr error // set before exited closes
+	exited := make(chan struct{})
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	defer func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	}()
+	poll := func(what string, done func() bool) {
+		t.Helper()
+		for !done() {
+			select {
+			case <-exited:
+				t.Fatalf("the watcher exited (%v) before %s:\n%s", waitErr, what, out.String())
+			case <-ctx.Done():
+				t.Fatalf("no %s; the watcher says:\n%s", what, out.String())
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	poll("start", func() bool { return strings.Contains(out.String(), "watching orders.>") })
+	c, err := client.Connect(strings.Join(urls, ","))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// The watch's interest reaches the other nodes a few ms after it
+	// starts: write the order (superseding itself) until it is shipped.
+	var octx string
+	tries := 0
+	poll("shipping record", func() bool {
+		if tries%10 == 0 {
+			if octx, err = c.Put(ctx, "orders.42", []byte(`{"item":"book"}`), client.Context(octx)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tries++
+		e, err := c.Get(ctx, "shipping.42")
+		return err == nil && string(e.Value()) == `queued: {"item":"book"}`
+	})
+	if err := c.Delete(ctx, "orders.42"); err != nil {
+		t.Fatal(err)
+	}
+	poll("cancelled shipment", func() bool {
+		_, err := c.Get(ctx, "shipping.42")
+		return errors.Is(err, client.ErrKeyNotFound) && strings.Contains(out.String(), "delete order 42")
+	})
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+		if waitErr != nil {
+			t.Fatalf("the watcher exited with %v on an interrupt:\n%s", waitErr, out.String())
+		}
+	case <-ctx.Done():
+		t.Fatal("the watcher does not stop on an interrupt")
 	}
 }
