@@ -397,10 +397,17 @@ func TestStrangerSniffsOpenRoutes(t *testing.T) {
 		}
 		return nil
 	})
-	burst(ctx, t, n1, n2, 100)
-	waitFor(ctx, t, "the sniffer to get the burst", func() error {
-		if s.got.Load() < 100 {
-			return fmt.Errorf("got %d", s.got.Load())
+	// The sniffer's interest reaches n1 over its new route a moment after
+	// the route is up: burst until a whole burst reached it.
+	waitFor(ctx, t, "the sniffer to get a whole burst", func() error {
+		before := s.got.Load()
+		burst(ctx, t, n1, n2, 100)
+		deadline := time.Now().Add(time.Second)
+		for s.got.Load()-before < 100 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if got := s.got.Load() - before; got < 100 {
+			return fmt.Errorf("got %d of the last burst", got)
 		}
 		return nil
 	})
