@@ -175,6 +175,8 @@ func goldenEncodings() []goldenEncoding {
 	req("scan-invalid", &Request{V: Version, From: "n1", Items: []Item{{Op: RPCScan, Key: "k", Partition: -1, After: "\xff", Budget: -1}}})
 	// Anti-entropy exchanges (tree.go): newer ops and fields, as scans.
 	req("tree", validTreeRequest())
+	// Key listing (keys.go): a newer op and fields, as scans.
+	req("keys", validKeysRequest())
 
 	rep("valid", validReply())
 	rep("ack16", benchReplies()["ack16"])
@@ -198,6 +200,7 @@ func goldenEncodings() []goldenEncoding {
 	rep("invalid", &Reply{V: Version, From: "n2", Results: []Result{{Tag: 1, Ctx: manyDots(300)}}})
 	rep("scan", validScanReply())
 	rep("tree", validTreeReply())
+	rep("keys", validKeysReply())
 	rep("scan-edges", &Reply{V: Version, From: strings.Repeat("f", MaxNodeIDLen), Results: []Result{{Tag: math.MaxUint64, Recs: []Record{
 		{Key: "a", Obj: &Object{}},
 		{Key: "b", Obj: &Object{Clock: Clock{}, Siblings: []Sibling{}}},

@@ -175,6 +175,10 @@ type reflItem struct {
 	Hint string `msgpack:"h,omitempty"`
 	PW   int    `msgpack:"pw,omitempty"`
 	TTL  int64  `msgpack:"ttl,omitempty"`
+
+	Parts  []int  `msgpack:"ps,omitempty"`
+	Prefix string `msgpack:"px,omitempty"`
+	Limit  int    `msgpack:"n,omitempty"`
 }
 
 type reflReply struct {
@@ -262,7 +266,8 @@ func toReflRequest(r *Request) *reflRequest {
 	return &reflRequest{V: r.V, From: r.From, Items: convert(r.Items, func(it Item) reflItem {
 		return reflItem{Tag: it.Tag, Op: it.Op, Key: it.Key, Obj: toReflObject(it.Obj), Val: it.Val,
 			Ctx: toReflClock(it.Ctx), Del: it.Del, W: it.W, Partition: it.Partition, After: it.After, Budget: it.Budget,
-			Level: it.Level, Nodes: it.Nodes, Hashes: it.Hashes, Buckets: it.Buckets, Hint: it.Hint, PW: it.PW, TTL: int64(it.TTL)}
+			Level: it.Level, Nodes: it.Nodes, Hashes: it.Hashes, Buckets: it.Buckets, Hint: it.Hint, PW: it.PW, TTL: int64(it.TTL),
+			Parts: it.Parts, Prefix: it.Prefix, Limit: it.Limit}
 	})}
 }
 
@@ -270,7 +275,8 @@ func fromReflRequest(r *reflRequest) *Request {
 	return &Request{V: r.V, From: r.From, Items: convert(r.Items, func(it reflItem) Item {
 		return Item{Tag: it.Tag, Op: it.Op, Key: it.Key, Obj: fromReflObject(it.Obj), Val: it.Val,
 			Ctx: fromReflClock(it.Ctx), Del: it.Del, W: it.W, Partition: it.Partition, After: it.After, Budget: it.Budget,
-			Level: it.Level, Nodes: it.Nodes, Hashes: it.Hashes, Buckets: it.Buckets, Hint: it.Hint, PW: it.PW, TTL: time.Duration(it.TTL)}
+			Level: it.Level, Nodes: it.Nodes, Hashes: it.Hashes, Buckets: it.Buckets, Hint: it.Hint, PW: it.PW, TTL: time.Duration(it.TTL),
+			Parts: it.Parts, Prefix: it.Prefix, Limit: it.Limit}
 	})}
 }
 
@@ -314,7 +320,7 @@ func refDecodeRequest(b []byte) (*Request, error) {
 		return nil, Errorf(ErrMalformed, "request: %d items", len(head.Items))
 	}
 	for _, it := range head.Items {
-		if it.Op < uint64(RPCRead) || it.Op > uint64(RPCBuckets) {
+		if it.Op < uint64(RPCRead) || it.Op > uint64(RPCKeys) {
 			return nil, Errorf(ErrMalformed, "request: unknown op %d", it.Op)
 		}
 	}
@@ -331,7 +337,7 @@ func refDecodeRequest(b []byte) (*Request, error) {
 		if uint64(it.Op) != head.Items[i].Op {
 			return nil, Errorf(ErrMalformed, "request: inconsistent op")
 		}
-		if it.Op == RPCScan || it.Op == RPCTree || it.Op == RPCBuckets {
+		if it.Op == RPCScan || it.Op == RPCTree || it.Op == RPCBuckets || it.Op == RPCKeys {
 			if it.Key != "" {
 				return nil, Errorf(ErrMalformed, "request: op with a key")
 			}
@@ -377,6 +383,12 @@ func refDecodeRequest(b []byte) (*Request, error) {
 		}
 		if it.TTL < 0 || it.TTL > MaxTTL || it.TTL != 0 && it.Del {
 			return nil, Errorf(ErrMalformed, "request: bad ttl")
+		}
+		if len(it.Parts) > MaxPartitions {
+			return nil, Errorf(ErrMalformed, "request: too many partitions")
+		}
+		if err := validKeysItem(it); err != nil {
+			return nil, err
 		}
 	}
 	return r, nil

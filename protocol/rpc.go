@@ -86,6 +86,12 @@ type Item struct {
 	// failed check with ErrConflict and the key's clock in the result's
 	// Ctx.
 	If Condition
+	// RPCKeys (keys.go): the partitions to list, ascending; the key
+	// prefix ("" for every key); at most this many records (0: the
+	// server's limit, MaxScanRecords). After and Budget page as a scan's.
+	Parts  []int
+	Prefix string
+	Limit  int
 }
 
 // Reply answers a Request, one Result per item, in any order.
@@ -225,6 +231,15 @@ func appendItem(b []byte, it *Item) []byte {
 	if it.If != CondNone {
 		b = m.uint(b, "if", uint64(it.If))
 	}
+	if len(it.Parts) > 0 {
+		b = appendArray(m.key(b, "ps"), it.Parts, appendIntElem)
+	}
+	if it.Prefix != "" {
+		b = m.str(b, "px", it.Prefix)
+	}
+	if it.Limit != 0 {
+		b = m.int(b, "n", int64(it.Limit))
+	}
 	return m.end(b)
 }
 
@@ -273,7 +288,7 @@ func appendResult(b []byte, res *Result) []byte {
 
 var (
 	requestKeys = keys([]string{"v", "f", "i"}, "v", "f", "i")
-	itemKeys    = keys([]string{"t", "o", "k", "b", "val", "ctx", "del", "w", "p", "a", "m", "l", "tn", "th", "bk", "h", "pw", "ttl", "if"}, "o")
+	itemKeys    = keys([]string{"t", "o", "k", "b", "val", "ctx", "del", "w", "p", "a", "m", "l", "tn", "th", "bk", "h", "pw", "ttl", "if", "ps", "px", "n"}, "o")
 	replyKeys   = keys([]string{"v", "f", "r"}, "v", "f")
 	resultKeys  = keys([]string{"t", "c", "n", "e", "b", "ctx", "rec", "a", "l", "tn", "th", "d", "ks", "ds"})
 
@@ -310,7 +325,7 @@ func (d *decoder) item(it *Item) error {
 		case "t":
 			it.Tag, err = d.uint()
 		case "o":
-			it.Op, err = d.op(RPCRead, RPCBuckets)
+			it.Op, err = d.op(RPCRead, RPCKeys)
 		case "k":
 			it.Key, err = d.str()
 		case "b":
@@ -349,13 +364,19 @@ func (d *decoder) item(it *Item) error {
 			var c uint64
 			c, err = d.uint()
 			it.If = Condition(min(c, 255))
+		case "ps":
+			it.Parts, err = decodeList(d, keysParts, d.intElem)
+		case "px":
+			it.Prefix, err = d.str()
+		case "n":
+			it.Limit, err = d.intField()
 		}
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	if it.Op == RPCScan || it.Op == RPCTree || it.Op == RPCBuckets {
+	if it.Op == RPCScan || it.Op == RPCTree || it.Op == RPCBuckets || it.Op == RPCKeys {
 		if it.Key != "" {
 			return Errorf(ErrMalformed, "request: op %d with a key", it.Op)
 		}
@@ -414,6 +435,9 @@ func (d *decoder) item(it *Item) error {
 	}
 	if it.PW < 0 || it.PW > it.W {
 		return Errorf(ErrMalformed, "request: primary write quorum %d with w=%d", it.PW, it.W)
+	}
+	if err := validKeysItem(it); err != nil {
+		return err
 	}
 	return ascending("request: buckets", it.Buckets)
 }

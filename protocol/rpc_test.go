@@ -449,6 +449,7 @@ func FuzzDecodeRequest(f *testing.F) {
 	} {
 		f.Add(mustEncodeRequest(f, &Request{V: Version, From: "n1", Items: []Item{it}}))
 	}
+	f.Add(mustEncodeRequest(f, validKeysRequest()))
 	f.Fuzz(func(t *testing.T, b []byte) { checkDecodeRequest(t, b) })
 }
 
@@ -464,6 +465,8 @@ func FuzzDecodeReply(f *testing.F) {
 		f.Add(b)
 	}
 	b, _ := EncodeReply(validScanReply())
+	f.Add(b)
+	b, _ = EncodeReply(validKeysReply())
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) { checkDecodeReply(t, b) })
 }

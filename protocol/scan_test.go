@@ -87,7 +87,7 @@ func TestScanRejects(t *testing.T) {
 		"cursor control":    func(r *Request) { r.Items[1].After = "a\x00" },
 		"negative budget":   func(r *Request) { r.Items[1].Budget = -1 },
 		"budget MinInt64":   func(r *Request) { r.Items[1].Budget = math.MinInt64 },
-		"op 7":              func(r *Request) { r.Items[0].Op = 7 },
+		"op 8":              func(r *Request) { r.Items[0].Op = 8 },
 		"read with bad cur": func(r *Request) { r.Items[0] = Item{Op: RPCRead, Key: "a", After: "\xff"} },
 	}
 	for name, mutate := range reqCases {
