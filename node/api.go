@@ -49,6 +49,12 @@ func (n *Node) serveClients() error {
 	if err := add(opBatch, n.subjects.KVNodeBatch(n.cfg.ID), n.serveBatch); err != nil {
 		return err
 	}
+	if err := add(protocol.OpKeys, n.subjects.KVWildcard(protocol.OpKeys), n.serveKeys); err != nil {
+		return err
+	}
+	if err := add(protocol.OpKeys+"-by-header", n.subjects.KVBase(protocol.OpKeys), n.serveKeys); err != nil {
+		return err
+	}
 	if err := add(opRing, n.subjects.Ring(), n.serveRing); err != nil {
 		return err
 	}
@@ -74,7 +80,7 @@ func (n *Node) serveClients() error {
 // queue group. Close unmaps first, so that clients of a node that is
 // stopping reach the others.
 func (n *Node) serveLocalClients() error {
-	for _, op := range []string{protocol.OpGet, protocol.OpPut, protocol.OpDel} {
+	for _, op := range localOps {
 		local := n.subjects.KVLocal(n.cfg.ID, op)
 		for _, m := range []struct{ endpoint, src, dst string }{
 			{op, n.subjects.KVWildcard(op), local + ".>"},
@@ -97,9 +103,13 @@ func (n *Node) serveLocalClients() error {
 	return nil
 }
 
+// localOps are the operations whose queue-group subjects a node maps to
+// its own for its local clients: "<op>.>" and "<op>" each.
+var localOps = []string{protocol.OpGet, protocol.OpPut, protocol.OpDel, protocol.OpKeys}
+
 // stopServingLocalClients undoes serveLocalClients.
 func (n *Node) stopServingLocalClients() {
-	for _, op := range []string{protocol.OpGet, protocol.OpPut, protocol.OpDel} {
+	for _, op := range localOps {
 		n.srv.UnmapLocal(n.subjects.KVWildcard(op))
 		n.srv.UnmapLocal(n.subjects.KVBase(op))
 	}
@@ -115,12 +125,13 @@ const (
 // allowedHeaders lists the Kvmesh-* request headers each operation
 // understands; any other Kvmesh-* header is an unknown option (400).
 var allowedHeaders = map[string][]string{
-	protocol.OpGet: {protocol.HdrKey, protocol.HdrR, protocol.HdrPR},
-	protocol.OpPut: {protocol.HdrKey, protocol.HdrW, protocol.HdrPW, protocol.HdrContext, protocol.HdrTTL, protocol.HdrIf},
-	protocol.OpDel: {protocol.HdrKey, protocol.HdrW, protocol.HdrPW, protocol.HdrContext, protocol.HdrIf},
-	opRing:         nil,
-	opAdmin:        nil,
-	opBatch:        nil,
+	protocol.OpGet:  {protocol.HdrKey, protocol.HdrR, protocol.HdrPR},
+	protocol.OpPut:  {protocol.HdrKey, protocol.HdrW, protocol.HdrPW, protocol.HdrContext, protocol.HdrTTL, protocol.HdrIf},
+	protocol.OpDel:  {protocol.HdrKey, protocol.HdrW, protocol.HdrPW, protocol.HdrContext, protocol.HdrIf},
+	protocol.OpKeys: {protocol.HdrPrefix, protocol.HdrLimit, protocol.HdrCursor, protocol.HdrR, protocol.HdrDetail},
+	opRing:          nil,
+	opAdmin:         nil,
+	opBatch:         nil,
 }
 
 // checkHeaders refuses the Kvmesh-* headers op does not understand.

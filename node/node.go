@@ -87,6 +87,7 @@ type Node struct {
 	hintPace       pacer        // the handoff's records (HintRate; handoff.go)
 	aePace         pacer        // anti-entropy's records (AntiEntropyRate)
 	reads          chan readJob // for the reader goroutines (reads.go)
+	lists          chan func()  // for the lister goroutines (keys.go)
 	pageBudget     int          // bytes of records a pulled page may hold (transfer.go)
 	metrics        *metrics     // Prometheus metrics (metrics.go)
 	web            *webServer   // the HTTP port: metrics, status page, NATS monitoring (web.go); nil without Config.HTTP
@@ -255,6 +256,7 @@ func (n *Node) start(ctx context.Context) error {
 		return fmt.Errorf("load hints: %w", err)
 	}
 	n.startReaders()
+	n.startListers()
 	n.issuer = newIssuer(st, n.actor, n.clock.Now, n.readStore, n.conflicts, &n.hlc)
 	if err := n.loadPurgeFloor(); err != nil {
 		return fmt.Errorf("purge floor: %w", err)

@@ -93,6 +93,8 @@ func (n *Node) serveItem(from string, it *protocol.Item, add func(protocol.Resul
 		n.serveTree(it, add)
 	case protocol.RPCBuckets:
 		n.serveBuckets(it, add)
+	case protocol.RPCKeys:
+		n.serveKeysItem(it, add)
 	case protocol.RPCCoordinate:
 		owners := r.Owners(p)
 		if !slices.Contains(owners, n.cfg.ID) {

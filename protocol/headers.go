@@ -26,6 +26,19 @@ const (
 	// this is the latest expiry of them, as RFC 3339 with nanoseconds in
 	// UTC (time.RFC3339Nano). Absent when some value never expires.
 	HdrExpires = "Kvmesh-Expires"
+	// HdrPrefix is a listing's key prefix on "<prefix>.kv.keys", for
+	// prefixes that are not subject-safe (e.g. "user." or "a b").
+	HdrPrefix = "Kvmesh-Prefix"
+	// HdrLimit is a listing's page size: 1..MaxKeysLimit keys (default
+	// DefaultKeysLimit).
+	HdrLimit = "Kvmesh-Limit"
+	// HdrCursor, on a listing request, is where the page starts: the
+	// "next" of the page before, as it came; on a reply, the same as the
+	// body's "next" (absent on the last page).
+	HdrCursor = "Kvmesh-Cursor"
+	// HdrDetail, "true" on a listing request, has each key come with its
+	// live sibling count, causal context and expiry (KeyEntry).
+	HdrDetail = "Kvmesh-Detail"
 	// HdrIf makes a put or delete conditional (ParseIf): "absent" writes
 	// only if the key has no live value, "version" only if nothing was
 	// written since the request's Kvmesh-Context. A write whose

@@ -231,6 +231,9 @@ type decoder struct {
 	// value of an unknown key, which only a map holds, nests at most
 	// MaxDepth deep in all.
 	depth int
+	// noValues: siblings' values are checked and skipped, left nil
+	// (DecodeObjectMeta).
+	noValues bool
 	// ids are node ids read so far: a batch names the same few nodes in
 	// every clock, and each is allocated once.
 	ids  [8]string

@@ -175,6 +175,17 @@ func DecodeObject(b []byte) (*Object, error) {
 	return decodeMessage(&d, d.record)
 }
 
+// DecodeObjectMeta is DecodeObject with every sibling's value left out
+// (nil): what a key listing needs, without copying values it does not
+// send. The record is checked as DecodeObject checks it.
+func DecodeObjectMeta(b []byte) (*Object, error) {
+	if len(b) < 1 || b[0] != recordFormat {
+		return nil, Errorf(ErrMalformed, "record: unknown format")
+	}
+	d := decoder{b: b[1:], what: "record", noValues: true}
+	return decodeMessage(&d, d.record)
+}
+
 func appendRecord(b []byte, o *Object) []byte { return appendObject(append(b, recordFormat), o) }
 
 // record reads a stored object: nil decodes as the empty object, as it
@@ -277,7 +288,15 @@ func (d *decoder) sibling(s *Sibling) (err error) {
 	if err = d.dot(&s.Dot); err != nil {
 		return err
 	}
-	if s.Value, err = d.bytes(); err != nil {
+	if d.noValues {
+		n, err := d.bytesLen()
+		if err != nil {
+			return err
+		}
+		if _, err = d.raw(max(n, 0)); err != nil {
+			return err
+		}
+	} else if s.Value, err = d.bytes(); err != nil {
 		return err
 	}
 	if s.Deleted, err = d.bool(); err != nil {

@@ -246,6 +246,7 @@ func checkDecodeObject(t testing.TB, b []byte) *Object {
 	var o *Object
 	var err error
 	assertBounded(t, "DecodeObject", len(b), func() { o, err = DecodeObject(b) })
+	checkDecodeObjectMeta(t, b, o, err)
 	if err != nil {
 		if o != nil {
 			t.Fatalf("DecodeObject returned a value with error %v", err)
@@ -271,6 +272,27 @@ func checkDecodeObject(t testing.TB, b []byte) *Object {
 		t.Fatalf("object changed in a round trip:\n%#v\n%#v", o, o2)
 	}
 	return o
+}
+
+// checkDecodeObjectMeta: DecodeObjectMeta accepts exactly what
+// DecodeObject does (o, err: its result on b) and gives the same object
+// with every value left out.
+func checkDecodeObjectMeta(t testing.TB, b []byte, o *Object, err error) {
+	t.Helper()
+	m, merr := DecodeObjectMeta(b)
+	if (err == nil) != (merr == nil) {
+		t.Fatalf("DecodeObject: %v, DecodeObjectMeta: %v", err, merr)
+	}
+	if err != nil {
+		return
+	}
+	want := &Object{Clock: o.Clock, Siblings: slices.Clone(o.Siblings)}
+	for i := range want.Siblings {
+		want.Siblings[i].Value = nil
+	}
+	if !reflect.DeepEqual(m, want) {
+		t.Fatalf("DecodeObjectMeta:\n got %+v\nwant %+v", m, want)
+	}
 }
 
 func FuzzDecodeObject(f *testing.F) {

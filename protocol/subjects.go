@@ -14,6 +14,10 @@ const (
 	OpGet = "get"
 	OpPut = "put"
 	OpDel = "del"
+	// OpKeys lists keys: "<prefix>.kv.keys.<key prefix>", or
+	// "<prefix>.kv.keys" with the key prefix in the Kvmesh-Prefix
+	// header (none: every key). See keys.go.
+	OpKeys = "keys"
 )
 
 // QueueGroup is the queue group every node serves the client API in, so

@@ -65,3 +65,17 @@ func decodeRecord(p int, key string, bkey, v []byte) (*protocol.Object, error) {
 	}
 	return o, nil
 }
+
+// decodeRecordMeta is decodeRecord without the values
+// (protocol.DecodeObjectMeta).
+func decodeRecordMeta(p int, key string, bkey, v []byte) (*protocol.Object, error) {
+	enc, ok := openRecord(bkey, v)
+	if !ok {
+		return nil, fmt.Errorf("%w: store: record %d/%q fails its checksum: %w", protocol.ErrInternal, p, key, ErrCorrupt)
+	}
+	o, err := protocol.DecodeObjectMeta(enc)
+	if err != nil {
+		return nil, fmt.Errorf("%w: store: record %d/%q is corrupt: %w", protocol.ErrInternal, p, key, err)
+	}
+	return o, nil
+}

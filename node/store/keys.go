@@ -13,7 +13,13 @@ import (
 
 // ScanKeys calls fn for each record of the partitions parts whose key
 // starts with prefix and sorts after the cursor after ("" for all of
-// them), in key order across the partitions, until fn returns false.
+// them), in key order across the partitions, until fn returns false or
+// has seen limit records (limit > 0; the memtables' share of a scan is
+// gathered up front, and limit bounds it, so a listing of a store whose
+// records are all in memory still holds a page, not the memtables).
+// The objects fn gets are the records' without their values (every
+// Sibling.Value nil): their clocks and tombstones are what a listing
+// merges, and values are neither copied nor kept. They are fn's.
 // It is what a key listing reads: the partitions are merged as they are
 // read, a cursor each seeking to the first key it may list, so a page
 // costs what it reads plus one seek per partition, never a read of whole
@@ -25,7 +31,7 @@ import (
 // call the Store. A corrupt record ends the scan with an error wrapping
 // protocol.ErrInternal that names the key, after fn saw the records
 // before it.
-func (s *Store) ScanKeys(parts []int, prefix, after string, fn func(p int, key string, o *protocol.Object) bool) error {
+func (s *Store) ScanKeys(parts []int, prefix, after string, limit int, fn func(p int, key string, o *protocol.Object) bool) error {
 	pps := make([][]byte, len(parts))
 	for i, p := range parts {
 		pp, err := partitionPrefix(p)
@@ -46,7 +52,8 @@ func (s *Store) ScanKeys(parts []int, prefix, after string, fn func(p int, key s
 	if len(parts) == 0 || !strings.HasPrefix(start, prefix) {
 		return nil // the cursor is past every key with the prefix
 	}
-	mem := s.memKeys(parts, prefix, start)
+	mem := s.memKeys(parts, prefix, start, limit)
+	seen := 0
 	return s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketData)
 		h := make(keyHeap, 0, len(parts))
@@ -69,19 +76,19 @@ func (s *Store) ScanKeys(parts []int, prefix, after string, fn func(p int, key s
 				if pc != nil && bytes.Equal(e.bkey[2:], pc.k[2:]) {
 					pc.next(prefix, &h) // memory has a newer record of the key
 				}
-				if !fn(partitionOf(e.bkey), string(e.bkey[2:]), clone(e.obj)) {
+				if seen++; !fn(partitionOf(e.bkey), string(e.bkey[2:]), cloneMeta(e.obj)) || seen == limit {
 					return nil
 				}
 				continue
 			}
 			key := string(pc.k[2:])
-			o, err := decodeRecord(pc.p, key, pc.k, pc.v)
+			o, err := decodeRecordMeta(pc.p, key, pc.k, pc.v)
 			if err != nil {
 				return err
 			}
 			p := pc.p
 			pc.next(prefix, &h)
-			if !fn(p, key, o) {
+			if seen++; !fn(p, key, o) || seen == limit {
 				return nil
 			}
 		}
@@ -89,37 +96,76 @@ func (s *Store) ScanKeys(parts []int, prefix, after string, fn func(p int, key s
 	})
 }
 
+// cloneMeta copies o without its values.
+func cloneMeta(o *protocol.Object) *protocol.Object {
+	c := &protocol.Object{Clock: slices.Clone(o.Clock), Siblings: slices.Clone(o.Siblings)}
+	for i := range c.Siblings {
+		c.Siblings[i].Value = nil
+	}
+	return c
+}
+
 // partitionOf returns the partition of a bbolt key.
 func partitionOf(bkey []byte) int { return int(bkey[0])<<8 | int(bkey[1]) }
 
 // memKeys returns the in-memory records of the partitions parts whose
 // key starts with prefix and is at least start, newest per key, in key
-// order.
-func (s *Store) memKeys(parts []int, prefix, start string) []memEntry {
+// order: the first limit of them, kept in a bounded heap as the
+// memtables are walked, so that memory holds limit entries, not all
+// that match.
+func (s *Store) memKeys(parts []int, prefix, start string, limit int) []memEntry {
 	want := make(map[int]bool, len(parts))
 	for _, p := range parts {
 		want[p] = true
 	}
+	h := memHeap{limit: limit}
 	s.memMu.RLock()
-	byKey := make(map[string]memEntry)
-	for _, t := range []*memtable{s.frozen, s.active} { // active last: it wins
-		if t == nil {
-			continue
+	for k, e := range s.active.m {
+		if key := k[2:]; strings.HasPrefix(key, prefix) && key >= start && want[partitionOf(e.bkey)] {
+			h.offer(e)
 		}
-		for k, e := range t.m {
-			key := k[2:]
-			if strings.HasPrefix(key, prefix) && key >= start && want[partitionOf(e.bkey)] {
-				byKey[k] = e
+	}
+	if s.frozen != nil {
+		for k, e := range s.frozen.m {
+			if _, newer := s.active.m[k]; newer {
+				continue // active wins
+			}
+			if key := k[2:]; strings.HasPrefix(key, prefix) && key >= start && want[partitionOf(e.bkey)] {
+				h.offer(e)
 			}
 		}
 	}
 	s.memMu.RUnlock()
-	es := make([]memEntry, 0, len(byKey))
-	for _, e := range byKey {
-		es = append(es, e)
-	}
+	es := h.es
 	slices.SortFunc(es, func(a, b memEntry) int { return bytes.Compare(a.bkey[2:], b.bkey[2:]) })
 	return es
+}
+
+// memHeap keeps the limit smallest entries offered, by key without the
+// partition prefix: a max-heap whose root is the largest kept.
+type memHeap struct {
+	es    []memEntry
+	limit int
+}
+
+func (h *memHeap) Len() int           { return len(h.es) }
+func (h *memHeap) Less(i, j int) bool { return bytes.Compare(h.es[i].bkey[2:], h.es[j].bkey[2:]) > 0 }
+func (h *memHeap) Swap(i, j int)      { h.es[i], h.es[j] = h.es[j], h.es[i] }
+func (h *memHeap) Push(x any)         { h.es = append(h.es, x.(memEntry)) }
+func (h *memHeap) Pop() any {
+	x := h.es[len(h.es)-1]
+	h.es = h.es[:len(h.es)-1]
+	return x
+}
+
+func (h *memHeap) offer(e memEntry) {
+	switch {
+	case h.limit <= 0 || len(h.es) < h.limit:
+		heap.Push(h, e)
+	case bytes.Compare(e.bkey[2:], h.es[0].bkey[2:]) < 0:
+		h.es[0] = e
+		heap.Fix(h, 0)
+	}
 }
 
 // partCursor is one partition's place in a ScanKeys merge: its bbolt

@@ -20,7 +20,7 @@ func TestScanKeys(t *testing.T) {
 	s, path := openTest(t, Options{})
 	// Keys spread over partitions 3, 4 and 300 (listed) and 5 (not).
 	parts := []int{3, 4, 300}
-	want := map[string]string{} // listed key -> value
+	want := map[string]uint64{} // listed key -> its clock's counter
 	byPart := map[int][]string{}
 	for i := range 600 {
 		k := fmt.Sprintf("user.%04d", i)
@@ -30,7 +30,7 @@ func TestScanKeys(t *testing.T) {
 		}
 		byPart[p] = append(byPart[p], k)
 		if p != 5 && strings.HasPrefix(k, "user.") {
-			want[k] = k
+			want[k] = 1
 		}
 	}
 	for p, keys := range byPart {
@@ -55,7 +55,7 @@ func TestScanKeys(t *testing.T) {
 			t.Fatal(err)
 		}
 		if p != 5 {
-			want[k] = k + "!"
+			want[k] = 2
 		}
 	}
 	for i, k := range []string{"user.0010a", "user.0300~", "user.", "user.9999", "a", "zz"} {
@@ -64,7 +64,7 @@ func TestScanKeys(t *testing.T) {
 			t.Fatal(err)
 		}
 		if strings.HasPrefix(k, "user.") {
-			want[k] = k
+			want[k] = 1
 		}
 	}
 	all := slices.Sorted(maps.Keys(want))
@@ -72,21 +72,21 @@ func TestScanKeys(t *testing.T) {
 	scan := func(after string, limit int) []string {
 		t.Helper()
 		var got []string
-		err := s.ScanKeys(parts, "user.", after, func(p int, key string, o *protocol.Object) bool {
-			if value(o) != want[key] {
-				t.Errorf("ScanKeys(%q): %s = %q, want %q", after, key, value(o), want[key])
+		err := s.ScanKeys(parts, "user.", after, limit, func(p int, key string, o *protocol.Object) bool {
+			if o.Clock[0].Counter != want[key] || o.Siblings[0].Value != nil {
+				t.Errorf("ScanKeys(%q): %s = %+v, want counter %d and no value", after, key, o, want[key])
 			}
 			if !slices.Contains(parts, p) {
 				t.Errorf("ScanKeys(%q): %s in partition %d", after, key, p)
 			}
 			got = append(got, key)
-			return len(got) < limit
+			return true
 		})
 		if err != nil {
 			t.Fatalf("ScanKeys(%q): %v", after, err)
 		}
 		if len(got) > limit {
-			t.Fatalf("ScanKeys(%q) went on after fn said stop: %d keys, limit %d", after, len(got), limit)
+			t.Fatalf("ScanKeys(%q) went past its limit: %d keys, limit %d", after, len(got), limit)
 		}
 		return got
 	}
@@ -112,16 +112,21 @@ func TestScanKeys(t *testing.T) {
 	if !slices.Equal(paged, all) {
 		t.Fatalf("paging gave %d keys, want %d", len(paged), len(all))
 	}
+	// fn saying stop stops.
+	n := 0
+	if err := s.ScanKeys(parts, "", "", 0, func(int, string, *protocol.Object) bool { n++; return n < 5 }); err != nil || n != 5 {
+		t.Fatalf("ScanKeys stopping at 5 saw %d (%v)", n, err)
+	}
 	// Every key, no partition, a prefix no key has.
-	var n int
-	if err := s.ScanKeys([]int{3, 4, 5, 300}, "", "", func(int, string, *protocol.Object) bool { n++; return true }); err != nil || n != 600+6 {
+	n = 0
+	if err := s.ScanKeys([]int{3, 4, 5, 300}, "", "", 0, func(int, string, *protocol.Object) bool { n++; return true }); err != nil || n != 600+6 {
 		t.Fatalf("ScanKeys of everything: %d keys, %v", n, err)
 	}
 	for _, c := range []struct {
 		parts  []int
 		prefix string
 	}{{nil, ""}, {parts, "nope"}} {
-		if err := s.ScanKeys(c.parts, c.prefix, "", func(int, string, *protocol.Object) bool { t.Fatal("called"); return false }); err != nil {
+		if err := s.ScanKeys(c.parts, c.prefix, "", 0, func(int, string, *protocol.Object) bool { t.Fatal("called"); return false }); err != nil {
 			t.Fatal(err)
 		}
 	}
