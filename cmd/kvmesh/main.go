@@ -1,6 +1,6 @@
 // Command kvmesh is the one kvmesh binary: it runs a node (`node`), a
 // local 3-node cluster (`dev`), and is a command-line client (`put`,
-// `get`, `del`). Its benchmark (`bench`, and the hidden `jsref` verb the
+// `get`, `del`, `ls`). Its benchmark (`bench`, and the hidden `jsref` verb the
 // benchmark starts) lives in internal/bench; this package only calls it.
 package main
 
@@ -36,6 +36,7 @@ Usage:
   kvmesh del   KEY [-w W] [--context CTX|--if-version CTX]
                                                        delete
   kvmesh watch PATTERN [--json] [--count N]            print the change events of matching keys (orders.>)
+  kvmesh ls    [PREFIX] [-r R] [--json] [--page N]     list keys in order, one a line (--json: with details)
   kvmesh bench [--quick] [--systems ...] [--json FILE] compare with JetStream KV (see -h)
 
 Client commands take --server URL (default $KVMESH_URL, then nats://127.0.0.1:4222)
@@ -80,6 +81,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdDel(args[1:], stdout, stderr)
 	case "watch":
 		err = cmdWatch(args[1:], stdout, stderr)
+	case "ls":
+		err = cmdLs(args[1:], stdout, stderr)
 	case "bench":
 		err = bench.Main(args[1:], stdout, stderr)
 	case "jsref": // hidden: a reference nats-server for bench

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -358,5 +359,64 @@ func TestStatusConflicts(t *testing.T) {
 
 	if code, _, errs := kvmesh(t, "", "node", "--id", "x", "--data", t.TempDir(), "--conflicts", "newest"); code != 2 || !strings.Contains(errs, "conflicts") {
 		t.Fatalf("node --conflicts newest: %d %q", code, errs)
+	}
+}
+
+// TestLs: ls prints every key with the prefix, in order, one a line and
+// nothing else, paging through them; --json gives a JSON object a line;
+// a bad flag or a second argument is a usage error (exit 2).
+func TestLs(t *testing.T) {
+	url := startNode(t)
+	t.Setenv("KVMESH_URL", url)
+	c, err := client.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var want []string
+	for i := range 25 {
+		k := fmt.Sprintf("user.%02d", i)
+		if _, err := c.Put(ctx, k, []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+		if i%5 == 0 {
+			if err := c.Delete(ctx, k); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		want = append(want, k)
+	}
+	for _, k := range []string{"user", "a b", "zzz"} {
+		if _, err := c.Put(ctx, k, []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, errs := kvmesh(t, "", "ls", "user.", "--page", "7")
+	if code != 0 || out != strings.Join(want, "\n")+"\n" || errs != "" {
+		t.Fatalf("ls user.: %d %q %q", code, out, errs)
+	}
+	code, out, _ = kvmesh(t, "", "ls")
+	if code != 0 || !strings.HasPrefix(out, "a b\nuser\nuser.01\n") || !strings.HasSuffix(out, "user.24\nzzz\n") {
+		t.Fatalf("ls: %d %q", code, out)
+	}
+	code, out, _ = kvmesh(t, "", "ls", "--json", "a")
+	var e struct {
+		Key      string
+		Siblings int
+		Context  string
+	}
+	if code != 0 || strings.Count(out, "\n") != 1 || json.Unmarshal([]byte(out), &e) != nil || e.Key != "a b" || e.Siblings != 1 || e.Context == "" {
+		t.Fatalf("ls --json a: %d %q", code, out)
+	}
+	if code, out, _ := kvmesh(t, "", "ls", "nothing"); code != 0 || out != "" {
+		t.Fatalf("ls of no key: %d %q", code, out)
+	}
+	for _, args := range [][]string{{"ls", "a", "b"}, {"ls", "--page", "0"}, {"ls", "--nope"}} {
+		if code, _, _ := kvmesh(t, "", args...); code != 2 {
+			t.Errorf("%q: exit %d, want 2", args, code)
+		}
 	}
 }
