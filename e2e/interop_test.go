@@ -74,8 +74,37 @@ func TestStockNatsCLI(t *testing.T) {
 	if !strings.Contains(out, "Nats-Service-Error-Code: 404") {
 		t.Fatalf("get after delete should say 404:\n%s", out)
 	}
-	// nats micro discovers the service.
-	cmd := exec.CommandContext(ctx, bin, "micro", "ls", "--server", c.procs[0].url())
+	// Listing: the prefix in the subject, or in a header when it is not
+	// subject-safe; a page size and the cursor of the page before.
+	for _, k := range []string{"user.1", "user.2", "user.3", "user 4", "users"} {
+		if out, err := natsReq(c.procs[0].url(), "kvmesh.kv.put", "v", "-H", "Kvmesh-Key:"+k); err != nil || strings.Contains(out, "Nats-Service-Error") {
+			t.Fatalf("nats req put %q: %v\n%s", k, err, out)
+		}
+	}
+	var page protocol.KeysPage
+	decode := func(out string) error { page = protocol.KeysPage{}; return json.Unmarshal([]byte(out), &page) }
+	out, err = natsReq(c.procs[1].url(), "kvmesh.kv.keys.user", "", "--raw")
+	if err != nil || decode(out) != nil || strings.Join(page.Keys, ",") != "user 4,user.1,user.2,user.3,users" || page.Next != "" {
+		t.Fatalf("nats req kvmesh.kv.keys.user: %v\n%s", err, out)
+	}
+	out, err = natsReq(c.procs[2].url(), "kvmesh.kv.keys", "", "--raw", "-H", "Kvmesh-Prefix:user.", "-H", "Kvmesh-Limit:2")
+	if err != nil || decode(out) != nil || strings.Join(page.Keys, ",") != "user.1,user.2" || page.Next == "" {
+		t.Fatalf("nats req kvmesh.kv.keys with a prefix header and a limit: %v\n%s", err, out)
+	}
+	out, err = natsReq(c.procs[2].url(), "kvmesh.kv.keys", "", "--raw", "-H", "Kvmesh-Prefix:user.", "-H", "Kvmesh-Cursor:"+page.Next)
+	if err != nil || decode(out) != nil || strings.Join(page.Keys, ",") != "user.3" || page.Next != "" {
+		t.Fatalf("nats req kvmesh.kv.keys, second page: %v\n%s", err, out)
+	}
+	if out, _ := natsReq(c.procs[0].url(), "kvmesh.kv.keys", "", "-H", "Kvmesh-Limit:0"); !strings.Contains(out, "Nats-Service-Error-Code: 400") {
+		t.Fatalf("a listing with limit 0 should say 400:\n%s", out)
+	}
+	// nats micro discovers the service and its endpoints.
+	cmd := exec.CommandContext(ctx, bin, "micro", "info", "kvmesh", "--json", "--server", c.procs[0].url())
+	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+cfgHome, "HOME="+cfgHome)
+	if out, err := cmdOutput(cmd); err != nil || !strings.Contains(out, `"kvmesh.kv.keys.\u003e"`) && !strings.Contains(out, `"kvmesh.kv.keys.>"`) {
+		t.Fatalf("nats micro info should list the keys endpoint: %v\n%s", err, out)
+	}
+	cmd = exec.CommandContext(ctx, bin, "micro", "ls", "--server", c.procs[0].url())
 	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+cfgHome, "HOME="+cfgHome)
 	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "kvmesh") {
 		t.Fatalf("nats micro ls: %v\n%s", err, out)
