@@ -98,11 +98,19 @@ func TestStockNatsCLI(t *testing.T) {
 	if out, _ := natsReq(c.procs[0].url(), "kvmesh.kv.keys", "", "-H", "Kvmesh-Limit:0"); !strings.Contains(out, "Nats-Service-Error-Code: 400") {
 		t.Fatalf("a listing with limit 0 should say 400:\n%s", out)
 	}
+	// A raw batch in JSON, as a shell script writes it.
+	out, err = natsReq(c.procs[1].url(), "kvmesh.kv.batch", `{"ops":[{"op":"put","key":"b 1","value":"one"},{"op":"get","key":"user.1"},{"op":"get","key":"nope"}]}`, "--raw")
+	var br protocol.RawBatchReply
+	if err != nil || json.Unmarshal([]byte(out), &br) != nil || len(br.Results) != 3 || br.Results[0].Status != 200 ||
+		len(br.Results[1].Values) != 1 || br.Results[1].Values[0] != "v" || br.Results[2].Status != 404 {
+		t.Fatalf("nats req kvmesh.kv.batch: %v\n%s", err, out)
+	}
 	// nats micro discovers the service and its endpoints.
 	cmd := exec.CommandContext(ctx, bin, "micro", "info", "kvmesh", "--json", "--server", c.procs[0].url())
 	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+cfgHome, "HOME="+cfgHome)
-	if out, err := cmdOutput(cmd); err != nil || !strings.Contains(out, `"kvmesh.kv.keys.\u003e"`) && !strings.Contains(out, `"kvmesh.kv.keys.>"`) {
-		t.Fatalf("nats micro info should list the keys endpoint: %v\n%s", err, out)
+	if out, err := cmdOutput(cmd); err != nil || !strings.Contains(out, `"kvmesh.kv.keys.\u003e"`) && !strings.Contains(out, `"kvmesh.kv.keys.>"`) ||
+		!strings.Contains(out, `"kvmesh.kv.batch"`) {
+		t.Fatalf("nats micro info should list the keys and batch endpoints: %v\n%s", err, out)
 	}
 	cmd = exec.CommandContext(ctx, bin, "micro", "ls", "--server", c.procs[0].url())
 	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+cfgHome, "HOME="+cfgHome)

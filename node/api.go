@@ -22,8 +22,11 @@ import (
 // key, and "<prefix>.kv.node.<id>.<op>.<key>" for clients that address
 // this node directly (the one they are connected to, or an owner of the
 // key); "<prefix>.kv.node.<id>.batch" takes a batch of operations on
-// any keys addressed to this node (see batch.go). "<prefix>.kv.ring"
-// answers with the placement table such clients route by.
+// any keys addressed to this node (see batch.go), "<prefix>.kv.batch"
+// a raw batch in JSON or msgpack (rawbatch.go), and
+// "<prefix>.kv.keys[.<key prefix>]" lists keys (keys.go).
+// "<prefix>.kv.ring" answers with the placement table such clients
+// route by.
 func (n *Node) serveClients() error {
 	svc := newService(n.nc, n.clock, "kvmesh", Version, "kvmesh distributed key-value store, node "+n.cfg.ID,
 		protocol.QueueGroup, map[string]string{"node": n.cfg.ID})
@@ -47,6 +50,9 @@ func (n *Node) serveClients() error {
 		}
 	}
 	if err := add(opBatch, n.subjects.KVNodeBatch(n.cfg.ID), n.serveBatch); err != nil {
+		return err
+	}
+	if err := add(opRawBatch, n.subjects.KVBatch(), n.serveRawBatch); err != nil {
 		return err
 	}
 	if err := add(protocol.OpKeys, n.subjects.KVWildcard(protocol.OpKeys), n.serveKeys); err != nil {
@@ -100,7 +106,15 @@ func (n *Node) serveLocalClients() error {
 			}
 		}
 	}
-	return nil
+	// A raw batch's keys are in its body: one subject.
+	local := n.subjects.KVLocal(n.cfg.ID, opRawBatch)
+	if err := n.svc.addSubject(opRawBatch, local); err != nil {
+		return err
+	}
+	if err := n.nc.Flush(); err != nil {
+		return err
+	}
+	return n.srv.MapLocal(n.subjects.KVBatch(), local)
 }
 
 // localOps are the operations whose queue-group subjects a node maps to
@@ -113,6 +127,7 @@ func (n *Node) stopServingLocalClients() {
 		n.srv.UnmapLocal(n.subjects.KVWildcard(op))
 		n.srv.UnmapLocal(n.subjects.KVBase(op))
 	}
+	n.srv.UnmapLocal(n.subjects.KVBatch())
 }
 
 // opRing names the placement endpoint among the operations, opAdmin the

@@ -199,14 +199,17 @@ var (
 	valueList        = listSpec{name: "values", minSize: 1, max: MaxStoredSiblings}
 )
 
-func (d *decoder) clientBatch() (*ClientBatch, error) {
+func (d *decoder) clientBatch() (*ClientBatch, error) { return d.clientBatchOf(clientItemList) }
+
+// clientBatchOf reads a ClientBatch whose items spec bounds.
+func (d *decoder) clientBatchOf(items listSpec) (*ClientBatch, error) {
 	var r ClientBatch
 	err := d.fields(clientBatchKeys, func(k string) (err error) {
 		switch k {
 		case "v":
 			r.V, err = d.version()
 		case "i":
-			r.Items, err = decodeList(d, clientItemList, d.clientItem)
+			r.Items, err = decodeList(d, items, d.clientItem)
 		}
 		return err
 	})
@@ -239,6 +242,11 @@ func (d *decoder) clientItem(it *ClientItem) error {
 }
 
 func (d *decoder) clientBatchReply() (*ClientBatchReply, error) {
+	return d.clientBatchReplyOf(clientResultList)
+}
+
+// clientBatchReplyOf reads a ClientBatchReply whose results spec bounds.
+func (d *decoder) clientBatchReplyOf(results listSpec) (*ClientBatchReply, error) {
 	var r ClientBatchReply
 	err := d.fields(clientReplyKeys, func(k string) (err error) {
 		switch k {
@@ -247,7 +255,7 @@ func (d *decoder) clientBatchReply() (*ClientBatchReply, error) {
 		case "f":
 			r.From, err = d.sender()
 		case "r":
-			r.Results, err = decodeList(d, clientResultList, d.clientResult)
+			r.Results, err = decodeList(d, results, d.clientResult)
 		}
 		return err
 	})

@@ -92,6 +92,12 @@ func (s Subjects) FromLocal(id, subject string) string {
 // whose subjects have at least one token after the operation.
 func (s Subjects) KVNodeBatch(id string) string { return s.Prefix + ".kv.node." + id + ".batch" }
 
+// KVBatch is the subject of a raw batch: "<prefix>.kv.batch", in the
+// queue group and mapped to the node a client is connected to, as the
+// other client subjects are. The body is JSON or msgpack (rawbatch.go);
+// the Go client pipelines on KVNodeBatch instead.
+func (s Subjects) KVBatch() string { return s.Prefix + ".kv.batch" }
+
 // Ring is the subject of the placement endpoint: "<prefix>.kv.ring". Every
 // node serves it in the queue group and answers with the store's
 // placement table as JSON (see Placement), whatever the payload. It lives
