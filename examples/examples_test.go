@@ -62,6 +62,17 @@ func startStore(t *testing.T) []string {
 		}
 		urls = append(urls, n.ClientURL())
 	}
+	// Every node knows and has heard the others: a listing needs a
+	// quorum of owners of every partition in the ring it serves from.
+	deadline := time.Now().Add(15 * time.Second)
+	for _, n := range nodes {
+		for len(n.Members()) < len(nodes) || len(n.Heard()) < len(nodes) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s knows members %v, heard %v", n.ID(), n.Members(), n.Heard())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	return urls
 }
 
@@ -202,5 +213,58 @@ func TestWatcherExample(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("the watcher does not stop on an interrupt")
+	}
+}
+
+// natsCLI finds the stock nats CLI, as e2e does: under CI it must be
+// there; elsewhere the test skips loudly without it.
+func natsCLI(t *testing.T) string {
+	if p, err := exec.LookPath("nats"); err == nil {
+		return p
+	}
+	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
+		p := filepath.Join(strings.TrimSpace(string(out)), "bin", "nats")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("the nats CLI is missing under CI: .ci/run must install it (go install github.com/nats-io/natscli/nats@v0.5.0)")
+	}
+	t.Skip("SKIPPED: nats CLI not installed (go install github.com/nats-io/natscli/nats@v0.5.0)")
+	return ""
+}
+
+// TestNatsCLISession runs nats-cli/session.sh with the stock nats CLI
+// against a store and compares what it prints with nats-cli/session.out
+// (KVMESH_UPDATE_EXAMPLES=1 rewrites that file).
+func TestNatsCLISession(t *testing.T) {
+	nats := natsCLI(t)
+	urls := startStore(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "nats-cli/session.sh")
+	home := t.TempDir()
+	cmd.Env = append(os.Environ(), "NATS="+nats, "NATS_URL="+urls[1], "HOME="+home, "XDG_CONFIG_HOME="+home)
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr string
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			stderr = string(ee.Stderr)
+		}
+		t.Fatalf("session.sh: %v\n%s\n%s", err, out, stderr)
+	}
+	if os.Getenv("KVMESH_UPDATE_EXAMPLES") != "" {
+		if err := os.WriteFile("nats-cli/session.out", out, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile("nats-cli/session.out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(out) != string(want) {
+		t.Fatalf("session.sh printed:\n%s\nwant (nats-cli/session.out):\n%s", out, want)
 	}
 }
