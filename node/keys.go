@@ -236,9 +236,11 @@ func mergeKeyPages(c version.Conflicts, pages map[string]keyPage, prefix, after 
 	}
 	slices.SortStableFunc(all, func(a, b protocol.Record) int { return strings.Compare(a.Key, b.Key) })
 	for i := 0; i < len(all); {
-		j, merged := i, (*protocol.Object)(nil)
+		j, merged := i+1, all[i].Obj
 		for ; j < len(all) && all[j].Key == all[i].Key; j++ {
-			merged = c.Sync(merged, all[j].Obj)
+			if !version.Equal(merged, all[j].Obj) { // owners mostly agree: no merge to build
+				merged = c.Sync(merged, all[j].Obj)
+			}
 		}
 		if merged != nil && len(merged.LiveAt(now)) > 0 {
 			if len(listed) == limit {
