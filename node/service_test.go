@@ -49,6 +49,20 @@ func TestServiceStatsAreTrue(t *testing.T) {
 			t.Fatalf("a bad put was accepted: %v", h)
 		}
 	}
+	// Listings and raw batches count on their endpoints, as the
+	// subjects the clients used; a bad listing is an error.
+	if m := req("kvmesh.kv.keys.svc", nil, ""); m.Header.Get(protocol.HdrServiceErrorCode) != "" {
+		t.Fatalf("keys: %v", m.Header)
+	}
+	if m := req("kvmesh.kv.keys", nats.Header{protocol.HdrPrefix: {"svc."}}, ""); m.Header.Get(protocol.HdrServiceErrorCode) != "" {
+		t.Fatalf("keys by header: %v", m.Header)
+	}
+	if m := req("kvmesh.kv.keys", nats.Header{protocol.HdrLimit: {"0"}}, ""); m.Header.Get(protocol.HdrServiceErrorCode) != "400" {
+		t.Fatalf("keys with limit 0: %v", m.Header)
+	}
+	if m := req("kvmesh.kv.batch", nil, `{"ops":[{"op":"get","key":"svc.k"}]}`); m.Header.Get(protocol.HdrServiceErrorCode) != "" {
+		t.Fatalf("raw batch: %v", m.Header)
+	}
 	// The Go client's batches count too, on the batch endpoint.
 	cl := c.client(1)
 	if _, err := cl.Put(testCtx(t), "svc.b", []byte("v")); err != nil {
@@ -85,6 +99,11 @@ func TestServiceStatsAreTrue(t *testing.T) {
 	}
 	if batch.NumRequests < 1 {
 		t.Errorf("batch endpoint: %d requests", batch.NumRequests)
+	}
+	for name, want := range map[string][2]int{"keys": {1, 0}, "keys-by-header": {2, 1}, "raw-batch": {1, 0}} {
+		if e := byEndpoint[name]; e.NumRequests != want[0] || e.NumErrors != want[1] {
+			t.Errorf("%s endpoint: %d requests, %d errors; want %d and %d", name, e.NumRequests, e.NumErrors, want[0], want[1])
+		}
 	}
 	// A quorum write takes at least a replica round trip and an fsync:
 	// far more than the microsecond the handler takes to start it.
