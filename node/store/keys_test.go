@@ -131,3 +131,43 @@ func TestScanKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestScanKeysThroughCheckpoints lists while writing through many
+// checkpoints: each key once, its newest record, whether that is in the
+// active memtable, the frozen one or bbolt.
+func TestScanKeysThroughCheckpoints(t *testing.T) {
+	s, _ := openTest(t, Options{MemtableBytes: smallMemtable})
+	// Few keys, often rewritten: the frozen memtable and the active one
+	// hold records of the same keys.
+	const keys, rounds = 6, 100
+	for r := range rounds {
+		for k := range keys {
+			key := fmt.Sprintf("k%02d", k)
+			if _, err := s.Update(context.Background(), k%3, key, put(key)); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			err := s.ScanKeys([]int{0, 1, 2}, "k", "", 0, func(_ int, key string, o *protocol.Object) bool {
+				want := uint64(r) // written r times, r+1 when this round reached it
+				if key <= fmt.Sprintf("k%02d", k) {
+					want++
+				}
+				if o.Clock[0].Counter != want {
+					t.Fatalf("round %d after k%02d: %s has counter %d, want %d", r, k, key, o.Clock[0].Counter, want)
+				}
+				got = append(got, key)
+				return true
+			})
+			n := keys
+			if r == 0 {
+				n = k + 1
+			}
+			if err != nil || !slices.IsSorted(got) || len(slices.Compact(slices.Clone(got))) != len(got) || len(got) != n {
+				t.Fatalf("round %d after %d: %q, %v", r, k, got, err)
+			}
+		}
+	}
+	if st := s.Stats(); st.Checkpoints < 2 {
+		t.Fatalf("Stats = %+v, want several checkpoints", st)
+	}
+}
