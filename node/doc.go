@@ -106,6 +106,17 @@
 // cluster key issues (embedded.RouteAuth); admitRoute refuses members
 // that left.
 //
+// # Listing keys
+//
+// A listing (kvmesh.kv.keys, keys.go) is coordinated by the node the
+// client is connected to, page by page: it asks every owner not held
+// down for its records of the partitions it owns after a cursor, in key
+// order across them and without values (protocol.RPCKeys;
+// store.ScanKeys merges the partitions through a heap), needs r answers
+// per partition, and lists the keys up to the smallest last key of the
+// owners' pages whose merge, as a read merges it, is live. Lister
+// goroutines build the pages, behind a bounded queue.
+//
 // # Watching it
 //
 // Every answered client operation, alone or in a batch, is observed in
@@ -122,6 +133,6 @@
 // bbolt through the readers' bounded queue, and every coordinated
 // operation is a coord state machine whose driver is found by tag in the
 // pending map. The node owns every goroutine it starts (the membership
-// loop, the outbox senders, the readers, the store's committer) and
-// Close stops them all.
+// loop, the outbox senders, the readers, the listers, the store's
+// committer) and Close stops them all.
 package node
