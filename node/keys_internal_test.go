@@ -130,6 +130,22 @@ func TestListKeys50k(t *testing.T) {
 	if maxAlloc > 16<<20 {
 		t.Errorf("a page allocated %d bytes; KiB per page: %v", maxAlloc, allocs)
 	}
+
+	// One replica's share: its page of 999 records of all 64 partitions,
+	// from the middle of the store.
+	parts := make([]int, 64)
+	for i := range parts {
+		parts[i] = i
+	}
+	budget := protocol.ScanBudget(int64(coord.cfg.MaxPayload))
+	runtime.ReadMemStats(&ms)
+	before := ms.TotalAlloc
+	res := keysPage(nodes[1].st, parts, "item.", "item.025000", pageSize, budget)
+	runtime.ReadMemStats(&ms)
+	if len(res.Recs) != pageSize || res.Next == "" {
+		t.Fatalf("replica page: %d records, next %q, %v", len(res.Recs), res.Next, res.Error())
+	}
+	t.Logf("a replica's page of %d records: %d KiB allocated", pageSize, (ms.TotalAlloc-before)>>10)
 }
 
 // storeIn writes objs under keys straight into n's store, as storeAll,
