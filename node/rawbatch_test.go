@@ -118,7 +118,7 @@ func TestRawBatch(t *testing.T) {
 		}
 	}
 
-	// The binary values come back base64 in "values64".
+	// The binary values come back base64 in "values_base64".
 	body = []byte(`{"ops":[{"op":"get","key":"b000"},{"op":"get","key":"b001"}]}`)
 	m, err = nc.RequestWithContext(ctx, "kvmesh.kv.batch", body)
 	if err != nil {
@@ -157,7 +157,7 @@ func TestRawBatch(t *testing.T) {
 		"put no value":   `{"ops":[{"op":"put","key":"k000"}]}`,
 		"get with value": `{"ops":[{"op":"get","key":"k000","value":"x"}]}`,
 		"r on a put":     `{"ops":[{"op":"put","key":"k000","value":"x","r":"one"}]}`,
-		"bad base64":     `{"ops":[{"op":"put","key":"k000","value64":"!!"}]}`,
+		"bad base64":     `{"ops":[{"op":"put","key":"k000","value_base64":"!!"}]}`,
 		"too many":       `{"ops":[` + strings.Repeat(`{"op":"get","key":"a"},`, protocol.MaxRawBatch) + `{"op":"get","key":"a"}]}`,
 		"msgpack":        "\x81\xa1v\x02",
 	} {

@@ -19,13 +19,13 @@ import (
 // space is '{' is JSON:
 //
 //	{"ops":[{"op":"put","key":"user.1","value":"ada","w":"2","ttl":"1h"},
-//	        {"op":"put","key":"img.1","value64":"iVBORw0K..."},
+//	        {"op":"put","key":"img.1","value_base64":"iVBORw0K..."},
 //	        {"op":"get","key":"user.1","r":"one"},
 //	        {"op":"del","key":"user.2","context":"..."}]}
 //
 // op is get, put or del; key any valid key (it travels in the body, so
 // keys that are not subject-safe need no header); a put's value is
-// "value" (UTF-8 text) or "value64" (base64, for bytes), one of them;
+// "value" (UTF-8 text) or "value_base64" (base64, for bytes), one of them;
 // r (get) and w (put, del) are the Kvmesh-R and Kvmesh-W values;
 // context and ttl those of Kvmesh-Context and Kvmesh-TTL. The reply:
 //
@@ -36,7 +36,7 @@ import (
 //
 // status is the HTTP-style code of Nats-Service-Error-Code (200 on
 // success); a get's values are "values" when they are all valid UTF-8,
-// else "values64" (base64); "expires" as Kvmesh-Expires. Any other body
+// else "values_base64" (base64); "expires" as Kvmesh-Expires. Any other body
 // is msgpack: a ClientBatch (clientbatch.go; tags are the client's,
 // results carry them) of up to MaxRawBatch items, answered by one
 // ClientBatchReply. A body that does not decode, or has no operation or
@@ -70,7 +70,7 @@ type RawOp struct {
 	Op      string  `json:"op"`
 	Key     string  `json:"key"`
 	Value   *string `json:"value,omitempty"`
-	Value64 *string `json:"value64,omitempty"`
+	Value64 *string `json:"value_base64,omitempty"`
 	R       string  `json:"r,omitempty"`
 	W       string  `json:"w,omitempty"`
 	Context string  `json:"context,omitempty"`
@@ -85,7 +85,7 @@ type RawResult struct {
 	Context  string   `json:"context,omitempty"`
 	Siblings int      `json:"siblings,omitempty"`
 	Values   []string `json:"values,omitempty"`
-	Values64 []string `json:"values64,omitempty"`
+	Values64 []string `json:"values_base64,omitempty"`
 	Expires  string   `json:"expires,omitempty"`
 }
 
@@ -105,7 +105,7 @@ func IsJSON(b []byte) bool {
 // into client items tagged with their index + 1 (JSON; msgpack items
 // keep their tags). It checks the shape: 1..MaxRawBatch items, known
 // ops, no unknown JSON fields, a put's one value (valid base64 for
-// value64), no value on a get or a delete; keys, quorums, contexts and
+// value_base64), no value on a get or a delete; keys, quorums, contexts and
 // TTLs are the node's to check, item by item. Errors are ErrMalformed
 // or ErrInvalidOption (400).
 func DecodeRawBatch(b []byte) ([]ClientItem, error) {
@@ -152,13 +152,13 @@ func DecodeRawBatch(b []byte) ([]ClientItem, error) {
 		case it.Op != BatchPut && (o.Value != nil || o.Value64 != nil):
 			return bad("a value on a %s", o.Op)
 		case it.Op == BatchPut && (o.Value == nil) == (o.Value64 == nil):
-			return bad("a put needs one of value and value64")
+			return bad("a put needs one of value and value_base64")
 		case o.Value != nil:
 			it.Value = []byte(*o.Value)
 		case o.Value64 != nil:
 			v, err := base64.StdEncoding.DecodeString(*o.Value64)
 			if err != nil {
-				return bad("value64: %v", err)
+				return bad("value_base64: %v", err)
 			}
 			it.Value = v
 		}

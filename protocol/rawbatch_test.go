@@ -11,7 +11,7 @@ import (
 
 func TestDecodeRawBatch(t *testing.T) {
 	items, err := DecodeRawBatch([]byte(` {"ops":[{"op":"put","key":"a b","value":"x","w":"all","ttl":"1h","context":"c"},
-		{"op":"put","key":"b","value64":"/wA="},{"op":"get","key":"c","r":"one"},{"op":"del","key":"d"}]}`))
+		{"op":"put","key":"b","value_base64":"/wA="},{"op":"get","key":"c","r":"one"},{"op":"del","key":"d"}]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func TestDecodeRawBatch(t *testing.T) {
 		t.Fatal("msgpack of too many items accepted")
 	}
 	for _, body := range []string{"", " ", "{", `{"ops":null}`, `{"ops":[]} {}`, `{"ops":[{"op":"get","key":"a","ttl":1}]}`,
-		`{"ops":[{"op":"del","key":"a","r":"one"}]}`, `{"ops":[{"op":"put","key":"a","value":"x","value64":"eA=="}]}`} {
+		`{"ops":[{"op":"del","key":"a","r":"one"}]}`, `{"ops":[{"op":"put","key":"a","value":"x","value_base64":"eA=="}]}`} {
 		if items, err := DecodeRawBatch([]byte(body)); err == nil || items != nil {
 			t.Errorf("%q accepted", body)
 		} else {
@@ -60,7 +60,7 @@ func TestEncodeRawBatchReply(t *testing.T) {
 	}
 	got := mustJSON(r)
 	want := `{"results":[{"status":200,"context":"c1","siblings":2,"values":["a","b"],"expires":"1970-01-01T00:00:00.000000001Z"},` +
-		`{"status":200,"siblings":1,"values64":["/w=="]},{"status":404,"error":"key not found","name":"not_found"}]}`
+		`{"status":200,"siblings":1,"values_base64":["/w=="]},{"status":404,"error":"key not found","name":"not_found"}]}`
 	if got != want {
 		t.Fatalf("reply:\n got %s\nwant %s", got, want)
 	}
@@ -82,7 +82,7 @@ func FuzzDecodeRawBatch(f *testing.F) {
 	addHostile(f, nil)
 	for _, s := range []string{
 		`{"ops":[{"op":"put","key":"a","value":"x","w":"2","ttl":"1s","context":"c"},{"op":"get","key":"b","r":"one"},{"op":"del","key":"c"}]}`,
-		`{"ops":[{"op":"put","key":"a","value64":"/wA="}]}`,
+		`{"ops":[{"op":"put","key":"a","value_base64":"/wA="}]}`,
 		`{"ops":[` + strings.Repeat(`{"op":"get","key":"a"},`, 3) + `{}]}`,
 		`{"ops":[{"op":"get","key":"\u0000"}]}`,
 		"\x82\xa1v\x01\xa1i\x91\x83\xa1t\x01\xa1o\x01\xa1k\xa1a",

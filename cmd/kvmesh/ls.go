@@ -27,6 +27,15 @@ func cmdLs(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&f.r, "r", "", "owners of each partition that must answer: one, quorum, all or a number (default quorum)")
 	fs.BoolVar(&asJSON, "json", false, `one JSON object a line: {"key":..., "siblings":N, "context":..., "expires":...}`)
 	fs.IntVar(&limit, "page", 1000, "keys per request (1..10000); ls pages through them all")
+	cli.SetUsage(fs, "ls [PREFIX] [-r R] [--json] [--page N]",
+		`Lists the keys that start with PREFIX (every key without one), in byte order, one a line and
+nothing else on stdout, paging through them all; each request waits at most --timeout. A key is
+listed when a value of it is live (not deleted, not expired) in the merge of what -r owners of its
+partition hold. --json prints one JSON object a line with the key's live sibling count, causal
+context (put --context supersedes them) and, when every value has a TTL, its expiry.
+
+`+connHelp,
+		"kvmesh ls user.", "kvmesh ls | wc -l", "kvmesh ls cart. --json", `kvmesh ls tmp. | while IFS= read -r k; do kvmesh del "$k"; done`)
 	pos, err := cli.ParseInterspersed(fs, args)
 	if err != nil {
 		return err
