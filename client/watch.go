@@ -2,7 +2,10 @@ package client
 
 import (
 	"context"
+	"errors"
+	"iter"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,6 +39,9 @@ type Event struct {
 	Version uint64
 	// Expires is when a put with a TTL expires; zero without a TTL.
 	Expires time.Time
+	// Initial marks a value that was there when the watch started, as
+	// Current gives it (no Version, no Time), rather than a change.
+	Initial bool
 }
 
 // WatchOption configures Watch.
@@ -70,8 +76,8 @@ func WatchBuffer(n int) WatchOption {
 // not connected, or too slow, misses them; none are replayed), in no
 // order across the nodes that publish them (order one key's by
 // Event.Version), and a write that a client retried after an error may
-// show twice. To resynchronise, read the keys again after (re)starting
-// the watch.
+// show twice. To resynchronise, (re)start the watch, then read what is
+// there now (Current), and order one key's events by Version.
 func (c *Client) Watch(ctx context.Context, pattern string, opts ...WatchOption) (<-chan Event, error) {
 	if err := protocol.ValidPattern(pattern); err != nil {
 		return nil, err
@@ -178,4 +184,62 @@ func parseEvent(m *nats.Msg) (Event, bool) {
 		}
 	}
 	return ev, true
+}
+
+// Current returns the values the keys pattern matches hold now, as put
+// Events with Initial set, in key order: what a watcher reads after
+// starting (or restarting) Watch, to start from the current state as
+// `nats kv watch` does. It lists the keys under the pattern's literal
+// prefix (Keys; opts, R and PageSize, go to the listing) and reads each
+// with a quorum; a key deleted meanwhile is skipped, and a key with
+// siblings gives one event per value, with the same Context. A change
+// made while it runs may come both from it and from the watch; one
+// key's later changes carry a Version. An error ends the sequence.
+func (c *Client) Current(ctx context.Context, pattern string, opts ...CallOption) iter.Seq2[Event, error] {
+	return func(yield func(Event, error) bool) {
+		if err := protocol.ValidPattern(pattern); err != nil {
+			yield(Event{}, err)
+			return
+		}
+		for key, err := range c.Keys(ctx, patternPrefix(pattern), opts...) {
+			if err != nil {
+				yield(Event{}, err)
+				return
+			}
+			if !protocol.MatchPattern(pattern, key) {
+				continue
+			}
+			e, err := c.Get(ctx, key)
+			switch {
+			case errors.Is(err, ErrKeyNotFound):
+				continue
+			case err != nil:
+				yield(Event{}, err)
+				return
+			}
+			for _, v := range e.Values {
+				if !yield(Event{Op: protocol.EventPut, Key: key, Value: v, Context: e.Context, Node: e.Node, Expires: e.Expires, Initial: true}, nil) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// patternPrefix is the literal start of a pattern: its tokens before the
+// first wildcard, with the dot after them ("orders.*.state" -> "orders."),
+// or the whole pattern when it has none (a key, whose listing is then
+// filtered to the key itself).
+func patternPrefix(pattern string) string {
+	prefix := ""
+	for tok, rest, more := strings.Cut(pattern, "."); ; tok, rest, more = strings.Cut(rest, ".") {
+		if tok == "*" || tok == ">" {
+			return prefix
+		}
+		prefix += tok
+		if !more {
+			return prefix
+		}
+		prefix += "."
+	}
 }

@@ -171,3 +171,68 @@ func TestConditionalPut(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchInitial: kvmesh watch --initial prints the values the keys of
+// its pattern hold now, in key order (deleted and unmatched keys left
+// out), then the changes made after.
+func TestWatchInitial(t *testing.T) {
+	n := startNodeIn(t, t.TempDir())
+	t.Setenv("KVMESH_URL", n.ClientURL())
+	for _, kv := range [][2]string{{"cfg.b", "2"}, {"cfg.a", "1"}, {"cfg.gone", "x"}, {"cfgx", "no"}, {"other", "no"}} {
+		if code, _, errs := kvmesh(t, "", "put", kv[0], kv[1]); code != 0 {
+			t.Fatalf("put %s: %d %s", kv[0], code, errs)
+		}
+	}
+	if code, _, errs := kvmesh(t, "", "del", "cfg.gone"); code != 0 {
+		t.Fatalf("del: %d %s", code, errs)
+	}
+	pr, pw := io.Pipe()
+	done := make(chan int, 1)
+	var errb bytes.Buffer
+	go func() {
+		code := run([]string{"watch", "--initial", "--count", "3", "cfg.>"}, strings.NewReader(""), pw, &errb)
+		pw.Close()
+		done <- code
+	}()
+	lines := make(chan string, 8)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var got []string
+	next := func() {
+		t.Helper()
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("watch ended after %q: %s", got, errb.String())
+			}
+			got = append(got, l)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no line after %q", got)
+		}
+	}
+	next()
+	next()
+	if want := []string{"put cfg.a 1", "put cfg.b 2"}; strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("initial lines %q, want %q", got, want)
+	}
+	if code, _, errs := kvmesh(t, "", "put", "cfg.c", "3"); code != 0 {
+		t.Fatalf("put: %d %s", code, errs)
+	}
+	next()
+	if got[2] != "put cfg.c 3" {
+		t.Fatalf("the change after: %q", got[2])
+	}
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errb.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("watch did not exit after --count lines")
+	}
+}
