@@ -78,6 +78,8 @@ type loadSpec struct {
 	// sequential makes each worker write its keys in order, once each,
 	// and stop after the last (a load phase) instead of running for dur.
 	sequential bool
+	// done, if set, counts the operations finished (for progress).
+	done *atomic.Int64
 }
 
 // sample is the outcome of one run of one cell.
@@ -147,6 +149,9 @@ func runLoad(ctx context.Context, d driver, ks *keyspace, spec loadSpec) (sample
 					err = d.get(octx, w, ks, k, spec.r)
 				}
 				cancel()
+				if spec.done != nil {
+					spec.done.Add(1)
+				}
 				el := time.Since(t0)
 				if spec.sequential || !t0.Before(measureFrom) {
 					switch {

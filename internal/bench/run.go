@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kvmesh/kvmesh/internal/cli"
@@ -319,6 +320,37 @@ func (b *bench) stopCluster(cl *cluster) {
 	}
 }
 
+// loadKeys writes every key of ks once into system through d, 64 at a
+// time, with a progress bar on a terminal.
+func (b *bench) loadKeys(ctx context.Context, system string, d driver, ks *keyspace, size int) (sample, error) {
+	var done atomic.Int64
+	stop := make(chan struct{})
+	ticked := make(chan struct{})
+	go func() { // ends with stop
+		defer close(ticked)
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				n := done.Load()
+				b.progress.Update(n, int64(ks.n), fmt.Sprintf("loading %s: %d of %d keys of %s", system, n, ks.n, sizeLabel(size)))
+			}
+		}
+	}()
+	s, err := runLoad(ctx, d, ks, loadSpec{kind: kindPut, c: min(64, ks.n), val: b.value(size),
+		timeout: b.cfg.OpTimeout, sequential: true, done: &done})
+	close(stop)
+	<-ticked
+	if err == nil {
+		b.progress.Update(int64(ks.n), int64(ks.n), fmt.Sprintf("loading %s: %d keys of %s", system, ks.n, sizeLabel(size)))
+	}
+	b.progress.Done()
+	return s, err
+}
+
 // preload writes every key of every value size once into each store that
 // has cells, with W=all so every replica holds it; the kvmesh contexts
 // it returns let the measured puts supersede these writes.
@@ -338,8 +370,7 @@ func (b *bench) preload(ctx context.Context) error {
 			case *rawDriver:
 				d = kd.withW("all")
 			}
-			s, err := runLoad(ctx, d, ks, loadSpec{kind: kindPut, c: min(64, ks.n), val: b.value(size),
-				timeout: b.cfg.OpTimeout, sequential: true})
+			s, err := b.loadKeys(ctx, system, d, ks, size)
 			if err != nil {
 				return fmt.Errorf("load %s: %w", system, err)
 			}
@@ -498,8 +529,7 @@ func (b *bench) loadedStore(ctx context.Context, name string, nodes int, ks *key
 		b.stopCluster(cl)
 		return nil, nil, sample{}, err
 	}
-	s, err := runLoad(ctx, d, ks, loadSpec{kind: kindPut, c: min(64, ks.n), val: b.value(100),
-		timeout: b.cfg.OpTimeout, sequential: true})
+	s, err := b.loadKeys(ctx, name, d, ks, 100)
 	if err != nil {
 		d.close()
 		b.stopCluster(cl)
