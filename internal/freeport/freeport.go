@@ -6,8 +6,12 @@
 // Ports are picked at random below the kernel's ephemeral range, which
 // outgoing connections (routes, clients, a node's own connection) take
 // their local ports from, so no connection of this machine can take one
-// before its server listens; only a process picking the same way can, and
-// no port is handed out twice in one process. Safe for concurrent use.
+// before its server listens. No port is handed out twice in one process,
+// nor to two processes picking the same way at once (go test runs the
+// packages' test binaries in parallel): each port handed out is claimed
+// with a lock on a file named after it (claim), held until the process
+// exits, so a port that a killed node frees for its restart is not taken
+// by another test binary meanwhile. Safe for concurrent use.
 package freeport
 
 import (
@@ -33,6 +37,10 @@ func Take(n int) ([]int, error) {
 		}
 		p := lo + rand.IntN(hi-lo+1)
 		if portsUsed[p] {
+			continue
+		}
+		if !claim(p) {
+			portsUsed[p] = true // another process's: never ours
 			continue
 		}
 		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
