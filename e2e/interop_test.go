@@ -9,34 +9,18 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/kvmesh/kvmesh/internal/natscli"
 	"github.com/kvmesh/kvmesh/protocol"
 )
 
-// natsCLI finds the stock nats CLI. Under CI it must be there (.ci/run
-// installs it); on a laptop without it the test skips loudly.
-func natsCLI(t *testing.T) string {
-	if p, err := exec.LookPath("nats"); err == nil {
-		return p
-	}
-	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
-		p := filepath.Join(strings.TrimSpace(string(out)), "bin", "nats")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("the nats CLI is missing under CI: .ci/run must install it (go install github.com/nats-io/natscli/nats@v0.5.0)")
-	}
-	t.Skip("SKIPPED: nats CLI not installed (go install github.com/nats-io/natscli/nats@v0.5.0)")
-	return ""
-}
+// natsCLI finds the stock nats CLI (natscli.Find).
+func natsCLI(t *testing.T) string { return natscli.Find(t) }
 
 func TestStockNatsCLI(t *testing.T) {
 	bin := natsCLI(t)

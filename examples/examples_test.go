@@ -17,6 +17,7 @@ import (
 
 	"github.com/kvmesh/kvmesh/client"
 	"github.com/kvmesh/kvmesh/internal/freeport"
+	"github.com/kvmesh/kvmesh/internal/natscli"
 	"github.com/kvmesh/kvmesh/node"
 )
 
@@ -216,24 +217,8 @@ func TestWatcherExample(t *testing.T) {
 	}
 }
 
-// natsCLI finds the stock nats CLI, as e2e does: under CI it must be
-// there; elsewhere the test skips loudly without it.
-func natsCLI(t *testing.T) string {
-	if p, err := exec.LookPath("nats"); err == nil {
-		return p
-	}
-	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
-		p := filepath.Join(strings.TrimSpace(string(out)), "bin", "nats")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("the nats CLI is missing under CI: .ci/run must install it (go install github.com/nats-io/natscli/nats@v0.5.0)")
-	}
-	t.Skip("SKIPPED: nats CLI not installed (go install github.com/nats-io/natscli/nats@v0.5.0)")
-	return ""
-}
+// natsCLI finds the stock nats CLI (natscli.Find).
+func natsCLI(t *testing.T) string { return natscli.Find(t) }
 
 // TestNatsCLISession runs nats-cli/session.sh with the stock nats CLI
 // against a store and compares what it prints with nats-cli/session.out
