@@ -121,7 +121,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "also profile a fresh store (--profile-nodes) under --profile-op at C=64, 100 B: node n1 to `FILE` (allocations to FILE.allocs), node nK to FILE.nK, the clients to FILE.client, and report CPU time per operation of each process")
 	fs.DurationVar(&cfg.ProfileDuration, "profile-duration", 10*time.Second, "length of the profiled run")
 	fs.IntVar(&cfg.ProfileNodes, "profile-nodes", 3, "nodes of the profiled store (3..9)")
-	fs.StringVar(&cfg.ProfileOp, "profile-op", "put", "operation of the profiled run: put (W=2), get1 (R=1) or get2 (R=2)")
+	fs.StringVar(&cfg.ProfileOp, "profile-op", "put", "operation of the profiled run: put (W=2), get1 (R=1) or get2 (R=2) through the Go client; raw-put, raw-get1 or raw-get2 the same through plain nats.go requests, as kvmesh-raw drives its store")
 	fs.BoolVar(&cfg.Quick, "quick", false, "a smoke run of about a minute: shorter windows, fewer keys")
 	fs.StringVar(&cfg.jsonPath, "json", "", "also write the raw results to `FILE` as JSON")
 	fs.StringVar(&cfg.plotPath, "plot", "", "also draw the run as SVG into `FILE`: throughput against C, one line per system and operation, puts and gets apart, and their p50/p99 latencies")
@@ -173,8 +173,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if cfg.plotPath != "" && !slices.Contains(cfg.Ops, kindPut) && !slices.Contains(cfg.Ops, kindGet) {
 		return cfg, cli.Usagef("--plot draws puts and gets: add put or get to --ops")
 	}
-	if !slices.Contains([]string{"put", "get1", "get2"}, cfg.ProfileOp) {
-		return cfg, cli.Usagef("--profile-op: unknown %q (want put, get1 or get2)", cfg.ProfileOp)
+	if !slices.Contains([]string{"put", "get1", "get2", "raw-put", "raw-get1", "raw-get2"}, cfg.ProfileOp) {
+		return cfg, cli.Usagef("--profile-op: unknown %q (want put, get1, get2, raw-put, raw-get1 or raw-get2)", cfg.ProfileOp)
 	}
 	switch {
 	case cfg.Duration <= 0 || cfg.Warmup < 0 || cfg.OpTimeout <= 0:

@@ -87,8 +87,14 @@ func TestParseBenchFlags(t *testing.T) {
 	if cfg.Rounds != 5 || cfg.Duration != 250*time.Millisecond || cfg.Keys != 1000 {
 		t.Errorf("--quick must change only the flags not given: %+v", cfg)
 	}
+	for _, op := range []string{"put", "get1", "get2", "raw-put", "raw-get1", "raw-get2"} {
+		if cfg, err := parseFlags([]string{"--profile-op", op}, io.Discard); err != nil || cfg.ProfileOp != op {
+			t.Errorf("--profile-op %s: %v", op, err)
+		}
+	}
 	for _, args := range [][]string{
 		{"--systems", "etcd"},
+		{"--profile-op", "raw-scan"},
 		{"--ops", "scan"},
 		{"--conc", "0"},
 		{"--sizes", "1GiB"},

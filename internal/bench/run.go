@@ -598,14 +598,27 @@ func (b *bench) profile(ctx context.Context) (*profileResult, error) {
 	defer b.stopCluster(cl)
 	defer d.close()
 	d.w = "2"
+	var drv driver = d
+	op, raw := strings.CutPrefix(b.cfg.ProfileOp, "raw-")
+	if raw {
+		rd, err := connectRaw(cl.urls(), "2")
+		if err != nil {
+			return nil, err
+		}
+		defer rd.close()
+		drv = rd
+	}
 	c := min(64, ks.n)
 	spec := loadSpec{kind: kindPut, c: c, val: b.value(100), dur: b.cfg.ProfileDuration, seed: 11, timeout: b.cfg.OpTimeout}
 	label := "put W=2"
-	switch b.cfg.ProfileOp {
+	switch op {
 	case "get1":
 		spec.kind, spec.r, label = kindGet, 1, "get R=1"
 	case "get2":
 		spec.kind, spec.r, label = kindGet, 2, "get R=2"
+	}
+	if raw {
+		label = "raw " + label
 	}
 	b.logf("profile: %s C=%d 100 B for %v, every node and the client profiled", label, c, b.cfg.ProfileDuration)
 	cf, err := os.Create(path + ".client")
@@ -621,7 +634,7 @@ func (b *bench) profile(ctx context.Context) (*profileResult, error) {
 	if err := pprof.StartCPUProfile(cf); err != nil {
 		return nil, err
 	}
-	s, err := runLoad(ctx, d, ks, spec)
+	s, err := runLoad(ctx, drv, ks, spec)
 	pprof.StopCPUProfile()
 	if err != nil {
 		return nil, err
