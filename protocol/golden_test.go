@@ -177,6 +177,8 @@ func goldenEncodings() []goldenEncoding {
 	req("tree", validTreeRequest())
 	// Key listing (keys.go): a newer op and fields, as scans.
 	req("keys", validKeysRequest())
+	// Digest reads: newer fields, left out when zero.
+	req("digest-read", validDigestReadRequest())
 
 	rep("valid", validReply())
 	rep("ack16", benchReplies()["ack16"])
@@ -201,6 +203,7 @@ func goldenEncodings() []goldenEncoding {
 	rep("scan", validScanReply())
 	rep("tree", validTreeReply())
 	rep("keys", validKeysReply())
+	rep("digest-read", validDigestReadReply())
 	rep("scan-edges", &Reply{V: Version, From: strings.Repeat("f", MaxNodeIDLen), Results: []Result{{Tag: math.MaxUint64, Recs: []Record{
 		{Key: "a", Obj: &Object{}},
 		{Key: "b", Obj: &Object{Clock: Clock{}, Siblings: []Sibling{}}},

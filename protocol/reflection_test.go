@@ -179,6 +179,8 @@ type reflItem struct {
 	Parts  []int  `msgpack:"ps,omitempty"`
 	Prefix string `msgpack:"px,omitempty"`
 	Limit  int    `msgpack:"n,omitempty"`
+
+	DigestOnly bool `msgpack:"do,omitempty"`
 }
 
 type reflReply struct {
@@ -204,6 +206,7 @@ type reflResult struct {
 	Diff    []int    `msgpack:"d,omitempty"`
 	Keys    []string `msgpack:"ks,omitempty"`
 	Digests []uint64 `msgpack:"ds,omitempty"`
+	Digest  uint64   `msgpack:"dg,omitempty"`
 }
 
 // reflRecord is the twin of a scan page's Record: an object's array
@@ -267,7 +270,7 @@ func toReflRequest(r *Request) *reflRequest {
 		return reflItem{Tag: it.Tag, Op: it.Op, Key: it.Key, Obj: toReflObject(it.Obj), Val: it.Val,
 			Ctx: toReflClock(it.Ctx), Del: it.Del, W: it.W, Partition: it.Partition, After: it.After, Budget: it.Budget,
 			Level: it.Level, Nodes: it.Nodes, Hashes: it.Hashes, Buckets: it.Buckets, Hint: it.Hint, PW: it.PW, TTL: int64(it.TTL),
-			Parts: it.Parts, Prefix: it.Prefix, Limit: it.Limit}
+			Parts: it.Parts, Prefix: it.Prefix, Limit: it.Limit, DigestOnly: it.DigestOnly}
 	})}
 }
 
@@ -276,7 +279,7 @@ func fromReflRequest(r *reflRequest) *Request {
 		return Item{Tag: it.Tag, Op: it.Op, Key: it.Key, Obj: fromReflObject(it.Obj), Val: it.Val,
 			Ctx: fromReflClock(it.Ctx), Del: it.Del, W: it.W, Partition: it.Partition, After: it.After, Budget: it.Budget,
 			Level: it.Level, Nodes: it.Nodes, Hashes: it.Hashes, Buckets: it.Buckets, Hint: it.Hint, PW: it.PW, TTL: time.Duration(it.TTL),
-			Parts: it.Parts, Prefix: it.Prefix, Limit: it.Limit}
+			Parts: it.Parts, Prefix: it.Prefix, Limit: it.Limit, DigestOnly: it.DigestOnly}
 	})}
 }
 
@@ -285,7 +288,7 @@ func toReflReply(r *Reply) *reflReply {
 		return reflResult{Tag: res.Tag, Code: res.Code, Name: res.Name, Err: res.Err,
 			Obj: toReflObject(res.Obj), Ctx: toReflClock(res.Ctx), Next: res.Next,
 			Recs: convert(res.Recs, toReflRecord), Level: res.Level, Nodes: res.Nodes, Hashes: res.Hashes,
-			Diff: res.Diff, Keys: res.Keys, Digests: res.Digests}
+			Diff: res.Diff, Keys: res.Keys, Digests: res.Digests, Digest: res.Digest}
 	})}
 }
 
@@ -294,7 +297,7 @@ func fromReflReply(r *reflReply) *Reply {
 		return Result{Tag: res.Tag, Code: res.Code, Name: res.Name, Err: res.Err,
 			Obj: fromReflObject(res.Obj), Ctx: fromReflClock(res.Ctx), Next: res.Next,
 			Recs: convert(res.Recs, fromReflRecord), Level: res.Level, Nodes: res.Nodes, Hashes: res.Hashes,
-			Diff: res.Diff, Keys: res.Keys, Digests: res.Digests}
+			Diff: res.Diff, Keys: res.Keys, Digests: res.Digests, Digest: res.Digest}
 	})}
 }
 
@@ -390,6 +393,9 @@ func refDecodeRequest(b []byte) (*Request, error) {
 		if err := validKeysItem(it); err != nil {
 			return nil, err
 		}
+		if err := validDigestRead(it); err != nil {
+			return nil, err
+		}
 	}
 	return r, nil
 }
@@ -443,6 +449,9 @@ func refDecodeReply(b []byte) (*Reply, error) {
 		}
 		if err := validBucketKeys(res.Keys, res.Digests); err != nil {
 			return nil, err
+		}
+		if res.Digest != 0 && res.Obj != nil {
+			return nil, Errorf(ErrMalformed, "reply: a digest with an object")
 		}
 	}
 	return r, nil

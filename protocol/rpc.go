@@ -92,6 +92,12 @@ type Item struct {
 	Parts  []int
 	Prefix string
 	Limit  int
+	// DigestOnly, on an RPCRead, asks for the replica's digest
+	// (Result.Digest) instead of its object: the asker compares it with
+	// its own replica's and reads the object only if they differ. Older
+	// nodes skip the field and answer with the object, which the asker
+	// takes as well.
+	DigestOnly bool
 }
 
 // Reply answers a Request, one Result per item, in any order.
@@ -123,6 +129,10 @@ type Result struct {
 	Diff    []int
 	Keys    []string
 	Digests []uint64
+	// Digest answers an RPCRead with DigestOnly: the replica's
+	// node/version.Digest, 0 (left out) when it has no object. Obj is then
+	// nil.
+	Digest uint64
 }
 
 // MaxBatch bounds the items of one Request.
@@ -240,6 +250,9 @@ func appendItem(b []byte, it *Item) []byte {
 	if it.Limit != 0 {
 		b = m.int(b, "n", int64(it.Limit))
 	}
+	if it.DigestOnly {
+		b = m.bool(b, "do", true)
+	}
 	return m.end(b)
 }
 
@@ -283,14 +296,17 @@ func appendResult(b []byte, res *Result) []byte {
 		b = appendArray(m.key(b, "ks"), res.Keys, appendStrElem)
 		b = appendArray(m.key(b, "ds"), res.Digests, appendUintElem)
 	}
+	if res.Digest != 0 {
+		b = m.uint(b, "dg", res.Digest)
+	}
 	return m.end(b)
 }
 
 var (
 	requestKeys = keys([]string{"v", "f", "i"}, "v", "f", "i")
-	itemKeys    = keys([]string{"t", "o", "k", "b", "val", "ctx", "del", "w", "p", "a", "m", "l", "tn", "th", "bk", "h", "pw", "ttl", "if", "ps", "px", "n"}, "o")
+	itemKeys    = keys([]string{"t", "o", "k", "b", "val", "ctx", "del", "w", "p", "a", "m", "l", "tn", "th", "bk", "h", "pw", "ttl", "if", "ps", "px", "n", "do"}, "o")
 	replyKeys   = keys([]string{"v", "f", "r"}, "v", "f")
-	resultKeys  = keys([]string{"t", "c", "n", "e", "b", "ctx", "rec", "a", "l", "tn", "th", "d", "ks", "ds"})
+	resultKeys  = keys([]string{"t", "c", "n", "e", "b", "ctx", "rec", "a", "l", "tn", "th", "d", "ks", "ds", "dg"})
 
 	// itemList: the smallest item is {"o":1,"k":"a"}.
 	itemList = listSpec{name: "items", minSize: 8, min: 1, max: MaxBatch}
@@ -370,6 +386,8 @@ func (d *decoder) item(it *Item) error {
 			it.Prefix, err = d.str()
 		case "n":
 			it.Limit, err = d.intField()
+		case "do":
+			it.DigestOnly, err = d.bool()
 		}
 		return err
 	})
@@ -439,6 +457,9 @@ func (d *decoder) item(it *Item) error {
 	if err := validKeysItem(it); err != nil {
 		return err
 	}
+	if err := validDigestRead(it); err != nil {
+		return err
+	}
 	return ascending("request: buckets", it.Buckets)
 }
 
@@ -493,6 +514,8 @@ func (d *decoder) result(res *Result) error {
 			res.Keys, err = decodeList(d, bucketKeys, d.strElem)
 		case "ds":
 			res.Digests, err = decodeList(d, bucketDigst, d.uintElem)
+		case "dg":
+			res.Digest, err = d.uint()
 		}
 		return err
 	})
@@ -516,5 +539,16 @@ func (d *decoder) result(res *Result) error {
 	if err := validBucketKeys(res.Keys, res.Digests); err != nil {
 		return err
 	}
+	if res.Digest != 0 && res.Obj != nil {
+		return Errorf(ErrMalformed, "reply: a digest with an object")
+	}
 	return validScan(res.Recs, res.Next)
+}
+
+// validDigestRead checks that only an RPCRead asks for a digest.
+func validDigestRead(it *Item) error {
+	if it.DigestOnly && it.Op != RPCRead {
+		return Errorf(ErrMalformed, "request: digest read on op %d", it.Op)
+	}
+	return nil
 }

@@ -58,6 +58,11 @@ type NodeStatus struct {
 	// ReadRepairs counts the stale replicas this node's reads have sent
 	// the merged object to since it started (read repair).
 	ReadRepairs int64 `json:"read_repairs,omitempty"`
+	// DigestMatches counts the digests of other replicas that this
+	// node's reads found equal to its own replica (their value was not
+	// sent); DigestMisses those that differed (the value was read again).
+	DigestMatches int64 `json:"digest_matches,omitempty"`
+	DigestMisses  int64 `json:"digest_misses,omitempty"`
 	// AntiEntropy is the node's anti-entropy, and the roots of its
 	// partitions' trees.
 	AntiEntropy *AntiEntropyStatus `json:"anti_entropy,omitempty"`
