@@ -51,7 +51,7 @@ func (n *Node) Status() protocol.NodeStatus {
 		Conflicts: n.conflicts.String(), OtherConflicts: n.otherConflictsList(),
 		Members: n.Members(), Alive: n.Heard(), Inflight: n.inflight.Load(),
 		Suspect: n.live.in(membership.Suspect), Down: n.live.in(membership.Down),
-		RefusedHeartbeats: n.gossip.refused.Load(), RefusedRecords: n.mem.refused.Load(), ReadRepairs: n.readRepairs.Load(), DC: n.cfg.DataCenter, Chores: n.choresOwner(),
+		RefusedHeartbeats: n.gossip.refused.Load(), RefusedRecords: n.mem.refused.Load(), ReadRepairs: n.readRepairs.Load(), DigestMatches: n.digestMatches.Load(), DigestMisses: n.digestMisses.Load(), DC: n.cfg.DataCenter, Chores: n.choresOwner(),
 	}
 	st.Hints.Pending, st.Hints.Partitions, st.Hints.PendingWrites = n.hints.pending()
 	st.Hints.Delivered, st.Hints.Records = n.hints.delivered.Load(), n.hints.records.Load()

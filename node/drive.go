@@ -82,6 +82,10 @@ func (d *driver) apply(eff coord.Effects) {
 		}
 		d.mu.Unlock()
 	}
+	if eff.DigestMatches > 0 || eff.DigestMisses > 0 {
+		n.digestMatches.Add(int64(eff.DigestMatches))
+		n.digestMisses.Add(int64(eff.DigestMisses))
+	}
 	if eff.Answer != nil {
 		d.finish(*eff.Answer)
 	}
@@ -136,7 +140,7 @@ func (n *Node) fallbacks(p int) []string {
 // finish is called once, from some delivery goroutine.
 func (n *Node) coordinateRead(key string, p int, owners []string, q quorumReq, finish func(*protocol.Object, error)) {
 	spec := coord.ReadSpec{Self: n.cfg.ID, Key: key, Owners: n.live.order(owners), R: q.n, PR: q.p,
-		Down: n.live.down(), Conflicts: n.conflicts}
+		Down: n.live.down(), Conflicts: n.conflicts, Digests: true}
 	if !q.strict {
 		spec.Fallbacks = n.fallbacks(p)
 	}

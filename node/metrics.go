@@ -180,6 +180,8 @@ func newMetrics(n *Node) *metrics {
 	}, func() float64 { return 1 }))
 	gauge("kvmesh_inflight_requests", "Client operations this node coordinates now.", i64(n.inflight.Load))
 	counter("kvmesh_read_repairs_total", "Stale replicas this node's reads sent the merged value to.", i64(n.readRepairs.Load))
+	counter("kvmesh_read_digest_matches_total", "Other replicas' digests this node's reads found equal to its own replica: their value was not sent.", i64(n.digestMatches.Load))
+	counter("kvmesh_read_digest_misses_total", "Other replicas' digests this node's reads found different from its own replica: their value was read in a second request.", i64(n.digestMisses.Load))
 	reg(storeCollector{n})
 	reg(memberCollector{n})
 

@@ -77,6 +77,8 @@ type Node struct {
 	otherConflicts sync.Map
 	inflight       atomic.Int64
 	readRepairs    atomic.Int64 // replicas a read sent the merged object to
+	digestMatches  atomic.Int64 // digest reads' digests equal to this node's replica
+	digestMisses   atomic.Int64 // and those that differed (the object was read again)
 	ae             antiEntropy  // antientropy.go
 	compacted      compaction   // compact.go
 	hints          *hintBook    // hints this node holds as a fallback (hints.go)

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/kvmesh/kvmesh/node/version"
 	"github.com/kvmesh/kvmesh/protocol"
 )
 
@@ -63,13 +64,16 @@ func (n *Node) serveItem(from string, it *protocol.Item, add func(protocol.Resul
 	fail := func(err error) { add(protocol.ResultError(it.Tag, err)) }
 	switch it.Op {
 	case protocol.RPCRead:
-		tag := it.Tag
-		n.readReplica(p, it.Key, func(obj *protocol.Object, err error) {
-			if err != nil {
+		tag, key, digest := it.Tag, it.Key, it.DigestOnly
+		n.readReplica(p, key, func(obj *protocol.Object, err error) {
+			switch {
+			case err != nil:
 				add(protocol.ResultError(tag, err))
-				return
+			case digest:
+				add(protocol.Result{Tag: tag, Digest: version.Digest(key, obj)})
+			default:
+				add(protocol.Result{Tag: tag, Obj: obj})
 			}
-			add(protocol.Result{Tag: tag, Obj: obj})
 		})
 	case protocol.RPCWrite:
 		n.observe(it.Obj)

@@ -88,6 +88,11 @@ type Effects struct {
 	// Done: the operation is over; the driver forgets it and stops its
 	// deadlines. Later calls return no effects.
 	Done bool
+	// DigestMatches and DigestMisses count a digest read's digests taken
+	// in this step: those that stood for the object (equal to this node's
+	// replica, or 0: none there), and those that cost a second request
+	// for it. For the driver's metrics.
+	DigestMatches, DigestMisses int
 }
 
 // merge appends f's effects to e's.
@@ -103,6 +108,8 @@ func (e *Effects) merge(f Effects) {
 		e.Repair = f.Repair
 	}
 	e.Done = e.Done || f.Done
+	e.DigestMatches += f.DigestMatches
+	e.DigestMisses += f.DigestMisses
 }
 
 // resultErr is the error of a reply: the transport's (err) or the one the

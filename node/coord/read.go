@@ -20,6 +20,15 @@ import (
 // read's messages; the owners not asked are repaired by later reads and
 // writes.
 //
+// Digest reads (ReadSpec.Digests), as Cassandra's: when this node is an
+// owner, the others are asked for the digest of their replica
+// (Item.DigestOnly, version.Digest), in parallel with the local read. A
+// digest equal to the local replica's counts as that replica's reply, and
+// digest 0 as no object; one that differs costs a second request, for
+// the object. What a digest
+// saves is the value in every reply and the merge of equal objects; the
+// nodes asked, the quorum and the repairs are a full read's.
+//
 // Sloppy quorum (ReadSpec.Fallbacks): the fallbacks of the ring walk
 // come after the live owners and before the owners held down, and each
 // failure lets one more node be asked: a read asks at most N nodes while
@@ -43,6 +52,23 @@ type Read struct {
 	primaryOK int // owners (not fallbacks) that replied
 	responded bool
 	done      bool
+
+	// Digest reads (ReadSpec.Digests). localIn: this node's replica was
+	// read, into local (localSum its digest), or failed (localErr).
+	digests   bool
+	localIn   bool
+	localErr  bool
+	local     *protocol.Object
+	localSum  uint64
+	digested  []string // nodes asked for a digest
+	refetched []string // of those, nodes asked again for the object
+	parked    []parked // digests in before this node's replica
+}
+
+// parked is a digest that came before this node's replica.
+type parked struct {
+	from string
+	sum  uint64
 }
 
 // ReadSpec is a read to coordinate: StartRead's argument.
@@ -62,6 +88,9 @@ type ReadSpec struct {
 	// Conflicts is the store's mode, by which replies merge
 	// (quorum.MergeReads). The zero value keeps siblings.
 	Conflicts version.Conflicts
+	// Digests makes it a digest read when Self is an owner: the other
+	// nodes are asked for their replica's digest first.
+	Digests bool
 }
 
 // NewRead starts a read of key from owners (the key's preference list)
@@ -101,6 +130,7 @@ func StartRead(s ReadSpec, now time.Time, timeout time.Duration) (*Read, Effects
 		objs:     make(map[string]*protocol.Object, len(s.Owners)),
 		answered: make(map[string]bool, len(s.Owners)),
 		limit:    min(len(s.Owners), len(order)), pr: s.PR}
+	op.digests = s.Digests && op.self
 	eff := Effects{Arm: []Deadline{{Timeout, now.Add(timeout)}, {Hedge, now.Add(timeout / 8)}}}
 	eff.merge(op.askMore(s.R))
 	return op, eff
@@ -116,8 +146,43 @@ func (op *Read) askMore(k int) Effects {
 			eff.ReadLocal = true
 			continue
 		}
-		eff.Send = append(eff.Send, Send{To: op.nodes[i], Item: protocol.Item{Op: protocol.RPCRead, Key: op.key}})
+		it := protocol.Item{Op: protocol.RPCRead, Key: op.key}
+		if op.digests && !op.localErr {
+			it.DigestOnly = true
+			op.digested = append(op.digested, op.nodes[i])
+		}
+		eff.Send = append(eff.Send, Send{To: op.nodes[i], Item: it})
 	}
+	return eff
+}
+
+// refetch asks node from again, for its object: its digest differs from
+// this node's replica, or this node's replica could not be read.
+func (op *Read) refetch(from string) Effects {
+	op.refetched = append(op.refetched, from)
+	return Effects{Send: []Send{{To: from, Item: protocol.Item{Op: protocol.RPCRead, Key: op.key}}}}
+}
+
+// digestIn takes node from's digest: its reply if it matches this node's
+// replica or says it has none (0), else a request for the object; kept
+// until this node's replica is in.
+func (op *Read) digestIn(from string, sum uint64) Effects {
+	switch {
+	case sum == 0: // no object there: that is the whole reply
+	case !op.localIn:
+		op.parked = append(op.parked, parked{from, sum})
+		return Effects{}
+	case sum != op.localSum: // also when the local read failed: localSum is 0 then
+		eff := op.refetch(from)
+		eff.DigestMisses = 1
+		return eff
+	}
+	var obj *protocol.Object
+	if sum != 0 {
+		obj = op.local
+	}
+	eff := op.reply(from, obj, nil)
+	eff.DigestMatches++
 	return eff
 }
 
@@ -132,12 +197,42 @@ func (op *Read) OnResult(from string, res *protocol.Result, err error, now time.
 		return Effects{}
 	}
 	err = resultErr(res, err)
+	var obj *protocol.Object
+	if err == nil {
+		obj = res.Obj
+	}
+	if op.digests {
+		switch {
+		case from == op.nodes[0]: // this node's replica
+			op.localIn, op.localErr = true, err != nil
+			if err == nil {
+				op.local, op.localSum = obj, version.Digest(op.key, obj)
+			}
+			eff := op.reply(from, obj, err)
+			for _, p := range op.parked {
+				eff.merge(op.digestIn(p.from, p.sum))
+			}
+			op.parked = nil
+			return eff
+		case err == nil && obj == nil && slices.Contains(op.digested, from) && !slices.Contains(op.refetched, from):
+			// A digest (an older node answers with its object).
+			return op.digestIn(from, res.Digest)
+		}
+	}
+	return op.reply(from, obj, err)
+}
+
+// reply takes node from's reply to the read: its object, or err.
+func (op *Read) reply(from string, obj *protocol.Object, err error) Effects {
+	if op.done || op.answered[from] {
+		return Effects{}
+	}
 	op.answered[from] = true
 	if err != nil {
 		op.tally.Fail(from, err)
 		op.limit = min(op.limit+1, len(op.nodes))
 	} else {
-		op.objs[from] = res.Obj
+		op.objs[from] = obj
 		op.tally.OK(from)
 		if slices.Contains(op.owners, from) {
 			op.primaryOK++

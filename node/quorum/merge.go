@@ -18,8 +18,13 @@ import (
 // the merge is nil is not stale. MergeReads modifies none of the replies.
 func MergeReads(c version.Conflicts, replies map[string]*protocol.Object) (merged *protocol.Object, stale []string) {
 	nodes := slices.Sorted(maps.Keys(replies))
+	var buf [4]*protocol.Object
+	seen := buf[:0]
 	for _, n := range nodes {
-		if o := replies[n]; o != nil {
+		// One object may stand for several replies (a digest read's
+		// equal replicas): merging it again would change nothing.
+		if o := replies[n]; o != nil && !slices.Contains(seen, o) {
+			seen = append(seen, o)
 			merged = c.Sync(merged, o)
 		}
 	}
