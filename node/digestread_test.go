@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"testing/synctest"
 
@@ -13,20 +14,32 @@ import (
 // for their replica's digest. An equal one counts as its own replica
 // (DigestMatches, no repair); one that differs (DigestMisses) is read
 // again in full, and its newer object wins the merge and repairs the
-// coordinator's own.
+// coordinator's own. Values of up to 1 KiB come whole, digest or not.
 func TestDigestReads(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		net := transport.NewMemNetwork(1)
 		nodes := startMemNodes(t, net, []string{"n1", "n2", "n3"}, true)
 		ctx := context.Background()
 		n1 := nodes[0]
+		big := strings.Repeat("x", 2000)
 		value := func(obj *protocol.Object) string {
 			if obj == nil || len(obj.Siblings) != 1 {
 				t.Fatalf("object %+v, want one sibling", obj)
 			}
-			return string(obj.Siblings[0].Value)
+			return strings.TrimPrefix(string(obj.Siblings[0].Value), big)
 		}
-		v1, err := n1.Put(ctx, "k", []byte("v1"), nil, 3)
+		small, err := n1.Put(ctx, "small", []byte("v"), nil, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if obj, err := n1.Get(ctx, "small", 3); err != nil || value(obj) != "v" || small == nil {
+			t.Fatalf("R=3 read of a small value: %v %v", obj, err)
+		}
+		synctest.Wait()
+		if st := n1.Status(); st.DigestMatches != 0 || st.DigestMisses != 0 {
+			t.Fatalf("a small value came as a digest: %d matches, %d misses", st.DigestMatches, st.DigestMisses)
+		}
+		v1, err := n1.Put(ctx, "k", []byte(big+"v1"), nil, 3)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -41,7 +54,7 @@ func TestDigestReads(t *testing.T) {
 
 		// n1 misses v2.
 		net.Isolate("n1")
-		if _, err := nodes[1].Put(ctx, "k", []byte("v2"), v1, 2); err != nil {
+		if _, err := nodes[1].Put(ctx, "k", []byte(big+"v2"), v1, 2); err != nil {
 			t.Fatal(err)
 		}
 		synctest.Wait()

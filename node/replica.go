@@ -69,7 +69,7 @@ func (n *Node) serveItem(from string, it *protocol.Item, add func(protocol.Resul
 			switch {
 			case err != nil:
 				add(protocol.ResultError(tag, err))
-			case digest:
+			case digest && valueBytes(obj) > digestWorth:
 				add(protocol.Result{Tag: tag, Digest: version.Digest(key, obj)})
 			default:
 				add(protocol.Result{Tag: tag, Obj: obj})
@@ -174,4 +174,22 @@ func (n *Node) encodeReply(results []protocol.Result) []byte {
 		n.log.Error("encode reply", "err", fmt.Sprint(err))
 	}
 	return out
+}
+
+// digestWorth is the size of an object's values above which a replica
+// answers a digest read with its digest. Below it the object costs about
+// what a digest does, and spares the coordinator a second request when
+// the replicas differ: the asker takes an object in reply to a digest
+// read as it takes an older node's.
+const digestWorth = 1024
+
+// valueBytes is the size of obj's values.
+func valueBytes(obj *protocol.Object) int {
+	n := 0
+	if obj != nil {
+		for i := range obj.Siblings {
+			n += len(obj.Siblings[i].Value)
+		}
+	}
+	return n
 }

@@ -94,9 +94,10 @@ type Item struct {
 	Limit  int
 	// DigestOnly, on an RPCRead, asks for the replica's digest
 	// (Result.Digest) instead of its object: the asker compares it with
-	// its own replica's and reads the object only if they differ. Older
-	// nodes skip the field and answer with the object, which the asker
-	// takes as well.
+	// its own replica's and reads the object only if they differ. A
+	// replica may answer with the object all the same (kvmesh does for
+	// values of up to 1 KiB, older nodes always), which the asker takes
+	// as a reply.
 	DigestOnly bool
 }
 

@@ -59,7 +59,8 @@ type Read struct {
 	localIn   bool
 	localErr  bool
 	local     *protocol.Object
-	localSum  uint64
+	localSum  uint64 // once summed: the first digest to compare computes it
+	summed    bool
 	digested  []string // nodes asked for a digest
 	refetched []string // of those, nodes asked again for the object
 	parked    []parked // digests in before this node's replica
@@ -156,6 +157,14 @@ func (op *Read) askMore(k int) Effects {
 	return eff
 }
 
+// sum is the digest of this node's replica.
+func (op *Read) sum() uint64 {
+	if !op.summed {
+		op.localSum, op.summed = version.Digest(op.key, op.local), true
+	}
+	return op.localSum
+}
+
 // refetch asks node from again, for its object: its digest differs from
 // this node's replica, or this node's replica could not be read.
 func (op *Read) refetch(from string) Effects {
@@ -172,7 +181,7 @@ func (op *Read) digestIn(from string, sum uint64) Effects {
 	case !op.localIn:
 		op.parked = append(op.parked, parked{from, sum})
 		return Effects{}
-	case sum != op.localSum: // also when the local read failed: localSum is 0 then
+	case op.localErr || sum != op.sum():
 		eff := op.refetch(from)
 		eff.DigestMisses = 1
 		return eff
@@ -205,9 +214,7 @@ func (op *Read) OnResult(from string, res *protocol.Result, err error, now time.
 		switch {
 		case from == op.nodes[0]: // this node's replica
 			op.localIn, op.localErr = true, err != nil
-			if err == nil {
-				op.local, op.localSum = obj, version.Digest(op.key, obj)
-			}
+			op.local = obj
 			eff := op.reply(from, obj, err)
 			for _, p := range op.parked {
 				eff.merge(op.digestIn(p.from, p.sum))
