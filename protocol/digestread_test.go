@@ -4,7 +4,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"math"
-	"reflect"
 	"testing"
 )
 
@@ -28,26 +27,7 @@ func validDigestReadReply() *Reply {
 }
 
 func TestDigestReadRoundTrip(t *testing.T) {
-	req := validDigestReadRequest()
-	b, _ := EncodeRequest(req)
-	got, err := DecodeRequest(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(got, req) {
-		t.Errorf("request:\n got %+v\nwant %+v", got, req)
-	}
-	assertSameDecode(t, "digest read request", b, DecodeRequest, refDecodeRequest, false)
-	rep := validDigestReadReply()
-	b, _ = EncodeReply(rep)
-	gotRep, err := DecodeReply(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(gotRep, rep) {
-		t.Errorf("reply:\n got %+v\nwant %+v", gotRep, rep)
-	}
-	assertSameDecode(t, "digest read reply", b, DecodeReply, refDecodeReply, false)
+	assertRoundTrip(t, "digest read", validDigestReadRequest(), validDigestReadReply())
 
 	// A full read encodes as before digest reads: no new field.
 	plain, _ := EncodeRequest(&Request{V: Version, From: "n1", Items: []Item{{Tag: 3, Op: RPCRead, Key: "user.3"}}})

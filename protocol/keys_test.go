@@ -2,7 +2,6 @@ package protocol
 
 import (
 	"errors"
-	"reflect"
 	"strings"
 	"testing"
 )
@@ -29,26 +28,7 @@ func validKeysReply() *Reply {
 }
 
 func TestKeysRoundTrip(t *testing.T) {
-	req := validKeysRequest()
-	b, _ := EncodeRequest(req)
-	got, err := DecodeRequest(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(got, req) {
-		t.Errorf("request:\n got %+v\nwant %+v", got, req)
-	}
-	assertSameDecode(t, "keys request", b, DecodeRequest, refDecodeRequest, false)
-	rep := validKeysReply()
-	b, _ = EncodeReply(rep)
-	gotRep, err := DecodeReply(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(gotRep, rep) {
-		t.Errorf("reply:\n got %+v\nwant %+v", gotRep, rep)
-	}
-	assertSameDecode(t, "keys reply", b, DecodeReply, refDecodeReply, false)
+	assertRoundTrip(t, "keys", validKeysRequest(), validKeysReply())
 }
 
 func TestKeysRejects(t *testing.T) {

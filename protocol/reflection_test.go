@@ -612,3 +612,27 @@ func FuzzCodecMatchesReflection(f *testing.F) {
 		assertSameDecode(t, "siblings", b, DecodeSiblings, refDecodeSiblings, false)
 	})
 }
+
+// assertRoundTrip checks that req and rep decode to what was encoded,
+// and as the reflection reference decodes them.
+func assertRoundTrip(t *testing.T, what string, req *Request, rep *Reply) {
+	t.Helper()
+	b, _ := EncodeRequest(req)
+	got, err := DecodeRequest(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, req) {
+		t.Errorf("%s request:\n got %+v\nwant %+v", what, got, req)
+	}
+	assertSameDecode(t, what+" request", b, DecodeRequest, refDecodeRequest, false)
+	b, _ = EncodeReply(rep)
+	gotRep, err := DecodeReply(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(gotRep, rep) {
+		t.Errorf("%s reply:\n got %+v\nwant %+v", what, gotRep, rep)
+	}
+	assertSameDecode(t, what+" reply", b, DecodeReply, refDecodeReply, false)
+}

@@ -3,7 +3,6 @@ package protocol
 import (
 	"errors"
 	"math"
-	"reflect"
 	"strings"
 	"testing"
 )
@@ -29,26 +28,7 @@ func validTreeReply() *Reply {
 }
 
 func TestTreeRoundTrip(t *testing.T) {
-	req := validTreeRequest()
-	b, _ := EncodeRequest(req)
-	got, err := DecodeRequest(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(got, req) {
-		t.Errorf("request:\n got %+v\nwant %+v", got, req)
-	}
-	assertSameDecode(t, "tree request", b, DecodeRequest, refDecodeRequest, false)
-	rep := validTreeReply()
-	b, _ = EncodeReply(rep)
-	gotRep, err := DecodeReply(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(gotRep, rep) {
-		t.Errorf("reply:\n got %+v\nwant %+v", gotRep, rep)
-	}
-	assertSameDecode(t, "tree reply", b, DecodeReply, refDecodeReply, false)
+	assertRoundTrip(t, "tree", validTreeRequest(), validTreeReply())
 }
 
 func TestTreeRejects(t *testing.T) {
