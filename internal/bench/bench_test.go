@@ -122,9 +122,16 @@ func TestBenchABSystem(t *testing.T) {
 	if a, b := planCells(cfg, sysKvmesh), planCells(cfg, sysKvmeshB); len(a) != 1 || len(b) != 1 || a[0].Op != b[0].Op {
 		t.Fatalf("kvmesh-b must run the kvmesh cells: %v vs %v", b, a)
 	}
+	rounds := func(ops ...float64) []sample {
+		var s []sample
+		for _, v := range ops {
+			s = append(s, sample{Ops: 1, OpsPerSec: v})
+		}
+		return s
+	}
 	rows := []row{
-		{System: sysKvmesh, Op: "put W=2", C: 16, Size: 100, Median: sample{Ops: 1, OpsPerSec: 10000}},
-		{System: sysKvmeshB, Op: "put W=2", C: 16, Size: 100, Median: sample{Ops: 1, OpsPerSec: 12000}},
+		{System: sysKvmesh, Op: "put W=2", C: 16, Size: 100, Median: sample{Ops: 1, OpsPerSec: 10000}, Rounds: rounds(10000, 8000, 12000)},
+		{System: sysKvmeshB, Op: "put W=2", C: 16, Size: 100, Median: sample{Ops: 1, OpsPerSec: 12000}, Rounds: rounds(12000, 10000, 9000)},
 	}
 	var found bool
 	for _, r := range computeRatios(rows, cfg, 0) {
@@ -132,6 +139,10 @@ func TestBenchABSystem(t *testing.T) {
 			found = true
 			if r.Value != 1.2 || r.C != 16 {
 				t.Errorf("A/B ratio %+v, want 1.2x at C=16", r)
+			}
+			// Rounds: 12000/10000, 10000/8000, 9000/12000.
+			if r.Note != "per round 0.75x-1.25x" {
+				t.Errorf("A/B spread %q, want per round 0.75x-1.25x", r.Note)
 			}
 		}
 	}

@@ -306,14 +306,15 @@ func computeRatios(rows []row, cfg config, fsyncP50 float64) []ratio {
 		}
 		out = append(out, ratio{Name: name, C: c, Size: size, Value: num.OpsPerSec / den.OpsPerSec, Unit: "x"})
 	}
-	// A/B: every kvmesh-b cell against the same kvmesh cell.
+	// A/B: every kvmesh-b cell against the same kvmesh cell, with the
+	// spread of the rounds' own ratios.
 	for _, r := range rows {
 		if r.System != sysKvmeshB {
 			continue
 		}
 		if a, ok := find(rows, sysKvmesh, r.Op, r.C, r.Size); ok && r.Median.Ops > 0 {
 			out = append(out, ratio{Name: "kvmesh-b / kvmesh " + r.Op, C: r.C, Size: r.Size,
-				Value: r.Median.OpsPerSec / a.OpsPerSec, Unit: "x"})
+				Value: r.Median.OpsPerSec / a.OpsPerSec, Unit: "x", Note: roundSpread(r, rows)})
 		}
 	}
 	for _, size := range cfg.Sizes {
@@ -522,4 +523,36 @@ func writeJSON(path string, rep *report) error {
 		return err
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// roundSpread describes how the per-round ratios of an A/B row b (a
+// kvmesh-b cell) to the same kvmesh cell spread: "per round 0.91x-1.12x".
+// Within a round the two ran back to back, so this spread is the noise a
+// difference between the builds must stand out of. Empty with fewer than
+// two rounds.
+func roundSpread(b row, rows []row) string {
+	var lo, hi float64
+	n := 0
+	for _, a := range rows {
+		if a.System != sysKvmesh || a.Op != b.Op || a.C != b.C || a.Size != b.Size {
+			continue
+		}
+		for i := range min(len(a.Rounds), len(b.Rounds)) {
+			if a.Rounds[i].OpsPerSec <= 0 || b.Rounds[i].Ops == 0 {
+				continue
+			}
+			v := b.Rounds[i].OpsPerSec / a.Rounds[i].OpsPerSec
+			if n == 0 || v < lo {
+				lo = v
+			}
+			if n == 0 || v > hi {
+				hi = v
+			}
+			n++
+		}
+	}
+	if n < 2 {
+		return ""
+	}
+	return fmt.Sprintf("per round %.2fx-%.2fx", lo, hi)
 }
