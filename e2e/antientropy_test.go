@@ -126,7 +126,9 @@ func rootsDiffer(ctx context.Context, cl *client.Client, id string) string {
 		}
 		first := ""
 		for _, r := range byNode {
-			if first == "" {
+			if r == "" {
+				return fmt.Sprintf("partition %d: no tree yet: roots %v", p, byNode)
+			} else if first == "" {
 				first = r
 			} else if r != first {
 				return fmt.Sprintf("partition %d: roots %v", p, byNode)

@@ -444,8 +444,11 @@ func (n *Node) serveBuckets(it *protocol.Item, add func(protocol.Result)) {
 		done: func(res protocol.Result) { res.Tag = tag; add(res) }}})
 }
 
-// antiEntropyStatus is the node's anti-entropy in its status; the roots
-// are there even when it is off, for convergence checks.
+// antiEntropyStatus is the node's anti-entropy in its status: the root of
+// each partition it owns whose tree an exchange built (its own rounds,
+// or a peer's with it, so also when its own are off). A status never
+// builds a tree: that costs a scan of the partition and, from then on,
+// two digests per write.
 func (n *Node) antiEntropyStatus() *protocol.AntiEntropyStatus {
 	ae := &n.ae
 	interval := "off"
@@ -457,8 +460,6 @@ func (n *Node) antiEntropyStatus() *protocol.AntiEntropyStatus {
 		Exchanges: ae.exchanges.Load(), Differed: ae.differed.Load(), Pulled: ae.pulled.Load(),
 		Pushed: ae.pushed.Load(), Rebuilt: ae.rebuilt.Load(), Purged: n.compacted.purged.Load(),
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
-	defer cancel()
 	ae.mu.Lock()
 	last := make(map[int]time.Time, len(ae.last))
 	for p, t := range ae.last {
@@ -470,7 +471,7 @@ func (n *Node) antiEntropyStatus() *protocol.AntiEntropyStatus {
 		if t, ok := last[p]; ok {
 			ps.Last = t.UnixNano()
 		}
-		if root, err := n.st.TreeRoot(ctx, p); err == nil {
+		if root, ok := n.st.BuiltTreeRoot(p); ok {
 			ps.Root = fmt.Sprintf("%016x", root)
 		}
 		st.Partitions = append(st.Partitions, ps)

@@ -46,7 +46,9 @@ func (c *testCluster) waitConverged(limit time.Duration) time.Duration {
 		for p, byNode := range c.roots() {
 			first := ""
 			for id, r := range byNode {
-				if first == "" {
+				if r == "" {
+					diff = fmt.Sprintf("partition %d: no tree yet at %s", p, id)
+				} else if first == "" {
 					first = r
 				} else if r != first {
 					diff = fmt.Sprintf("partition %d: roots %v (%s)", p, byNode, id)
@@ -369,5 +371,31 @@ func TestExpiredValuesArePurged(t *testing.T) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
+	}
+}
+
+// TestStatusBuildsNoTree: a status shows the root of a partition only
+// once an exchange built its tree, and builds none itself (a scan of the
+// partition, then two digests per write): with anti-entropy off
+// everywhere, no root ever shows.
+func TestStatusBuildsNoTree(t *testing.T) {
+	c := startCluster(t, 3, func(cfg *node.Config) { cfg.AntiEntropy = -1 })
+	ctx := testCtx(t)
+	for i := range 20 {
+		if _, err := c.nodes[0].Put(ctx, fmt.Sprintf("k%d", i), []byte("v"), nil, 3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 { // the first status must not have built what the second shows
+		for p, byNode := range c.roots() {
+			for id, r := range byNode {
+				if r != "" {
+					t.Fatalf("partition %d at %s: root %s with anti-entropy off", p, id, r)
+				}
+			}
+		}
+	}
+	if len(c.roots()) == 0 {
+		t.Fatal("no partitions in the statuses")
 	}
 }

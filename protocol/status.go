@@ -145,6 +145,6 @@ type AntiEntropyStatus struct {
 // (up to a 2^-64 chance).
 type PartitionAE struct {
 	P    int    `json:"p"`
-	Root string `json:"root"`           // the tree's root, 16 hex digits
+	Root string `json:"root"`           // the tree's root, 16 hex digits; "" while it has none (no exchange yet)
 	Last int64  `json:"last,omitempty"` // unix nanoseconds; 0: never
 }

@@ -228,12 +228,7 @@ func printAntiEntropy(w io.Writer, sts []client.NodeStatus, partitions bool, now
 		}
 		return now.Sub(time.Unix(0, ns)).Round(time.Second).String() + " ago"
 	}
-	type owner struct {
-		node string
-		root string
-		last int64
-	}
-	byPart := map[int][]owner{}
+	byPart := map[int][]aeOwner{}
 	fmt.Fprintf(w, "\nanti-entropy:\n")
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tEVERY\tROUNDS\tEXCHANGED\tOLDEST\tPULLED\tPUSHED")
@@ -246,7 +241,7 @@ func printAntiEntropy(w io.Writer, sts []client.NodeStatus, partitions bool, now
 		any = true
 		done, oldest := 0, int64(0)
 		for _, p := range ae.Partitions {
-			byPart[p.P] = append(byPart[p.P], owner{st.Node, p.Root, p.Last})
+			byPart[p.P] = append(byPart[p.P], aeOwner{st.Node, p.Root, p.Last})
 			if p.Last != 0 {
 				done++
 			}
@@ -263,17 +258,21 @@ func printAntiEntropy(w io.Writer, sts []client.NodeStatus, partitions bool, now
 		return err
 	}
 	ps := make([]int, 0, len(byPart))
-	differ := 0
+	differ, unknown := 0, 0
 	for p, os := range byPart {
 		ps = append(ps, p)
-		for _, o := range os {
-			if o.root != os[0].root {
-				differ++
-				break
-			}
+		switch agreement(os) {
+		case "NO":
+			differ++
+		case "?":
+			unknown++
 		}
 	}
-	fmt.Fprintf(w, "partitions whose answering owners hold different records: %d of %d\n", differ, len(ps))
+	fmt.Fprintf(w, "partitions whose answering owners hold different records: %d of %d", differ, len(ps))
+	if unknown > 0 {
+		fmt.Fprintf(w, " (%d not compared yet: no exchange has built an owner's tree)", unknown)
+	}
+	fmt.Fprintln(w)
 	if !partitions {
 		return nil
 	}
@@ -281,16 +280,36 @@ func printAntiEntropy(w io.Writer, sts []client.NodeStatus, partitions bool, now
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PARTITION\tAGREE\tOWNERS (LAST EXCHANGE)")
 	for _, p := range ps {
-		slices.SortFunc(byPart[p], func(a, b owner) int { return cmp.Compare(a.node, b.node) })
-		agree := "yes"
+		slices.SortFunc(byPart[p], func(a, b aeOwner) int { return cmp.Compare(a.node, b.node) })
 		var cells []string
 		for _, o := range byPart[p] {
-			if o.root != byPart[p][0].root {
-				agree = "NO"
-			}
 			cells = append(cells, fmt.Sprintf("%s (%s)", o.node, ago(o.last)))
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\n", p, agree, strings.Join(cells, ", "))
+		fmt.Fprintf(tw, "%d\t%s\t%s\n", p, agreement(byPart[p]), strings.Join(cells, ", "))
 	}
 	return tw.Flush()
+}
+
+// aeOwner is what one owner of a partition reports of it.
+type aeOwner struct {
+	node string
+	root string // "": no tree yet
+	last int64
+}
+
+// agreement says whether a partition's owners report the same Merkle
+// root: "yes", "NO", or "?" when one has no tree yet (a status never
+// builds one).
+func agreement(os []aeOwner) string {
+	for _, o := range os {
+		if o.root == "" {
+			return "?"
+		}
+	}
+	for _, o := range os {
+		if o.root != os[0].root {
+			return "NO"
+		}
+	}
+	return "yes"
 }

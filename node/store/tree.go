@@ -158,6 +158,19 @@ func (s *Store) TreeRoot(ctx context.Context, p int) (root uint64, err error) {
 	return root, err
 }
 
+// BuiltTreeRoot returns the root of partition p's tree if the store has
+// built it (an anti-entropy exchange asked for it), without building it:
+// what a status report shows without costing a scan of the partition,
+// nor, from then on, two digests per write.
+func (s *Store) BuiltTreeRoot(p int) (root uint64, ok bool) {
+	s.trees.mu.Lock()
+	defer s.trees.mu.Unlock()
+	if tr := s.trees.m[p]; tr != nil {
+		return tr.Root(), true
+	}
+	return 0, false
+}
+
 // TreeStart returns the first message of an exchange of partition p's
 // tree (merkle.Tree.Start).
 func (s *Store) TreeStart(ctx context.Context, p int) (f merkle.Frontier, err error) {
