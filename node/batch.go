@@ -105,12 +105,16 @@ func (n *Node) serveBatchItem(it *protocol.ClientItem, start time.Time, add func
 		add(protocol.ClientResultError(tag, err))
 		return
 	}
-	o := clientOp{op: batchOps[it.Op], key: it.Key, value: it.Value, quorum: it.Quorum, ctx: it.Context, ttl: it.TTL}
+	o := clientOp{op: batchOps[it.Op], key: it.Key, value: it.Value, quorum: it.Quorum, ctx: it.Context, ttl: it.TTL, cond: it.If}
 	err := n.startClientOp(o, clientDone{
 		get: func(obj *protocol.Object, err error) { add(n.getResult(tag, o.key, obj, err)) },
 		write: func(ctx protocol.Clock, err error) {
 			if err != nil {
-				add(protocol.ClientResultError(tag, err))
+				r := protocol.ClientResultError(tag, err)
+				if errors.Is(err, protocol.ErrConflict) { // a condition lost: the key's context now
+					r.Context = n.ctxKey.Seal(o.key, ctx)
+				}
+				add(r)
 				return
 			}
 			add(protocol.ClientResult{Tag: tag, Context: n.ctxKey.Seal(o.key, ctx)})

@@ -183,3 +183,80 @@ func TestRawBatch(t *testing.T) {
 func decodeBig(b []byte) (*protocol.ClientBatchReply, error) {
 	return protocol.DecodeRawBatchReply(b)
 }
+
+// TestRawBatchConditional: conditional puts and deletes in a JSON raw
+// batch behave as alone. Of two put-if-absent of one key in one batch
+// exactly one wins; the loser, and a put or delete if-version with a
+// stale context, are 409 results carrying the key's context, while the
+// other operations of the batch succeed.
+func TestRawBatchConditional(t *testing.T) {
+	c := startCluster(t, 3)
+	ctx := testCtx(t)
+	nc, err := nats.Connect(c.nodes[1].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	batch := func(ops ...protocol.RawOp) []protocol.RawResult {
+		t.Helper()
+		body, _ := json.Marshal(protocol.RawBatch{Ops: ops})
+		m, err := nc.RequestWithContext(ctx, "kvmesh.kv.batch", body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var reply protocol.RawBatchReply
+		if err := json.Unmarshal(m.Data, &reply); err != nil || len(reply.Results) != len(ops) {
+			t.Fatalf("reply %s: %v", m.Data, err)
+		}
+		return reply.Results
+	}
+	str := func(s string) *string { return &s }
+	res := batch(
+		protocol.RawOp{Op: "put", Key: "lock", Value: str("a"), If: "absent"},
+		protocol.RawOp{Op: "put", Key: "lock", Value: str("b"), If: "absent"},
+		protocol.RawOp{Op: "put", Key: "plain", Value: str("p")},
+	)
+	won, lost := -1, -1
+	for i, r := range res[:2] {
+		switch r.Status {
+		case 200:
+			won = i
+		case 409:
+			lost = i
+		}
+	}
+	if won < 0 || lost < 0 || res[2].Status != 200 {
+		t.Fatalf("two put-if-absent of one key and a put: %+v; want one 200, one 409, and 200", res)
+	}
+	if res[lost].Name != "conflict" || res[lost].Context == "" {
+		t.Fatalf("the lost condition: %+v; want conflict with the key's context", res[lost])
+	}
+	winner := []string{"a", "b"}[won]
+	if o, err := c.nodes[2].Get(ctx, "lock", 3); err != nil || o == nil || len(o.Live()) != 1 || string(o.Live()[0].Value) != winner {
+		t.Fatalf("lock holds %+v, %v; want the winner's %q alone", o, err, winner)
+	}
+
+	// If-version: the winner's context wins once; then it is stale.
+	cur := res[won].Context
+	res = batch(protocol.RawOp{Op: "put", Key: "lock", Value: str("c"), Context: cur, If: "version"})
+	if res[0].Status != 200 {
+		t.Fatalf("put if-version with the current context: %+v", res[0])
+	}
+	res = batch(
+		protocol.RawOp{Op: "put", Key: "lock", Value: str("d"), Context: cur, If: "version"},
+		protocol.RawOp{Op: "del", Key: "lock", Context: cur, If: "version"},
+	)
+	for i, r := range res {
+		if r.Status != 409 || r.Context == "" {
+			t.Fatalf("op %d with a stale context: %+v; want 409 with the key's context", i, r)
+		}
+	}
+	if o, err := c.nodes[0].Get(ctx, "lock", 3); err != nil || o == nil || len(o.Live()) != 1 || string(o.Live()[0].Value) != "c" {
+		t.Fatalf("lock holds %+v, %v; want c", o, err)
+	}
+	// A bad condition fails its operation alone.
+	res = batch(protocol.RawOp{Op: "put", Key: "x", Value: str("v"), If: "maybe"}, protocol.RawOp{Op: "get", Key: "lock"})
+	if res[0].Status != 400 || res[1].Status != 200 {
+		t.Fatalf("a bad condition beside a get: %+v", res)
+	}
+}

@@ -47,6 +47,10 @@ type ClientItem struct {
 	Quorum  string
 	Context string
 	TTL     string // BatchPut
+	// If is a put's or delete's condition (Kvmesh-If), from a JSON raw
+	// batch (RawOp.If) only: it is never on the msgpack wire, where an
+	// older node would skip the field and write unconditionally.
+	If string
 }
 
 // ClientBatchReply answers some or all items of a ClientBatch, in any

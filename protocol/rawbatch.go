@@ -21,13 +21,17 @@ import (
 //	{"ops":[{"op":"put","key":"user.1","value":"ada","w":"2","ttl":"1h"},
 //	        {"op":"put","key":"img.1","value_base64":"iVBORw0K..."},
 //	        {"op":"get","key":"user.1","r":"one"},
-//	        {"op":"del","key":"user.2","context":"..."}]}
+//	        {"op":"del","key":"user.2","context":"..."},
+//	        {"op":"put","key":"lock.a","value":"me","if":"absent"}]}
 //
 // op is get, put or del; key any valid key (it travels in the body, so
 // keys that are not subject-safe need no header); a put's value is
 // "value" (UTF-8 text) or "value_base64" (base64, for bytes), one of them;
 // r (get) and w (put, del) are the Kvmesh-R and Kvmesh-W values;
-// context and ttl those of Kvmesh-Context and Kvmesh-TTL. The reply:
+// context, ttl and if (put, del) those of Kvmesh-Context, Kvmesh-TTL and
+// Kvmesh-If: a conditional write that loses is a 409 result with the
+// key's context. The msgpack form takes no condition (ClientItem.If).
+// The reply:
 //
 //	{"results":[{"status":200,"context":"..."},
 //	            {"status":200,"context":"..."},
@@ -75,6 +79,7 @@ type RawOp struct {
 	W       string  `json:"w,omitempty"`
 	Context string  `json:"context,omitempty"`
 	TTL     string  `json:"ttl,omitempty"`
+	If      string  `json:"if,omitempty"`
 }
 
 // RawResult is one operation's result in the JSON reply.
@@ -131,7 +136,7 @@ func DecodeRawBatch(b []byte) ([]ClientItem, error) {
 	}
 	items := make([]ClientItem, len(rb.Ops))
 	for i, o := range rb.Ops {
-		it := ClientItem{Tag: uint64(i + 1), Key: o.Key, Context: o.Context, TTL: o.TTL}
+		it := ClientItem{Tag: uint64(i + 1), Key: o.Key, Context: o.Context, TTL: o.TTL, If: o.If}
 		bad := func(format string, args ...any) ([]ClientItem, error) {
 			return nil, Errorf(ErrInvalidOption, "batch: op %d: "+format, append([]any{i}, args...)...)
 		}
@@ -145,8 +150,8 @@ func DecodeRawBatch(b []byte) ([]ClientItem, error) {
 		default:
 			return bad("op %q: want get, put or del", Clip(o.Op, 16))
 		}
-		if o.R != "" && it.Op != BatchGet || o.W != "" && it.Op == BatchGet {
-			return bad("r is for gets, w for puts and deletes")
+		if o.R != "" && it.Op != BatchGet || (o.W != "" || o.If != "") && it.Op == BatchGet {
+			return bad("r is for gets, w and if for puts and deletes")
 		}
 		switch {
 		case it.Op != BatchPut && (o.Value != nil || o.Value64 != nil):

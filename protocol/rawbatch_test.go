@@ -11,7 +11,8 @@ import (
 
 func TestDecodeRawBatch(t *testing.T) {
 	items, err := DecodeRawBatch([]byte(` {"ops":[{"op":"put","key":"a b","value":"x","w":"all","ttl":"1h","context":"c"},
-		{"op":"put","key":"b","value_base64":"/wA="},{"op":"get","key":"c","r":"one"},{"op":"del","key":"d"}]}`))
+		{"op":"put","key":"b","value_base64":"/wA="},{"op":"get","key":"c","r":"one"},{"op":"del","key":"d"},
+		{"op":"put","key":"e","value":"y","if":"absent"},{"op":"del","key":"f","context":"c","if":"version"}]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -20,6 +21,8 @@ func TestDecodeRawBatch(t *testing.T) {
 		{Tag: 2, Op: BatchPut, Key: "b", Value: []byte{0xff, 0}},
 		{Tag: 3, Op: BatchGet, Key: "c", Quorum: "one"},
 		{Tag: 4, Op: BatchDel, Key: "d"},
+		{Tag: 5, Op: BatchPut, Key: "e", Value: []byte("y"), If: "absent"},
+		{Tag: 6, Op: BatchDel, Key: "f", Context: "c", If: "version"},
 	}
 	if b1, b2 := mustJSON(items), mustJSON(want); b1 != b2 {
 		t.Fatalf("items:\n got %s\nwant %s", b1, b2)
@@ -39,7 +42,8 @@ func TestDecodeRawBatch(t *testing.T) {
 		t.Fatal("msgpack of too many items accepted")
 	}
 	for _, body := range []string{"", " ", "{", `{"ops":null}`, `{"ops":[]} {}`, `{"ops":[{"op":"get","key":"a","ttl":1}]}`,
-		`{"ops":[{"op":"del","key":"a","r":"one"}]}`, `{"ops":[{"op":"put","key":"a","value":"x","value_base64":"eA=="}]}`} {
+		`{"ops":[{"op":"del","key":"a","r":"one"}]}`, `{"ops":[{"op":"put","key":"a","value":"x","value_base64":"eA=="}]}`,
+		`{"ops":[{"op":"get","key":"a","if":"absent"}]}`} {
 		if items, err := DecodeRawBatch([]byte(body)); err == nil || items != nil {
 			t.Errorf("%q accepted", body)
 		} else {
@@ -109,4 +113,17 @@ func FuzzDecodeRawBatch(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A condition never travels in msgpack: an older node would skip the
+// field and write unconditionally. Only JSON raw batches carry one.
+func TestClientItemConditionNotOnTheWire(t *testing.T) {
+	b, _ := EncodeClientBatch(&ClientBatch{V: Version, Items: []ClientItem{{Tag: 1, Op: BatchPut, Key: "k", Value: []byte("v"), If: IfAbsent}}})
+	if strings.Contains(string(b), IfAbsent) {
+		t.Fatalf("the condition is in the msgpack encoding: %q", b)
+	}
+	items, err := DecodeRawBatch(b)
+	if err != nil || len(items) != 1 || items[0].If != "" {
+		t.Fatalf("decoded %+v, %v: want one unconditional put", items, err)
+	}
 }
