@@ -27,6 +27,7 @@ type metrics struct {
 	quorumFailures [numOps]prometheus.Counter
 	refusedAdmit   prometheus.Counter // client operations refused at admission (MaxInflight)
 	refusedReads   prometheus.Counter // replica reads refused: the readers' queue was full
+	refusedStore   prometheus.Counter // writes the store refused: its queue was full
 	batches        [numOutcomes]prometheus.Counter
 	batchItems     prometheus.Counter
 	fsync          prometheus.Histogram
@@ -140,11 +141,12 @@ func newMetrics(n *Node) *metrics {
 	}
 	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kvmesh_overload_refusals_total",
-		Help: "Work refused as overloaded, by stage: admission (client operations beyond MaxInflight), replica_read (replica reads beyond the readers' queue).",
+		Help: "Work refused as overloaded, by stage: admission (client operations beyond MaxInflight), replica_read (replica reads beyond the readers' queue), store_queue (writes beyond the store's queue).",
 	}, []string{"stage"})
 	reg(refused)
 	m.refusedAdmit = refused.WithLabelValues("admission")
 	m.refusedReads = refused.WithLabelValues("replica_read")
+	m.refusedStore = refused.WithLabelValues("store_queue")
 	batches := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kvmesh_batches_total",
 		Help: "Batch messages received (the Go client's pipelining), by outcome: ok, or bad_request when the message did not decode. Their items count in kvmesh_request_duration_seconds.",

@@ -214,6 +214,7 @@ func (n *Node) start(ctx context.Context) error {
 	sopts.FS = n.fs
 	sopts.OnFail = n.storeFailed
 	sopts.OnSync = n.metrics.observeSync
+	sopts.OnOverload = n.metrics.refusedStore.Inc
 	n.plantStoreOptions(&sopts)
 	st, err := store.Open(n.cfg.dbPath(), sopts)
 	if err != nil {

@@ -191,7 +191,8 @@ func TestMergeFailuresIsolated(t *testing.T) {
 
 func TestOverload(t *testing.T) {
 	const maxQueue = 8
-	s, _ := openTest(t, Options{MaxQueue: maxQueue})
+	var refusals atomic.Int64
+	s, _ := openTest(t, Options{MaxQueue: maxQueue, OnOverload: func() { refusals.Add(1) }})
 	release := holdCommitter(t, s) // the gate is the first pending write
 
 	done, results := collect(maxQueue)
@@ -210,6 +211,9 @@ func TestOverload(t *testing.T) {
 	}
 	if _, err := s.Update(context.Background(), 0, "over", put("v")); !errors.Is(err, protocol.ErrOverloaded) {
 		t.Fatalf("Update beyond MaxQueue = %v, want ErrOverloaded", err)
+	}
+	if got := refusals.Load(); got != 2 {
+		t.Fatalf("OnOverload called %d times for 2 refused writes", got)
 	}
 
 	release()

@@ -82,6 +82,11 @@ type Options struct {
 	// quick (an atomic add, a histogram observation) and must not call
 	// the Store.
 	OnSync func(time.Duration)
+	// OnOverload, if set, is called each time Apply refuses a write as
+	// overloaded (MaxQueue writes pending): the node's refusals metric.
+	// It runs on the caller's goroutine; it must be quick and must not
+	// call the Store.
+	OnOverload func()
 
 	planted // test-only options of a build with the kvmesh_planted tag
 }
@@ -624,7 +629,7 @@ func (s *Store) ApplyLogged(p int, key string, f MergeFunc, logged func(), done 
 	}
 	if s.pending.Add(1) > int64(s.opts.MaxQueue) {
 		s.pending.Add(-1)
-		return protocol.Errorf(protocol.ErrOverloaded, "store: %d writes pending", s.opts.MaxQueue)
+		return s.overloaded(protocol.Errorf(protocol.ErrOverloaded, "store: %d writes pending", s.opts.MaxQueue))
 	}
 	select {
 	case s.queue <- o:
@@ -633,8 +638,16 @@ func (s *Store) ApplyLogged(p int, key string, f MergeFunc, logged func(), done 
 		// Unreachable: pending bounds the writes in the channel by its
 		// capacity. Refuse rather than block if that ever changes.
 		s.pending.Add(-1)
-		return protocol.Errorf(protocol.ErrOverloaded, "store: write queue full")
+		return s.overloaded(protocol.Errorf(protocol.ErrOverloaded, "store: write queue full"))
 	}
+}
+
+// overloaded reports a refused write to OnOverload and returns err.
+func (s *Store) overloaded(err error) error {
+	if s.opts.OnOverload != nil {
+		s.opts.OnOverload()
+	}
+	return err
 }
 
 // Update is Apply that waits: it returns the stored object once the write
