@@ -2,7 +2,6 @@ package protocol
 
 import (
 	"encoding/hex"
-	"errors"
 	"math"
 	"testing"
 )
@@ -42,20 +41,10 @@ func TestDigestReadRejects(t *testing.T) {
 		"digest of a scan":       func(r *Request) { r.Items[0] = Item{Op: RPCScan, DigestOnly: true} },
 		"digest of a coordinate": func(r *Request) { r.Items[0] = Item{Op: RPCCoordinate, Key: "k", W: 1, DigestOnly: true} },
 	}
-	for name, mutate := range reqCases {
-		req := validDigestReadRequest()
-		mutate(req)
-		b, _ := EncodeRequest(req)
-		if _, err := DecodeRequest(b); !errors.Is(err, ErrMalformed) {
-			t.Errorf("%s: got %v, want ErrMalformed", name, err)
-		}
-		assertSameDecode(t, name, b, DecodeRequest, refDecodeRequest, false)
-	}
-	rep := validDigestReadReply()
-	rep.Results[0].Obj = &Object{}
-	b, _ := EncodeReply(rep)
-	if _, err := DecodeReply(b); !errors.Is(err, ErrMalformed) {
-		t.Errorf("a digest with an object: got %v, want ErrMalformed", err)
-	}
-	assertSameDecode(t, "a digest with an object", b, DecodeReply, refDecodeReply, false)
+	assertRequestsRefused(t, validDigestReadRequest, reqCases, ErrMalformed)
+	assertRepliesRefused(t, validDigestReadReply, map[string]func(r *Reply){
+		"a digest with an object": func(r *Reply) { r.Results[0].Obj = &Object{} },
+	}, ErrMalformed, func(what string, b []byte) {
+		assertSameDecode(t, what, b, DecodeReply, refDecodeReply, false)
+	})
 }

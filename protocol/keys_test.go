@@ -48,32 +48,13 @@ func TestKeysRejects(t *testing.T) {
 		"partitions on a scan":     func(r *Request) { r.Items[2] = Item{Op: RPCScan, Parts: []int{1}} },
 		"limit on a write":         func(r *Request) { r.Items[2] = Item{Op: RPCWrite, Key: "k", Obj: &Object{}, Limit: 3} },
 	}
-	for name, mutate := range reqCases {
-		r := validKeysRequest()
-		mutate(r)
-		b, _ := EncodeRequest(r)
-		if got, err := DecodeRequest(b); err == nil || got != nil {
-			t.Errorf("request %s: accepted", name)
-		} else {
-			assertWireError(t, name, err)
-		}
-		assertSameDecode(t, "request "+name, b, DecodeRequest, refDecodeRequest, false)
-	}
+	assertRequestsRefused(t, validKeysRequest, reqCases, nil)
 	repCases := map[string]func(r *Reply){
 		"records out of order": func(r *Reply) { k := r.Results[0].Recs; k[0], k[1] = k[1], k[0] },
 		"repeated record":      func(r *Reply) { r.Results[0].Recs[1].Key = "user.1" },
 		"bad next":             func(r *Reply) { r.Results[0].Next = "\xff" },
 	}
-	for name, mutate := range repCases {
-		r := validKeysReply()
-		mutate(r)
-		b, _ := EncodeReply(r)
-		if got, err := DecodeReply(b); err == nil || got != nil {
-			t.Errorf("reply %s: accepted", name)
-		} else {
-			assertWireError(t, name, err)
-		}
-	}
+	assertRepliesRefused(t, validKeysReply, repCases, nil, nil)
 }
 
 // TestKeysRefusesCountsBeforeAllocating: a partition count the message

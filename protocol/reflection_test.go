@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"bytes"
+	"errors"
 	"math/rand"
 	"reflect"
 	"testing"
@@ -635,4 +636,49 @@ func assertRoundTrip(t *testing.T, what string, req *Request, rep *Reply) {
 		t.Errorf("%s reply:\n got %+v\nwant %+v", what, gotRep, rep)
 	}
 	assertSameDecode(t, what+" reply", b, DecodeReply, refDecodeReply, false)
+}
+
+// assertRequestsRefused checks that the decoder refuses valid() changed
+// by each case, with a 400 wire error (want, if not nil), as the
+// reflection reference does.
+func assertRequestsRefused(t *testing.T, valid func() *Request, cases map[string]func(r *Request), want error) {
+	t.Helper()
+	for name, mutate := range cases {
+		r := valid()
+		mutate(r)
+		b, _ := EncodeRequest(r)
+		assertRefused(t, "request "+name, b, DecodeRequest, want)
+		assertSameDecode(t, "request "+name, b, DecodeRequest, refDecodeRequest, false)
+	}
+}
+
+// assertRepliesRefused is assertRequestsRefused for replies; ref, if not
+// nil, also compares each encoding's decoding with the reference.
+func assertRepliesRefused(t *testing.T, valid func() *Reply, cases map[string]func(r *Reply), want error, ref func(what string, b []byte)) {
+	t.Helper()
+	for name, mutate := range cases {
+		r := valid()
+		mutate(r)
+		b, _ := EncodeReply(r)
+		assertRefused(t, "reply "+name, b, DecodeReply, want)
+		if ref != nil {
+			ref("reply "+name, b)
+		}
+	}
+}
+
+// assertRefused checks that dec refuses b, returning no value and a 400
+// wire error (want, if not nil).
+func assertRefused[T comparable](t *testing.T, what string, b []byte, dec func([]byte) (T, error), want error) {
+	t.Helper()
+	var zero T
+	got, err := dec(b)
+	if err == nil || got != zero {
+		t.Errorf("%s: accepted", what)
+		return
+	}
+	if want != nil && !errors.Is(err, want) {
+		t.Errorf("%s: got %v, want %v", what, err, want)
+	}
+	assertWireError(t, what, err)
 }

@@ -90,17 +90,7 @@ func TestScanRejects(t *testing.T) {
 		"op 8":              func(r *Request) { r.Items[0].Op = 8 },
 		"read with bad cur": func(r *Request) { r.Items[0] = Item{Op: RPCRead, Key: "a", After: "\xff"} },
 	}
-	for name, mutate := range reqCases {
-		r := validScanRequest()
-		mutate(r)
-		b, _ := EncodeRequest(r)
-		if got, err := DecodeRequest(b); err == nil || got != nil {
-			t.Errorf("request %s: accepted", name)
-		} else {
-			assertWireError(t, name, err)
-		}
-		assertSameDecode(t, "request "+name, b, DecodeRequest, refDecodeRequest, false)
-	}
+	assertRequestsRefused(t, validScanRequest, reqCases, nil)
 	repCases := map[string]func(r *Reply){
 		"records out of order": func(r *Reply) { recs := r.Results[0].Recs; recs[0], recs[1] = recs[1], recs[0] },
 		"repeated record":      func(r *Reply) { r.Results[0].Recs[1].Key = r.Results[0].Recs[0].Key },
@@ -118,17 +108,9 @@ func TestScanRejects(t *testing.T) {
 			}
 		},
 	}
-	for name, mutate := range repCases {
-		r := validScanReply()
-		mutate(r)
-		b, _ := EncodeReply(r)
-		if got, err := DecodeReply(b); err == nil || got != nil {
-			t.Errorf("reply %s: accepted", name)
-		} else {
-			assertWireError(t, name, err)
-		}
-		assertSameDecode(t, "reply "+name, b, DecodeReply, refDecodeReply, true)
-	}
+	assertRepliesRefused(t, validScanReply, repCases, nil, func(what string, b []byte) {
+		assertSameDecode(t, what, b, DecodeReply, refDecodeReply, true)
+	})
 	// Records of another shape: {"v":1,"f":"n2","r":[{"rec":[X]}]}
 	head := "83a17601a166a26e32a1729181a3726563"
 	for name, rec := range map[string]string{

@@ -46,17 +46,7 @@ func TestTreeRejects(t *testing.T) {
 		"negative bucket":       func(r *Request) { r.Items[2].Buckets[0] = -5 },
 		"bad cursor":            func(r *Request) { r.Items[2].After = "\xff" },
 	}
-	for name, mutate := range reqCases {
-		r := validTreeRequest()
-		mutate(r)
-		b, _ := EncodeRequest(r)
-		if got, err := DecodeRequest(b); err == nil || got != nil {
-			t.Errorf("request %s: accepted", name)
-		} else {
-			assertWireError(t, name, err)
-		}
-		assertSameDecode(t, "request "+name, b, DecodeRequest, refDecodeRequest, false)
-	}
+	assertRequestsRefused(t, validTreeRequest, reqCases, nil)
 	repCases := map[string]func(r *Reply){
 		"frontier mismatch":  func(r *Reply) { r.Results[0].Hashes = nil },
 		"frontier level":     func(r *Reply) { r.Results[0].Level = 99 },
@@ -66,16 +56,7 @@ func TestTreeRejects(t *testing.T) {
 		"invalid key":        func(r *Reply) { r.Results[2].Keys[0] = strings.Repeat("k", MaxKeyLen+1) },
 		"digests mismatch":   func(r *Reply) { r.Results[2].Digests = r.Results[2].Digests[:1] },
 	}
-	for name, mutate := range repCases {
-		r := validTreeReply()
-		mutate(r)
-		b, _ := EncodeReply(r)
-		if got, err := DecodeReply(b); err == nil || got != nil {
-			t.Errorf("reply %s: accepted", name)
-		} else {
-			assertWireError(t, name, err)
-		}
-	}
+	assertRepliesRefused(t, validTreeReply, repCases, nil, nil)
 }
 
 // TestTreeRefusesCountsBeforeAllocating: a list count the message cannot
